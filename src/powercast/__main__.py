@@ -1,0 +1,5 @@
+"""``python -m powercast`` is the ``powercast`` command."""
+
+from powercast.cli import main
+
+raise SystemExit(main())

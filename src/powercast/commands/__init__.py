@@ -1,0 +1,2 @@
+"""Subcommands of the powercast CLI, one module per job."""
+

@@ -1,0 +1,115 @@
+"""Data contracts as code: every Arrow schema and column name on disk is defined here, once."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+UTC_US = pa.timestamp("us", tz="UTC")
+
+# ---- readings store -------------------------------------------------------------------------
+# Measured columns, in the order of the UCI file. Values are float32 and nullable: a '?' in the
+# source becomes a null so that gaps stay visible downstream.
+TARGET_COLUMN = "active_power_kw"
+MEASURED_COLUMNS: tuple[str, ...] = (
+    "active_power_kw",
+    "reactive_power_kw",
+    "voltage_v",
+    "intensity_a",
+    "sub_metering_1_wh",
+    "sub_metering_2_wh",
+    "sub_metering_3_wh",
+)
+# Column names of the UCI text format, mapped to ours in the same order.
+UCI_HEADER: tuple[str, ...] = (
+    "Date",
+    "Time",
+    "Global_active_power",
+    "Global_reactive_power",
+    "Voltage",
+    "Global_intensity",
+    "Sub_metering_1",
+    "Sub_metering_2",
+    "Sub_metering_3",
+)
+# The documented generic CSV: these three first, then any of MEASURED_COLUMNS[1:].
+GENERIC_REQUIRED_COLUMNS: tuple[str, ...] = ("timestamp", "meter_id", "active_power_kw")
+
+READINGS_SCHEMA = pa.schema(
+    [
+        pa.field("meter_id", pa.string(), nullable=False),
+        pa.field("timestamp", UTC_US, nullable=False),
+        *[pa.field(name, pa.float32()) for name in MEASURED_COLUMNS],
+        pa.field("source_sha256", pa.string(), nullable=False),
+    ]
+)
+# Hive partition keys of store/readings (meter_id=…/year=…/month=…).
+READINGS_PARTITION_SCHEMA = pa.schema(
+    [pa.field("meter_id", pa.string()), pa.field("year", pa.int16()), pa.field("month", pa.int8())]
+)
+
+QUARANTINE_SCHEMA = pa.schema(
+    [
+        pa.field("source_file", pa.string(), nullable=False),
+        pa.field("source_sha256", pa.string(), nullable=False),
+        pa.field("line_number", pa.int64(), nullable=False),
+        pa.field("raw_line", pa.string(), nullable=False),
+        pa.field("reason", pa.string(), nullable=False),
+        pa.field("detail", pa.string()),
+        pa.field("run_id", pa.string(), nullable=False),
+        pa.field("quarantined_at", UTC_US, nullable=False),
+    ]
+)
+
+# Reason codes for quarantined rows.
+REASON_WRONG_COLUMN_COUNT = "wrong_column_count"
+REASON_BAD_TIMESTAMP = "bad_timestamp"
+REASON_NON_NUMERIC = "non_numeric"
+REASON_NEGATIVE_POWER = "negative_power"
+REASON_POWER_OUT_OF_RANGE = "power_out_of_range"
+REASON_VOLTAGE_OUT_OF_RANGE = "voltage_out_of_range"
+REASON_MISSING_METER = "missing_meter_id"
+REASON_CONFLICTING_DUPLICATE = "conflicting_duplicate"
+REASON_PARTIAL_MISSING = "partially_missing"
+
+MANIFEST_SCHEMA = pa.schema(
+    [
+        pa.field("source_file", pa.string(), nullable=False),
+        pa.field("source_sha256", pa.string(), nullable=False),
+        pa.field("run_id", pa.string(), nullable=False),
+        pa.field("ingested_at", UTC_US, nullable=False),
+        pa.field("rows_in", pa.int64(), nullable=False),
+        pa.field("rows_stored", pa.int64(), nullable=False),
+        pa.field("rows_missing", pa.int64(), nullable=False),
+        pa.field("rows_quarantined", pa.int64(), nullable=False),
+        pa.field("rows_replaced", pa.int64(), nullable=False),
+        pa.field("partitions_written", pa.int64(), nullable=False),
+    ]
+)
+
+# ---- forecast batch contract ------------------------------------------------------------------
+# Consumers depend on this. Any change to columns or types bumps FORECAST_CONTRACT_VERSION and
+# docs/forecast-contract.md.
+FORECAST_CONTRACT_VERSION = "1.0"
+FORECAST_MODELS: tuple[str, ...] = ("gru", "lstm", "seasonal_naive")
+FORECAST_SCHEMA = pa.schema(
+    [
+        pa.field("meter_id", pa.string(), nullable=False),
+        pa.field("issued_at", UTC_US, nullable=False),
+        pa.field("target_time", UTC_US, nullable=False),
+        pa.field("horizon_h", pa.int16(), nullable=False),
+        pa.field("yhat_kw", pa.float32(), nullable=False),
+        pa.field("yhat_lo_kw", pa.float32(), nullable=False),
+        pa.field("yhat_hi_kw", pa.float32(), nullable=False),
+        pa.field("model", pa.string(), nullable=False),
+        pa.field("model_version", pa.string(), nullable=False),
+        pa.field("run_id", pa.string(), nullable=False),
+    ]
+)
+# Keys of the Parquet file (key-value) metadata every batch carries.
+FORECAST_METADATA_KEYS: tuple[str, ...] = (
+    "powercast.contract_version",
+    "powercast.interval_coverage",
+    "powercast.training_start",
+    "powercast.training_end",
+    "powercast.validation_mae_kw",
+)
