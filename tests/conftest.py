@@ -32,3 +32,54 @@ def full_data_path() -> Path:
 def config(tmp_path: Path) -> PowercastConfig:
     """A default configuration whose data root is a fresh temporary folder."""
     return PowercastConfig(root=str(tmp_path / "root"))
+
+
+@pytest.fixture()
+def forecast_batch_factory():
+    """A builder of valid contract batches: ``factory(meter_id, issued_at, run_id=..., level_kw=...)``.
+
+    Rows are hand-made (no model), so publishing and reading can be tested on their own.
+    """
+    import numpy as np
+    import pandas as pd
+    import pyarrow as pa
+
+    from powercast.publish import ForecastBatch
+    from powercast.schemas import FORECAST_SCHEMA
+
+    def build(
+        meter_id: str,
+        issued_at: str,
+        run_id: str = "run-test",
+        level_kw: float = 1.0,
+        horizon_steps: int = 24,
+        model: str = "gru",
+    ) -> ForecastBatch:
+        issued = pd.Timestamp(issued_at).tz_convert("UTC")
+        horizons = np.arange(1, horizon_steps + 1, dtype=np.int16)
+        yhat_kw = (level_kw + 0.5 * np.sin(horizons / 24 * 2 * np.pi)).astype(np.float32)
+        table = pa.table(
+            {
+                "meter_id": [meter_id] * horizon_steps,
+                "issued_at": [issued] * horizon_steps,
+                "target_time": [issued + pd.Timedelta(hours=int(h)) for h in horizons],
+                "horizon_h": horizons,
+                "yhat_kw": yhat_kw,
+                "yhat_lo_kw": yhat_kw - np.float32(0.3),
+                "yhat_hi_kw": yhat_kw + np.float32(0.4),
+                "model": [model] * horizon_steps,
+                "model_version": ["v0001"] * horizon_steps,
+                "run_id": [run_id] * horizon_steps,
+            },
+            schema=FORECAST_SCHEMA,
+        )
+        return ForecastBatch(
+            table=table,
+            interval_coverage=0.8,
+            training_start_utc=pd.Timestamp("2006-12-16T16:00Z"),
+            training_end_utc=pd.Timestamp("2009-07-01T00:00Z"),
+            validation_mae_kw=0.42,
+            notes=("built by forecast_batch_factory",),
+        )
+
+    return build
