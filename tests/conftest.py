@@ -62,7 +62,7 @@ def forecast_batch_factory():
             {
                 "meter_id": [meter_id] * horizon_steps,
                 "issued_at": [issued] * horizon_steps,
-                "target_time": [issued + pd.Timedelta(hours=int(h)) for h in horizons],
+                "target_time": [issued + pd.Timedelta(hours=int(h) - 1) for h in horizons],
                 "horizon_h": horizons,
                 "yhat_kw": yhat_kw,
                 "yhat_lo_kw": yhat_kw - np.float32(0.3),

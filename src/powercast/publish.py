@@ -164,8 +164,8 @@ def validate_forecast_table(table: pa.Table, source: str) -> None:
     keys = pa.table({"m": table["meter_id"], "i": table["issued_at"], "h": table["horizon_h"]})
     if keys.group_by(["m", "i", "h"]).aggregate([]).num_rows != table.num_rows:
         raise ForecastError(f"{source} has duplicate (meter_id, issued_at, horizon_h) rows")
-    if pc.any(pc.less_equal(table["target_time"], table["issued_at"])).as_py():
-        raise ForecastError(f"{source} has target_time at or before issued_at")
+    if pc.any(pc.less(table["target_time"], table["issued_at"])).as_py():
+        raise ForecastError(f"{source} has target_time before issued_at; horizon 1 starts at the issue time")
 
 
 def to_utc_timestamp(value: datetime | pd.Timestamp | str, name: str) -> pd.Timestamp:
