@@ -32,7 +32,7 @@ DEFAULT_LOCK_TIMEOUT_S = 600.0
 POLL_INTERVAL_S = 0.2
 # Meter ids become file names; the first character is alphanumeric so that names starting
 # with "_" stay free for locks that are not about one meter (``_ingest``).
-_METER_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+METER_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 INGEST_LOCK_NAME = "_ingest"
 
 
@@ -61,7 +61,7 @@ def lock_path(root: str | Path, name: str) -> Path:
             f"cannot lock under data root {text!r}: file locks need a local path; run one writer per meter "
             "with a Prefect concurrency limit instead, or use a local data root"
         )
-    if name != INGEST_LOCK_NAME and not _METER_ID_PATTERN.match(name):
+    if name != INGEST_LOCK_NAME and not METER_ID_PATTERN.match(name):
         raise ConfigError(
             f"meter id {name!r} cannot name a lock file: use letters, digits, '_', '.' or '-', starting with a "
             "letter or digit (at most 128 characters)"

@@ -1,0 +1,1 @@
+"""Deployment definitions (prefect.yaml) and the local Prefect stack behind `make serve`."""

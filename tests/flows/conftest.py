@@ -1,0 +1,93 @@
+"""Fixtures for the Prefect flow tests: an in-process harness, and a real local Prefect server."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+# The flows are imported as `flows.*` from the repository root, as Prefect deployments do.
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+
+from deployments.serve import LocalPrefect, free_port  # noqa: E402
+
+SERVER_START_TIMEOUT_S = 240
+ARTIFACTS_DIR = REPO_ROOT / "test-artifacts"
+
+# Training settings small enough for a 2-core CI machine: one epoch of a tiny network on a
+# one-day lookback. They exercise every step of the pipeline, not the quality of the models.
+TINY_TRAINING: dict[str, object] = {
+    "lookback_steps": 24,
+    "horizon_steps": 24,
+    "hidden_sizes": [8],
+    "batch_size": 64,
+    "max_epochs": 1,
+    "max_time_s": 60.0,
+    "accelerator": "cpu",
+}
+
+
+@pytest.fixture(scope="session")
+def prefect_harness(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Run flows in this process against a throw-away Prefect server (SQLite in a temp folder)."""
+    from prefect.settings import (
+        PREFECT_HOME,
+        PREFECT_SERVER_ANALYTICS_ENABLED,
+        PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS,
+        temporary_settings,
+    )
+    from prefect.testing.utilities import prefect_test_harness
+
+    home = tmp_path_factory.mktemp("prefect-home")
+    with temporary_settings(
+        updates={
+            PREFECT_HOME: str(home),
+            PREFECT_SERVER_ANALYTICS_ENABLED: False,
+            PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS: SERVER_START_TIMEOUT_S,
+        }
+    ):
+        with prefect_test_harness(server_startup_timeout=SERVER_START_TIMEOUT_S):
+            yield
+
+
+@pytest.fixture(scope="session")
+def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalPrefect]:
+    """A real ``prefect server start`` on a free 127.0.0.1 port, work pool created, flows deployed.
+
+    No worker runs unless a test starts one (``prefect_worker``). Everything is stopped at the end
+    of the session, and the server's state lives in a temporary PREFECT_HOME.
+    """
+    home = tmp_path_factory.mktemp("prefect-server-home")
+    stack = LocalPrefect(port=free_port(), prefect_home=home, log_dir=home / "logs")
+    try:
+        stack.start_server(timeout_s=SERVER_START_TIMEOUT_S)
+        stack.create_pool()
+        stack.deploy()
+        yield stack
+    finally:
+        stack.stop()
+
+
+@pytest.fixture()
+def prefect_worker(prefect_server: LocalPrefect) -> Iterator[LocalPrefect]:
+    """A process worker on the server's pool for the duration of one test."""
+    prefect_server.start_worker()
+    try:
+        yield prefect_server
+    finally:
+        if prefect_server.worker is not None:
+            from deployments.serve import stop_process_group
+
+            stop_process_group(prefect_server.worker)
+            prefect_server.worker = None
+
+
+@pytest.fixture(scope="session")
+def artifacts_dir() -> Path:
+    """test-artifacts/ at the repository root (ignored by git; CI keeps it)."""
+    ARTIFACTS_DIR.mkdir(exist_ok=True)
+    return ARTIFACTS_DIR
