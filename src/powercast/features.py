@@ -52,7 +52,7 @@ def calendar_features(index_utc: pd.DatetimeIndex, local_tz: tzinfo) -> np.ndarr
     """
     local = index_utc.tz_convert(local_tz)
     hour_fraction = (local.hour.to_numpy() + local.minute.to_numpy() / 60.0) / 24.0
-    weekday_fraction = local.dayofweek.to_numpy() / 7.0
+    weekday_fraction = local.day_of_week.to_numpy() / 7.0
     hour_angle = 2.0 * np.pi * hour_fraction
     weekday_angle = 2.0 * np.pi * weekday_fraction
     columns = (np.sin(hour_angle), np.cos(hour_angle), np.sin(weekday_angle), np.cos(weekday_angle))
