@@ -14,6 +14,7 @@ from powercast.errors import PowercastError
 # Each module defines ``register(subparsers, common)``; its handler receives (args, config).
 COMMAND_MODULES: tuple[str, ...] = (
     "powercast.commands.ingest",
+    "powercast.commands.prepare",
 )
 
 
