@@ -1,0 +1,177 @@
+"""``RNNForecaster``: a stacked GRU or LSTM with a direct multi-horizon head (Lightning).
+
+The network reads a window of scaled inputs ``[B, L, F]`` (column 0 is the scaled target) and
+emits all ``H`` future steps of the scaled target at once ``[B, H]``; it is trained with an L1
+loss, so its forecasts aim at the conditional median, which is what MAE rewards. A linear
+"highway" from the last ``highway_steps`` target values straight to the output (as in LSTNet)
+gives the network the seasonal-naive signal for free, so the recurrent layers only have to learn
+corrections to it.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from torch import nn
+
+from powercast.errors import ConfigError, DataPreparationError
+
+Cell = Literal["gru", "lstm"]
+Scheduler = Literal["onecycle", "plateau", "none"]
+CELLS: tuple[str, ...] = ("gru", "lstm")
+SCHEDULERS: tuple[str, ...] = ("onecycle", "plateau", "none")
+
+
+class RNNForecaster(pl.LightningModule):
+    """A stacked recurrent forecaster that predicts all horizon steps at once.
+
+    Parameters
+    ----------
+    n_features : int
+        Number of input columns ``F`` (column 0 must be the scaled target).
+    lookback_steps : int
+        Window length ``L`` the model is trained on (stored for loading; any L works at run time).
+    horizon_steps : int
+        Number of future steps ``H`` predicted at once.
+    cell : {"gru", "lstm"}
+        Recurrent cell type.
+    hidden_sizes : sequence of int
+        Hidden size of each stacked recurrent layer, first to last (e.g. ``(128, 64)``).
+    dropout : float
+        Dropout between stacked layers and before the head.
+    highway_steps : int
+        Length of the linear shortcut from the last target values to the output; 0 disables it.
+    learning_rate : float
+        Adam learning rate (the peak rate for the one-cycle schedule).
+    weight_decay : float
+        Adam weight decay.
+    scheduler : {"onecycle", "plateau", "none"}
+        Learning-rate schedule: one-cycle over the whole run, halve on a validation plateau, or constant.
+    target_scale_kw : float
+        kW per scaled target unit, so that validation MAE can be logged in kW as well.
+    """
+
+    def __init__(
+        self,
+        n_features: int,
+        lookback_steps: int,
+        horizon_steps: int,
+        cell: str = "gru",
+        hidden_sizes: tuple[int, ...] | list[int] = (128, 64),
+        dropout: float = 0.1,
+        highway_steps: int = 0,
+        learning_rate: float = 1e-3,
+        weight_decay: float = 0.0,
+        scheduler: str = "none",
+        target_scale_kw: float = 1.0,
+    ) -> None:
+        super().__init__()
+        if cell not in CELLS:
+            raise ConfigError(f"cell must be one of {CELLS}, got {cell!r}")
+        if scheduler not in SCHEDULERS:
+            raise ConfigError(f"scheduler must be one of {SCHEDULERS}, got {scheduler!r}")
+        if n_features < 1 or lookback_steps < 1 or horizon_steps < 1:
+            raise ConfigError(
+                f"n_features, lookback_steps and horizon_steps must be >= 1, got {n_features}, {lookback_steps}, {horizon_steps}"
+            )
+        if not hidden_sizes or min(hidden_sizes) < 1:
+            raise ConfigError(f"hidden_sizes must be a non-empty list of positive sizes, got {list(hidden_sizes)}")
+        if not 0 <= highway_steps <= lookback_steps:
+            raise ConfigError(f"highway_steps must lie in [0, lookback_steps={lookback_steps}], got {highway_steps}")
+        self.save_hyperparameters()
+        rnn_class = nn.GRU if cell == "gru" else nn.LSTM
+        sizes = [n_features, *hidden_sizes]
+        self.layers = nn.ModuleList(
+            rnn_class(input_size=size_in, hidden_size=size_out, batch_first=True)
+            for size_in, size_out in zip(sizes[:-1], sizes[1:])
+        )
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(sizes[-1], horizon_steps)
+        self.highway = nn.Linear(highway_steps, horizon_steps) if highway_steps else None
+        self.loss_fn = nn.L1Loss()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Return scaled forecasts ``[B, H]`` for scaled input windows ``[B, L, F]``."""
+        sequence = x  # [B, L, F]
+        for index, layer in enumerate(self.layers):
+            sequence, _ = layer(sequence)  # [B, L, hidden_sizes[index]]
+            if index < len(self.layers) - 1:
+                sequence = self.dropout(sequence)
+        last = self.dropout(sequence[:, -1, :])  # [B, hidden_sizes[-1]]
+        yhat = self.head(last)  # [B, H]
+        if self.highway is not None:
+            recent_target = x[:, -self.hparams.highway_steps :, 0]  # [B, highway_steps]
+            yhat = yhat + self.highway(recent_target)  # [B, H]
+        return yhat
+
+    def _step_loss(self, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        x, y = batch  # [B, L, F], [B, H]
+        yhat = self(x)  # [B, H]
+        return self.loss_fn(yhat.float(), y.float())
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        """Return the L1 loss of one training batch (scaled units)."""
+        loss = self._step_loss(batch)
+        self.log("train_loss", loss, on_step=False, on_epoch=True, batch_size=batch[0].shape[0])
+        return loss
+
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        """Return the L1 loss of one validation batch and log it scaled and in kW."""
+        loss = self._step_loss(batch)
+        size = batch[0].shape[0]
+        self.log("val_mae", loss, on_step=False, on_epoch=True, batch_size=size)
+        self.log("val_mae_kw", loss * self.hparams.target_scale_kw, on_step=False, on_epoch=True, batch_size=size)
+        return loss
+
+    def predict_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        """Return scaled forecasts ``[B, H]`` for a batch ``x`` or ``(x, y)``."""
+        x = batch[0] if isinstance(batch, (tuple, list)) else batch  # [B, L, F]
+        return self(x)
+
+    @torch.no_grad()
+    def forecast_scaled(self, windows: np.ndarray, batch_size: int = 2048) -> np.ndarray:
+        """Return scaled forecasts ``[N, H]`` (float32, NumPy) for scaled input windows ``[N, L, F]``.
+
+        Runs in eval mode on the module's device in chunks, and restores the previous mode.
+        """
+        if windows.ndim != 3 or windows.shape[2] != self.hparams.n_features:
+            raise DataPreparationError(
+                f"windows must be [N, L, {self.hparams.n_features}] scaled inputs, got shape {windows.shape}"
+            )
+        if not np.isfinite(windows).all():
+            raise DataPreparationError("input windows contain NaN/inf: no NaN may reach a model")
+        was_training = self.training
+        self.eval()
+        outputs = []
+        for first in range(0, len(windows), batch_size):
+            chunk = torch.as_tensor(np.ascontiguousarray(windows[first : first + batch_size]), dtype=torch.float32)
+            outputs.append(self(chunk.to(self.device)).float().cpu().numpy())  # [b, H]
+        self.train(was_training)
+        if not outputs:
+            return np.zeros((0, self.hparams.horizon_steps), dtype=np.float32)
+        return np.concatenate(outputs).astype(np.float32)  # [N, H]
+
+    def configure_optimizers(self) -> Any:
+        """Return Adam and the configured learning-rate schedule."""
+        optimizer = torch.optim.Adam(
+            self.parameters(), lr=self.hparams.learning_rate, weight_decay=self.hparams.weight_decay
+        )
+        if self.hparams.scheduler == "onecycle":
+            schedule = torch.optim.lr_scheduler.OneCycleLR(
+                optimizer,
+                max_lr=self.hparams.learning_rate,
+                total_steps=max(int(self.trainer.estimated_stepping_batches), 1),
+            )
+            return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+        if self.hparams.scheduler == "plateau":
+            schedule = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="min", factor=0.5, patience=2)
+            return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "monitor": "val_mae"}}
+        return optimizer
+
+
+def count_parameters(module: nn.Module) -> int:
+    """Return the number of trainable parameters of ``module``."""
+    return sum(p.numel() for p in module.parameters() if p.requires_grad)

@@ -1,0 +1,411 @@
+"""The library-level nightly training step for one meter: train, score, select, register, report.
+
+``train_meter`` is the story of one night for one meter:
+
+1. prepare the meter's series (or take the given ``PreparedSeries``);
+2. train every configured cell (a NaN/inf loss stops here, before anything is written);
+3. score challengers, baselines and the current champion in kW on the same windows;
+4. select: the best challenger is promoted only if it beats the best baseline and the champion;
+5. register every challenger, move the champion pointer if promoted, record the decision;
+6. write ``runs/<run_id>/<meter_id>/`` (leaderboard JSON + Parquet, loss curves PNG).
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from powercast.atomic import atomic_write_bytes, atomic_write_json, atomic_write_parquet, resolve_filesystem
+from powercast.baselines import BASELINES, steps_per_day
+from powercast.config import PowercastConfig
+from powercast.conformal import ConformalIntervals
+from powercast.errors import DataPreparationError, TrainingError
+from powercast.metrics import ForecastScores, score_forecast, seasonal_naive_scale_kw
+from powercast.prepare import PreparedSeries, prepare_meter
+from powercast.registry import (
+    LoadedModel,
+    ModelRecord,
+    load_champion,
+    promote,
+    record_decision,
+    register_model,
+    version_name,
+)
+from powercast.selection import Decision, select_winner
+from powercast.training import FitResult, fit_forecaster, plot_loss_curves
+from powercast.windows import sliding_windows, window_has_invalid
+
+# Window sets every model is scored on. "val" (every validation window) decides the winner;
+# the day-ahead sets hold only windows issued at local midnight, as forecasts are in service.
+SELECTION_SET = "val"
+WINDOW_SETS: tuple[str, ...] = ("val", "val_day_ahead", "test", "test_day_ahead")
+
+LEADERBOARD_SCHEMA = pa.schema(
+    [
+        pa.field("run_id", pa.string(), nullable=False),
+        pa.field("meter_id", pa.string(), nullable=False),
+        pa.field("model", pa.string(), nullable=False),
+        pa.field("kind", pa.string(), nullable=False),
+        pa.field("version", pa.string()),
+        pa.field("window_set", pa.string(), nullable=False),
+        pa.field("n_windows", pa.int64(), nullable=False),
+        pa.field("mae_kw", pa.float64(), nullable=False),
+        pa.field("rmse_kw", pa.float64(), nullable=False),
+        pa.field("mase", pa.float64(), nullable=False),
+        pa.field("mae_kw_by_step", pa.list_(pa.float64()), nullable=False),
+        pa.field("interval_coverage", pa.float64()),
+        pa.field("train_time_s", pa.float64()),
+        pa.field("device", pa.string()),
+        pa.field("epochs", pa.int64()),
+        pa.field("promoted", pa.bool_(), nullable=False),
+    ]
+)
+
+
+@dataclass(frozen=True, eq=False)
+class TrainingOutcome:
+    """What one night's training of one meter produced and decided.
+
+    Attributes
+    ----------
+    meter_id, run_id : str
+    leaderboard : list[dict]
+        One row per model × window set (``LEADERBOARD_SCHEMA`` fields).
+    decision : Decision
+        The selection and its reason.
+    champion_version : str or None
+        The champion after this run.
+    versions : dict[str, str]
+        Cell → registered version of this run's challenger.
+    devices : dict[str, str]
+        Cell → device it trained on.
+    elapsed_s : dict[str, float]
+        Cell → training wall-clock time.
+    run_dir : str
+        Where the leaderboard and curves were written.
+    """
+
+    meter_id: str
+    run_id: str
+    leaderboard: list[dict[str, Any]]
+    decision: Decision
+    champion_version: str | None
+    versions: dict[str, str]
+    devices: dict[str, str]
+    elapsed_s: dict[str, float]
+    run_dir: str
+
+    def leaderboard_frame(self) -> pd.DataFrame:
+        """Return the leaderboard as a DataFrame."""
+        return pd.DataFrame(self.leaderboard, columns=LEADERBOARD_SCHEMA.names)
+
+
+def window_inputs(prepared: PreparedSeries, starts: np.ndarray) -> np.ndarray:
+    """Return the scaled input windows ``[N, L, F]`` (float32 copy) at ``starts``."""
+    return np.ascontiguousarray(sliding_windows(prepared.inputs, prepared.lookback_steps)[starts])
+
+
+def window_targets_kw(prepared: PreparedSeries, starts: np.ndarray) -> np.ndarray:
+    """Return the actual targets ``[N, H]`` kW of the windows at ``starts``."""
+    rows = np.asarray(starts, dtype=np.int64)[:, None] + prepared.lookback_steps + np.arange(prepared.horizon_steps)
+    return np.asarray(prepared.target_kw, dtype=np.float32)[rows]
+
+
+def scoring_windows(prepared: PreparedSeries) -> dict[str, np.ndarray]:
+    """Return window set name → window starts, leaving out empty sets (e.g. no test split)."""
+    sets = {
+        "val": prepared.window_starts["val"],
+        "val_day_ahead": prepared.origin_starts["val"],
+        "test": prepared.window_starts["test"],
+        "test_day_ahead": prepared.origin_starts["test"],
+    }
+    return {name: np.asarray(starts, dtype=np.int64) for name, starts in sets.items() if len(starts)}
+
+
+def forecast_challenger_kw(fit: FitResult, prepared: PreparedSeries, starts: np.ndarray) -> np.ndarray:
+    """Return a freshly trained model's ``[N, H]`` kW forecasts for the windows at ``starts``."""
+    return prepared.scaler.inverse_target_kw(fit.module.forecast_scaled(window_inputs(prepared, starts)))
+
+
+def forecast_champion_kw(
+    champion: LoadedModel, prepared: PreparedSeries, config: PowercastConfig, starts: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Return the champion's ``[M, H]`` kW forecasts for today's windows, and the ``[N]`` mask of those it could make.
+
+    When the champion was fit with today's scaler and features it reads today's inputs as they
+    are; otherwise the meter is prepared again with the champion's own scaler and features, and
+    windows are matched by their origin time. Windows whose inputs are missing for the champion
+    are left out (mask False).
+    """
+    same_inputs = (
+        champion.feature_names == prepared.feature_names
+        and champion.prepare_config.lookback_steps == prepared.lookback_steps
+        and champion.scaler.to_dict() == prepared.scaler.to_dict()
+    )
+    if same_inputs:
+        return champion.predict_kw(window_inputs(prepared, starts)), np.ones(len(starts), dtype=bool)
+    own_prepare = champion.prepare_config.model_copy(update={"split": config.prepare.split})
+    end_utc = (prepared.index_utc[-1] + (prepared.index_utc[1] - prepared.index_utc[0])).to_pydatetime()
+    theirs = prepare_meter(
+        config.model_copy(update={"prepare": own_prepare}), prepared.meter_id, end_utc=end_utc, scaler=champion.scaler
+    )
+    origins_utc = prepared.index_utc[starts + prepared.lookback_steps]
+    origin_rows = theirs.index_utc.get_indexer(origins_utc)
+    their_starts = origin_rows - theirs.lookback_steps
+    window_steps = theirs.lookback_steps
+    invalid = window_has_invalid(~np.isfinite(theirs.inputs).all(axis=1), window_steps)
+    usable = (origin_rows >= 0) & (their_starts >= 0)
+    usable[usable] = ~invalid[their_starts[usable]]
+    return champion.predict_kw(window_inputs(theirs, their_starts[usable])), usable
+
+
+def _score_row(
+    run_id: str, meter_id: str, model: str, kind: str, window_set: str, scores: ForecastScores, **extra: Any
+) -> dict[str, Any]:
+    row: dict[str, Any] = {
+        "run_id": run_id,
+        "meter_id": meter_id,
+        "model": model,
+        "kind": kind,
+        "version": None,
+        "window_set": window_set,
+        "n_windows": scores.n_windows,
+        "mae_kw": scores.mae_kw,
+        "rmse_kw": scores.rmse_kw,
+        "mase": scores.mase,
+        "mae_kw_by_step": list(scores.mae_kw_by_step),
+        "interval_coverage": None,
+        "train_time_s": None,
+        "device": None,
+        "epochs": None,
+        "promoted": False,
+    }
+    row.update(extra)
+    return row
+
+
+def _run_dir(config: PowercastConfig, run_id: str, meter_id: str) -> str:
+    _, base = resolve_filesystem(config.root)
+    return f"{base.rstrip('/')}/runs/{run_id}/{meter_id}"
+
+
+def _log_dir(config: PowercastConfig, run_dir: str) -> Path:
+    """Return a local folder for Lightning's CSV logs and checkpoints (a temp folder for URI roots)."""
+    if "://" in config.root:
+        return Path(tempfile.mkdtemp(prefix="powercast-train-"))
+    return Path(run_dir)
+
+
+def train_meter(
+    config: PowercastConfig,
+    meter_id: str,
+    run_id: str,
+    prepared: PreparedSeries | None = None,
+    progress: bool | None = None,
+) -> TrainingOutcome:
+    """Return the outcome of training, scoring, selecting and registering this night's models for one meter.
+
+    Parameters
+    ----------
+    config : PowercastConfig
+        Root, preparation, training and interval settings.
+    meter_id : str
+        The meter to train.
+    run_id : str
+        Names the registered versions (``<run_id>-<cell>``) and the run folder; re-running a
+        run id replaces what it wrote.
+    prepared : PreparedSeries, optional
+        Use this series instead of preparing the meter from the store.
+    progress : bool, optional
+        Progress bars; None shows them only on a terminal.
+
+    Raises
+    ------
+    TrainingError
+        A loss became NaN/inf or a split has no window; nothing was registered and the
+        champion is unchanged.
+    """
+    series = prepared if prepared is not None else prepare_meter(config, meter_id)
+    if series.meter_id != meter_id:
+        raise DataPreparationError(f"the given series belongs to meter {series.meter_id!r}, not {meter_id!r}")
+    run_dir = _run_dir(config, run_id, meter_id)
+    log_dir = _log_dir(config, run_dir)
+    fits = {
+        cell: fit_forecaster(series, config.train, cell, log_dir / cell, progress) for cell in config.train.cells
+    }
+
+    windows = scoring_windows(series)
+    if SELECTION_SET not in windows:
+        raise TrainingError(f"meter {meter_id!r} has no validation window to select a model on")
+    actual_kw = {name: window_targets_kw(series, starts) for name, starts in windows.items()}
+    train_start, train_end = series.split_bounds_utc["train"]
+    train_rows = (series.index_utc >= train_start) & (series.index_utc < train_end)
+    mase_scale_kw = seasonal_naive_scale_kw(series.target_kw[train_rows], steps_per_day(series))
+
+    forecasts_kw: dict[str, dict[str, np.ndarray]] = {
+        cell: {name: forecast_challenger_kw(fit, series, starts) for name, starts in windows.items()}
+        for cell, fit in fits.items()
+    }
+    for name, baseline in BASELINES.items():
+        forecasts_kw[name] = {set_name: baseline(series, starts) for set_name, starts in windows.items()}
+
+    champion = load_champion(config.root, meter_id)
+    selection_mask = np.ones(len(windows[SELECTION_SET]), dtype=bool)
+    champion_kw: dict[str, np.ndarray] = {}
+    champion_masks: dict[str, np.ndarray] = {}
+    if champion is not None:
+        for name, starts in windows.items():
+            champion_kw[name], champion_masks[name] = forecast_champion_kw(champion, series, config, starts)
+        selection_mask = champion_masks[SELECTION_SET]
+        if not selection_mask.any():
+            raise TrainingError(
+                f"champion {champion.version} of meter {meter_id!r} cannot forecast any of today's validation windows"
+            )
+
+    def selection_mae_kw(yhat_kw: np.ndarray) -> float:
+        truth = actual_kw[SELECTION_SET][selection_mask]
+        return float(np.abs(yhat_kw[selection_mask] - truth).mean())
+
+    decision = select_winner(
+        challenger_val_mae_kw={cell: selection_mae_kw(forecasts_kw[cell][SELECTION_SET]) for cell in fits},
+        baseline_val_mae_kw={name: selection_mae_kw(forecasts_kw[name][SELECTION_SET]) for name in BASELINES},
+        champion_val_mae_kw=(
+            float(np.abs(champion_kw[SELECTION_SET] - actual_kw[SELECTION_SET][selection_mask]).mean())
+            if champion is not None
+            else None
+        ),
+        champion_version=champion.version if champion is not None else None,
+        n_val_windows=int(selection_mask.sum()),
+    )
+
+    versions = {cell: version_name(run_id, cell) for cell in fits}
+    leaderboard: list[dict[str, Any]] = []
+    intervals: dict[str, ConformalIntervals] = {}
+    for cell, fit in fits.items():
+        intervals[cell] = ConformalIntervals(config.forecast.interval_coverage).fit(
+            actual_kw[SELECTION_SET], forecasts_kw[cell][SELECTION_SET]
+        )
+        for name in windows:
+            leaderboard.append(
+                _score_row(
+                    run_id, meter_id, cell, "challenger", name,
+                    score_forecast(actual_kw[name], forecasts_kw[cell][name], mase_scale_kw),
+                    version=versions[cell],
+                    interval_coverage=intervals[cell].coverage_of(actual_kw[name], forecasts_kw[cell][name]),
+                    train_time_s=fit.elapsed_s, device=fit.device, epochs=fit.epochs_run,
+                    promoted=decision.winner == cell,
+                )
+            )
+    for name in BASELINES:
+        for set_name in windows:
+            scores = score_forecast(actual_kw[set_name], forecasts_kw[name][set_name], mase_scale_kw)
+            leaderboard.append(_score_row(run_id, meter_id, name, "baseline", set_name, scores))
+    if champion is not None:
+        for set_name in windows:
+            if champion_masks[set_name].any():
+                scores = score_forecast(
+                    actual_kw[set_name][champion_masks[set_name]], champion_kw[set_name], mase_scale_kw
+                )
+                leaderboard.append(
+                    _score_row(run_id, meter_id, "champion", "champion", set_name, scores, version=champion.version)
+                )
+
+    data_range = (series.index_utc[0], series.index_utc[-1] + (series.index_utc[1] - series.index_utc[0]))
+    for cell, fit in fits.items():
+        record = ModelRecord(
+            cell=cell,
+            scaler=series.scaler,
+            feature_names=series.feature_names,
+            prepare_config=config.prepare,
+            train_config=config.train,
+            training_range_utc=series.split_bounds_utc["train"],
+            data_range_utc=data_range,
+            validation_mae_kw=_row_mae(leaderboard, cell, SELECTION_SET),
+            metrics={row["window_set"]: _metrics_of(row) for row in leaderboard if row["model"] == cell},
+            interval_lo_kw=intervals[cell].lo_kw_,
+            interval_hi_kw=intervals[cell].hi_kw_,
+            interval_coverage=config.forecast.interval_coverage,
+            run_id=run_id,
+            training={
+                "device": fit.device,
+                "precision": fit.precision,
+                "elapsed_s": fit.elapsed_s,
+                "epochs_run": fit.epochs_run,
+                "best_epoch": fit.best_epoch,
+                "stopped_by": fit.stopped_by,
+            },
+        )
+        register_model(config.root, meter_id, versions[cell], fit.module, record)
+    champion_after = champion.version if champion is not None else None
+    if decision.promoted and decision.winner is not None:
+        champion_after = versions[decision.winner]
+        promote(config.root, meter_id, champion_after, run_id)
+    record_decision(
+        config.root,
+        meter_id,
+        run_id,
+        {
+            **decision.to_dict(),
+            "champion_before": decision.champion_version,
+            "champion_after": champion_after,
+            "challenger_versions": versions,
+            "decided_at": datetime.now(timezone.utc).isoformat(),
+        },
+    )
+    _write_run_report(config, run_dir, run_id, meter_id, leaderboard, decision, champion_after, fits)
+    return TrainingOutcome(
+        meter_id=meter_id,
+        run_id=run_id,
+        leaderboard=leaderboard,
+        decision=decision,
+        champion_version=champion_after,
+        versions=versions,
+        devices={cell: fit.device for cell, fit in fits.items()},
+        elapsed_s={cell: fit.elapsed_s for cell, fit in fits.items()},
+        run_dir=run_dir,
+    )
+
+
+def _row_mae(leaderboard: list[dict[str, Any]], model: str, window_set: str) -> float:
+    return next(row["mae_kw"] for row in leaderboard if row["model"] == model and row["window_set"] == window_set)
+
+
+def _metrics_of(row: dict[str, Any]) -> dict[str, Any]:
+    keys = ("n_windows", "mae_kw", "rmse_kw", "mase", "mae_kw_by_step", "interval_coverage")
+    return {key: row[key] for key in keys}
+
+
+def _write_run_report(
+    config: PowercastConfig,
+    run_dir: str,
+    run_id: str,
+    meter_id: str,
+    leaderboard: list[dict[str, Any]],
+    decision: Decision,
+    champion_after: str | None,
+    fits: dict[str, FitResult],
+) -> None:
+    filesystem, _ = resolve_filesystem(config.root)
+    payload = {
+        "run_id": run_id,
+        "meter_id": meter_id,
+        "decision": decision.to_dict(),
+        "champion_after": champion_after,
+        "rows": leaderboard,
+        "written_at": datetime.now(timezone.utc).isoformat(),
+    }
+    atomic_write_json(f"{run_dir}/leaderboard.json", payload, filesystem)
+    atomic_write_parquet(
+        f"{run_dir}/leaderboard.parquet", pa.Table.from_pylist(leaderboard, schema=LEADERBOARD_SCHEMA), filesystem=filesystem
+    )
+    png = plot_loss_curves(
+        {cell: fit.curves for cell, fit in fits.items()}, title=f"{meter_id} · run {run_id}: L1 loss (scaled target)"
+    )
+    atomic_write_bytes(f"{run_dir}/curves.png", png, filesystem)

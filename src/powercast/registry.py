@@ -1,0 +1,322 @@
+"""Versioned model folders on disk, the champion pointer, and the history of promotion decisions.
+
+Layout under the data root (a local path or a URI)::
+
+    models/<meter_id>/<version>/weights.safetensors   tensors only (CPU, loadable anywhere)
+    models/<meter_id>/<version>/model.json            everything needed to rebuild and trust it
+    models/<meter_id>/champion.json                   {"version": ...}, replaced atomically
+    models/<meter_id>/history.jsonl                   one line per nightly decision (idempotent per run_id)
+
+``model.json`` is written after the weights, so a version folder without it is incomplete and
+never listed. Weights are stored as safetensors from CPU copies, so a model trained on a GPU
+loads on a machine without one.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow.fs as pafs
+from safetensors.torch import load as load_safetensors
+from safetensors.torch import save as save_safetensors
+
+import powercast
+from powercast.atomic import atomic_write_bytes, atomic_write_json, resolve_filesystem
+from powercast.config import PrepareConfig, TrainConfig
+from powercast.errors import RegistryError
+from powercast.models.rnn import RNNForecaster
+from powercast.scaling import FeatureScaler
+
+MODEL_FORMAT = "powercast.model/1"
+WEIGHTS_FILE = "weights.safetensors"
+CARD_FILE = "model.json"
+CHAMPION_FILE = "champion.json"
+HISTORY_FILE = "history.jsonl"
+_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
+
+
+@dataclass(frozen=True, eq=False)
+class ModelRecord:
+    """What is written beside a model's weights.
+
+    Attributes
+    ----------
+    cell : str
+        ``"gru"`` or ``"lstm"``.
+    scaler : FeatureScaler
+        The fitted input scaler.
+    feature_names : tuple[str, ...]
+        Input columns in order.
+    prepare_config, train_config : PrepareConfig, TrainConfig
+        The configuration the model was prepared and trained with.
+    training_range_utc : tuple[pd.Timestamp, pd.Timestamp]
+        [start, end) of the training split.
+    data_range_utc : tuple[pd.Timestamp, pd.Timestamp]
+        [start, end) of all data the run saw (through validation and test).
+    validation_mae_kw : float
+        Validation MAE in kW on all validation windows (the selection metric).
+    metrics : dict
+        Leaderboard scores of this model (JSON-able).
+    interval_lo_kw, interval_hi_kw : np.ndarray
+        Conformal offsets per horizon step ``[H]`` (``lo <= 0 <= hi``).
+    interval_coverage : float
+        Target coverage of the interval.
+    run_id : str
+        The run that trained it.
+    training : dict
+        Device, precision, elapsed_s, epochs (JSON-able).
+    """
+
+    cell: str
+    scaler: FeatureScaler
+    feature_names: tuple[str, ...]
+    prepare_config: PrepareConfig
+    train_config: TrainConfig
+    training_range_utc: tuple[pd.Timestamp, pd.Timestamp]
+    data_range_utc: tuple[pd.Timestamp, pd.Timestamp]
+    validation_mae_kw: float
+    metrics: dict[str, Any]
+    interval_lo_kw: np.ndarray
+    interval_hi_kw: np.ndarray
+    interval_coverage: float
+    run_id: str
+    training: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, eq=False)
+class LoadedModel:
+    """A registered model ready to forecast on CPU, with what it was trained on and how good it was."""
+
+    version: str
+    cell: str
+    module: RNNForecaster
+    scaler: FeatureScaler
+    feature_names: tuple[str, ...]
+    prepare_config: PrepareConfig
+    interval_lo_kw: np.ndarray
+    interval_hi_kw: np.ndarray
+    interval_coverage: float
+    training_range_utc: tuple[pd.Timestamp, pd.Timestamp]
+    validation_mae_kw: float
+    metadata: dict[str, Any]
+
+    def predict_kw(self, inputs: np.ndarray) -> np.ndarray:
+        """Return ``[N, H]`` kW forecasts for ``[N, L, F]`` scaled input windows."""
+        if inputs.ndim != 3 or inputs.shape[2] != len(self.feature_names):
+            raise RegistryError(
+                f"model {self.version} expects [N, L, {len(self.feature_names)}] inputs "
+                f"({', '.join(self.feature_names)}), got shape {inputs.shape}"
+            )
+        return self.scaler.inverse_target_kw(self.module.forecast_scaled(inputs))
+
+
+def code_version() -> dict[str, str | None]:
+    """Return the package version and, when the source lives in a git checkout, its commit."""
+    source_dir = Path(powercast.__file__).resolve().parent
+    try:
+        completed = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=source_dir, capture_output=True, text=True, timeout=10, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return {"powercast": powercast.__version__, "git_sha": None}
+    sha = completed.stdout.strip() if completed.returncode == 0 else None
+    return {"powercast": powercast.__version__, "git_sha": sha or None}
+
+
+def _checked_name(kind: str, value: str) -> str:
+    if not _NAME_PATTERN.match(value):
+        raise RegistryError(
+            f"{kind} {value!r} cannot name a registry folder: use letters, digits, '.', '_' and '-' "
+            "(starting with a letter or digit)"
+        )
+    return value
+
+
+def _meter_dir(root: str, meter_id: str) -> tuple[pafs.FileSystem, str]:
+    filesystem, base = resolve_filesystem(root)
+    return filesystem, f"{base.rstrip('/')}/models/{_checked_name('meter_id', meter_id)}"
+
+
+def _read_bytes(filesystem: pafs.FileSystem, path: str) -> bytes | None:
+    if filesystem.get_file_info(path).type != pafs.FileType.File:
+        return None
+    with filesystem.open_input_stream(path) as stream:
+        return stream.read()
+
+
+def _timestamp_text(value: pd.Timestamp) -> str:
+    return pd.Timestamp(value).isoformat()
+
+
+def version_name(run_id: str, cell: str) -> str:
+    """Return the registry version of a run's model: ``<run_id>-<cell>`` (re-running a run replaces it)."""
+    return _checked_name("version", f"{_checked_name('run_id', run_id)}-{cell}")
+
+
+def register_model(root: str, meter_id: str, version: str, module: RNNForecaster, record: ModelRecord) -> str:
+    """Write a model's weights and card under ``models/<meter_id>/<version>/``; return the folder path."""
+    filesystem, meter_dir = _meter_dir(root, meter_id)
+    folder = f"{meter_dir}/{_checked_name('version', version)}"
+    lo, hi = np.asarray(record.interval_lo_kw, dtype=float), np.asarray(record.interval_hi_kw, dtype=float)
+    if lo.shape != (module.hparams.horizon_steps,) or hi.shape != lo.shape or (lo > 0).any() or (hi < 0).any():
+        raise RegistryError(
+            f"interval offsets for {version} must be [{module.hparams.horizon_steps}] with lo <= 0 <= hi, "
+            f"got shapes {lo.shape}, {hi.shape}"
+        )
+    tensors = {name: tensor.detach().to("cpu").float().contiguous() for name, tensor in module.state_dict().items()}
+    card = {
+        "format": MODEL_FORMAT,
+        "version": version,
+        "meter_id": meter_id,
+        "cell": record.cell,
+        "hparams": dict(module.hparams),
+        "feature_names": list(record.feature_names),
+        "scaler": record.scaler.to_dict(),
+        "prepare_config": record.prepare_config.model_dump(mode="json"),
+        "train_config": record.train_config.model_dump(mode="json"),
+        "training_range_utc": [_timestamp_text(t) for t in record.training_range_utc],
+        "data_range_utc": [_timestamp_text(t) for t in record.data_range_utc],
+        "validation_mae_kw": float(record.validation_mae_kw),
+        "metrics": record.metrics,
+        "interval": {"coverage": float(record.interval_coverage), "lo_kw": lo.tolist(), "hi_kw": hi.tolist()},
+        "run_id": record.run_id,
+        "training": record.training,
+        "code_version": code_version(),
+        "created_at": datetime.now(timezone.utc).isoformat(),
+    }
+    atomic_write_bytes(f"{folder}/{WEIGHTS_FILE}", save_safetensors(tensors), filesystem)
+    atomic_write_json(f"{folder}/{CARD_FILE}", card, filesystem)
+    return folder
+
+
+def list_versions(root: str, meter_id: str) -> list[str]:
+    """Return the meter's complete registered versions, sorted by name."""
+    filesystem, meter_dir = _meter_dir(root, meter_id)
+    if filesystem.get_file_info(meter_dir).type != pafs.FileType.Directory:
+        return []
+    entries = filesystem.get_file_info(pafs.FileSelector(meter_dir))
+    versions = [
+        entry.base_name
+        for entry in entries
+        if entry.type == pafs.FileType.Directory
+        and filesystem.get_file_info(f"{entry.path}/{CARD_FILE}").type == pafs.FileType.File
+    ]
+    return sorted(versions)
+
+
+def read_card(root: str, meter_id: str, version: str) -> dict[str, Any]:
+    """Return the parsed ``model.json`` of one version."""
+    filesystem, meter_dir = _meter_dir(root, meter_id)
+    path = f"{meter_dir}/{_checked_name('version', version)}/{CARD_FILE}"
+    raw = _read_bytes(filesystem, path)
+    if raw is None:
+        known = list_versions(root, meter_id)
+        raise RegistryError(f"meter {meter_id!r} has no model version {version!r} at {path}; known versions: {known}")
+    try:
+        card = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise RegistryError(f"{path} is not valid JSON ({exc}); the registry entry is damaged: retrain") from exc
+    if card.get("format") != MODEL_FORMAT:
+        raise RegistryError(f"{path} has format {card.get('format')!r}, expected {MODEL_FORMAT!r}: retrain the model")
+    return card
+
+
+def load_model(root: str, meter_id: str, version: str) -> LoadedModel:
+    """Return a registered model rebuilt on CPU in eval mode (also when it was trained on a GPU)."""
+    card = read_card(root, meter_id, version)
+    filesystem, meter_dir = _meter_dir(root, meter_id)
+    weights_path = f"{meter_dir}/{version}/{WEIGHTS_FILE}"
+    raw = _read_bytes(filesystem, weights_path)
+    if raw is None:
+        raise RegistryError(f"model {version} of meter {meter_id!r} has no weights at {weights_path}: retrain it")
+    hparams = dict(card["hparams"])
+    hparams["hidden_sizes"] = tuple(hparams["hidden_sizes"])
+    module = RNNForecaster(**hparams)
+    try:
+        module.load_state_dict(load_safetensors(raw))
+    except (RuntimeError, ValueError) as exc:
+        raise RegistryError(f"weights at {weights_path} do not fit the model described in its card: {exc}") from exc
+    module.to("cpu").eval()
+    interval = card["interval"]
+    start, end = (pd.Timestamp(text) for text in card["training_range_utc"])
+    return LoadedModel(
+        version=version,
+        cell=card["cell"],
+        module=module,
+        scaler=FeatureScaler.from_dict(card["scaler"]),
+        feature_names=tuple(card["feature_names"]),
+        prepare_config=PrepareConfig.model_validate(card["prepare_config"]),
+        interval_lo_kw=np.asarray(interval["lo_kw"], dtype=np.float32),
+        interval_hi_kw=np.asarray(interval["hi_kw"], dtype=np.float32),
+        interval_coverage=float(interval["coverage"]),
+        training_range_utc=(start, end),
+        validation_mae_kw=float(card["validation_mae_kw"]),
+        metadata=card,
+    )
+
+
+def champion_version(root: str, meter_id: str) -> str | None:
+    """Return the version the champion pointer names, or None when the meter has no champion."""
+    filesystem, meter_dir = _meter_dir(root, meter_id)
+    raw = _read_bytes(filesystem, f"{meter_dir}/{CHAMPION_FILE}")
+    if raw is None:
+        return None
+    try:
+        return str(json.loads(raw)["version"])
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise RegistryError(f"{meter_dir}/{CHAMPION_FILE} is damaged ({exc}); re-promote a version") from exc
+
+
+def load_champion(root: str, meter_id: str) -> LoadedModel | None:
+    """Return the meter's champion model, or None when no model has been promoted yet."""
+    version = champion_version(root, meter_id)
+    return None if version is None else load_model(root, meter_id, version)
+
+
+def promote(root: str, meter_id: str, version: str, run_id: str) -> None:
+    """Point the meter's champion at ``version`` (atomic replace of ``champion.json``)."""
+    card = read_card(root, meter_id, version)
+    filesystem, meter_dir = _meter_dir(root, meter_id)
+    pointer = {
+        "version": version,
+        "cell": card["cell"],
+        "validation_mae_kw": card["validation_mae_kw"],
+        "run_id": run_id,
+        "promoted_at": datetime.now(timezone.utc).isoformat(),
+    }
+    atomic_write_json(f"{meter_dir}/{CHAMPION_FILE}", pointer, filesystem)
+
+
+def read_history(root: str, meter_id: str) -> list[dict[str, Any]]:
+    """Return the meter's decisions, oldest first (empty when none was recorded)."""
+    filesystem, meter_dir = _meter_dir(root, meter_id)
+    path = f"{meter_dir}/{HISTORY_FILE}"
+    raw = _read_bytes(filesystem, path)
+    if raw is None:
+        return []
+    entries = []
+    for number, line in enumerate(raw.decode("utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            entries.append(json.loads(line))
+        except json.JSONDecodeError as exc:
+            raise RegistryError(f"{path} line {number} is not valid JSON ({exc}); repair or remove that line") from exc
+    return entries
+
+
+def record_decision(root: str, meter_id: str, run_id: str, entry: dict[str, Any]) -> None:
+    """Append a run's decision to ``history.jsonl``; recording the same run again replaces its line."""
+    filesystem, meter_dir = _meter_dir(root, meter_id)
+    kept = [old for old in read_history(root, meter_id) if old.get("run_id") != run_id]
+    line = {"run_id": run_id, "recorded_at": datetime.now(timezone.utc).isoformat(), **entry}
+    text = "".join(json.dumps(item, sort_keys=True, default=str) + "\n" for item in [*kept, line])
+    atomic_write_bytes(f"{meter_dir}/{HISTORY_FILE}", text.encode("utf-8"), filesystem)
