@@ -129,18 +129,30 @@ class PrepareConfig(_Section):
 class TrainConfig(_Section):
     """How challengers are trained."""
 
-    cells: list[Literal["gru", "lstm"]] = Field(default_factory=lambda: ["gru", "lstm"], min_length=1)
-    hidden_sizes: list[int] = Field(default_factory=lambda: [128, 64], min_length=1)
-    dropout: float = Field(0.1, ge=0, lt=1)
-    learning_rate: float = Field(1e-3, gt=0)
-    weight_decay: float = Field(0.0, ge=0)
-    batch_size: int = Field(128, ge=1)
-    max_epochs: int = Field(30, ge=1)
+    cells: list[Literal["gru", "lstm"]] = Field(
+        default_factory=lambda: ["gru", "lstm"], min_length=1, description="Recurrent cells trained each night."
+    )
+    hidden_sizes: list[int] = Field(
+        default_factory=lambda: [64], min_length=1, description="Hidden size of each stacked recurrent layer."
+    )
+    dropout: float = Field(0.1, ge=0, lt=1, description="Dropout between stacked layers and before the head.")
+    highway: bool = Field(
+        True, description="Add a linear shortcut from the lookback's target values to the forecast (LSTNet style)."
+    )
+    learning_rate: float = Field(3e-3, gt=0, description="Adam learning rate (peak rate of the one-cycle schedule).")
+    scheduler: Literal["onecycle", "plateau", "none"] = Field(
+        "onecycle", description="Learning-rate schedule: one-cycle over max_epochs, halve on plateau, or constant."
+    )
+    weight_decay: float = Field(0.0, ge=0, description="Adam weight decay.")
+    batch_size: int = Field(128, ge=1, description="Windows per training batch.")
+    max_epochs: int = Field(20, ge=1, description="Upper bound on training epochs.")
     patience_epochs: int = Field(5, ge=1, description="Early stopping patience on validation MAE.")
     max_time_s: float = Field(1800.0, gt=0, description="Wall-clock budget per model.")
-    gradient_clip: float = Field(1.0, gt=0)
-    accelerator: Literal["auto", "cpu", "gpu"] = "auto"
-    seed: int = 42
+    gradient_clip: float = Field(1.0, gt=0, description="Clip the gradient norm to this value.")
+    accelerator: Literal["auto", "cpu", "gpu"] = Field(
+        "auto", description="'auto' trains on a GPU when one is present (bf16 mixed precision), else on CPU."
+    )
+    seed: int = Field(42, description="Seed of weights and shuffling; CPU runs with one seed give identical metrics.")
 
 
 class ForecastConfig(_Section):
