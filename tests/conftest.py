@@ -83,3 +83,19 @@ def forecast_batch_factory():
         )
 
     return build
+
+
+@pytest.fixture(scope="session")
+def ingested_sample_root(tmp_path_factory: pytest.TempPathFactory, sample_path: Path) -> str:
+    """A data root (shared by the session, treat as read-only) with the bundled sample ingested."""
+    from powercast.ingest import ingest_paths
+
+    root = tmp_path_factory.mktemp("ingested_sample") / "root"
+    ingest_paths([sample_path], PowercastConfig(root=str(root)), run_id="fixture-sample", progress=False)
+    return str(root)
+
+
+@pytest.fixture()
+def ingested_config(ingested_sample_root: str) -> PowercastConfig:
+    """A default configuration whose data root already holds the ingested bundled sample (read-only)."""
+    return PowercastConfig(root=ingested_sample_root)

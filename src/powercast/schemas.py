@@ -113,3 +113,10 @@ FORECAST_METADATA_KEYS: tuple[str, ...] = (
     "powercast.training_end",
     "powercast.validation_mae_kw",
 )
+
+# ---- readings store, appended by ingest ----------------------------------------------------------
+# Columns inside store/readings/.../part-0.parquet: the partition key meter_id lives in the path.
+READINGS_FILE_SCHEMA = pa.schema([field for field in READINGS_SCHEMA if field.name != "meter_id"])
+# More reason codes for quarantined rows.
+REASON_DUPLICATE_ROW = "duplicate_row"  # an exact copy of an earlier line of the same file
+REASON_BAD_METER_ID = "bad_meter_id"  # a meter_id that cannot name a store partition folder
