@@ -159,6 +159,12 @@ class ForecastConfig(_Section):
     """How forecast batches are made."""
 
     interval_coverage: float = Field(0.8, gt=0, lt=1, description="Target coverage of [yhat_lo_kw, yhat_hi_kw].")
+    baseline_calibration_days: int = Field(
+        28,
+        ge=1,
+        le=366,
+        description="A seasonal-naive fallback calibrates its interval on windows of this many days before the issue time.",
+    )
 
 
 class PowercastConfig(_Section):
