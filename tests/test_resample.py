@@ -87,3 +87,9 @@ def test_naive_timestamps_are_rejected() -> None:
     readings["timestamp"] = readings["timestamp"].dt.tz_localize(None)
     with pytest.raises(DataPreparationError, match="timezone-aware"):
         resample_readings(readings, "1h", 0.5, [TARGET_COLUMN])
+
+
+def test_unsorted_readings_resample_like_sorted(sample_readings: pd.DataFrame) -> None:
+    shuffled = sample_readings.sample(frac=1.0, random_state=0)
+    expected = resample_readings(sample_readings, "1h", 0.5, [TARGET_COLUMN]).frame
+    pd.testing.assert_frame_equal(resample_readings(shuffled, "1h", 0.5, [TARGET_COLUMN]).frame, expected)

@@ -67,12 +67,15 @@ def utc_timestamps_ns(frame: pd.DataFrame) -> np.ndarray:
 
 def reading_interval_ns(timestamps_ns: np.ndarray) -> int:
     """Return the readings' own sampling interval: the median step between distinct timestamps."""
-    distinct = np.unique(timestamps_ns)
-    if distinct.size < 2:
+    steps = np.diff(timestamps_ns)
+    if (steps < 0).any():
+        steps = np.diff(np.sort(timestamps_ns))
+    steps = steps[steps > 0]
+    if steps.size == 0:
         raise DataPreparationError(
-            f"readings hold {distinct.size} distinct timestamp(s); at least two are needed to resample"
+            f"readings hold {len(timestamps_ns)} row(s) but fewer than two distinct timestamps; at least two are needed"
         )
-    return int(np.median(np.diff(distinct)))
+    return int(np.median(steps))
 
 
 def resample_readings(
