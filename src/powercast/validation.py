@@ -154,6 +154,20 @@ def _local_microseconds(parts: pa.Array) -> tuple[np.ndarray, np.ndarray]:
     return seconds * _US_PER_S, valid
 
 
+def parse_uci_dates(date_text: pa.Array) -> pa.Array:
+    """Return the ``d/m/yyyy`` texts as date32 values, null where a text is not a valid date."""
+    parts = pc.extract_regex(date_text, _UCI_DATE_PATTERN)
+    midnight = pa.repeat(pa.scalar("0"), len(date_text))
+    with_time = pa.StructArray.from_arrays(
+        [pc.struct_field(parts, name) for name in ("year", "month", "day")] + [midnight, midnight, midnight],
+        names=["year", "month", "day", "hour", "minute", "second"],
+        mask=pc.invert(parts.is_valid()),
+    )
+    local_us, valid = _local_microseconds(with_time)
+    days = local_us // (86_400 * _US_PER_S)
+    return pa.array(days.astype(np.int32), mask=~valid).cast(pa.date32())
+
+
 def _source_clock_to_utc(local_us: np.ndarray, clock: str) -> tuple[np.ndarray, np.ndarray]:
     """Return (UTC microseconds, exists mask) for wall-clock microseconds on the source clock."""
     zone = parse_timezone(clock)
