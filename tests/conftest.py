@@ -99,3 +99,52 @@ def ingested_sample_root(tmp_path_factory: pytest.TempPathFactory, sample_path: 
 def ingested_config(ingested_sample_root: str) -> PowercastConfig:
     """A default configuration whose data root already holds the ingested bundled sample (read-only)."""
     return PowercastConfig(root=ingested_sample_root)
+
+
+# A training set-up small enough for a test to train GRU and LSTM in seconds on the bundled sample.
+TINY_TRAINING_OVERRIDES: dict[str, object] = {
+    "prepare.lookback_steps": 48,
+    "prepare.split": {"mode": "trailing", "val_days": 21, "test_days": 14},
+    "train.hidden_sizes": [8],
+    "train.max_epochs": 2,
+    "train.batch_size": 64,
+    "train.patience_epochs": 2,
+    "train.accelerator": "cpu",
+}
+
+
+@pytest.fixture()
+def tiny_config(tmp_path: Path, ingested_sample_root: str) -> PowercastConfig:
+    """A tiny-training configuration over a writable copy of the ingested sample's store."""
+    import shutil
+
+    root = tmp_path / "root"
+    shutil.copytree(Path(ingested_sample_root) / "store", root / "store")
+    return PowercastConfig(root=str(root)).with_overrides(TINY_TRAINING_OVERRIDES)
+
+
+@pytest.fixture(scope="session")
+def tiny_prepared(ingested_sample_root: str):
+    """The ingested sample prepared with the tiny-training windows and split (read-only)."""
+    from powercast.prepare import prepare_meter
+
+    config = PowercastConfig(root=ingested_sample_root).with_overrides(TINY_TRAINING_OVERRIDES)
+    return prepare_meter(config, config.ingest.default_meter_id)
+
+
+@pytest.fixture()
+def write_source(tmp_path: Path):
+    """Return ``write(name, lines, header=UCI header, compress=False) -> Path`` for small raw files in tmp_path."""
+    import gzip
+
+    from powercast.schemas import UCI_HEADER
+
+    def write(name: str, lines: list[str], header: str | None = ";".join(UCI_HEADER), compress: bool = False) -> Path:
+        path = tmp_path / "sources" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        text = "".join(f"{line}\n" for line in ([header] if header is not None else []) + lines)
+        payload = text.encode("utf-8")
+        path.write_bytes(gzip.compress(payload, mtime=0) if compress else payload)
+        return path
+
+    return write
