@@ -10,9 +10,17 @@ import pandas as pd
 import pytest
 from uci_readings import read_uci_readings
 
-from powercast.config import PrepareConfig, SplitConfig
-from powercast.errors import DataPreparationError
-from powercast.prepare import EXCLUDED_LONG_GAP, EXCLUDED_MISSING_INPUT, PreparedSeries, input_window, prepare_series
+from powercast.cli import main
+from powercast.config import PowercastConfig, PrepareConfig, SplitConfig
+from powercast.errors import DataPreparationError, StoreError
+from powercast.prepare import (
+    EXCLUDED_LONG_GAP,
+    EXCLUDED_MISSING_INPUT,
+    PreparedSeries,
+    input_window,
+    prepare_meter,
+    prepare_series,
+)
 from powercast.schemas import MEASURED_COLUMNS
 
 PARIS_WINTER = timezone(timedelta(hours=1))
@@ -149,3 +157,44 @@ def test_reference_split_without_training_rows_is_rejected(sample_readings: pd.D
 def test_series_shorter_than_one_window_is_rejected(sample_readings: pd.DataFrame) -> None:
     with pytest.raises(DataPreparationError, match="fewer than one window"):
         prepare_series(sample_readings.head(60 * 100), PrepareConfig(), "m")
+
+
+def test_prepare_meter_reads_the_store_like_the_raw_file(
+    ingested_config: PowercastConfig, sample_readings: pd.DataFrame
+) -> None:
+    from_store = prepare_meter(ingested_config, ingested_config.ingest.default_meter_id)
+    from_file = prepare_series(sample_readings, ingested_config.prepare, ingested_config.ingest.default_meter_id)
+    assert from_store.index_utc.equals(from_file.index_utc)
+    np.testing.assert_allclose(from_store.inputs, from_file.inputs, rtol=1e-5, equal_nan=True)
+    for split in ("train", "val", "test"):
+        np.testing.assert_array_equal(from_store.window_starts[split], from_file.window_starts[split])
+    assert from_store.exclusions == from_file.exclusions
+
+
+def test_prepare_meter_ends_the_grid_at_end_utc(ingested_config: PowercastConfig) -> None:
+    end = pd.Timestamp("2010-11-01 00:00", tz=PARIS_WINTER).tz_convert("UTC")
+    prepared = prepare_meter(ingested_config, ingested_config.ingest.default_meter_id, end_utc=end.to_pydatetime())
+    assert prepared.index_utc[-1] == end - HOUR
+    window = input_window(prepared, end)
+    assert window is not None and window.shape == (prepared.lookback_steps, len(prepared.feature_names))
+
+
+def test_prepare_meter_of_an_unknown_meter_raises_store_error(ingested_config: PowercastConfig) -> None:
+    with pytest.raises(StoreError):
+        prepare_meter(ingested_config, "no_such_meter")
+
+
+def test_prepare_command_prints_splits_windows_and_exclusions(
+    ingested_sample_root: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["prepare", "--root", ingested_sample_root, "--lookback", "48"]) == 0
+    printed = capsys.readouterr().out
+    assert "features     active_power_kw, hour_sin" in printed
+    assert "lookback 48 steps" in printed
+    for heading in ("train", "val", "test", "crosses_split", "long_gap", "missing_input"):
+        assert heading in printed
+
+
+def test_prepare_command_names_an_unknown_meter(ingested_sample_root: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["prepare", "--root", ingested_sample_root, "--meter", "no_such_meter"]) == 2
+    assert "no_such_meter" in capsys.readouterr().err

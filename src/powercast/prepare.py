@@ -22,6 +22,7 @@ from powercast.resample import TIMESTAMP_COLUMN, freq_timedelta, resample_readin
 from powercast.scaling import FeatureScaler
 from powercast.schemas import TARGET_COLUMN
 from powercast.splits import SPLIT_NAMES, split_bounds_utc, split_row_ranges, split_window_starts
+from powercast.store import read_readings
 from powercast.windows import midnight_origin_starts, window_has_invalid
 
 # Why a window was left out; each excluded window is counted once, under the first reason that applies.
@@ -241,8 +242,6 @@ def prepare_meter(
     ``end_utc`` also ends the grid, so the window ending just before it exists even when the last
     readings are missing (``input_window`` then returns None rather than a stale window).
     """
-    from powercast.store import read_readings
-
     columns = [TIMESTAMP_COLUMN, *measured_feature_names(config.prepare)]
     table = read_readings(config.root, meter_id, end_utc=end_utc, columns=columns)
     grid_end = pd.Timestamp(end_utc).tz_convert("UTC") if end_utc is not None else None
