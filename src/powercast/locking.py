@@ -31,9 +31,11 @@ LOCKS_DIRNAME = "locks"
 DEFAULT_LOCK_TIMEOUT_S = 600.0
 POLL_INTERVAL_S = 0.2
 # Meter ids become file names; the first character is alphanumeric so that names starting
-# with "_" stay free for locks that are not about one meter (``_ingest``).
+# with "_" stay free for the locks that guard files shared by every meter.
 METER_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
-INGEST_LOCK_NAME = "_ingest"
+INGEST_LOCK_NAME = "_ingest"  # the store, its manifest and quarantine
+PUBLISH_LOCK_NAME = "_publish"  # forecasts/: one file per issue time holds every meter
+SHARED_LOCK_NAMES: frozenset[str] = frozenset({INGEST_LOCK_NAME, PUBLISH_LOCK_NAME})
 
 
 @dataclass
@@ -47,7 +49,7 @@ _held_locks_guard = threading.Lock()
 
 
 def lock_path(root: str | Path, name: str) -> Path:
-    """Return the lock file of ``name`` (a meter id or ``_ingest``) under a local data root.
+    """Return the lock file of ``name`` (a meter id or a shared lock name) under a local data root.
 
     Raises
     ------
@@ -61,7 +63,7 @@ def lock_path(root: str | Path, name: str) -> Path:
             f"cannot lock under data root {text!r}: file locks need a local path; run one writer per meter "
             "with a Prefect concurrency limit instead, or use a local data root"
         )
-    if name != INGEST_LOCK_NAME and not METER_ID_PATTERN.match(name):
+    if name not in SHARED_LOCK_NAMES and not METER_ID_PATTERN.match(name):
         raise ConfigError(
             f"meter id {name!r} cannot name a lock file: use letters, digits, '_', '.' or '-', starting with a "
             "letter or digit (at most 128 characters)"
@@ -116,8 +118,9 @@ def _acquire(path: Path, name: str, timeout_s: float, holder: str | None) -> int
         except BlockingIOError:
             if time.monotonic() >= deadline:
                 os.close(fd)
+                what = f"meter {name!r}" if name not in SHARED_LOCK_NAMES else f"lock {name!r}"
                 raise LockedError(
-                    f"meter {name!r} is locked by {_describe_holder(read_holder(path))} (lock file {path}); "
+                    f"{what} is locked by {_describe_holder(read_holder(path))} (lock file {path}); "
                     f"waited {timeout_s:g} s. Let that run finish, or retry with a longer lock timeout; "
                     "the lock frees itself when the holding process exits"
                 ) from None
@@ -138,7 +141,7 @@ def named_lock(
     root
         Local data root.
     name
-        A meter id, or :data:`INGEST_LOCK_NAME` for writes to the shared store.
+        A meter id, or one of :data:`SHARED_LOCK_NAMES` for files every meter shares.
     timeout_s
         How long to wait for another process to release the lock (0 = fail at once).
     holder

@@ -1,0 +1,52 @@
+"""Flow: publish a forecast batch for some meters with their current champions."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from prefect import flow
+
+from flows.params import ForecastParams
+from flows.tasks import (
+    current_run_id,
+    data_summary,
+    fail_on,
+    find_meters,
+    forecast_meter,
+    publish_forecasts,
+    report_plan,
+    report_run,
+    split_by_outcome,
+)
+from powercast.config import PowercastConfig
+from powercast.locking import meter_lock
+from powercast.publish import ForecastBatch, PublishedBatch
+
+
+@flow(name="forecast-meter", flow_run_name="forecast {meter_id}")
+def forecast_one_meter(
+    config: PowercastConfig, meter_id: str, run_id: str, issued_at_utc: datetime | None, lock_timeout_s: float
+) -> ForecastBatch:
+    """Make one meter's forecast batch, holding the meter's lock."""
+    with meter_lock(config.root, meter_id, timeout_s=lock_timeout_s, holder=run_id):
+        return forecast_meter(config, meter_id, issued_at_utc, run_id)
+
+
+@flow(name="forecast")
+def forecast(params: ForecastParams = ForecastParams()) -> list[PublishedBatch]:
+    """Forecast the requested meters (all by default) and publish; a failing meter does not stop the others."""
+    config = params.load_config()
+    run_id = current_run_id()
+    meters = find_meters(config, params.meters)
+    issued_at_utc = params.as_of_utc(config)
+    if params.dry_run:
+        report_plan(config, None, meters, {"issued_at_utc": issued_at_utc})
+        return []
+    states = {
+        meter_id: forecast_one_meter(config, meter_id, run_id, issued_at_utc, params.lock_timeout_s, return_state=True)
+        for meter_id in meters
+    }
+    batches, failures = split_by_outcome(states)
+    published = publish_forecasts(config, list(batches.values()), run_id, params.lock_timeout_s) if batches else []
+    report_run(run_id, {}, {}, published, data_summary([], {}), failures)
+    return fail_on(failures, published)

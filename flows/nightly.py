@@ -1,0 +1,167 @@
+"""Flow: the nightly run. Ingest new landing files, retrain meters with new readings, forecast, publish.
+
+``python flows/nightly.py --sample`` (what ``make run`` runs) puts the bundled sample in
+``<root>/landing`` when that folder is empty and runs the nightly flow once on it, with a small
+training budget, against Prefect's embedded server (no server to start by hand).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script: `flows` is imported from the repository root
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from prefect import flow
+
+from flows.forecast import forecast_one_meter
+from flows.params import NightlyParams
+from flows.tasks import (
+    current_run_id,
+    data_summary,
+    fail_on,
+    find_meters,
+    has_new_readings,
+    ingest_new_files,
+    publish_forecasts,
+    report_plan,
+    report_run,
+    split_by_outcome,
+)
+from flows.train import MeterTraining, train_meter
+from powercast.config import PowercastConfig
+from powercast.locking import meter_lock
+from powercast.publish import ForecastBatch, PublishedBatch
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SAMPLE_FILE = REPO_ROOT / "data" / "sample" / "household_power_consumption_last120d.txt.gz"
+# `--sample`: a training budget for a demo on a 2-core laptop (minutes, not hours).
+SAMPLE_TRAINING = {
+    "lookback_steps": 72,
+    "hidden_sizes": [32],
+    "max_epochs": 8,
+    "max_time_s": 45.0,
+}
+
+
+@dataclass(frozen=True, eq=False)
+class MeterNight:
+    """One meter's night: its training (None when there was nothing new) and its forecast batch."""
+
+    training: MeterTraining | None
+    skipped_training: str | None
+    batch: ForecastBatch
+
+
+@flow(name="meter-night", flow_run_name="night {meter_id}")
+def meter_night(
+    config: PowercastConfig,
+    meter_id: str,
+    run_id: str,
+    as_of_utc: datetime | None,
+    force_retrain: bool,
+    lock_timeout_s: float,
+) -> MeterNight:
+    """Retrain one meter when it has new readings (or when forced), then forecast it, under its lock."""
+    with meter_lock(config.root, meter_id, timeout_s=lock_timeout_s, holder=run_id):
+        retrain = force_retrain or has_new_readings(config, meter_id)
+        training = train_meter(config, meter_id, run_id, as_of_utc, lock_timeout_s) if retrain else None
+        batch = forecast_one_meter(config, meter_id, run_id, as_of_utc, lock_timeout_s)
+    return MeterNight(training, None if retrain else "no readings newer than the champion's data", batch)
+
+
+@flow(name="nightly")
+def nightly(params: NightlyParams = NightlyParams()) -> list[PublishedBatch]:
+    """Ingest, retrain where there is news, forecast and publish every meter; a failing meter does not stop the others."""
+    config = params.load_config()
+    run_id = current_run_id()
+    landing_dir = params.landing_path(config)
+    if params.dry_run:
+        meters = find_meters(config, params.meters)
+        report_plan(config, landing_dir, meters, params.config_overrides() | {"force_retrain": params.force_retrain})
+        return []
+    reports = ingest_new_files(config, landing_dir, run_id, params.lock_timeout_s)
+    meters = find_meters(config, params.meters)
+    as_of_utc = params.as_of_utc(config)
+    states = {
+        meter_id: meter_night(
+            config, meter_id, run_id, as_of_utc, params.force_retrain, params.lock_timeout_s, return_state=True
+        )
+        for meter_id in meters
+    }
+    nights, failures = split_by_outcome(states)
+    batches = [night.batch for night in nights.values()]
+    published = publish_forecasts(config, batches, run_id, params.lock_timeout_s) if batches else []
+    trained = {meter_id: night.training for meter_id, night in nights.items() if night.training is not None}
+    report_run(
+        run_id,
+        {meter_id: training.outcome for meter_id, training in trained.items()},
+        {meter_id: night.skipped_training for meter_id, night in nights.items() if night.skipped_training},
+        published,
+        data_summary(reports, {meter_id: training.prepared for meter_id, training in trained.items()}),
+        failures,
+    )
+    return fail_on(failures, published)
+
+
+def _prefect_defaults(root: Path) -> dict[object, object]:
+    """Return Prefect settings for a one-off local run: state under <root>/prefect, no telemetry."""
+    from prefect.settings import (
+        PREFECT_HOME,
+        PREFECT_SERVER_ANALYTICS_ENABLED,
+        PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS,
+    )
+
+    return {
+        PREFECT_HOME: str(root / "prefect"),
+        PREFECT_SERVER_ANALYTICS_ENABLED: False,
+        PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS: 120,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the nightly flow once from the command line; returns the exit status."""
+    from prefect.settings import temporary_settings
+
+    from powercast.atomic import atomic_write_bytes
+    from powercast.publish import read_forecasts
+
+    parser = argparse.ArgumentParser(description="Run the powercast nightly flow once.")
+    parser.add_argument(
+        "--sample", action="store_true", help="use the bundled sample (copied into <root>/landing when it is empty)"
+    )
+    parser.add_argument("--root", help="data root (default: $POWERCAST_ROOT or ./var)")
+    args = parser.parse_args(argv)
+    params = NightlyParams(root=args.root, **(SAMPLE_TRAINING if args.sample else {}))
+    config = params.load_config()
+    root = Path(config.root).absolute()
+    landing = Path(params.landing_path(config))
+    if args.sample and not (landing.is_dir() and any(landing.iterdir())):
+        atomic_write_bytes(landing / SAMPLE_FILE.name, SAMPLE_FILE.read_bytes())
+        print(f"copied the bundled sample to {landing}")
+    # Settings the environment already gives (the Makefile exports them) win over these defaults.
+    defaults = {setting: value for setting, value in _prefect_defaults(root).items() if setting.name not in os.environ}
+    started = time.monotonic()
+    with temporary_settings(updates=defaults):
+        state = nightly(params.model_copy(update={"root": str(root)}), return_state=True)
+    elapsed_s = time.monotonic() - started
+    if not state.is_completed():
+        print(f"nightly run {state.name}: {state.message} ({elapsed_s:.0f} s)", file=sys.stderr)
+        return 1
+    published = state.result()
+    print(f"\nnightly run finished in {elapsed_s:.0f} s; forecasts under {root / 'forecasts'}")
+    for batch in published:
+        print(f"  issued at {batch.issued_at_utc.isoformat()}: {batch.rows} rows -> {batch.path}")
+    latest = read_forecasts(str(root))
+    print(f"\nread them with: powercast.publish.read_forecasts({str(root)!r})  # {len(latest)} rows in the latest batch")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

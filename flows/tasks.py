@@ -1,0 +1,312 @@
+"""Prefect tasks: one verb each, each a thin call into the ``powercast`` library.
+
+Tasks that touch the file system or an object store retry with exponential backoff, and only
+on I/O errors: a bad file or a bad setting fails at once with the library's message. Results
+stay in memory (no result persistence, no caching): every run recomputes from the data root.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow.fs as pafs
+from prefect import Task, get_run_logger, task
+from prefect.artifacts import create_image_artifact, create_markdown_artifact, create_table_artifact
+from prefect.cache_policies import NO_CACHE
+from prefect.client.schemas.objects import TaskRun
+from prefect.runtime import flow_run
+from prefect.states import Failed, State
+from prefect.tasks import exponential_backoff
+
+import powercast.forecast
+import powercast.ingest
+import powercast.pipeline
+import powercast.prepare
+import powercast.publish
+import powercast.registry
+import powercast.store
+from powercast.atomic import resolve_filesystem
+from powercast.config import PowercastConfig
+from powercast.ingest import IngestReport
+from powercast.locking import INGEST_LOCK_NAME, PUBLISH_LOCK_NAME, named_lock
+from powercast.pipeline import SELECTION_SET, TrainingOutcome
+from powercast.prepare import PreparedSeries
+from powercast.publish import ForecastBatch, PublishedBatch
+
+IO_RETRIES = 3
+
+
+def _retry_on_io_error(task: Task[Any, Any], task_run: TaskRun, state: State[Any]) -> bool:
+    """Retry only I/O failures (a flaky disk or object store), never bad data or bad settings."""
+    return isinstance(state.result(raise_on_failure=False), OSError)
+
+
+io_task = task(
+    retries=IO_RETRIES,
+    retry_delay_seconds=exponential_backoff(backoff_factor=2),
+    retry_condition_fn=_retry_on_io_error,
+    cache_policy=NO_CACHE,
+)
+
+
+def current_run_id() -> str:
+    """Return this flow run's id for the data root: ``<flow>-<UTC start>-<8 hex of the flow run id>``."""
+    started = flow_run.scheduled_start_time or datetime.now(timezone.utc)
+    stamp = pd.Timestamp(started).tz_convert("UTC").strftime("%Y%m%dT%H%M%SZ")
+    return f"{flow_run.flow_name}-{stamp}-{str(flow_run.id).replace('-', '')[:8]}"
+
+
+@io_task
+def ingest_new_files(config: PowercastConfig, landing_dir: str, run_id: str, lock_timeout_s: float) -> list[IngestReport]:
+    """Ingest every landing file not ingested yet; return one report per file ingested."""
+    logger = get_run_logger()
+    with named_lock(config.root, INGEST_LOCK_NAME, timeout_s=lock_timeout_s, holder=run_id):
+        reports = powercast.ingest.ingest_paths([landing_dir], config, run_id=run_id, progress=False)
+    for report in reports:
+        logger.info(
+            "%s: %d rows stored, %d quarantined, %d replaced (%.1f s)",
+            Path(report.source_file).name,
+            report.rows_stored,
+            report.rows_quarantined,
+            report.rows_replaced,
+            report.elapsed_s,
+        )
+    logger.info("ingested %d new file(s) from %s", sum(not r.skipped for r in reports), landing_dir)
+    return reports
+
+
+@io_task
+def find_meters(config: PowercastConfig, requested: Sequence[str]) -> list[str]:
+    """Return the requested meters, or every meter in the store when none is requested."""
+    meters = list(requested) or powercast.store.list_meters(config.root)
+    get_run_logger().info("meters: %s", ", ".join(meters) or "none in the store")
+    return meters
+
+
+@io_task
+def has_new_readings(config: PowercastConfig, meter_id: str) -> bool:
+    """Return True when the store holds readings newer than the data the meter's champion saw."""
+    version = powercast.registry.champion_version(config.root, meter_id)
+    if version is None:
+        get_run_logger().info("%s has no champion yet: training", meter_id)
+        return True
+    card = powercast.registry.read_card(config.root, meter_id, version)
+    seen_end_utc = pd.Timestamp(card["data_range_utc"][1])
+    _, last_utc = powercast.store.store_time_range(config.root, meter_id)
+    fresh = pd.Timestamp(last_utc) >= seen_end_utc
+    get_run_logger().info(
+        "%s: champion %s saw data up to %s, last reading %s: %s",
+        meter_id,
+        version,
+        seen_end_utc.isoformat(),
+        pd.Timestamp(last_utc).isoformat(),
+        "new readings" if fresh else "nothing new",
+    )
+    return fresh
+
+
+@io_task
+def prepare_meter(config: PowercastConfig, meter_id: str, end_utc: datetime | None) -> PreparedSeries:
+    """Return the meter's prepared series (readings before ``end_utc``; all when None)."""
+    prepared = powercast.prepare.prepare_meter(config, meter_id, end_utc=end_utc)
+    get_run_logger().info(
+        "%s: %d steps, windows train/val/test %s",
+        meter_id,
+        len(prepared.index_utc),
+        "/".join(str(len(prepared.window_starts[split])) for split in ("train", "val", "test")),
+    )
+    return prepared
+
+
+@task(cache_policy=NO_CACHE)
+def train_challengers(config: PowercastConfig, prepared: PreparedSeries, run_id: str) -> TrainingOutcome:
+    """Train every configured cell, score them against the baselines and champion, promote a winner."""
+    outcome = powercast.pipeline.train_meter(config, prepared.meter_id, run_id, prepared=prepared, progress=False)
+    logger = get_run_logger()
+    for cell, device in outcome.devices.items():
+        logger.info("%s %s trained on %s in %.1f s", prepared.meter_id, cell, device, outcome.elapsed_s[cell])
+    logger.info("%s: %s", prepared.meter_id, outcome.decision.reason)
+    return outcome
+
+
+@io_task
+def forecast_meter(
+    config: PowercastConfig, meter_id: str, issued_at_utc: datetime | None, run_id: str
+) -> ForecastBatch:
+    """Return the meter's forecast batch at ``issued_at_utc`` (champion, or seasonal-naive fallback)."""
+    batch = powercast.forecast.make_forecast_batch(config, meter_id, issued_at_utc, run_id)
+    get_run_logger().info(
+        "%s: %d-step forecast issued at %s by %s %s%s",
+        meter_id,
+        batch.table.num_rows,
+        batch.issued_at_utc.isoformat(),
+        batch.table["model"][0].as_py(),
+        batch.table["model_version"][0].as_py(),
+        "".join(f" ({note})" for note in batch.notes),
+    )
+    return batch
+
+
+@io_task
+def publish_forecasts(
+    config: PowercastConfig, batches: Sequence[ForecastBatch], run_id: str, lock_timeout_s: float
+) -> list[PublishedBatch]:
+    """Publish the batches atomically, one file per issue time; return where they landed."""
+    by_issue_time: dict[pd.Timestamp, list[ForecastBatch]] = {}
+    for batch in batches:
+        by_issue_time.setdefault(batch.issued_at_utc, []).append(batch)
+    published = []
+    with named_lock(config.root, PUBLISH_LOCK_NAME, timeout_s=lock_timeout_s, holder=run_id):
+        for issued_at in sorted(by_issue_time):
+            result = powercast.publish.publish_batch(config.root, by_issue_time[issued_at])
+            get_run_logger().info("published %d rows for %s to %s", result.rows, ", ".join(result.meters), result.path)
+            published.append(result)
+    return published
+
+
+def _artifact_key(text: str) -> str:
+    """Return an artifact key (lowercase letters, digits and dashes) made from ``text``."""
+    return re.sub(r"[^a-z0-9-]+", "-", text.lower()).strip("-")
+
+
+def _file_link(path: str) -> str:
+    """Return a markdown link to a file under the data root (a ``file://`` URL for local paths)."""
+    url = path if "://" in path else Path(path).absolute().as_uri()
+    return f"[{Path(path).name}]({url})"
+
+
+def data_summary(reports: Sequence[IngestReport], prepared: dict[str, PreparedSeries]) -> dict[str, Any]:
+    """Return rows ingested/quarantined this run and, per meter, missing steps and windows left out."""
+    ingested = [report for report in reports if not report.skipped]
+    return {
+        "files_ingested": len(ingested),
+        "rows_stored": sum(report.rows_stored for report in ingested),
+        "rows_missing": sum(report.rows_missing for report in ingested),
+        "rows_quarantined": sum(report.rows_quarantined for report in ingested),
+        "rows_replaced": sum(report.rows_replaced for report in ingested),
+        "meters": {
+            meter_id: {
+                "steps": len(series.index_utc),
+                "missing_steps": int(np.isnan(series.target_kw).sum()),
+                "windows_excluded": {
+                    split: sum(reasons.values()) for split, reasons in series.exclusions.items()
+                },
+            }
+            for meter_id, series in prepared.items()
+        },
+    }
+
+
+@task(cache_policy=NO_CACHE)
+def report_run(
+    run_id: str,
+    outcomes: dict[str, TrainingOutcome],
+    skipped_training: dict[str, str],
+    published: Sequence[PublishedBatch],
+    summary: dict[str, Any],
+    failures: dict[str, str],
+) -> None:
+    """Write the run's artifacts: the leaderboard table, and the decision + data summary in markdown."""
+    rows = [
+        {key: row[key] for key in ("meter_id", "model", "kind", "version", "mae_kw", "rmse_kw", "mase", "device", "epochs", "train_time_s", "promoted")}
+        for outcome in outcomes.values()
+        for row in outcome.leaderboard
+        if row["window_set"] == SELECTION_SET
+    ]
+    if rows:
+        create_table_artifact(
+            key=_artifact_key(f"leaderboard-{flow_run.flow_name}"),
+            table=rows,
+            description=f"Validation scores (kW) of challengers, baselines and champion, run {run_id}",
+        )
+    lines = [f"# powercast run `{run_id}`", "", "## Decisions", ""]
+    for meter_id, outcome in outcomes.items():
+        devices = ", ".join(f"{cell} on {device}" for cell, device in outcome.devices.items())
+        lines.append(
+            f"- **{meter_id}**: champion `{outcome.champion_version}`; {outcome.decision.reason} "
+            f"(trained {devices}; curves: {_file_link(outcome.run_dir + '/curves.png')}, "
+            f"leaderboard: {_file_link(outcome.run_dir + '/leaderboard.json')})"
+        )
+    lines += [f"- **{meter_id}**: not retrained: {why}" for meter_id, why in skipped_training.items()]
+    lines += [f"- **{meter_id}**: FAILED: {error}" for meter_id, error in failures.items()]
+    lines += [
+        "",
+        "## Data",
+        "",
+        f"- files ingested: {summary['files_ingested']}; rows stored: {summary['rows_stored']} "
+        f"(all values missing: {summary['rows_missing']}); rows quarantined: {summary['rows_quarantined']}; "
+        f"rows replaced: {summary['rows_replaced']}",
+    ]
+    for meter_id, info in summary["meters"].items():
+        excluded = ", ".join(f"{split} {count}" for split, count in info["windows_excluded"].items())
+        lines.append(
+            f"- {meter_id}: {info['steps']} steps, {info['missing_steps']} missing after interpolation "
+            f"(long gaps); windows left out: {excluded or 'none'}"
+        )
+    lines += ["", "## Forecasts", ""]
+    lines += [
+        f"- issued at {batch.issued_at_utc.isoformat()}: {batch.rows} rows for {', '.join(batch.meters)}: "
+        f"{_file_link(batch.path)} (manifest {_file_link(batch.manifest_path)})"
+        for batch in published
+    ]
+    if not published:
+        lines.append("- nothing published")
+    create_markdown_artifact(
+        key=_artifact_key(f"report-{flow_run.flow_name}"),
+        markdown="\n".join(lines),
+        description=f"Decision and data summary of run {run_id}",
+    )
+    for meter_id, outcome in outcomes.items():
+        curves = Path(outcome.run_dir) / "curves.png"
+        if curves.is_file():
+            encoded = base64.b64encode(curves.read_bytes()).decode("ascii")
+            create_image_artifact(
+                image_url=f"data:image/png;base64,{encoded}",
+                key=_artifact_key(f"curves-{meter_id}"),
+                description=f"Training curves of {meter_id}, run {run_id}",
+            )
+
+
+@task(cache_policy=NO_CACHE)
+def report_plan(config: PowercastConfig, landing_dir: str | None, meters: Sequence[str], settings: dict[str, Any]) -> str:
+    """Write (as a markdown artifact) and return what a run would do, without doing any of it."""
+    lines = ["# powercast dry run: nothing was written", ""]
+    if landing_dir is not None:
+        filesystem, base = resolve_filesystem(landing_dir)
+        found = filesystem.get_file_info(pafs.FileSelector(base, allow_not_found=True))
+        names = sorted(info.base_name for info in found if info.is_file and not info.base_name.startswith("."))
+        lines.append(f"- landing folder `{landing_dir}`: {len(names)} file(s); those already ingested would be skipped")
+        lines += [f"  - {name}" for name in names[:50]]
+    lines.append(f"- meters: {', '.join(meters) or 'none in the store'}")
+    lines.append(f"- data root: `{config.root}`")
+    lines += [f"- {key} = `{value}`" for key, value in settings.items() if value is not None]
+    markdown = "\n".join(lines)
+    create_markdown_artifact(key=_artifact_key(f"plan-{flow_run.flow_name}"), markdown=markdown, description="Dry run")
+    get_run_logger().info("%s", markdown)
+    return markdown
+
+
+def split_by_outcome(states: dict[str, State[Any]]) -> tuple[dict[str, Any], dict[str, str]]:
+    """Return (meter → result of the completed runs, meter → error message of the failed ones)."""
+    completed = {meter_id: state.result() for meter_id, state in states.items() if state.is_completed()}
+    failed = {
+        meter_id: state.message or type(state.result(raise_on_failure=False)).__name__
+        for meter_id, state in states.items()
+        if not state.is_completed()
+    }
+    return completed, failed
+
+
+def fail_on(failures: dict[str, str], result: Any) -> Any:
+    """Return ``result``, or a Failed state naming every failed meter (the others' work is kept)."""
+    if not failures:
+        return result
+    detail = "; ".join(f"{meter_id}: {error}" for meter_id, error in failures.items())
+    return Failed(message=f"{len(failures)} meter(s) failed: {detail}")
