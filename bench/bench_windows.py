@@ -2,7 +2,8 @@
 
 For each (frequency, lookback) case, ``prepare_series`` turns the whole ../shared/data file into
 a ``PreparedSeries`` (resample, gaps, split, scaler, features, window index) and a
-``WindowDataModule`` is built over it (including its O(T) NaN guard). Reported per case:
+``WindowDataModule`` is built over it (including its O(T) NaN guard). Each case runs in a fresh
+process so that memory freed by one case cannot hide the next one's growth. Reported per case:
 wall time of each stage, tracemalloc peak (Python + numpy allocations), peak RSS growth over
 the readings already in memory (sampled every 2 ms), and the bytes a materialised copy of all
 windows would need, for contrast. Prints a table and writes bench/results/windows.json.
@@ -16,6 +17,8 @@ import argparse
 import gc
 import json
 import platform
+import subprocess
+import sys
 import threading
 import time
 import tracemalloc
@@ -158,14 +161,25 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="UCI text file (.txt or .txt.gz)")
     parser.add_argument("--horizon", type=int, default=24, help="horizon in steps for every case")
+    parser.add_argument("--case", help="run one case FREQ:LOOKBACK in this process and print its JSON")
     args = parser.parse_args()
     if not args.data.is_file():
         raise SystemExit(f"data file {args.data} not found: pass --data or place it under ../shared/data/")
-    started = time.perf_counter()
-    readings = read_uci_file(args.data)
-    read_s = time.perf_counter() - started
-    print(f"read {len(readings):,} readings from {args.data.name} in {read_s:.1f} s\n")
-    results = [run_case(readings, freq, lookback, args.horizon) for freq, lookback in CASES]
+    if args.case:
+        freq, lookback = args.case.split(":")
+        started = time.perf_counter()
+        readings = read_uci_file(args.data)
+        row = run_case(readings, freq, int(lookback), args.horizon)
+        row["read_s"] = round(time.perf_counter() - started, 2)
+        row["readings"] = len(readings)
+        print(json.dumps(row, default=str))
+        return
+    results = []
+    for freq, lookback in CASES:
+        command = [sys.executable, __file__, "--data", str(args.data), "--horizon", str(args.horizon)]
+        child = subprocess.run([*command, "--case", f"{freq}:{lookback}"], capture_output=True, text=True, check=True)
+        results.append(json.loads(child.stdout.strip().splitlines()[-1]))
+    print(f"read {results[0]['readings']:,} readings from {args.data.name} in {results[0]['read_s']:.1f} s per case\n")
     header = (
         f"{'freq':<5} {'L':>5} {'H':>3} {'grid T':>9} {'windows':>9} {'prepare s':>9} {'datamod s':>9} "
         f"{'tracemalloc MiB':>15} {'RSS+ MiB':>9} {'inputs MiB':>10} {'copy would be MiB':>17}"
@@ -183,8 +197,7 @@ def main() -> None:
         "benchmark": "bench_windows",
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "data_file": str(args.data),
-        "readings": len(readings),
-        "read_s": round(read_s, 2),
+        "readings": results[0]["readings"],
         "machine": {"platform": platform.platform(), "cpus": psutil.cpu_count(), "python": platform.python_version()},
         "split": "reference (train < 2009-07-01 <= val < 2010-01-01 <= test)",
         "cases": results,
