@@ -18,9 +18,9 @@ from powercast.config import PowercastConfig, PrepareConfig, parse_timezone
 from powercast.errors import DataPreparationError
 from powercast.features import calendar_features, feature_names, measured_feature_names
 from powercast.gaps import GapReport, interpolate_short_gaps
-from powercast.resample import TIMESTAMP_COLUMN, freq_timedelta, resample_readings
+from powercast.resample import freq_timedelta, resample_readings
 from powercast.scaling import FeatureScaler
-from powercast.schemas import TARGET_COLUMN
+from powercast.schemas import TARGET_COLUMN, TIMESTAMP_COLUMN
 from powercast.splits import SPLIT_NAMES, split_bounds_utc, split_row_ranges, split_window_starts
 from powercast.store import read_readings
 from powercast.windows import midnight_origin_starts, window_has_invalid

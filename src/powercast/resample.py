@@ -14,8 +14,7 @@ import pandas as pd
 from pandas.tseries.frequencies import to_offset
 
 from powercast.errors import ConfigError, DataPreparationError
-
-TIMESTAMP_COLUMN = "timestamp"
+from powercast.schemas import TIMESTAMP_COLUMN
 
 
 @dataclass(frozen=True, eq=False)
