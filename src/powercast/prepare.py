@@ -8,7 +8,7 @@ on training rows only, add calendar features, and index the windows that are usa
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, tzinfo
 
 import numpy as np
 import pandas as pd
@@ -95,6 +95,36 @@ def _readings_frame(readings: pa.Table | pd.DataFrame, columns: tuple[str, ...])
     return readings
 
 
+def _usable_windows(
+    inputs: np.ndarray,
+    rows: dict[str, tuple[int, int]],
+    lookback_steps: int,
+    horizon_steps: int,
+    index_utc: pd.DatetimeIndex,
+    local_tz: tzinfo,
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict[str, dict[str, int]]]:
+    """Return per split: usable window starts, those issued at local midnight, and exclusions by reason."""
+    window_steps = lookback_steps + horizon_steps
+    touches_gap = window_has_invalid(np.isnan(inputs[:, 0]), window_steps)
+    touches_missing_input = window_has_invalid(np.isnan(inputs).any(axis=1), window_steps)
+    window_starts: dict[str, np.ndarray] = {}
+    origin_starts: dict[str, np.ndarray] = {}
+    exclusions: dict[str, dict[str, int]] = {}
+    for split in SPLIT_NAMES:
+        inside, crossing = split_window_starts(rows[split], len(inputs), lookback_steps, horizon_steps)
+        gap = touches_gap[inside]
+        other = touches_missing_input[inside] & ~gap
+        kept = inside[~(gap | other)]
+        window_starts[split] = kept
+        origin_starts[split] = midnight_origin_starts(kept, lookback_steps, index_utc, local_tz)
+        exclusions[split] = {
+            EXCLUDED_CROSSES_SPLIT: int(crossing.size),
+            EXCLUDED_LONG_GAP: int(gap.sum()),
+            EXCLUDED_MISSING_INPUT: int(other.sum()),
+        }
+    return window_starts, origin_starts, exclusions
+
+
 def prepare_series(
     readings: pa.Table | pd.DataFrame,
     config: PrepareConfig,
@@ -137,8 +167,8 @@ def prepare_series(
             f"meter {meter_id!r}: {n_rows} steps at {config.freq} are fewer than one window "
             f"(lookback {lookback} + horizon {horizon}); read a longer range or shorten the window"
         )
-    filled = {}
-    gap_reports = {}
+    filled: dict[str, np.ndarray] = {}
+    gap_reports: dict[str, GapReport] = {}
     for name in measured:
         filled[name], gap_reports[name] = interpolate_short_gaps(
             resampled.frame[name].to_numpy(), config.max_interpolate_gap_steps
@@ -166,27 +196,9 @@ def prepare_series(
     if config.calendar_features:
         parts.append(calendar_features(index_utc, local_tz))  # [T, 4]
     inputs = np.concatenate(parts, axis=1)  # [T, F]
-    target_missing = np.isnan(target_kw)
-    inputs[target_missing] = np.nan
+    inputs[np.isnan(target_kw)] = np.nan  # column 0 (scaled target) is NaN exactly where target_kw is
 
-    window_steps = lookback + horizon
-    touches_gap = window_has_invalid(target_missing, window_steps)
-    touches_missing_input = window_has_invalid(np.isnan(inputs).any(axis=1), window_steps)
-    window_starts: dict[str, np.ndarray] = {}
-    origin_starts: dict[str, np.ndarray] = {}
-    exclusions: dict[str, dict[str, int]] = {}
-    for split in SPLIT_NAMES:
-        inside, crossing = split_window_starts(rows[split], n_rows, lookback, horizon)
-        gap = touches_gap[inside]
-        other = touches_missing_input[inside] & ~gap
-        kept = inside[~(gap | other)]
-        window_starts[split] = kept
-        origin_starts[split] = midnight_origin_starts(kept, lookback, index_utc, local_tz)
-        exclusions[split] = {
-            EXCLUDED_CROSSES_SPLIT: int(crossing.size),
-            EXCLUDED_LONG_GAP: int(gap.sum()),
-            EXCLUDED_MISSING_INPUT: int(other.sum()),
-        }
+    window_starts, origin_starts, exclusions = _usable_windows(inputs, rows, lookback, horizon, index_utc, local_tz)
     return PreparedSeries(
         meter_id=meter_id,
         index_utc=index_utc,
@@ -213,9 +225,7 @@ def input_window(prepared: PreparedSeries, origin_utc: pd.Timestamp) -> np.ndarr
     origin = pd.Timestamp(origin_utc)
     if origin.tzinfo is None:
         raise DataPreparationError(f"origin {origin_utc!r} must be timezone-aware (UTC)")
-    step = prepared.index_utc[1] - prepared.index_utc[0] if len(prepared.index_utc) > 1 else None
-    if step is None:
-        return None
+    step = prepared.index_utc[1] - prepared.index_utc[0]  # a prepared grid holds at least one window
     offset = origin.tz_convert("UTC") - prepared.index_utc[0]
     if offset % step != pd.Timedelta(0):
         raise DataPreparationError(
