@@ -18,17 +18,23 @@ from deployments.serve import LocalPrefect, free_port  # noqa: E402
 SERVER_START_TIMEOUT_S = 240
 ARTIFACTS_DIR = REPO_ROOT / "test-artifacts"
 
-# Training settings small enough for a 2-core CI machine: one epoch of a tiny network on a
-# one-day lookback. They exercise every step of the pipeline, not the quality of the models.
-TINY_TRAINING: dict[str, object] = {
-    "lookback_steps": 24,
-    "horizon_steps": 24,
-    "hidden_sizes": [8],
-    "batch_size": 64,
-    "max_epochs": 1,
-    "max_time_s": 60.0,
-    "accelerator": "cpu",
-}
+
+
+@pytest.fixture(scope="session")
+def tiny_training() -> dict[str, object]:
+    """Training parameters small enough for a 2-core CI machine: one epoch of a tiny network.
+
+    They exercise every step of the pipeline, not the quality of the models.
+    """
+    return {
+        "lookback_steps": 24,
+        "horizon_steps": 24,
+        "hidden_sizes": [8],
+        "batch_size": 64,
+        "max_epochs": 1,
+        "max_time_s": 60.0,
+        "accelerator": "cpu",
+    }
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,99 @@
+"""Three simulated nights: replay drops one day into landing each night, the nightly flow runs.
+
+The flows run in this process against a throw-away Prefect server (``prefect_harness``), with a
+tiny training budget: this checks the orchestration, not the models.
+"""
+
+from __future__ import annotations
+
+import gzip
+from dataclasses import dataclass
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+
+from flows.forecast import forecast
+from flows.nightly import nightly
+from flows.params import ForecastParams, NightlyParams
+from powercast.publish import list_issue_times, read_forecasts
+from powercast.registry import read_history
+from powercast.replay import replay_days
+from powercast.store import read_readings
+
+METER = "sceaux_household"
+HISTORY_START = date(2010, 10, 1)
+HISTORY_DAYS = 35
+NIGHTS = 3
+# A short validation period keeps the tiny models' data small; the forecast fallback still has
+# its calibration days.
+CONFIG_TOML = """
+[prepare.split]
+mode = "trailing"
+val_days = 7
+"""
+
+
+@dataclass
+class Nights:
+    root: Path
+    landing: Path
+    states: list[Any]
+    day_files: list[Path]
+
+
+@pytest.fixture(scope="module")
+def three_nights(
+    prefect_harness: None, sample_path: Path, tiny_training: dict[str, Any], tmp_path_factory: pytest.TempPathFactory
+) -> Nights:
+    """Run the nightly flow on three consecutive nights; return where everything went."""
+    base = tmp_path_factory.mktemp("nights")
+    root, landing = base / "root", base / "root" / "landing"
+    config_file = base / "powercast.toml"
+    config_file.write_text(CONFIG_TOML, encoding="utf-8")
+    day_files = replay_days(sample_path, landing, start_day=HISTORY_START, n_days=HISTORY_DAYS)
+    params = NightlyParams(root=str(root), config_file=str(config_file), lock_timeout_s=30, **tiny_training)
+    states = []
+    for night in range(NIGHTS):
+        new_day = HISTORY_START + timedelta(days=HISTORY_DAYS + night)
+        day_files += replay_days(sample_path, landing, start_day=new_day, n_days=1)
+        states.append(nightly(params, return_state=True))
+    return Nights(root=root, landing=landing, states=states, day_files=day_files)
+
+
+def test_every_night_completes(three_nights: Nights) -> None:
+    assert [state.type.value for state in three_nights.states] == ["COMPLETED"] * NIGHTS
+
+
+def test_three_nights_publish_three_consecutive_batches(three_nights: Nights) -> None:
+    issue_times = list_issue_times(str(three_nights.root))
+    assert len(issue_times) == NIGHTS
+    assert [later - earlier for earlier, later in zip(issue_times, issue_times[1:])] == [pd.Timedelta(days=1)] * 2
+    latest = read_forecasts(str(three_nights.root))
+    assert set(latest["meter_id"]) == {METER}
+    assert pd.Timestamp(latest["issued_at"].iloc[0]) == issue_times[-1]
+
+
+def test_registry_history_has_a_decision_per_night(three_nights: Nights) -> None:
+    history = read_history(str(three_nights.root), METER)
+    run_ids = [entry["run_id"] for entry in history]
+    assert len(run_ids) == NIGHTS
+    assert len(set(run_ids)) == NIGHTS
+
+
+def test_store_holds_each_replayed_reading_once(three_nights: Nights) -> None:
+    readings = read_readings(str(three_nights.root), METER, columns=["timestamp"]).to_pandas()
+    lines_replayed = sum(len(gzip.decompress(path.read_bytes()).splitlines()) - 1 for path in three_nights.day_files)
+    assert readings["timestamp"].is_unique
+    assert len(readings) == lines_replayed
+
+
+def test_failing_meter_does_not_stop_the_others(three_nights: Nights) -> None:
+    params = ForecastParams(root=str(three_nights.root), meters=[METER, "no_such_meter"], lock_timeout_s=30)
+    state = forecast(params, return_state=True)
+    assert state.is_failed()
+    assert "no_such_meter" in state.message
+    published = read_forecasts(str(three_nights.root))
+    assert set(published["meter_id"]) == {METER}
