@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.fs as pafs
@@ -150,7 +151,10 @@ def ingest_file(source: SourceFile, config: PowercastConfig, run_id: str, progre
         readings_parts.append(validated.readings)
         rejected_parts.append(validated.rejected)
         rows_in += len(batch.lines)
-    readings, duplicates = resolve_duplicates(pa.concat_tables(readings_parts))
+    all_readings = pa.concat_tables(readings_parts)
+    del readings_parts
+    readings, duplicates = resolve_duplicates(all_readings)
+    del all_readings
     rejected = pa.concat_tables(rejected_parts)
     if duplicates.num_rows:
         with_text = duplicates.join(_raw_lines_at(source, duplicates["line_number"]), keys="line_number")
@@ -161,9 +165,11 @@ def ingest_file(source: SourceFile, config: PowercastConfig, run_id: str, progre
             "nothing was written (this is a bug in powercast, please report it)"
         )
     now = pa.scalar(datetime.now(timezone.utc), type=UTC_US)
-    to_store = readings.drop_columns(["line_number"]).append_column(
-        READINGS_SCHEMA.field("source_sha256"), pa.repeat(pa.scalar(source.sha256), readings.num_rows)
+    # Dictionary-encoded in memory (4 bytes a row, not 64); the store casts each partition to string.
+    sha_column = pa.DictionaryArray.from_arrays(
+        pa.array(np.zeros(readings.num_rows, dtype=np.int32)), pa.array([source.sha256])
     )
+    to_store = readings.drop_columns(["line_number"]).append_column("source_sha256", sha_column)
     outcome = upsert_readings(config.root, to_store)
     quarantined = rejected.sort_by("line_number")
     n_quarantined = quarantined.num_rows

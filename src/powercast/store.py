@@ -283,18 +283,24 @@ def upsert_readings(root: str, readings: pa.Table) -> UpsertOutcome:
     StoreError
         If ``readings`` lacks a column, has a duplicate key, or a partition cannot be read or written.
     """
-    try:
-        table = readings.select(READINGS_SCHEMA.names).cast(READINGS_SCHEMA)
-    except (KeyError, pa.ArrowInvalid, pa.ArrowTypeError) as exc:
-        raise StoreError(f"readings to store do not match READINGS_SCHEMA: {exc}") from exc
-    if table.num_rows == 0:
+    missing = [name for name in READINGS_SCHEMA.names if name not in readings.column_names]
+    if missing:
+        raise StoreError(f"readings to store lack column(s) {', '.join(missing)} of READINGS_SCHEMA")
+    if readings.num_rows == 0:
         return UpsertOutcome(partitions_written=[], rows_replaced=0)
-    table = table.sort_by([("meter_id", "ascending"), ("timestamp", "ascending")])
-    times = table["timestamp"]
+    table = readings.select(READINGS_SCHEMA.names)
+    times_us = pc.cast(table["timestamp"], pa.int64()).to_numpy()
+    single_meter = pc.count_distinct(table["meter_id"]).as_py() == 1
+    if not (single_meter and np.all(times_us[1:] >= times_us[:-1])):
+        table = table.sort_by([("meter_id", "ascending"), ("timestamp", "ascending")])
+        times_us = pc.cast(table["timestamp"], pa.int64()).to_numpy()
     meters = table["meter_id"]
-    month_index = (pc.year(times).to_numpy() * 12 + pc.month(times).to_numpy() - 1).astype(np.int64)
-    times_us = pc.cast(times, pa.int64()).to_numpy()
-    meter_changes = pc.not_equal(meters[1:], meters[:-1]).to_numpy(zero_copy_only=False)
+    # Months since 1970-01 of each UTC timestamp: the (year, month) partition key.
+    month_index = times_us.astype("datetime64[us]").astype("datetime64[M]").astype(np.int64) + 1970 * 12
+    if single_meter:
+        meter_changes = np.zeros(len(times_us) - 1, dtype=bool)
+    else:
+        meter_changes = pc.not_equal(meters[1:], meters[:-1]).to_numpy(zero_copy_only=False)
     if ((times_us[1:] == times_us[:-1]) & ~meter_changes).any():
         raise StoreError("readings to store hold the same meter and timestamp twice; resolve duplicates first")
     boundaries = np.flatnonzero(meter_changes | (month_index[1:] != month_index[:-1])) + 1
@@ -309,7 +315,10 @@ def upsert_readings(root: str, readings: pa.Table) -> UpsertOutcome:
         year, month = divmod(int(month_index[start]), 12)
         folder = partition_folder(meter_id, year, month + 1)
         path = f"{base}/{folder}/{PARTITION_FILE}"
-        incoming = chunk.select(READINGS_FILE_SCHEMA.names).cast(READINGS_FILE_SCHEMA)
+        try:
+            incoming = chunk.select(READINGS_FILE_SCHEMA.names).cast(READINGS_FILE_SCHEMA)
+        except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+            raise StoreError(f"readings for {folder} do not match READINGS_SCHEMA: {exc}") from exc
         exists = filesystem.get_file_info(path).type == pafs.FileType.File
         merged, chunk_replaced = (
             _merge_partition(_read_partition_file(filesystem, path), incoming) if exists else (incoming, 0)

@@ -182,16 +182,23 @@ def _source_clock_to_utc(local_us: np.ndarray, clock: str) -> tuple[np.ndarray, 
 
 
 def _uci_timestamps(fields: dict[str, pa.Array], rules: IngestConfig) -> tuple[pa.Array, pa.Array, Callable[[], pa.Array]]:
-    date_parts = pc.extract_regex(fields["Date"], _UCI_DATE_PATTERN)
-    time_parts = pc.extract_regex(fields["Time"], _UCI_TIME_PATTERN)
-    both = pa.StructArray.from_arrays(
-        [pc.struct_field(date_parts, n) for n in ("year", "month", "day")]
-        + [pc.struct_field(time_parts, n) for n in ("hour", "minute", "second")],
-        names=["year", "month", "day", "hour", "minute", "second"],
-        mask=pc.invert(pc.and_(date_parts.is_valid(), time_parts.is_valid())),
-    )
-    local_us, valid = _local_microseconds(both)
+    # A day has 1,440 lines with one date text and every time text recurs daily: parse each
+    # distinct text once, then index.
+    dates = pc.dictionary_encode(fields["Date"])
+    times = pc.dictionary_encode(fields["Time"])
+    day_values = parse_uci_dates(dates.dictionary)
+    day_numbers = pc.fill_null(pc.cast(day_values, pa.int32()), 0).to_numpy().astype(np.int64)
+    day_valid = day_values.is_valid().to_numpy(zero_copy_only=False)
+    time_parts = pc.extract_regex(times.dictionary, _UCI_TIME_PATTERN)
+    hour, minute, second = (_int_component(time_parts, name) for name in ("hour", "minute", "second"))
+    time_valid = time_parts.is_valid().to_numpy(zero_copy_only=False) & (hour <= 23) & (minute <= 59) & (second <= 59)
+    seconds_of_day = np.where(time_valid, hour * 3600 + minute * 60 + second, 0)
+    date_index = dates.indices.to_numpy()
+    time_index = times.indices.to_numpy()
+    local_us = (day_numbers[date_index] * 86_400 + seconds_of_day[time_index]) * _US_PER_S
+    valid = day_valid[date_index] & time_valid[time_index]
     utc_us, exists = _source_clock_to_utc(local_us, rules.source_utc_offset)
+
     def detail() -> pa.Array:
         return _joined("date/time '", fields["Date"], " ", fields["Time"], "' is not a valid d/m/yyyy HH:MM:SS")
 
@@ -211,10 +218,22 @@ def _iso_timestamps(text: pa.Array, rules: IngestConfig) -> tuple[pa.Array, pa.A
     explicit_us = local_us - sign * offset_minutes * 60 * _US_PER_S
     utc_us = np.where(zulu | has_offset, explicit_us, clock_us)
     ok = valid & offset_ok & (zulu | has_offset | exists)
+
     def detail() -> pa.Array:
         return _joined("timestamp '", text, "' is not ISO 8601 YYYY-MM-DDTHH:MM:SS[Z|+HH:MM]")
 
     return pa.array(utc_us, type=pa.int64()).cast(UTC_US), pa.array(ok), detail
+
+
+def _parse_measured(text: pa.Array) -> tuple[pa.Array, pa.Array, pa.Array]:
+    """Return (is missing marker, is a number, float32 value or null) for each text of a measured field."""
+    # Readings repeat (3 decimals, a few thousand distinct texts per batch): decide each distinct text once.
+    encoded = pc.dictionary_encode(text)
+    distinct = pc.utf8_trim_whitespace(encoded.dictionary)
+    is_missing = pc.is_in(distinct, value_set=pa.array(MISSING_MARKERS))
+    is_number = pc.match_substring_regex(distinct, NUMBER_PATTERN)
+    value = pc.cast(pc.if_else(is_number, distinct, pa.scalar(None, pa.string())), pa.float32())
+    return is_missing.take(encoded.indices), is_number.take(encoded.indices), value.take(encoded.indices)
 
 
 def validate_batch(batch: RawBatch, source_format: SourceFormat, rules: IngestConfig) -> ValidatedBatch:
@@ -269,15 +288,14 @@ def validate_batch(batch: RawBatch, source_format: SourceFormat, rules: IngestCo
     missing_flags: list[pa.Array] = []
     measured_fields = source_format.field_names[len(source_format.field_names) - len(source_format.measured_columns) :]
     for column, field_name in zip(source_format.measured_columns, measured_fields, strict=True):
-        text = pc.utf8_trim_whitespace(fields[field_name])
-        is_missing = pc.is_in(text, value_set=pa.array(MISSING_MARKERS))
-        is_number = pc.match_substring_regex(text, NUMBER_PATTERN)
+        is_missing, is_number, values[column] = _parse_measured(fields[field_name])
         verdicts.flag(
             pc.invert(pc.or_(is_missing, is_number)),
             REASON_NON_NUMERIC,
-            lambda text=text, field_name=field_name: _joined(f"{field_name}='", text, "' is not a number, '?' or empty"),
+            lambda text=fields[field_name], field_name=field_name: _joined(
+                f"{field_name}='", pc.utf8_trim_whitespace(text), "' is not a number, '?' or empty"
+            ),
         )
-        values[column] = pc.cast(pc.if_else(is_number, text, pa.scalar(None, pa.string())), pa.float32())
         missing_flags.append(is_missing)
     all_missing = reduce(pc.and_, missing_flags)
     any_missing = reduce(pc.or_, missing_flags)
@@ -337,6 +355,15 @@ def validate_batch(batch: RawBatch, source_format: SourceFormat, rules: IngestCo
     return ValidatedBatch(readings=readings, rejected=pa.concat_tables([wrong_count, rejected]))
 
 
+def _in_key_order(readings: pa.Table) -> bool:
+    """Return True when one meter's rows are already in timestamp order (a chronological file: no sort, no copy)."""
+    if readings.num_rows < 2 or pc.count_distinct(readings["meter_id"]).as_py() != 1:
+        return readings.num_rows < 2
+    times = pc.cast(readings["timestamp"], pa.int64()).to_numpy()
+    lines = readings["line_number"].to_numpy()
+    return bool(np.all(times[1:] >= times[:-1]) and np.all(lines[1:] > lines[:-1]))
+
+
 def resolve_duplicates(readings: pa.Table) -> tuple[pa.Table, pa.Table]:
     """Return (readings sorted by meter and timestamp with one line per key, duplicate lines).
 
@@ -344,7 +371,9 @@ def resolve_duplicates(readings: pa.Table) -> tuple[pa.Table, pa.Table]:
     extra exact copies (``duplicate_row``) and every copy of a disagreeing key
     (``conflicting_duplicate``).
     """
-    ordered = readings.sort_by([("meter_id", "ascending"), ("timestamp", "ascending"), ("line_number", "ascending")])
+    ordered = readings if _in_key_order(readings) else readings.sort_by(
+        [("meter_id", "ascending"), ("timestamp", "ascending"), ("line_number", "ascending")]
+    )
     empty = pa.table(
         {"line_number": pa.array([], pa.int64()), "reason": pa.array([], pa.string()), "detail": pa.array([], pa.string())}
     )
