@@ -148,3 +148,64 @@ def write_source(tmp_path: Path):
         return path
 
     return write
+
+
+@pytest.fixture(scope="session")
+def champion_root(tmp_path_factory: pytest.TempPathFactory, ingested_sample_root: str) -> str:
+    """A data root (read-only) with the ingested sample and a promoted champion ``fixture-gru``.
+
+    The champion is a real, registered tiny GRU (lookback 48 h, seeded, not trained: forecasting
+    tests exercise the path, not accuracy) with conformal offsets from its own validation residuals.
+    Split: train < 2010-10-01 <= validation < 2010-10-29 <= test.
+    """
+    import shutil
+
+    import torch
+
+    from powercast.conformal import ConformalIntervals
+    from powercast.models.rnn import RNNForecaster
+    from powercast.pipeline import window_inputs, window_targets_kw
+    from powercast.prepare import prepare_meter
+    from powercast.registry import ModelRecord, promote, register_model
+
+    root = tmp_path_factory.mktemp("champion") / "root"
+    shutil.copytree(Path(ingested_sample_root) / "store", root / "store")
+    config = PowercastConfig(root=str(root)).with_overrides(
+        {
+            "prepare.lookback_steps": 48,
+            "prepare.split": {"mode": "dates", "train_end": "2010-10-01", "val_end": "2010-10-29"},
+        }
+    )
+    meter_id = config.ingest.default_meter_id
+    prepared = prepare_meter(config, meter_id)
+    torch.manual_seed(0)
+    module = RNNForecaster(
+        n_features=len(prepared.feature_names),
+        lookback_steps=prepared.lookback_steps,
+        horizon_steps=prepared.horizon_steps,
+        cell="gru",
+        hidden_sizes=(8,),
+        highway_steps=prepared.lookback_steps,
+    ).eval()
+    val_starts = prepared.window_starts["val"]
+    val_yhat_kw = prepared.scaler.inverse_target_kw(module.forecast_scaled(window_inputs(prepared, val_starts)))
+    val_true_kw = window_targets_kw(prepared, val_starts)
+    intervals = ConformalIntervals(0.8).fit(val_true_kw, val_yhat_kw)
+    record = ModelRecord(
+        cell="gru",
+        scaler=prepared.scaler,
+        feature_names=prepared.feature_names,
+        prepare_config=config.prepare,
+        train_config=config.train,
+        training_range_utc=prepared.split_bounds_utc["train"],
+        data_range_utc=(prepared.index_utc[0], prepared.split_bounds_utc["val"][1]),
+        validation_mae_kw=float(abs(val_true_kw - val_yhat_kw).mean()),
+        metrics={},
+        interval_lo_kw=intervals.lo_kw_,
+        interval_hi_kw=intervals.hi_kw_,
+        interval_coverage=0.8,
+        run_id="fixture",
+    )
+    register_model(str(root), meter_id, "fixture-gru", module, record)
+    promote(str(root), meter_id, "fixture-gru", "fixture")
+    return str(root)

@@ -15,6 +15,7 @@ from powercast.errors import PowercastError
 COMMAND_MODULES: tuple[str, ...] = (
     "powercast.commands.ingest",
     "powercast.commands.prepare",
+    "powercast.commands.forecasts",
 )
 
 
