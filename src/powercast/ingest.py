@@ -28,7 +28,7 @@ from powercast.config import PowercastConfig
 from powercast.errors import SourceFileError, StoreError
 from powercast.manifest import append_manifest, find_ingested, ingested_sha256s
 from powercast.quarantine import write_quarantine
-from powercast.schemas import MANIFEST_SCHEMA, QUARANTINE_SCHEMA, READINGS_SCHEMA, TARGET_COLUMN, UTC_US
+from powercast.schemas import MANIFEST_SCHEMA, QUARANTINE_SCHEMA, TARGET_COLUMN, UTC_US
 from powercast.sources import SourceFile, iter_raw_batches, open_source
 from powercast.store import upsert_readings
 from powercast.validation import REJECTED_SCHEMA, VALIDATED_SCHEMA, resolve_duplicates, validate_batch

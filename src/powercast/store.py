@@ -46,11 +46,6 @@ class Partition:
     path: str
 
     @property
-    def relative_path(self) -> str:
-        """Return the partition's folder relative to ``store/readings`` (``meter_id=m/year=2010/month=11``)."""
-        return partition_folder(self.meter_id, self.year, self.month)
-
-    @property
     def start_utc(self) -> datetime:
         """Return the first instant (UTC) the partition can hold."""
         return datetime(self.year, self.month, 1, tzinfo=_UTC)
