@@ -48,7 +48,7 @@ def test_backtest_scores_equal_published_batches_against_hourly_readings(writabl
 
     batches = pd.concat(read_forecasts(report.root, issued_at=t) for t in list_issue_times(report.root))
     readings = read_readings(
-        writable_champion_config.root, METER, batches["target_time"].min().to_pydatetime(), None
+        writable_champion_config.root, METER, (batches["target_time"].min() - pd.Timedelta(days=1)).to_pydatetime(), None
     ).to_pandas()
     hourly_kw = readings.set_index("timestamp")["active_power_kw"].resample("1h").mean()
     actual = hourly_kw.reindex(batches["target_time"]).to_numpy()
@@ -58,6 +58,9 @@ def test_backtest_scores_equal_published_batches_against_hourly_readings(writabl
     assert report.mae_kw == pytest.approx(errors.mean(), rel=1e-4)
     np.testing.assert_allclose(report.mae_kw_by_step, errors.mean(axis=0), rtol=1e-4)
     assert report.interval_coverage == pytest.approx(inside.mean())
+    same_hour_yesterday = hourly_kw.reindex(batches["target_time"] - pd.Timedelta(days=1)).to_numpy()
+    assert report.reference_days == 7
+    assert report.reference_mae_kw == pytest.approx(np.abs(same_hour_yesterday - actual).mean(), rel=1e-4)
 
 
 def test_backtest_across_an_outage_falls_back_and_scores_only_complete_days(writable_champion_config):

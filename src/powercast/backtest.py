@@ -27,7 +27,7 @@ import pandas as pd
 from powercast.atomic import atomic_write_json, resolve_filesystem
 from powercast.config import PowercastConfig, parse_timezone
 from powercast.errors import DataPreparationError, ForecastError
-from powercast.forecast import FALLBACK_MODEL, forecast_at, grid_row
+from powercast.forecast import FALLBACK_MODEL, baseline_per_window, forecast_at, grid_row
 from powercast.metrics import mae_kw, mae_kw_by_step
 from powercast.prepare import prepare_meter
 from powercast.publish import iso_utc, publish_batch
@@ -36,6 +36,8 @@ from powercast.resample import freq_timedelta
 from powercast.splits import local_midnight_utc, split_bounds_utc
 
 REPORT_NAME = "backtest.json"
+# Scored on the same days for reference: the forecast every model must beat.
+REFERENCE_BASELINE = "seasonal_naive_24h"
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,10 @@ class BacktestReport:
         Fraction of scored actual hours inside ``[yhat_lo_kw, yhat_hi_kw]``.
     nominal_coverage : float
         The coverage the intervals were calibrated for.
+    reference_mae_kw : float
+        MAE of ``REFERENCE_BASELINE`` on the scored days where its history is complete.
+    reference_days : int
+        How many scored days that is.
     skipped : dict[str, str]
         Issue day → why no batch could be made (even the fallback failed).
     overlap_days : int
@@ -84,6 +90,8 @@ class BacktestReport:
     champion_mae_kw: float
     interval_coverage: float
     nominal_coverage: float
+    reference_mae_kw: float
+    reference_days: int
     skipped: dict[str, str]
     overlap_days: int
 
@@ -91,7 +99,7 @@ class BacktestReport:
         """Return the report as JSON-able values (dates as ISO text, NaN as None)."""
         raw = asdict(self)
         raw["start"], raw["end"] = self.start.isoformat(), self.end.isoformat()
-        for key in ("mae_kw", "champion_mae_kw", "interval_coverage"):
+        for key in ("mae_kw", "champion_mae_kw", "interval_coverage", "reference_mae_kw"):
             raw[key] = None if np.isnan(raw[key]) else raw[key]
         raw["mae_kw_by_step"] = list(self.mae_kw_by_step)
         return raw
@@ -143,7 +151,7 @@ def run_backtest(config: PowercastConfig, meter_id: str, start: date, end: date,
     root = backtest_root(config, meter_id, champion.version)
     seen_until = _validation_end_utc(champion)
 
-    truths, forecasts, lowers, uppers, by_champion = [], [], [], [], []
+    truths, forecasts, lowers, uppers, by_champion, scored_rows = [], [], [], [], [], []
     versions: Counter[str] = Counter()
     skipped: dict[str, str] = {}
     for day, origin in zip(days, origins):
@@ -165,12 +173,16 @@ def run_backtest(config: PowercastConfig, meter_id: str, start: date, end: date,
         lowers.append(batch.table["yhat_lo_kw"].to_numpy())
         uppers.append(batch.table["yhat_hi_kw"].to_numpy())
         by_champion.append(batch.model != FALLBACK_MODEL)
+        scored_rows.append(row)
 
     horizon = prepared.horizon_steps
     truth = np.asarray(truths, dtype=np.float32).reshape(-1, horizon)  # [D, H]
     yhat = np.asarray(forecasts, dtype=np.float32).reshape(-1, horizon)  # [D, H]
     champion_rows = np.asarray(by_champion, dtype=bool)
     scored = len(truths) > 0
+    starts = np.asarray(scored_rows, dtype=np.int64) - prepared.lookback_steps
+    reference = baseline_per_window(REFERENCE_BASELINE, prepared, starts) if scored else np.empty((0, horizon))
+    has_reference = np.isfinite(reference).all(axis=1)
     report = BacktestReport(
         meter_id=meter_id,
         champion_version=champion.version,
@@ -187,6 +199,8 @@ def run_backtest(config: PowercastConfig, meter_id: str, start: date, end: date,
         if scored
         else float("nan"),
         nominal_coverage=champion.interval_coverage,
+        reference_mae_kw=mae_kw(truth[has_reference], reference[has_reference]) if has_reference.any() else float("nan"),
+        reference_days=int(has_reference.sum()),
         skipped=skipped,
         overlap_days=sum(origin < seen_until for origin in origins),
     )
@@ -211,6 +225,8 @@ def format_report(report: BacktestReport) -> str:
             f"MAE overall           {report.mae_kw:.4f} kW",
             f"MAE champion days     {report.champion_mae_kw:.4f} kW",
             f"interval coverage     {report.interval_coverage:.1%} (nominal {report.nominal_coverage:.0%})",
+            f"{REFERENCE_BASELINE + ' MAE':<21} {report.reference_mae_kw:.4f} kW "
+            f"(reference, on {report.reference_days} of the {report.scored_days} scored days)",
         ]
     if report.overlap_days:
         lines.append(

@@ -90,7 +90,7 @@ def _window_gap_reason(prepared: PreparedSeries, origin_row: int, max_gap_steps:
     )
 
 
-def _baseline_per_window(name: str, prepared: PreparedSeries, starts: np.ndarray) -> np.ndarray:
+def baseline_per_window(name: str, prepared: PreparedSeries, starts: np.ndarray) -> np.ndarray:
     """Return ``[N, H]`` forecasts of one baseline; rows whose history lies in a long gap are NaN."""
     function = BASELINES[name]
     try:
@@ -139,7 +139,7 @@ def baseline_forecast(
         if not origins.size:
             problems.append(f"{name}: no complete window in the {calibration_days} days before the issue time")
             continue
-        calibration = _baseline_per_window(name, prepared, origins - lookback)
+        calibration = baseline_per_window(name, prepared, origins - lookback)
         usable = np.isfinite(calibration).all(axis=1)
         try:
             intervals = ConformalIntervals(coverage).fit(truth[usable], calibration[usable])
