@@ -248,7 +248,10 @@ def _decoded_metadata(table: pa.Table, source: str) -> dict[str, Any]:
         )
     decoded: dict[str, Any] = {KEY_CONTRACT_VERSION: version, KEY_COVERAGE: float(raw[KEY_COVERAGE])}
     for key in PER_METER_KEYS:
-        decoded[key] = json.loads(raw[key])
+        try:
+            decoded[key] = json.loads(raw[key])
+        except json.JSONDecodeError as exc:
+            raise ForecastError(f"{source} metadata {key!r} is not a JSON object of meter values ({exc}); re-publish it") from exc
     return decoded
 
 
