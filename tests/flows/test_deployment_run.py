@@ -1,0 +1,116 @@
+"""A deployment run through a real Prefect server, as the UI's Run button makes it.
+
+The session fixture starts ``prefect server start`` on a free 127.0.0.1 port, creates the
+process work pool and deploys ``deployments/prefect.yaml``; this test starts a worker, asks the
+REST API for a run of ``nightly/manual`` with custom parameters, waits for the worker to finish
+it, then checks the forecast batch on disk and the artifacts on the server.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from deployments.serve import LocalPrefect
+from powercast.publish import list_issue_times, read_forecasts
+from powercast.registry import champion_version, list_versions, read_card
+from powercast.replay import replay_days
+
+pytestmark = pytest.mark.prefect_server
+
+METER = "sceaux_household"
+RUN_TIMEOUT_S = 420
+TERMINAL_STATES = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
+CONFIG_TOML = """
+[prepare.split]
+mode = "trailing"
+val_days = 7
+"""
+
+
+def deployment_id(api: httpx.Client, flow_name: str, deployment_name: str) -> str:
+    """Return the id of a deployment, looked up by name as the UI does."""
+    response = api.get(f"/deployments/name/{flow_name}/{deployment_name}")
+    response.raise_for_status()
+    return str(response.json()["id"])
+
+
+def wait_for_terminal_state(api: httpx.Client, flow_run_id: str, timeout_s: float) -> dict[str, Any]:
+    """Return the flow run once it reached a terminal state (fails the test after ``timeout_s``)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        flow_run = api.get(f"/flow_runs/{flow_run_id}").json()
+        if flow_run["state_type"] in TERMINAL_STATES:
+            return flow_run
+        time.sleep(2)
+    pytest.fail(f"flow run {flow_run_id} did not finish within {timeout_s} s (last state {flow_run['state_name']})")
+
+
+@pytest.fixture()
+def api(prefect_server: LocalPrefect) -> Iterator[httpx.Client]:
+    """An HTTP client on the server's REST API."""
+    with httpx.Client(base_url=prefect_server.api_url, timeout=30) as client:
+        yield client
+
+
+def test_deployment_run_with_custom_parameters_publishes_forecasts_and_artifacts(
+    prefect_worker: LocalPrefect,
+    api: httpx.Client,
+    sample_path: Path,
+    tiny_training: dict[str, Any],
+    tmp_path: Path,
+) -> None:
+    root = tmp_path / "root"
+    replay_days(sample_path, root / "landing", start_day=date(2010, 10, 1), n_days=35)
+    config_file = tmp_path / "powercast.toml"
+    config_file.write_text(CONFIG_TOML, encoding="utf-8")
+    custom = {"root": str(root), "config_file": str(config_file), "lock_timeout_s": 30, **tiny_training}
+
+    response = api.post(
+        f"/deployments/{deployment_id(api, 'nightly', 'manual')}/create_flow_run",
+        json={"parameters": {"params": custom}, "name": "integration-test-run"},
+    )
+    response.raise_for_status()
+    flow_run = wait_for_terminal_state(api, response.json()["id"], RUN_TIMEOUT_S)
+
+    assert flow_run["state_type"] == "COMPLETED", flow_run["state"]["message"]
+    assert flow_run["parameters"]["params"]["hidden_sizes"] == tiny_training["hidden_sizes"]
+    issue_times = list_issue_times(str(root))
+    assert len(issue_times) == 1
+    forecasts = read_forecasts(str(root))
+    assert set(forecasts["meter_id"]) == {METER}
+    assert len(forecasts) == tiny_training["horizon_steps"]
+    assert forecasts["run_id"].str.endswith(flow_run["id"].replace("-", "")[:8]).all()
+    trained = [read_card(str(root), METER, version) for version in list_versions(str(root), METER)]
+    assert {card["cell"] for card in trained} == {"gru", "lstm"}
+    assert all(card["train_config"]["hidden_sizes"] == tiny_training["hidden_sizes"] for card in trained)
+    assert all(card["training"]["device"] == "cpu" for card in trained)
+    assert champion_version(str(root), METER) in {None, *(card["version"] for card in trained)}
+
+    artifacts = api.post("/artifacts/filter", json={"artifacts": {"flow_run_id": {"any_": [flow_run["id"]]}}}).json()
+    by_type = {artifact["type"]: artifact for artifact in artifacts}
+    assert {"table", "markdown"} <= set(by_type)
+    leaderboard_models = {row["model"] for row in _table_rows(by_type["table"])}
+    assert {"gru", "lstm"} <= leaderboard_models
+    assert "issue" in by_type["markdown"]["data"] and str(root / "forecasts") in by_type["markdown"]["data"]
+
+
+def _table_rows(artifact: dict[str, Any]) -> list[dict[str, Any]]:
+    data = artifact["data"]
+    return json.loads(data) if isinstance(data, str) else data
+
+
+def test_server_rejects_out_of_bounds_parameters_before_any_run(api: httpx.Client) -> None:
+    response = api.post(
+        f"/deployments/{deployment_id(api, 'nightly', 'manual')}/create_flow_run",
+        json={"parameters": {"params": {"max_epochs": 0}}},
+    )
+    assert response.status_code in (409, 422)
+    assert "max_epochs" in response.text
