@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic.fields import FieldInfo
 
 from powercast.config import PowercastConfig, PrepareConfig, TrainConfig, load_config, parse_timezone
 from powercast.locking import DEFAULT_LOCK_TIMEOUT_S, METER_ID_PATTERN
@@ -23,12 +24,35 @@ HiddenSize = Annotated[int, Field(ge=1, le=2048)]
 
 _TRAIN_DEFAULTS = TrainConfig()
 _PREPARE_DEFAULTS = PrepareConfig()
+# Labels of the form fields in the Prefect UI (the field name otherwise, title-cased).
+FIELD_TITLES: dict[str, str] = {
+    "root": "Data root",
+    "config_file": "Configuration file",
+    "lock_timeout_s": "Lock timeout (s)",
+    "landing_dir": "Landing folder",
+    "meters": "Meters",
+    "as_of": "As of (local day)",
+    "cells": "Cells to train",
+    "horizon_steps": "Horizon (steps)",
+    "lookback_steps": "Lookback (steps)",
+    "hidden_sizes": "Hidden sizes",
+    "batch_size": "Batch size",
+    "max_epochs": "Max epochs",
+    "max_time_s": "Time budget per model (s)",
+    "accelerator": "Accelerator",
+    "force_retrain": "Force retrain",
+    "dry_run": "Dry run",
+}
+
+
+def _field_title(name: str, info: FieldInfo) -> str:
+    return FIELD_TITLES.get(name, name.replace("_", " ").capitalize())
 
 
 class RunParams(BaseModel):
     """Where a run reads and writes, and how long it waits for another run on the same meter."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", field_title_generator=_field_title)
 
     root: str | None = Field(
         None,
