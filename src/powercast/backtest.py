@@ -30,7 +30,7 @@ from powercast.errors import DataPreparationError, ForecastError
 from powercast.forecast import FALLBACK_MODEL, baseline_per_window, forecast_at, grid_row
 from powercast.metrics import mae_kw, mae_kw_by_step
 from powercast.prepare import prepare_meter
-from powercast.publish import iso_utc, publish_batch
+from powercast.publish import publish_batch
 from powercast.registry import LoadedModel, load_champion
 from powercast.resample import freq_timedelta
 from powercast.splits import local_midnight_utc, split_bounds_utc
