@@ -37,7 +37,7 @@ def data_root(tmp_path, forecast_batch_factory, monkeypatch) -> Path:
     publish_batch("var", [forecast_batch_factory(METER, "2010-08-16T23:00Z"), forecast_batch_factory("m2", "2010-08-16T23:00Z")])
     publish_batch("var", forecast_batch_factory(METER, "2010-08-17T23:00Z", level_kw=2.0))
     # what a publisher killed mid-write leaves behind; the documented globs must not read it
-    stray = tmp_path / "var/forecasts/issue_date=2010-08-17/.tmp-0123abcd-issued_at=20100817T230000Z.parquet"
+    stray = tmp_path / "var/forecasts/issue_date=2010-08-17/.tmp-issued_at=20100817T230000Z.parquet-0123abcd.tmp"
     stray.write_bytes(b"PAR1 half written")
     return tmp_path / "var"
 

@@ -1,8 +1,8 @@
 """Atomic file writes (temp name → fsync → rename) for local paths and pyarrow filesystems.
 
 A reader either sees the previous complete file or the new complete file, never a partial one.
-Temporary names start with ``.tmp-`` so that dataset readers (which skip files starting with
-``.`` or ``_``) never pick them up.
+Temporary names start with ``.tmp-`` and end with ``.tmp`` so that neither dataset readers (which
+skip files starting with ``.`` or ``_``) nor glob patterns such as ``*.parquet`` pick them up.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ def resolve_filesystem(root: str | Path) -> tuple[pafs.FileSystem, str]:
 
 def _temp_sibling(path: str) -> str:
     head, _, name = path.rpartition("/")
-    return f"{head}/{TEMP_PREFIX}{uuid.uuid4().hex}-{name}"
+    return f"{head}/{TEMP_PREFIX}{name}-{uuid.uuid4().hex}.tmp"
 
 
 def _fsync_directory(directory: Path) -> None:
