@@ -110,17 +110,27 @@ TINY_TRAINING_OVERRIDES: dict[str, object] = {
     "train.batch_size": 64,
     "train.patience_epochs": 2,
     "train.accelerator": "cpu",
+    "train.cpu_threads": 1,
 }
 
 
-@pytest.fixture()
-def tiny_config(tmp_path: Path, ingested_sample_root: str) -> PowercastConfig:
-    """A tiny-training configuration over a writable copy of the ingested sample's store."""
+@pytest.fixture(scope="session")
+def tiny_config_factory(ingested_sample_root: str):
+    """A builder ``factory(folder)`` of tiny-training configurations whose root holds a copy of the sample's store."""
     import shutil
 
-    root = tmp_path / "root"
-    shutil.copytree(Path(ingested_sample_root) / "store", root / "store")
-    return PowercastConfig(root=str(root)).with_overrides(TINY_TRAINING_OVERRIDES)
+    def build(folder: Path) -> PowercastConfig:
+        root = folder / "root"
+        shutil.copytree(Path(ingested_sample_root) / "store", root / "store")
+        return PowercastConfig(root=str(root)).with_overrides(TINY_TRAINING_OVERRIDES)
+
+    return build
+
+
+@pytest.fixture()
+def tiny_config(tmp_path: Path, tiny_config_factory) -> PowercastConfig:
+    """A tiny-training configuration over a writable copy of the ingested sample's store."""
+    return tiny_config_factory(tmp_path)
 
 
 @pytest.fixture(scope="session")

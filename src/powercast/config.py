@@ -136,6 +136,11 @@ class TrainConfig(_Section):
         default_factory=lambda: [64], min_length=1, description="Hidden size of each stacked recurrent layer."
     )
     dropout: float = Field(0.1, ge=0, lt=1, description="Dropout between stacked layers and before the head.")
+    segment_steps: int = Field(
+        24,
+        ge=1,
+        description="Input steps read per recurrent step (24 at 1 h: one day per step; 1: hour by hour).",
+    )
     highway: bool = Field(
         True, description="Add a linear shortcut from the lookback's target values to the forecast (LSTNet style)."
     )
@@ -151,6 +156,12 @@ class TrainConfig(_Section):
     gradient_clip: float = Field(1.0, gt=0, description="Clip the gradient norm to this value.")
     accelerator: Literal["auto", "cpu", "gpu"] = Field(
         "auto", description="'auto' trains on a GPU when one is present (bf16 mixed precision), else on CPU."
+    )
+    cpu_threads: int = Field(
+        0,
+        ge=0,
+        description="torch intra-op threads while training on CPU; 0 keeps torch's default (one per core). "
+        "Use 1 on a machine shared with other busy processes: oversubscribed threads spin and slow training.",
     )
     seed: int = Field(42, description="Seed of weights and shuffling; CPU runs with one seed give identical metrics.")
 

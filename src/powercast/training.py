@@ -15,7 +15,8 @@ import shutil
 import sys
 import time
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -138,6 +139,7 @@ def build_forecaster(prepared: PreparedSeries, config: TrainConfig, cell: str) -
         cell=cell,
         hidden_sizes=tuple(config.hidden_sizes),
         dropout=config.dropout,
+        segment_steps=min(config.segment_steps, prepared.lookback_steps),
         highway_steps=prepared.lookback_steps if config.highway else 0,
         learning_rate=config.learning_rate,
         weight_decay=config.weight_decay,
@@ -209,7 +211,8 @@ def fit_module(
     if early_stopping:
         callbacks.append(EarlyStopping(monitor=MONITOR, mode="min", patience=config.patience_epochs, check_finite=False))
     logger = CSVLogger(save_dir=str(folder), name="csv", version=name)
-    with _quiet_lightning(show_progress):
+    threads = config.cpu_threads if accelerator == "cpu" else 0
+    with _quiet_lightning(show_progress), _cpu_threads(threads):
         trainer = pl.Trainer(
             accelerator=accelerator,
             devices=1,
@@ -289,6 +292,18 @@ def _epoch_curves(metrics_csv: Path) -> pd.DataFrame:
     raw = pd.read_csv(metrics_csv)
     columns = [c for c in ("train_loss", MONITOR, f"{MONITOR}_kw") if c in raw.columns]
     return raw.groupby("epoch", as_index=False)[columns].first().sort_values("epoch").reset_index(drop=True)
+
+
+@contextmanager
+def _cpu_threads(n_threads: int) -> Iterator[None]:
+    """Use ``n_threads`` torch intra-op threads inside the block (0 = leave as is), then restore."""
+    previous = torch.get_num_threads()
+    if n_threads:
+        torch.set_num_threads(n_threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 class _quiet_lightning:

@@ -2,7 +2,13 @@
 
 The network reads a window of scaled inputs ``[B, L, F]`` (column 0 is the scaled target) and
 emits all ``H`` future steps of the scaled target at once ``[B, H]``; it is trained with an L1
-loss, so its forecasts aim at the conditional median, which is what MAE rewards. A linear
+loss, so its forecasts aim at the conditional median, which is what MAE rewards.
+
+With ``segment_steps`` S > 1 the recurrence runs over segments rather than single steps (as in
+SegRNN, Lin et al. 2023): the window is cut into ``L // S`` consecutive blocks of S steps and each
+block's ``S * F`` values are one recurrent input. One day per step (S = 24 at 1 h) keeps the daily
+shape intact inside each input and makes a 168-step lookback a 7-step recurrence, which trains
+an order of magnitude faster on CPU than stepping hour by hour. A linear
 "highway" from the last ``highway_steps`` target values straight to the output (as in LSTNet)
 gives the network the seasonal-naive signal for free, so the recurrent layers only have to learn
 corrections to it.
@@ -42,6 +48,9 @@ class RNNForecaster(pl.LightningModule):
         Hidden size of each stacked recurrent layer, first to last (e.g. ``(128, 64)``).
     dropout : float
         Dropout between stacked layers and before the head.
+    segment_steps : int
+        Input steps read per recurrent step (1 = classic step-by-step RNN; 24 at 1 h = a day per step).
+        The oldest ``L mod S`` steps of a window are not read.
     highway_steps : int
         Length of the linear shortcut from the last target values to the output; 0 disables it.
     learning_rate : float
@@ -62,6 +71,7 @@ class RNNForecaster(pl.LightningModule):
         cell: str = "gru",
         hidden_sizes: tuple[int, ...] | list[int] = (128, 64),
         dropout: float = 0.1,
+        segment_steps: int = 1,
         highway_steps: int = 0,
         learning_rate: float = 1e-3,
         weight_decay: float = 0.0,
@@ -79,11 +89,13 @@ class RNNForecaster(pl.LightningModule):
             )
         if not hidden_sizes or min(hidden_sizes) < 1:
             raise ConfigError(f"hidden_sizes must be a non-empty list of positive sizes, got {list(hidden_sizes)}")
+        if not 1 <= segment_steps <= lookback_steps:
+            raise ConfigError(f"segment_steps must lie in [1, lookback_steps={lookback_steps}], got {segment_steps}")
         if not 0 <= highway_steps <= lookback_steps:
             raise ConfigError(f"highway_steps must lie in [0, lookback_steps={lookback_steps}], got {highway_steps}")
         self.save_hyperparameters()
         rnn_class = nn.GRU if cell == "gru" else nn.LSTM
-        sizes = [n_features, *hidden_sizes]
+        sizes = [n_features * segment_steps, *hidden_sizes]
         self.layers = nn.ModuleList(
             rnn_class(input_size=size_in, hidden_size=size_out, batch_first=True)
             for size_in, size_out in zip(sizes[:-1], sizes[1:])
@@ -95,7 +107,11 @@ class RNNForecaster(pl.LightningModule):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Return scaled forecasts ``[B, H]`` for scaled input windows ``[B, L, F]``."""
-        sequence = x  # [B, L, F]
+        segment = self.hparams.segment_steps
+        n_segments = x.shape[1] // segment
+        batch = x.shape[0]
+        sequence = x[:, x.shape[1] - n_segments * segment :, :]  # [B, n_segments * S, F]
+        sequence = sequence.reshape(batch, n_segments, segment * x.shape[2])  # [B, L // S, S * F]
         for index, layer in enumerate(self.layers):
             sequence, _ = layer(sequence)  # [B, L, hidden_sizes[index]]
             if index < len(self.layers) - 1:

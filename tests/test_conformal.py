@@ -1,0 +1,53 @@
+"""Split-conformal interval offsets per horizon step."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from powercast.conformal import ConformalIntervals
+from powercast.errors import ConfigError, DataPreparationError
+
+
+def _residual_draws(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Forecasts and actuals whose error spread grows with the horizon step (skewed, like load)."""
+    yhat = rng.uniform(0.5, 2.0, size=(n, 3))
+    errors = rng.gamma(shape=2.0, scale=[0.1, 0.3, 0.6], size=(n, 3)) - 0.2
+    return yhat + errors, yhat
+
+
+def test_intervals_reach_the_target_coverage_on_new_windows() -> None:
+    rng = np.random.default_rng(0)
+    calibration = ConformalIntervals(coverage=0.8).fit(*_residual_draws(rng, 2000))
+    actual, forecast = _residual_draws(rng, 20000)
+    assert calibration.coverage_of(actual, forecast) == pytest.approx(0.8, abs=0.02)
+
+
+def test_offsets_widen_with_the_error_spread_of_each_step() -> None:
+    rng = np.random.default_rng(1)
+    calibration = ConformalIntervals(coverage=0.9).fit(*_residual_draws(rng, 1000))
+    widths = calibration.hi_kw_ - calibration.lo_kw_
+    assert widths[0] < widths[1] < widths[2]
+
+
+def test_interval_always_contains_the_forecast_even_for_one_sided_errors() -> None:
+    forecast = np.zeros((50, 2))
+    actual = forecast + np.linspace(0.1, 1.0, 50)[:, None]  # the model always under-forecasts
+    calibration = ConformalIntervals(coverage=0.8).fit(actual, forecast)
+    assert (calibration.lo_kw_ <= 0).all() and (calibration.hi_kw_ >= 0).all()
+    assert (calibration.lo_kw_ == 0).all()
+
+
+def test_too_few_calibration_windows_for_the_coverage_are_rejected() -> None:
+    with pytest.raises(DataPreparationError, match="too few"):
+        ConformalIntervals(coverage=0.95).fit(np.ones((10, 2)), np.zeros((10, 2)))
+
+
+def test_coverage_outside_zero_one_is_rejected() -> None:
+    with pytest.raises(ConfigError, match="coverage"):
+        ConformalIntervals(coverage=1.0).fit(np.ones((10, 2)), np.zeros((10, 2)))
+
+
+def test_intervals_before_fit_are_refused() -> None:
+    with pytest.raises(DataPreparationError, match="not fitted"):
+        ConformalIntervals().interval_kw(np.zeros((1, 2)))

@@ -1,0 +1,128 @@
+"""train_meter end to end on the ingested sample: leaderboard, registry, selection against a champion."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from powercast.baselines import BASELINES
+from powercast.config import PowercastConfig
+from powercast.errors import TrainingError
+from powercast.pipeline import LEADERBOARD_SCHEMA, TrainingOutcome, train_meter, window_inputs
+from powercast.prepare import prepare_meter
+from powercast.registry import champion_version, list_versions, load_champion, read_history
+
+METER = "sceaux_household"
+
+# A champion worth keeping: long enough training to beat the baselines on the sample.
+TRAINED = {"train.hidden_sizes": [32], "train.max_epochs": 6, "train.learning_rate": 0.01}
+# A genuinely crippled challenger: the untrained network after one tiny step.
+CRIPPLED = {"train.max_epochs": 1, "train.learning_rate": 1e-7, "train.scheduler": "none", "train.max_time_s": 0.5}
+
+
+@pytest.fixture(scope="module")
+def first_night_config(tmp_path_factory: pytest.TempPathFactory, tiny_config_factory) -> PowercastConfig:
+    return tiny_config_factory(tmp_path_factory.mktemp("first_night"))
+
+
+@pytest.fixture(scope="module")
+def first_night(first_night_config: PowercastConfig) -> TrainingOutcome:
+    """One default tiny night on a fresh root, shared by the read-only checks below."""
+    return train_meter(first_night_config, METER, "night1", progress=False)
+
+
+def test_leaderboard_scores_challengers_and_baselines_on_every_window_set(first_night: TrainingOutcome) -> None:
+    frame = first_night.leaderboard_frame()
+    assert set(frame["model"]) == {"gru", "lstm", *BASELINES}
+    assert set(frame["window_set"]) == {"val", "val_day_ahead", "test", "test_day_ahead"}
+    per_set = frame.groupby("window_set")["n_windows"].nunique()
+    assert (per_set == 1).all()  # every model is scored on the same windows within a set
+    assert frame["mae_kw"].gt(0).all() and (frame["rmse_kw"] >= frame["mae_kw"]).all()
+
+
+def test_run_folder_holds_leaderboard_json_parquet_and_curves(first_night: TrainingOutcome) -> None:
+    run_dir = Path(first_night.run_dir)
+    table = pq.read_table(run_dir / "leaderboard.parquet")
+    assert table.schema.remove_metadata().equals(LEADERBOARD_SCHEMA)
+    payload = json.loads((run_dir / "leaderboard.json").read_text())
+    assert payload["decision"]["reason"] == first_night.decision.reason
+    assert len(payload["rows"]) == table.num_rows
+    assert (run_dir / "curves.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_every_challenger_is_registered_and_the_decision_is_in_the_history(
+    first_night: TrainingOutcome, first_night_config: PowercastConfig
+) -> None:
+    root = first_night_config.root
+    assert list_versions(root, METER) == ["night1-gru", "night1-lstm"]
+    history = read_history(root, METER)
+    assert len(history) == 1 and history[0]["run_id"] == "night1"
+    assert history[0]["reason"] == first_night.decision.reason
+    assert history[0]["champion_after"] == champion_version(root, METER)
+    assert first_night.devices == {"gru": "cpu", "lstm": "cpu"}
+    assert set(first_night.elapsed_s) == {"gru", "lstm"}
+
+
+def test_champion_stays_when_a_crippled_challenger_is_worse(tiny_config: PowercastConfig) -> None:
+    trained = tiny_config.with_overrides({**TRAINED, "train.cells": ["gru"]})
+    first = train_meter(trained, METER, "night1", progress=False)
+    assert first.decision.promoted, first.decision.reason
+    crippled = tiny_config.with_overrides({**CRIPPLED, "train.cells": ["lstm"]})
+
+    second = train_meter(crippled, METER, "night2", progress=False)
+
+    assert not second.decision.promoted
+    assert champion_version(tiny_config.root, METER) == "night1-gru" == second.champion_version
+    assert second.decision.champion_val_mae_kw < second.decision.best_challenger_val_mae_kw
+    champion_rows = second.leaderboard_frame().query("model == 'champion' and window_set == 'val'")
+    assert champion_rows["version"].tolist() == ["night1-gru"]
+    history = read_history(tiny_config.root, METER)
+    assert [entry["champion_after"] for entry in history] == ["night1-gru", "night1-gru"]
+    assert history[-1]["promoted"] is False and history[-1]["reason"] == second.decision.reason
+
+
+def test_champion_is_rescored_on_todays_windows(tiny_config: PowercastConfig) -> None:
+    trained = tiny_config.with_overrides({**TRAINED, "train.cells": ["gru"]})
+    first = train_meter(trained, METER, "night1", progress=False)
+    second = train_meter(tiny_config.with_overrides({**CRIPPLED, "train.cells": ["gru"]}), METER, "night2", progress=False)
+    first_val = first.leaderboard_frame().query("model == 'gru' and window_set == 'val'")["mae_kw"].item()
+    assert second.decision.champion_val_mae_kw == pytest.approx(first_val, rel=1e-5)
+
+
+def test_nan_loss_leaves_the_champion_and_registry_unchanged(tiny_config: PowercastConfig) -> None:
+    trained = tiny_config.with_overrides({**TRAINED, "train.cells": ["gru"]})
+    train_meter(trained, METER, "night1", progress=False)
+    exploding = tiny_config.with_overrides({"train.learning_rate": 1e36, "train.scheduler": "none"})
+    with pytest.raises(TrainingError, match="loss became"):
+        train_meter(exploding, METER, "night2", progress=False)
+    assert champion_version(tiny_config.root, METER) == "night1-gru"
+    assert list_versions(tiny_config.root, METER) == ["night1-gru"]
+    assert [entry["run_id"] for entry in read_history(tiny_config.root, METER)] == ["night1"]
+
+
+def test_rerunning_a_run_id_replaces_its_versions_and_history_line(tiny_config: PowercastConfig) -> None:
+    config = tiny_config.with_overrides({"train.cells": ["gru"]})
+    train_meter(config, METER, "night1", progress=False)
+    train_meter(config, METER, "night1", progress=False)
+    assert list_versions(tiny_config.root, METER) == ["night1-gru"]
+    assert len(read_history(tiny_config.root, METER)) == 1
+
+
+def test_a_given_prepared_series_is_used_as_is(tiny_config: PowercastConfig, tiny_prepared) -> None:
+    outcome = train_meter(tiny_config.with_overrides({"train.cells": ["gru"]}), METER, "night1", tiny_prepared, False)
+    val_rows = outcome.leaderboard_frame().query("window_set == 'val'")
+    assert (val_rows["n_windows"] == len(tiny_prepared.window_starts["val"])).all()
+
+
+def test_promoted_champion_loads_and_forecasts_the_test_windows(tiny_config: PowercastConfig) -> None:
+    trained = tiny_config.with_overrides({**TRAINED, "train.cells": ["gru"]})
+    train_meter(trained, METER, "night1", progress=False)
+    champion = load_champion(tiny_config.root, METER)
+    prepared = prepare_meter(trained, METER, scaler=champion.scaler)
+    starts = prepared.origin_starts["test"]
+    forecast_kw = champion.predict_kw(window_inputs(prepared, starts))
+    assert forecast_kw.shape == (len(starts), prepared.horizon_steps) and np.isfinite(forecast_kw).all()

@@ -1,0 +1,141 @@
+"""Registry: CPU checkpoint round-trip, the model card, the champion pointer and decision history."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from powercast.config import PowercastConfig
+from powercast.errors import RegistryError
+from powercast.models.rnn import RNNForecaster
+from powercast.pipeline import window_inputs
+from powercast.prepare import PreparedSeries
+from powercast.registry import (
+    ModelRecord,
+    champion_version,
+    list_versions,
+    load_champion,
+    load_model,
+    promote,
+    read_history,
+    record_decision,
+    register_model,
+    version_name,
+)
+from powercast.training import build_forecaster
+
+METER = "sceaux_household"
+
+
+def _record(prepared: PreparedSeries, config: PowercastConfig, cell: str = "gru") -> ModelRecord:
+    horizon = prepared.horizon_steps
+    return ModelRecord(
+        cell=cell,
+        scaler=prepared.scaler,
+        feature_names=prepared.feature_names,
+        prepare_config=config.prepare,
+        train_config=config.train,
+        training_range_utc=prepared.split_bounds_utc["train"],
+        data_range_utc=(prepared.index_utc[0], prepared.index_utc[-1]),
+        validation_mae_kw=0.5,
+        metrics={"val": {"mae_kw": 0.5}},
+        interval_lo_kw=-np.linspace(0.1, 0.3, horizon),
+        interval_hi_kw=np.linspace(0.2, 0.6, horizon),
+        interval_coverage=0.8,
+        run_id="night1",
+        training={"device": "cpu", "elapsed_s": 1.0},
+    )
+
+
+@pytest.fixture()
+def module(tiny_prepared: PreparedSeries, tiny_config: PowercastConfig) -> RNNForecaster:
+    torch.manual_seed(0)
+    return build_forecaster(tiny_prepared, tiny_config.train, "gru").eval()
+
+
+def test_checkpoint_round_trip_on_cpu_gives_the_same_predictions(
+    tiny_prepared: PreparedSeries, tiny_config: PowercastConfig, module: RNNForecaster
+) -> None:
+    register_model(tiny_config.root, METER, "night1-gru", module, _record(tiny_prepared, tiny_config))
+    loaded = load_model(tiny_config.root, METER, "night1-gru")
+    windows = window_inputs(tiny_prepared, tiny_prepared.origin_starts["test"])
+    expected_kw = tiny_prepared.scaler.inverse_target_kw(module.forecast_scaled(windows))
+    np.testing.assert_array_equal(loaded.predict_kw(windows), expected_kw)
+    assert next(loaded.module.parameters()).device == torch.device("cpu") and not loaded.module.training
+
+
+def test_weights_are_plain_safetensors_and_the_card_describes_the_model(
+    tiny_prepared: PreparedSeries, tiny_config: PowercastConfig, module: RNNForecaster
+) -> None:
+    folder = Path(register_model(tiny_config.root, METER, "night1-gru", module, _record(tiny_prepared, tiny_config)))
+    tensors = load_file(folder / "weights.safetensors", device="cpu")
+    assert set(tensors) == set(module.state_dict())
+    card = json.loads((folder / "model.json").read_text())
+    assert card["feature_names"] == list(tiny_prepared.feature_names)
+    assert card["prepare_config"]["lookback_steps"] == tiny_prepared.lookback_steps
+    assert card["train_config"]["hidden_sizes"] == tiny_config.train.hidden_sizes
+    assert card["code_version"]["powercast"] and card["run_id"] == "night1"
+    assert card["scaler"]["mean"] == tiny_prepared.scaler.to_dict()["mean"]
+
+
+def test_loaded_model_carries_intervals_scaler_and_training_range(
+    tiny_prepared: PreparedSeries, tiny_config: PowercastConfig, module: RNNForecaster
+) -> None:
+    register_model(tiny_config.root, METER, "night1-gru", module, _record(tiny_prepared, tiny_config))
+    loaded = load_model(tiny_config.root, METER, "night1-gru")
+    assert loaded.interval_lo_kw.shape == (tiny_prepared.horizon_steps,) and (loaded.interval_lo_kw <= 0).all()
+    assert loaded.interval_coverage == 0.8 and loaded.cell == "gru"
+    assert loaded.training_range_utc == tuple(pd.Timestamp(t) for t in tiny_prepared.split_bounds_utc["train"])
+    assert loaded.scaler.to_dict() == tiny_prepared.scaler.to_dict()
+    assert loaded.prepare_config == tiny_config.prepare
+
+
+def test_meter_without_a_promotion_has_no_champion(tiny_config: PowercastConfig) -> None:
+    assert load_champion(tiny_config.root, METER) is None
+
+
+def test_promote_points_the_champion_at_the_version(
+    tiny_prepared: PreparedSeries, tiny_config: PowercastConfig, module: RNNForecaster
+) -> None:
+    for run in ("night1", "night2"):
+        register_model(tiny_config.root, METER, version_name(run, "gru"), module, _record(tiny_prepared, tiny_config))
+    promote(tiny_config.root, METER, "night2-gru", run_id="night2")
+    assert champion_version(tiny_config.root, METER) == "night2-gru"
+    assert load_champion(tiny_config.root, METER).version == "night2-gru"
+
+
+def test_unknown_version_names_the_known_ones(
+    tiny_prepared: PreparedSeries, tiny_config: PowercastConfig, module: RNNForecaster
+) -> None:
+    register_model(tiny_config.root, METER, "night1-gru", module, _record(tiny_prepared, tiny_config))
+    with pytest.raises(RegistryError, match=r"no model version 'night9-gru'.*night1-gru"):
+        load_model(tiny_config.root, METER, "night9-gru")
+
+
+def test_folder_without_its_card_is_not_a_version(
+    tiny_prepared: PreparedSeries, tiny_config: PowercastConfig, module: RNNForecaster
+) -> None:
+    register_model(tiny_config.root, METER, "night1-gru", module, _record(tiny_prepared, tiny_config))
+    half_written = Path(tiny_config.root) / "models" / METER / "night2-gru"
+    half_written.mkdir()
+    (half_written / "weights.safetensors").write_bytes(b"partial")
+    assert list_versions(tiny_config.root, METER) == ["night1-gru"]
+
+
+def test_recording_a_run_twice_keeps_one_history_line(tiny_config: PowercastConfig) -> None:
+    record_decision(tiny_config.root, METER, "night1", {"promoted": True})
+    record_decision(tiny_config.root, METER, "night2", {"promoted": False})
+    record_decision(tiny_config.root, METER, "night1", {"promoted": False})
+    history = read_history(tiny_config.root, METER)
+    assert [(entry["run_id"], entry["promoted"]) for entry in history] == [("night2", False), ("night1", False)]
+
+
+def test_version_names_refuse_path_characters() -> None:
+    with pytest.raises(RegistryError, match="run_id"):
+        version_name("../etc", "gru")
