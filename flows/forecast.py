@@ -8,11 +8,12 @@ from prefect import flow
 
 from flows.params import ForecastParams
 from flows.tasks import (
+    RunRecord,
     current_run_id,
-    data_summary,
     fail_on,
     find_meters,
     forecast_meter,
+    plot_forecasts,
     publish_forecasts,
     report_plan,
     report_run,
@@ -36,17 +37,21 @@ def forecast_one_meter(
 def forecast(params: ForecastParams = ForecastParams()) -> list[PublishedBatch]:
     """Forecast the requested meters (all by default) and publish; a failing meter does not stop the others."""
     config = params.load_config()
-    run_id = current_run_id()
+    record = RunRecord(run_id=current_run_id())
     meters = find_meters(config, params.meters)
     issued_at_utc = params.as_of_utc(config)
     if params.dry_run:
         report_plan(config, None, meters, {"issued_at_utc": issued_at_utc})
         return []
     states = {
-        meter_id: forecast_one_meter(config, meter_id, run_id, issued_at_utc, params.lock_timeout_s, return_state=True)
+        meter_id: forecast_one_meter(
+            config, meter_id, record.run_id, issued_at_utc, params.lock_timeout_s, return_state=True
+        )
         for meter_id in meters
     }
-    batches, failures = split_by_outcome(states)
-    published = publish_forecasts(config, list(batches.values()), run_id, params.lock_timeout_s) if batches else []
-    report_run(run_id, {}, {}, published, data_summary([], {}), failures)
-    return fail_on(failures, published)
+    batches, record.failures = split_by_outcome(states)
+    if batches:
+        record.published = publish_forecasts(config, list(batches.values()), record.run_id, params.lock_timeout_s)
+        record.plots = plot_forecasts(config, record.published)
+    report_run(record)
+    return fail_on(record.failures, record.published)

@@ -5,15 +5,15 @@ from __future__ import annotations
 from prefect import flow
 
 from flows.params import IngestParams
-from flows.tasks import current_run_id, data_summary, ingest_new_files, report_run
+from flows.tasks import RunRecord, current_run_id, ingest_new_files, report_run
 from powercast.ingest import IngestReport
 
 
-@flow(name="ingest", log_prints=True)
+@flow(name="ingest")
 def ingest(params: IngestParams = IngestParams()) -> list[IngestReport]:
     """Ingest the landing folder (files already ingested are skipped); return one report per new file."""
     config = params.load_config()
-    run_id = current_run_id()
-    reports = ingest_new_files(config, params.landing_path(config), run_id, params.lock_timeout_s)
-    report_run(run_id, {}, {}, [], data_summary(reports, {}), {})
-    return reports
+    record = RunRecord(run_id=current_run_id())
+    record.ingested = ingest_new_files(config, params.landing_path(config), record.run_id, params.lock_timeout_s)
+    report_run(record)
+    return record.ingested

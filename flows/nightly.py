@@ -23,12 +23,13 @@ from prefect import flow
 from flows.forecast import forecast_one_meter
 from flows.params import NightlyParams
 from flows.tasks import (
+    RunRecord,
     current_run_id,
-    data_summary,
     fail_on,
     find_meters,
     has_new_readings,
     ingest_new_files,
+    plot_forecasts,
     publish_forecasts,
     report_plan,
     report_run,
@@ -78,36 +79,35 @@ def meter_night(
 
 @flow(name="nightly")
 def nightly(params: NightlyParams = NightlyParams()) -> list[PublishedBatch]:
-    """Ingest, retrain where there is news, forecast and publish every meter; a failing meter does not stop the others."""
+    """Ingest, retrain meters with news, forecast and publish them all; a failing meter does not stop the others."""
     config = params.load_config()
-    run_id = current_run_id()
+    record = RunRecord(run_id=current_run_id())
     landing_dir = params.landing_path(config)
     if params.dry_run:
         meters = find_meters(config, params.meters)
         report_plan(config, landing_dir, meters, params.config_overrides() | {"force_retrain": params.force_retrain})
         return []
-    reports = ingest_new_files(config, landing_dir, run_id, params.lock_timeout_s)
+    record.ingested = ingest_new_files(config, landing_dir, record.run_id, params.lock_timeout_s)
     meters = find_meters(config, params.meters)
     as_of_utc = params.as_of_utc(config)
     states = {
         meter_id: meter_night(
-            config, meter_id, run_id, as_of_utc, params.force_retrain, params.lock_timeout_s, return_state=True
+            config, meter_id, record.run_id, as_of_utc, params.force_retrain, params.lock_timeout_s, return_state=True
         )
         for meter_id in meters
     }
-    nights, failures = split_by_outcome(states)
-    batches = [night.batch for night in nights.values()]
-    published = publish_forecasts(config, batches, run_id, params.lock_timeout_s) if batches else []
-    trained = {meter_id: night.training for meter_id, night in nights.items() if night.training is not None}
-    report_run(
-        run_id,
-        {meter_id: training.outcome for meter_id, training in trained.items()},
-        {meter_id: night.skipped_training for meter_id, night in nights.items() if night.skipped_training},
-        published,
-        data_summary(reports, {meter_id: training.prepared for meter_id, training in trained.items()}),
-        failures,
-    )
-    return fail_on(failures, published)
+    nights, record.failures = split_by_outcome(states)
+    record.prepared = {meter_id: night.training.prepared for meter_id, night in nights.items() if night.training}
+    record.outcomes = {meter_id: night.training.outcome for meter_id, night in nights.items() if night.training}
+    record.not_retrained = {
+        meter_id: night.skipped_training for meter_id, night in nights.items() if not night.training
+    }
+    if nights:
+        batches = [night.batch for night in nights.values()]
+        record.published = publish_forecasts(config, batches, record.run_id, params.lock_timeout_s)
+        record.plots = plot_forecasts(config, record.published)
+    report_run(record)
+    return fail_on(record.failures, record.published)
 
 
 def _prefect_defaults(root: Path) -> dict[object, object]:
@@ -159,7 +159,9 @@ def main(argv: list[str] | None = None) -> int:
     for batch in published:
         print(f"  issued at {batch.issued_at_utc.isoformat()}: {batch.rows} rows -> {batch.path}")
     latest = read_forecasts(str(root))
-    print(f"\nread them with: powercast.publish.read_forecasts({str(root)!r})  # {len(latest)} rows in the latest batch")
+    print(
+        f"\nread them with: powercast.publish.read_forecasts({str(root)!r})  # {len(latest)} rows in the latest batch"
+    )
     return 0
 
 

@@ -9,7 +9,6 @@ bounds before a run starts. Settings left empty keep the configured value (confi
 from __future__ import annotations
 
 from datetime import date, datetime, time, timezone
-from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
@@ -101,7 +100,7 @@ class MeterParams(RunParams):
     as_of: date | None = Field(
         None,
         description="Local day the run acts as of: forecasts are issued at its local midnight and training uses "
-        "readings before it (a backfill). Empty: the day after the last stored reading.",
+        "readings before it (a backfill). Empty: the local midnight after the last complete day of readings.",
     )
 
     def as_of_utc(self, config: PowercastConfig) -> datetime | None:
@@ -146,7 +145,8 @@ class TrainingParams(MeterParams):
         description=f"Wall-clock budget per model in seconds (default {_TRAIN_DEFAULTS.max_time_s:g}).",
     )
     accelerator: Literal["auto", "cpu", "gpu"] | None = Field(
-        None, description=f"Device for training: auto picks a GPU when present (default {_TRAIN_DEFAULTS.accelerator!r})."
+        None,
+        description=f"Device for training: auto picks a GPU when present (default {_TRAIN_DEFAULTS.accelerator!r}).",
     )
 
     def config_overrides(self) -> dict[str, Any]:
@@ -171,7 +171,9 @@ class TrainParams(TrainingParams):
 class ForecastParams(MeterParams):
     """Parameters of the forecast flow: publish a batch with the current champions."""
 
-    dry_run: bool = Field(False, description="Only report which meters and issue time would be forecast; write nothing.")
+    dry_run: bool = Field(
+        False, description="Only report which meters and issue time would be forecast; write nothing."
+    )
 
 
 class NightlyParams(TrainingParams):
@@ -199,4 +201,3 @@ class NightlyParams(TrainingParams):
             lock_timeout_s=self.lock_timeout_s,
             landing_dir=self.landing_dir,
         )
-

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -34,11 +35,13 @@ import powercast.registry
 import powercast.store
 from powercast.atomic import resolve_filesystem
 from powercast.config import PowercastConfig
+from powercast.forecast_plot import CONTEXT_STEPS, actual_kw, plot_forecast
 from powercast.ingest import IngestReport
 from powercast.locking import INGEST_LOCK_NAME, PUBLISH_LOCK_NAME, named_lock
 from powercast.pipeline import SELECTION_SET, TrainingOutcome
 from powercast.prepare import PreparedSeries
-from powercast.publish import ForecastBatch, PublishedBatch
+from powercast.publish import ForecastBatch, PublishedBatch, compact_utc
+from powercast.resample import freq_timedelta
 
 IO_RETRIES = 3
 
@@ -64,7 +67,9 @@ def current_run_id() -> str:
 
 
 @io_task
-def ingest_new_files(config: PowercastConfig, landing_dir: str, run_id: str, lock_timeout_s: float) -> list[IngestReport]:
+def ingest_new_files(
+    config: PowercastConfig, landing_dir: str, run_id: str, lock_timeout_s: float
+) -> list[IngestReport]:
     """Ingest every landing file not ingested yet; return one report per file ingested."""
     logger = get_run_logger()
     with named_lock(config.root, INGEST_LOCK_NAME, timeout_s=lock_timeout_s, holder=run_id):
@@ -182,100 +187,137 @@ def _file_link(path: str) -> str:
     return f"[{Path(path).name}]({url})"
 
 
-def data_summary(reports: Sequence[IngestReport], prepared: dict[str, PreparedSeries]) -> dict[str, Any]:
-    """Return rows ingested/quarantined this run and, per meter, missing steps and windows left out."""
-    ingested = [report for report in reports if not report.skipped]
-    return {
-        "files_ingested": len(ingested),
-        "rows_stored": sum(report.rows_stored for report in ingested),
-        "rows_missing": sum(report.rows_missing for report in ingested),
-        "rows_quarantined": sum(report.rows_quarantined for report in ingested),
-        "rows_replaced": sum(report.rows_replaced for report in ingested),
-        "meters": {
-            meter_id: {
-                "steps": len(series.index_utc),
-                "missing_steps": int(np.isnan(series.target_kw).sum()),
-                "windows_excluded": {
-                    split: sum(reasons.values()) for split, reasons in series.exclusions.items()
-                },
-            }
-            for meter_id, series in prepared.items()
-        },
-    }
+@dataclass
+class RunRecord:
+    """What one flow run did, for its report: filled in by the flow as the steps return."""
+
+    run_id: str
+    ingested: list[IngestReport] = field(default_factory=list)
+    prepared: dict[str, PreparedSeries] = field(default_factory=dict)
+    outcomes: dict[str, TrainingOutcome] = field(default_factory=dict)
+    not_retrained: dict[str, str] = field(default_factory=dict)
+    published: list[PublishedBatch] = field(default_factory=list)
+    plots: list[Path] = field(default_factory=list)
+    failures: dict[str, str] = field(default_factory=dict)
 
 
 @task(cache_policy=NO_CACHE)
-def report_run(
-    run_id: str,
-    outcomes: dict[str, TrainingOutcome],
-    skipped_training: dict[str, str],
-    published: Sequence[PublishedBatch],
-    summary: dict[str, Any],
-    failures: dict[str, str],
-) -> None:
-    """Write the run's artifacts: the leaderboard table, and the decision + data summary in markdown."""
+def plot_forecasts(config: PowercastConfig, published: Sequence[PublishedBatch]) -> list[Path]:
+    """Draw each published batch against the actual readings to ``<root>/plots/``; return the PNG paths."""
+    if "://" in config.root:
+        get_run_logger().info("data root %s is not a local folder: forecast plots are left out", config.root)
+        return []
+    step = freq_timedelta(config.prepare.freq)
+    paths = []
+    for batch in published:
+        frame = powercast.publish.read_forecasts(config.root, issued_at=batch.issued_at_utc)
+        end_utc = frame["target_time"].max() + step
+        actuals = {
+            meter_id: actual_kw(config, meter_id, batch.issued_at_utc - CONTEXT_STEPS * step, end_utc)
+            for meter_id in batch.meters
+        }
+        out = Path(config.root) / "plots" / f"forecast-{compact_utc(batch.issued_at_utc)}.png"
+        coverage = float(frame.attrs["powercast"]["powercast.interval_coverage"])
+        paths.append(plot_forecast(frame, actuals, out, coverage=coverage))
+    return paths
+
+
+def _finite_or_none(value: Any) -> Any:
+    """Return ``value`` rounded when it is a finite float, None when it is NaN/inf (JSON has neither)."""
+    if isinstance(value, float):
+        return round(value, 4) if np.isfinite(value) else None
+    return value
+
+
+def _data_lines(record: RunRecord) -> list[str]:
+    ingested = [report for report in record.ingested if not report.skipped]
+    lines = [
+        f"- files ingested: {len(ingested)}; rows stored: {sum(r.rows_stored for r in ingested)} "
+        f"(all values missing: {sum(r.rows_missing for r in ingested)}); "
+        f"rows quarantined: {sum(r.rows_quarantined for r in ingested)}; "
+        f"rows replaced: {sum(r.rows_replaced for r in ingested)}"
+    ]
+    for meter_id, series in record.prepared.items():
+        excluded = ", ".join(f"{split} {sum(reasons.values())}" for split, reasons in series.exclusions.items())
+        lines.append(
+            f"- {meter_id}: {len(series.index_utc)} steps of {series.index_utc[0]:%Y-%m-%d} .. "
+            f"{series.index_utc[-1]:%Y-%m-%d}, {int(np.isnan(series.target_kw).sum())} still missing after "
+            f"interpolation (long gaps); windows left out: {excluded or 'none'}"
+        )
+    return lines
+
+
+@task(cache_policy=NO_CACHE)
+def report_run(record: RunRecord) -> None:
+    """Write the run's artifacts: the leaderboard table, the decision + data summary, the plots."""
+    flow_name = flow_run.flow_name
+    columns = (
+        "meter_id",
+        "model",
+        "kind",
+        "version",
+        "mae_kw",
+        "rmse_kw",
+        "mase",
+        "device",
+        "epochs",
+        "train_time_s",
+        "promoted",
+    )
     rows = [
-        {key: row[key] for key in ("meter_id", "model", "kind", "version", "mae_kw", "rmse_kw", "mase", "device", "epochs", "train_time_s", "promoted")}
-        for outcome in outcomes.values()
+        {key: _finite_or_none(row[key]) for key in columns}
+        for outcome in record.outcomes.values()
         for row in outcome.leaderboard
         if row["window_set"] == SELECTION_SET
     ]
     if rows:
         create_table_artifact(
-            key=_artifact_key(f"leaderboard-{flow_run.flow_name}"),
+            key=_artifact_key(f"leaderboard-{flow_name}"),
             table=rows,
-            description=f"Validation scores (kW) of challengers, baselines and champion, run {run_id}",
+            description=f"Validation scores (kW) of challengers, baselines and champion; run {record.run_id}",
         )
-    lines = [f"# powercast run `{run_id}`", "", "## Decisions", ""]
-    for meter_id, outcome in outcomes.items():
+    lines = [f"# powercast {flow_name} run `{record.run_id}`", ""]
+    if record.outcomes or record.not_retrained or record.failures:
+        lines += ["## Decisions", ""]
+    for meter_id, outcome in record.outcomes.items():
         devices = ", ".join(f"{cell} on {device}" for cell, device in outcome.devices.items())
         lines.append(
-            f"- **{meter_id}**: champion `{outcome.champion_version}`; {outcome.decision.reason} "
-            f"(trained {devices}; curves: {_file_link(outcome.run_dir + '/curves.png')}, "
-            f"leaderboard: {_file_link(outcome.run_dir + '/leaderboard.json')})"
+            f"- **{meter_id}**: champion `{outcome.champion_version}`. {outcome.decision.reason} "
+            f"(trained {devices}; loss curves {_file_link(outcome.run_dir + '/curves.png')}, "
+            f"leaderboard {_file_link(outcome.run_dir + '/leaderboard.json')})"
         )
-    lines += [f"- **{meter_id}**: not retrained: {why}" for meter_id, why in skipped_training.items()]
-    lines += [f"- **{meter_id}**: FAILED: {error}" for meter_id, error in failures.items()]
+    lines += [f"- **{meter_id}**: not retrained: {why}" for meter_id, why in record.not_retrained.items()]
+    lines += [f"- **{meter_id}**: FAILED: {error}" for meter_id, error in record.failures.items()]
+    lines += ["", "## Data", "", *_data_lines(record), "", "## Forecasts", ""]
     lines += [
-        "",
-        "## Data",
-        "",
-        f"- files ingested: {summary['files_ingested']}; rows stored: {summary['rows_stored']} "
-        f"(all values missing: {summary['rows_missing']}); rows quarantined: {summary['rows_quarantined']}; "
-        f"rows replaced: {summary['rows_replaced']}",
-    ]
-    for meter_id, info in summary["meters"].items():
-        excluded = ", ".join(f"{split} {count}" for split, count in info["windows_excluded"].items())
-        lines.append(
-            f"- {meter_id}: {info['steps']} steps, {info['missing_steps']} missing after interpolation "
-            f"(long gaps); windows left out: {excluded or 'none'}"
-        )
-    lines += ["", "## Forecasts", ""]
-    lines += [
-        f"- issued at {batch.issued_at_utc.isoformat()}: {batch.rows} rows for {', '.join(batch.meters)}: "
+        f"- issued at {batch.issued_at_utc.isoformat()}: {batch.rows} rows for {', '.join(batch.meters)} in "
         f"{_file_link(batch.path)} (manifest {_file_link(batch.manifest_path)})"
-        for batch in published
-    ]
-    if not published:
-        lines.append("- nothing published")
+        for batch in record.published
+    ] or ["- nothing published"]
+    lines += [f"- plot: {_file_link(str(path))}" for path in record.plots]
     create_markdown_artifact(
-        key=_artifact_key(f"report-{flow_run.flow_name}"),
+        key=_artifact_key(f"report-{flow_name}"),
         markdown="\n".join(lines),
-        description=f"Decision and data summary of run {run_id}",
+        description=f"Decisions, data summary and forecast links of run {record.run_id}",
     )
-    for meter_id, outcome in outcomes.items():
-        curves = Path(outcome.run_dir) / "curves.png"
-        if curves.is_file():
-            encoded = base64.b64encode(curves.read_bytes()).decode("ascii")
+    images = {f"{flow_name}-forecast-plot-{index}": path for index, path in enumerate(record.plots)}
+    images.update(
+        {f"{flow_name}-curves-{meter_id}": Path(o.run_dir) / "curves.png" for meter_id, o in record.outcomes.items()}
+    )
+    for key, image in images.items():
+        if image.is_file():
+            encoded = base64.b64encode(image.read_bytes()).decode("ascii")
             create_image_artifact(
                 image_url=f"data:image/png;base64,{encoded}",
-                key=_artifact_key(f"curves-{meter_id}"),
-                description=f"Training curves of {meter_id}, run {run_id}",
+                key=_artifact_key(key),
+                description=f"{image.name} of run {record.run_id}",
             )
 
 
 @task(cache_policy=NO_CACHE)
-def report_plan(config: PowercastConfig, landing_dir: str | None, meters: Sequence[str], settings: dict[str, Any]) -> str:
+def report_plan(
+    config: PowercastConfig, landing_dir: str | None, meters: Sequence[str], settings: dict[str, Any]
+) -> str:
     """Write (as a markdown artifact) and return what a run would do, without doing any of it."""
     lines = ["# powercast dry run: nothing was written", ""]
     if landing_dir is not None:

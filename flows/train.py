@@ -9,8 +9,8 @@ from prefect import flow
 
 from flows.params import TrainParams
 from flows.tasks import (
+    RunRecord,
     current_run_id,
-    data_summary,
     fail_on,
     find_meters,
     prepare_meter,
@@ -47,14 +47,16 @@ def train_meter(
 def train(params: TrainParams = TrainParams()) -> dict[str, TrainingOutcome]:
     """Retrain the requested meters (all by default); a failing meter does not stop the others."""
     config = params.load_config()
-    run_id = current_run_id()
+    record = RunRecord(run_id=current_run_id())
     meters = find_meters(config, params.meters)
     states = {
-        meter_id: train_meter(config, meter_id, run_id, params.as_of_utc(config), params.lock_timeout_s, return_state=True)
+        meter_id: train_meter(
+            config, meter_id, record.run_id, params.as_of_utc(config), params.lock_timeout_s, return_state=True
+        )
         for meter_id in meters
     }
-    trained, failures = split_by_outcome(states)
-    outcomes = {meter_id: result.outcome for meter_id, result in trained.items()}
-    summary = data_summary([], {meter_id: result.prepared for meter_id, result in trained.items()})
-    report_run(run_id, outcomes, {}, [], summary, failures)
-    return fail_on(failures, outcomes)
+    trained, record.failures = split_by_outcome(states)
+    record.prepared = {meter_id: result.prepared for meter_id, result in trained.items()}
+    record.outcomes = {meter_id: result.outcome for meter_id, result in trained.items()}
+    report_run(record)
+    return fail_on(record.failures, record.outcomes)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from powercast.errors import ConfigError, LockedError
-from powercast.locking import lock_path, meter_lock, read_holder
+from powercast.locking import PUBLISH_LOCK_NAME, lock_path, meter_lock, named_lock, read_holder
 
 # A child process that takes the lock, says so through a marker file, and holds it for a while.
 HOLDER_SCRIPT = textwrap.dedent(
@@ -140,6 +140,24 @@ def test_locked_error_is_raised_in_process_against_other_process(tmp_path: Path)
     try:
         with pytest.raises(LockedError, match="meter 'meter_a' is locked by pid"):
             with meter_lock(tmp_path, "meter_a", timeout_s=0.2):
+                pass
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_shared_lock_is_named_as_a_lock_not_a_meter(tmp_path: Path) -> None:
+    script = HOLDER_SCRIPT.replace("meter_lock(root, meter,", "named_lock(root, meter,").replace(
+        "import meter_lock", "import named_lock"
+    )
+    marker = tmp_path / "publish.held"
+    holder = subprocess.Popen([sys.executable, "-c", script, str(tmp_path), PUBLISH_LOCK_NAME, str(marker), "20"])
+    try:
+        deadline = time.monotonic() + 30
+        while not marker.exists() and time.monotonic() < deadline and holder.poll() is None:
+            time.sleep(0.05)
+        with pytest.raises(LockedError, match="lock '_publish' is locked by pid"):
+            with named_lock(tmp_path, PUBLISH_LOCK_NAME, timeout_s=0.2):
                 pass
     finally:
         holder.kill()

@@ -13,11 +13,10 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from deployments.serve import LocalPrefect, free_port  # noqa: E402
+from deployments.serve import LocalPrefect, free_port, stop_process_group  # noqa: E402
 
 SERVER_START_TIMEOUT_S = 240
 ARTIFACTS_DIR = REPO_ROOT / "test-artifacts"
-
 
 
 @pytest.fixture(scope="session")
@@ -38,29 +37,6 @@ def tiny_training() -> dict[str, object]:
 
 
 @pytest.fixture(scope="session")
-def prefect_harness(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    """Run flows in this process against a throw-away Prefect server (SQLite in a temp folder)."""
-    from prefect.settings import (
-        PREFECT_HOME,
-        PREFECT_SERVER_ANALYTICS_ENABLED,
-        PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS,
-        temporary_settings,
-    )
-    from prefect.testing.utilities import prefect_test_harness
-
-    home = tmp_path_factory.mktemp("prefect-home")
-    with temporary_settings(
-        updates={
-            PREFECT_HOME: str(home),
-            PREFECT_SERVER_ANALYTICS_ENABLED: False,
-            PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS: SERVER_START_TIMEOUT_S,
-        }
-    ):
-        with prefect_test_harness(server_startup_timeout=SERVER_START_TIMEOUT_S):
-            yield
-
-
-@pytest.fixture(scope="session")
 def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalPrefect]:
     """A real ``prefect server start`` on a free 127.0.0.1 port, work pool created, flows deployed.
 
@@ -78,6 +54,17 @@ def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalPr
         stack.stop()
 
 
+@pytest.fixture(scope="session")
+def prefect_harness(prefect_server: LocalPrefect) -> Iterator[None]:
+    """Run flows in this process against the session's Prefect server (one server for every test)."""
+    from prefect.settings import PREFECT_API_URL, PREFECT_HOME, temporary_settings
+
+    with temporary_settings(
+        updates={PREFECT_API_URL: prefect_server.api_url, PREFECT_HOME: prefect_server.prefect_home}
+    ):
+        yield
+
+
 @pytest.fixture()
 def prefect_worker(prefect_server: LocalPrefect) -> Iterator[LocalPrefect]:
     """A process worker on the server's pool for the duration of one test."""
@@ -86,8 +73,6 @@ def prefect_worker(prefect_server: LocalPrefect) -> Iterator[LocalPrefect]:
         yield prefect_server
     finally:
         if prefect_server.worker is not None:
-            from deployments.serve import stop_process_group
-
             stop_process_group(prefect_server.worker)
             prefect_server.worker = None
 

@@ -1,7 +1,7 @@
 """Three simulated nights: replay drops one day into landing each night, the nightly flow runs.
 
-The flows run in this process against a throw-away Prefect server (``prefect_harness``), with a
-tiny training budget: this checks the orchestration, not the models.
+The flows run in this process against the session's throw-away Prefect server
+(``prefect_harness``), with a tiny training budget: this checks the orchestration, not the models.
 """
 
 from __future__ import annotations
@@ -22,6 +22,8 @@ from powercast.publish import list_issue_times, read_forecasts
 from powercast.registry import read_history
 from powercast.replay import replay_days
 from powercast.store import read_readings
+
+pytestmark = pytest.mark.prefect_server
 
 METER = "sceaux_household"
 HISTORY_START = date(2010, 10, 1)

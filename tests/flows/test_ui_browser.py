@@ -38,7 +38,7 @@ WAIT_S = 60
 def _missing_browser() -> str | None:
     for path, package in ((CHROMIUM, "chromium"), (CHROMEDRIVER, "chromium-driver")):
         if not Path(path).is_file() and shutil.which(Path(path).name) is None:
-            return f"{path} not found: install Debian's {package} (`make browser-deps` as root, or apt-get install {package})"
+            return f"{path} not found: install Debian's {package} (`make browser-deps` as root, or apt-get install it)"
     return None
 
 
@@ -78,7 +78,10 @@ def test_custom_run_started_from_the_ui_form_reaches_the_api(
     def field_input(label: str, input_type: str) -> object:
         return wait.until(
             ready.element_to_be_clickable(
-                (By.XPATH, f"//label[starts-with(normalize-space(), '{label}')]/following::input[@type='{input_type}'][1]")
+                (
+                    By.XPATH,
+                    f"//label[starts-with(normalize-space(), '{label}')]/following::input[@type='{input_type}'][1]",
+                )
             )
         )
 
