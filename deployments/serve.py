@@ -172,6 +172,8 @@ def _interrupt(signum: int, frame: object) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the local Prefect stack until Ctrl-C (or SIGTERM); returns the exit status."""
+    # Explicit handlers: a shell starting this in the background leaves SIGINT ignored.
+    signal.signal(signal.SIGINT, _interrupt)
     signal.signal(signal.SIGTERM, _interrupt)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"server port (default {DEFAULT_PORT})")
@@ -195,6 +197,9 @@ def main(argv: list[str] | None = None) -> int:
             time.sleep(1)
     except KeyboardInterrupt:
         print("\nstopping the worker, then the server ...", flush=True)
+        stopping = time.monotonic()
+        stack.stop()
+        print(f"stopped in {time.monotonic() - stopping:.0f} s", flush=True)
         return 0
     except RuntimeError as exc:
         print(f"serve: {exc}", file=sys.stderr)
