@@ -10,6 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from powercast.baselines import BASELINES
+from powercast.cli import main
 from powercast.config import PowercastConfig
 from powercast.errors import TrainingError
 from powercast.pipeline import LEADERBOARD_SCHEMA, TrainingOutcome, train_meter, window_inputs
@@ -126,3 +127,18 @@ def test_promoted_champion_loads_and_forecasts_the_test_windows(tiny_config: Pow
     starts = prepared.origin_starts["test"]
     forecast_kw = champion.predict_kw(window_inputs(prepared, starts))
     assert forecast_kw.shape == (len(starts), prepared.horizon_steps) and np.isfinite(forecast_kw).all()
+
+
+def test_train_command_prints_the_leaderboard_and_the_decision(
+    tiny_config: PowercastConfig, capsys: pytest.CaptureFixture, tmp_path: Path
+) -> None:
+    settings = tmp_path / "tiny.json"
+    settings.write_text(json.dumps({"prepare": tiny_config.prepare.model_dump(mode="json"),
+                                    "train": tiny_config.train.model_dump(mode="json")}))
+    argv = ["train", "--root", tiny_config.root, "--config", str(settings), "--quiet", "--cells", "gru", "--run-id", "cli1"]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    for model in ("gru", *BASELINES):
+        assert model in printed
+    assert "decision:" in printed and "val MAE" in printed and "test-DA MAE" in printed
+    assert read_history(tiny_config.root, METER)[0]["run_id"] == "cli1"

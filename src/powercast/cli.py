@@ -16,6 +16,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "powercast.commands.ingest",
     "powercast.commands.prepare",
     "powercast.commands.forecasts",
+    "powercast.commands.train",
 )
 
 

@@ -50,7 +50,7 @@ class FitResult:
     name : str
         Model name (e.g. ``"gru"``).
     module : RNNForecaster
-        Best-validation weights, in eval mode, on CPU.
+        The kept weights (best validation epoch unless asked for the last), in eval mode, on CPU.
     device : str
         Where it trained (``"cpu"`` or ``"cuda:<name>"``).
     precision : str
@@ -62,7 +62,7 @@ class FitResult:
     best_epoch : int
         Epoch (0-based) of the kept weights.
     best_val_mae : float
-        Validation MAE of the kept weights, in scaled units (as monitored).
+        Validation MAE of the kept weights, in scaled units (as logged per epoch).
     stopped_by : str
         ``"early_stopping"``, ``"max_time"`` or ``"max_epochs"``.
     curves : pd.DataFrame
@@ -140,6 +140,7 @@ def build_forecaster(prepared: PreparedSeries, config: TrainConfig, cell: str) -
         hidden_sizes=tuple(config.hidden_sizes),
         dropout=config.dropout,
         segment_steps=min(config.segment_steps, prepared.lookback_steps),
+        level_norm=config.level_norm,
         highway_steps=prepared.lookback_steps if config.highway else 0,
         learning_rate=config.learning_rate,
         weight_decay=config.weight_decay,
@@ -176,8 +177,9 @@ def fit_module(
     log_dir: str | Path,
     progress: bool | None = None,
     early_stopping: bool = True,
+    restore_best: bool = True,
 ) -> FitResult:
-    """Return ``module`` trained with the configured Trainer and reloaded at its best validation MAE.
+    """Return ``module`` trained with the configured Trainer (reloaded at its best validation MAE by default).
 
     Parameters
     ----------
@@ -195,6 +197,8 @@ def fit_module(
         Show a progress bar; None shows one only when stderr is a terminal.
     early_stopping : bool
         Stop when validation MAE has not improved for ``config.patience_epochs`` epochs.
+    restore_best : bool
+        Return the weights of the best validation epoch; False keeps the last epoch's weights.
     """
     accelerator = resolve_accelerator(config.accelerator)
     precision = "bf16-mixed" if accelerator == "gpu" else "32-true"
@@ -236,22 +240,25 @@ def fit_module(
         raise TrainingError(
             f"model {name}: no validation epoch finished within train.max_time_s={config.max_time_s}; raise the budget"
         )
-    best = RNNForecaster(**module.hparams)
-    state = torch.load(checkpoint.best_model_path, map_location="cpu", weights_only=True)["state_dict"]
-    best.load_state_dict(state)
-    best.eval()
+    kept = RNNForecaster(**module.hparams)
+    if restore_best:
+        state = torch.load(checkpoint.best_model_path, map_location="cpu", weights_only=True)["state_dict"]
+    else:
+        state = {name: tensor.detach().to("cpu") for name, tensor in module.state_dict().items()}
+    kept.load_state_dict(state)
+    kept.eval()
     curves = _epoch_curves(Path(logger.log_dir) / "metrics.csv")
-    best_epoch = int(curves.loc[curves[MONITOR].idxmin(), "epoch"]) if MONITOR in curves else 0
+    kept_row = curves[MONITOR].idxmin() if restore_best else curves[MONITOR].last_valid_index()
     stopped_by = _stop_reason(trainer, callbacks, config)
     return FitResult(
         name=name,
-        module=best,
+        module=kept,
         device=device_label(accelerator),
         precision=precision,
         elapsed_s=elapsed_s,
         epochs_run=int(trainer.current_epoch),
-        best_epoch=best_epoch,
-        best_val_mae=float(checkpoint.best_model_score),
+        best_epoch=int(curves.loc[kept_row, "epoch"]),
+        best_val_mae=float(curves.loc[kept_row, MONITOR]),
         stopped_by=stopped_by,
         curves=curves,
         log_dir=str(folder),
