@@ -44,10 +44,8 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 SAMPLE_FILE = REPO_ROOT / "data" / "sample" / "household_power_consumption_last120d.txt.gz"
 # `--sample`: a training budget for a demo on a 2-core laptop (minutes, not hours).
 SAMPLE_TRAINING = {
-    "lookback_steps": 72,
-    "hidden_sizes": [32],
-    "max_epochs": 8,
-    "max_time_s": 45.0,
+    "max_epochs": 30,
+    "max_time_s": 60.0,
 }
 
 

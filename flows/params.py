@@ -38,6 +38,7 @@ FIELD_TITLES: dict[str, str] = {
     "batch_size": "Batch size",
     "max_epochs": "Max epochs",
     "max_time_s": "Time budget per model (s)",
+    "cpu_threads": "CPU threads",
     "accelerator": "Accelerator",
     "force_retrain": "Force retrain",
     "dry_run": "Dry run",
@@ -144,6 +145,13 @@ class TrainingParams(MeterParams):
         le=24 * 3600,
         description=f"Wall-clock budget per model in seconds (default {_TRAIN_DEFAULTS.max_time_s:g}).",
     )
+    cpu_threads: int | None = Field(
+        None,
+        ge=0,
+        le=256,
+        description="torch threads when training on CPU; 0 = one per core, 1 on a busy shared machine "
+        f"(default {_TRAIN_DEFAULTS.cpu_threads}).",
+    )
     accelerator: Literal["auto", "cpu", "gpu"] | None = Field(
         None,
         description=f"Device for training: auto picks a GPU when present (default {_TRAIN_DEFAULTS.accelerator!r}).",
@@ -160,6 +168,7 @@ class TrainingParams(MeterParams):
             "train.batch_size": self.batch_size,
             "train.max_epochs": self.max_epochs,
             "train.max_time_s": self.max_time_s,
+            "train.cpu_threads": self.cpu_threads,
             "train.accelerator": self.accelerator,
         }
 
