@@ -142,3 +142,25 @@ def test_train_command_prints_the_leaderboard_and_the_decision(
         assert model in printed
     assert "decision:" in printed and "val MAE" in printed and "test-DA MAE" in printed
     assert read_history(tiny_config.root, METER)[0]["run_id"] == "cli1"
+
+
+def test_champion_with_an_older_scaler_is_rescored_with_its_own_scaler_on_todays_windows(
+    tiny_config: PowercastConfig,
+) -> None:
+    trained = tiny_config.with_overrides({**TRAINED, "train.cells": ["gru"]})
+    train_meter(trained, METER, "night1", progress=False)
+    later = {"prepare.split": {"mode": "trailing", "val_days": 14, "test_days": 14}, "train.cells": ["lstm"]}
+    tonight = tiny_config.with_overrides({**CRIPPLED, **later})
+
+    second = train_meter(tonight, METER, "night2", progress=False)
+
+    champion = load_champion(tiny_config.root, METER)
+    own = prepare_meter(tonight, METER, scaler=champion.scaler)
+    today = prepare_meter(tonight, METER)
+    assert champion.scaler.to_dict() != today.scaler.to_dict()  # the training split moved
+    starts = own.window_starts["val"]
+    expected = np.abs(champion.predict_kw(window_inputs(own, starts)) - own.target_kw[
+        starts[:, None] + own.lookback_steps + np.arange(own.horizon_steps)
+    ]).mean()
+    assert second.decision.n_val_windows == len(today.window_starts["val"])
+    assert second.decision.champion_val_mae_kw == pytest.approx(float(expected), rel=1e-5)

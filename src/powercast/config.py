@@ -141,9 +141,6 @@ class TrainConfig(_Section):
         ge=1,
         description="Input steps read per recurrent step (24 at 1 h: one day per step; 1: hour by hour).",
     )
-    level_norm: bool = Field(
-        False, description="Centre each window's target on its own mean and add it back (robust to level shifts)."
-    )
     highway: bool = Field(
         True, description="Add a linear shortcut from the lookback's target values to the forecast (LSTNet style)."
     )

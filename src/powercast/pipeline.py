@@ -159,8 +159,7 @@ def forecast_champion_kw(
     origins_utc = prepared.index_utc[starts + prepared.lookback_steps]
     origin_rows = theirs.index_utc.get_indexer(origins_utc)
     their_starts = origin_rows - theirs.lookback_steps
-    window_steps = theirs.lookback_steps
-    invalid = window_has_invalid(~np.isfinite(theirs.inputs).all(axis=1), window_steps)
+    invalid = window_has_invalid(~np.isfinite(theirs.inputs).all(axis=1), theirs.lookback_steps)
     usable = (origin_rows >= 0) & (their_starts >= 0)
     usable[usable] = ~invalid[their_starts[usable]]
     return champion.predict_kw(window_inputs(theirs, their_starts[usable])), usable

@@ -140,7 +140,6 @@ def build_forecaster(prepared: PreparedSeries, config: TrainConfig, cell: str) -
         hidden_sizes=tuple(config.hidden_sizes),
         dropout=config.dropout,
         segment_steps=min(config.segment_steps, prepared.lookback_steps),
-        level_norm=config.level_norm,
         highway_steps=prepared.lookback_steps if config.highway else 0,
         learning_rate=config.learning_rate,
         weight_decay=config.weight_decay,

@@ -51,9 +51,6 @@ class RNNForecaster(pl.LightningModule):
     segment_steps : int
         Input steps read per recurrent step (1 = classic step-by-step RNN; 24 at 1 h = a day per step).
         The oldest ``L mod S`` steps of a window are not read.
-    level_norm : bool
-        Subtract each window's mean target from its target column and add it back to the forecast,
-        so the network learns the daily shape around the recent level (robust to level shifts between years).
     highway_steps : int
         Length of the linear shortcut from the last target values to the output; 0 disables it.
     learning_rate : float
@@ -75,7 +72,6 @@ class RNNForecaster(pl.LightningModule):
         hidden_sizes: tuple[int, ...] | list[int] = (128, 64),
         dropout: float = 0.1,
         segment_steps: int = 1,
-        level_norm: bool = False,
         highway_steps: int = 0,
         learning_rate: float = 1e-3,
         weight_decay: float = 0.0,
@@ -111,9 +107,6 @@ class RNNForecaster(pl.LightningModule):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Return scaled forecasts ``[B, H]`` for scaled input windows ``[B, L, F]``."""
-        if self.hparams.level_norm:
-            level = x[:, :, :1].mean(dim=1, keepdim=True)  # [B, 1, 1]
-            x = torch.cat([x[:, :, :1] - level, x[:, :, 1:]], dim=2)  # [B, L, F], target centred per window
         segment = self.hparams.segment_steps
         n_segments = x.shape[1] // segment
         batch = x.shape[0]
@@ -128,8 +121,6 @@ class RNNForecaster(pl.LightningModule):
         if self.highway is not None:
             recent_target = x[:, -self.hparams.highway_steps :, 0]  # [B, highway_steps]
             yhat = yhat + self.highway(recent_target)  # [B, H]
-        if self.hparams.level_norm:
-            yhat = yhat + level[:, :, 0]  # [B, H]
         return yhat
 
     def _step_loss(self, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:

@@ -1,0 +1,102 @@
+"""Benchmark: GRU and LSTM on the full UCI file with the reference split, against the baselines.
+
+Ingests ``../shared/data/household_power_consumption.txt.gz`` into a scratch root (idempotent),
+trains every configured cell from scratch with the default configuration and the reference split
+(train < 2009-07-01 <= validation < 2010-01-01 <= test), and prints MAE / RMSE / MASE in kW on the
+day-ahead windows (issued at local midnight) of validation and test, with training time and
+device per model. Writes ``bench/results/train.json``. Never asserts on time.
+
+    .venv/bin/python bench/bench_train.py [--cpu-threads 1] [--max-epochs N] [--accelerator cpu]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import shutil
+import time
+from pathlib import Path
+
+import torch
+
+from powercast.config import PowercastConfig, SplitConfig
+from powercast.ingest import ingest_paths
+from powercast.pipeline import train_meter
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_SOURCE = REPO.parent / "shared" / "data" / "household_power_consumption.txt.gz"
+RESULTS = REPO / "bench" / "results"
+SETS = ("val_day_ahead", "test_day_ahead")
+
+
+def main() -> int:
+    """Run the benchmark, print the table, write the JSON; return the exit status."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--source", default=str(DEFAULT_SOURCE), help="the full UCI file")
+    parser.add_argument("--root", default=str(RESULTS / "train_root"), help="scratch data root")
+    parser.add_argument("--cells", nargs="+", choices=("gru", "lstm"), help="cells (default: train.cells)")
+    parser.add_argument("--max-epochs", type=int, help="train.max_epochs override")
+    parser.add_argument("--accelerator", choices=("auto", "cpu", "gpu"), help="train.accelerator override")
+    parser.add_argument("--cpu-threads", type=int, help="train.cpu_threads override (1 on a busy shared machine)")
+    args = parser.parse_args()
+
+    overrides = {
+        "prepare.split": SplitConfig.reference().model_dump(),
+        "train.cells": args.cells,
+        "train.max_epochs": args.max_epochs,
+        "train.accelerator": args.accelerator,
+        "train.cpu_threads": args.cpu_threads,
+    }
+    config = PowercastConfig(root=args.root).with_overrides(overrides)
+    started = time.perf_counter()
+    ingest_paths([args.source], config, run_id="bench-ingest", progress=False)
+    ingest_s = time.perf_counter() - started
+    # Every benchmark is a first night: no earlier champion to compare with.
+    for folder in (Path(args.root) / "models", Path(args.root) / "runs"):
+        if folder.exists():
+            shutil.rmtree(folder)
+    meter_id = config.ingest.default_meter_id
+    outcome = train_meter(config, meter_id, "bench-train", progress=False)
+
+    rows = [row for row in outcome.leaderboard if row["window_set"] in SETS]
+    by_model: dict[str, dict[str, dict]] = {}
+    for row in rows:
+        by_model.setdefault(row["model"], {})[row["window_set"]] = row
+    order = sorted(by_model, key=lambda name: by_model[name]["test_day_ahead"]["mae_kw"])
+    header = (
+        f"{'model':<20} {'val MAE':>8} {'val RMSE':>9} {'val MASE':>9} "
+        f"{'test MAE':>9} {'test RMSE':>10} {'test MASE':>10} {'train s':>8}  device"
+    )
+    print(f"day-ahead (issued at local midnight), hourly, 24 steps, reference split; kW; ingest {ingest_s:.0f} s")
+    print(header)
+    print("-" * len(header))
+    for name in order:
+        val, test = by_model[name]["val_day_ahead"], by_model[name]["test_day_ahead"]
+        train_s = f"{test['train_time_s']:.0f}" if test["train_time_s"] is not None else "-"
+        print(
+            f"{name:<20} {val['mae_kw']:>8.4f} {val['rmse_kw']:>9.4f} {val['mase']:>9.3f} "
+            f"{test['mae_kw']:>9.4f} {test['rmse_kw']:>10.4f} {test['mase']:>10.3f} {train_s:>8}  {test['device'] or '-'}"
+        )
+    print(f"\ndecision: {outcome.decision.reason}")
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "benchmark": "train",
+        "source": args.source,
+        "split": "reference",
+        "train_config": config.train.model_dump(mode="json"),
+        "prepare_config": config.prepare.model_dump(mode="json"),
+        "machine": {"platform": platform.platform(), "torch": torch.__version__, "cuda": torch.cuda.is_available()},
+        "ingest_s": ingest_s,
+        "devices": outcome.devices,
+        "train_s": outcome.elapsed_s,
+        "decision": outcome.decision.to_dict(),
+        "rows": rows,
+    }
+    (RESULTS / "train.json").write_text(json.dumps(payload, indent=2, default=str) + "\n")
+    print(f"wrote {RESULTS / 'train.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
