@@ -57,12 +57,17 @@ def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalPr
 @pytest.fixture(scope="session")
 def prefect_harness(prefect_server: LocalPrefect) -> Iterator[None]:
     """Run flows in this process against the session's Prefect server (one server for every test)."""
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
     from prefect.settings import PREFECT_API_URL, PREFECT_HOME, temporary_settings
 
     with temporary_settings(
         updates={PREFECT_API_URL: prefect_server.api_url, PREFECT_HOME: prefect_server.prefect_home}
     ):
         yield
+        # Send the last logs and events while the server still listens (it stops right after).
+        APILogWorker.drain_all(timeout=30, at_exit=False)
+        EventsWorker.drain_all(timeout=30, at_exit=False)
 
 
 @pytest.fixture()

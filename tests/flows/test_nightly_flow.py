@@ -99,3 +99,12 @@ def test_failing_meter_does_not_stop_the_others(three_nights: Nights) -> None:
     assert "no_such_meter" in state.message
     published = read_forecasts(str(three_nights.root))
     assert set(published["meter_id"]) == {METER}
+
+
+def test_dry_run_writes_nothing(prefect_harness: None, sample_path: Path, tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    replay_days(sample_path, root / "landing", start_day=HISTORY_START, n_days=2)
+    before = sorted(path.relative_to(root) for path in root.rglob("*"))
+    state = nightly(NightlyParams(root=str(root), dry_run=True), return_state=True)
+    assert state.is_completed()
+    assert sorted(path.relative_to(root) for path in root.rglob("*")) == before
