@@ -135,7 +135,7 @@ class TrainConfig(_Section):
     hidden_sizes: list[int] = Field(
         default_factory=lambda: [64], min_length=1, description="Hidden size of each stacked recurrent layer."
     )
-    dropout: float = Field(0.1, ge=0, lt=1, description="Dropout between stacked layers and before the head.")
+    dropout: float = Field(0.2, ge=0, lt=1, description="Dropout between stacked layers and before the head.")
     segment_steps: int = Field(
         24,
         ge=1,
@@ -150,7 +150,9 @@ class TrainConfig(_Section):
     )
     weight_decay: float = Field(0.0, ge=0, description="Adam weight decay.")
     batch_size: int = Field(128, ge=1, description="Windows per training batch.")
-    max_epochs: int = Field(20, ge=1, description="Upper bound on training epochs.")
+    max_epochs: int = Field(
+        12, ge=1, description="Upper bound on training epochs (the one-cycle schedule anneals over exactly these)."
+    )
     patience_epochs: int = Field(5, ge=1, description="Early stopping patience on validation MAE.")
     max_time_s: float = Field(1800.0, gt=0, description="Wall-clock budget per model.")
     gradient_clip: float = Field(1.0, gt=0, description="Clip the gradient norm to this value.")
