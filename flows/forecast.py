@@ -50,8 +50,9 @@ def forecast(params: ForecastParams = ForecastParams()) -> list[PublishedBatch]:
         for meter_id in meters
     }
     batches, record.failures = split_by_outcome(states)
-    if batches:
-        record.published = publish_forecasts(config, list(batches.values()), record.run_id, params.lock_timeout_s)
+    record.batches = list(batches.values())
+    if record.batches:
+        record.published = publish_forecasts(config, record.batches, record.run_id, params.lock_timeout_s)
         record.plots = plot_forecasts(config, record.published)
     report_run(record)
     return fail_on(record.failures, record.published)

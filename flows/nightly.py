@@ -100,9 +100,9 @@ def nightly(params: NightlyParams = NightlyParams()) -> list[PublishedBatch]:
     record.not_retrained = {
         meter_id: night.skipped_training for meter_id, night in nights.items() if not night.training
     }
-    if nights:
-        batches = [night.batch for night in nights.values()]
-        record.published = publish_forecasts(config, batches, record.run_id, params.lock_timeout_s)
+    record.batches = [night.batch for night in nights.values()]
+    if record.batches:
+        record.published = publish_forecasts(config, record.batches, record.run_id, params.lock_timeout_s)
         record.plots = plot_forecasts(config, record.published)
     report_run(record)
     return fail_on(record.failures, record.published)

@@ -196,6 +196,7 @@ class RunRecord:
     prepared: dict[str, PreparedSeries] = field(default_factory=dict)
     outcomes: dict[str, TrainingOutcome] = field(default_factory=dict)
     not_retrained: dict[str, str] = field(default_factory=dict)
+    batches: list[ForecastBatch] = field(default_factory=list)
     published: list[PublishedBatch] = field(default_factory=list)
     plots: list[Path] = field(default_factory=list)
     failures: dict[str, str] = field(default_factory=dict)
@@ -247,6 +248,38 @@ def _data_lines(record: RunRecord) -> list[str]:
     return lines
 
 
+def _decision_lines(record: RunRecord) -> list[str]:
+    lines = []
+    for meter_id, outcome in record.outcomes.items():
+        devices = ", ".join(f"{cell} on {device}" for cell, device in outcome.devices.items())
+        champion = f"champion `{outcome.champion_version}`" if outcome.champion_version else "no champion yet"
+        curves, leaderboard = (
+            _file_link(f"{outcome.run_dir}/curves.png"),
+            _file_link(f"{outcome.run_dir}/leaderboard.json"),
+        )
+        lines.append(
+            f"- **{meter_id}**: {champion}. {outcome.decision.reason} "
+            f"(trained {devices}; loss curves {curves}, leaderboard {leaderboard})"
+        )
+    lines += [f"- **{meter_id}**: not retrained: {why}" for meter_id, why in record.not_retrained.items()]
+    lines += [f"- **{meter_id}**: FAILED: {error}" for meter_id, error in record.failures.items()]
+    return lines
+
+
+def _forecast_lines(record: RunRecord) -> list[str]:
+    lines = [
+        f"- {batch.meter_id}: {batch.table['model'][0].as_py()} `{batch.table['model_version'][0].as_py()}`"
+        + "".join(f"; {note}" for note in batch.notes)
+        for batch in record.batches
+    ]
+    lines += [
+        f"- issued at {batch.issued_at_utc.isoformat()}: {batch.rows} rows for {', '.join(batch.meters)} in "
+        f"{_file_link(batch.path)} (manifest {_file_link(batch.manifest_path)})"
+        for batch in record.published
+    ] or ["- nothing published"]
+    return lines + [f"- plot: {_file_link(str(path))}" for path in record.plots]
+
+
 @task(cache_policy=NO_CACHE)
 def report_run(record: RunRecord) -> None:
     """Write the run's artifacts: the leaderboard table, the decision + data summary, the plots."""
@@ -277,24 +310,8 @@ def report_run(record: RunRecord) -> None:
             description=f"Validation scores (kW) of challengers, baselines and champion; run {record.run_id}",
         )
     lines = [f"# powercast {flow_name} run `{record.run_id}`", ""]
-    if record.outcomes or record.not_retrained or record.failures:
-        lines += ["## Decisions", ""]
-    for meter_id, outcome in record.outcomes.items():
-        devices = ", ".join(f"{cell} on {device}" for cell, device in outcome.devices.items())
-        lines.append(
-            f"- **{meter_id}**: champion `{outcome.champion_version}`. {outcome.decision.reason} "
-            f"(trained {devices}; loss curves {_file_link(outcome.run_dir + '/curves.png')}, "
-            f"leaderboard {_file_link(outcome.run_dir + '/leaderboard.json')})"
-        )
-    lines += [f"- **{meter_id}**: not retrained: {why}" for meter_id, why in record.not_retrained.items()]
-    lines += [f"- **{meter_id}**: FAILED: {error}" for meter_id, error in record.failures.items()]
-    lines += ["", "## Data", "", *_data_lines(record), "", "## Forecasts", ""]
-    lines += [
-        f"- issued at {batch.issued_at_utc.isoformat()}: {batch.rows} rows for {', '.join(batch.meters)} in "
-        f"{_file_link(batch.path)} (manifest {_file_link(batch.manifest_path)})"
-        for batch in record.published
-    ] or ["- nothing published"]
-    lines += [f"- plot: {_file_link(str(path))}" for path in record.plots]
+    lines += ["## Decisions", "", *_decision_lines(record), ""] if record.prepared or record.failures else []
+    lines += ["## Data", "", *_data_lines(record), "", "## Forecasts", "", *_forecast_lines(record)]
     create_markdown_artifact(
         key=_artifact_key(f"report-{flow_name}"),
         markdown="\n".join(lines),
