@@ -19,7 +19,7 @@ from flows.forecast import forecast
 from flows.nightly import nightly
 from flows.params import ForecastParams, NightlyParams
 from powercast.publish import list_issue_times, read_forecasts
-from powercast.registry import read_history
+from powercast.registry import list_versions, promote, read_history
 from powercast.replay import replay_days
 from powercast.store import read_readings
 
@@ -108,3 +108,16 @@ def test_dry_run_writes_nothing(prefect_harness: None, sample_path: Path, tmp_pa
     state = nightly(NightlyParams(root=str(root), dry_run=True), return_state=True)
     assert state.is_completed()
     assert sorted(path.relative_to(root) for path in root.rglob("*")) == before
+
+
+def test_night_without_new_readings_forecasts_with_the_champion_and_does_not_train(three_nights: Nights) -> None:
+    root = str(three_nights.root)
+    champion = list_versions(root, METER)[-1]
+    promote(root, METER, champion, run_id="test-promotion")
+    history_before = read_history(root, METER)
+
+    state = nightly(NightlyParams(root=root, lock_timeout_s=30), return_state=True)
+
+    assert state.is_completed()
+    assert read_history(root, METER) == history_before
+    assert set(read_forecasts(root)["model_version"]) == {champion}
