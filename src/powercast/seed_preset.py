@@ -17,7 +17,7 @@ ago" is already excellent) and zeros standing in for missing readings.
 from __future__ import annotations
 
 import json
-import time
+import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,7 +37,7 @@ from powercast.config import TrainConfig
 from powercast.errors import SourceFileError, TrainingError
 from powercast.models.rnn import RNNForecaster, count_parameters
 from powercast.registry import champion_version, read_card
-from powercast.schemas import MEASURED_COLUMNS, UCI_HEADER
+from powercast.schemas import UCI_HEADER
 from powercast.training import fit_module, plot_loss_curves
 
 SEED_HIDDEN_SIZES: tuple[int, ...] = (75, 30, 30)
@@ -218,7 +218,9 @@ def run_seed_preset(
         max_time_s=24 * 3600.0,
     )
     filesystem, out_path = resolve_filesystem(out_dir)
-    log_root = Path(out_path) if isinstance(filesystem, pafs.LocalFileSystem) else Path("seed-preset-logs")
+    # Lightning's CSV logs and checkpoints need a local folder; a URI destination logs to a temp one.
+    local = isinstance(filesystem, pafs.LocalFileSystem)
+    log_root = Path(out_path) if local else Path(tempfile.mkdtemp(prefix="powercast-seed-"))
     models: dict[str, SeedModelResult] = {}
     for cell in SEED_CELLS:
         pl.seed_everything(seed, workers=True, verbose=False)
