@@ -39,6 +39,7 @@ $(STAMP): pyproject.toml | $(PY)
 install: $(STAMP)
 
 run: $(STAMP)
+	@mkdir -p "$(PREFECT_HOME)"
 	$(PY) flows/nightly.py --sample
 
 # Chromium for the browser test: installed from Debian when we can (CI runs as root);

@@ -108,8 +108,8 @@ def nightly(params: NightlyParams = NightlyParams()) -> list[PublishedBatch]:
     return fail_on(record.failures, record.published)
 
 
-def _prefect_defaults(root: Path) -> dict[object, object]:
-    """Return Prefect settings for a one-off local run: state under <root>/prefect, no telemetry."""
+def _prefect_defaults(prefect_home: Path) -> dict[object, object]:
+    """Return Prefect settings for a one-off local run: state in ``prefect_home``, no telemetry."""
     from prefect.settings import (
         PREFECT_HOME,
         PREFECT_SERVER_ANALYTICS_ENABLED,
@@ -117,48 +117,64 @@ def _prefect_defaults(root: Path) -> dict[object, object]:
     )
 
     return {
-        PREFECT_HOME: str(root / "prefect"),
+        PREFECT_HOME: str(prefect_home),
         PREFECT_SERVER_ANALYTICS_ENABLED: False,
         PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS: 120,
     }
+
+
+def drop_sample(landing_dir: str) -> bool:
+    """Copy the bundled sample into ``landing_dir`` when it holds no file; return whether it did."""
+    import pyarrow.fs as pafs
+
+    from powercast.atomic import atomic_write_bytes, resolve_filesystem
+
+    filesystem, base = resolve_filesystem(landing_dir)
+    found = filesystem.get_file_info(pafs.FileSelector(base, allow_not_found=True))
+    if any(info.is_file for info in found):
+        return False
+    atomic_write_bytes(f"{base}/{SAMPLE_FILE.name}", SAMPLE_FILE.read_bytes(), filesystem)
+    return True
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the nightly flow once from the command line; returns the exit status."""
     from prefect.settings import temporary_settings
 
-    from powercast.atomic import atomic_write_bytes
     from powercast.publish import read_forecasts
 
     parser = argparse.ArgumentParser(description="Run the powercast nightly flow once.")
     parser.add_argument(
         "--sample", action="store_true", help="use the bundled sample (copied into <root>/landing when it is empty)"
     )
-    parser.add_argument("--root", help="data root (default: $POWERCAST_ROOT or ./var)")
+    parser.add_argument("--root", help="data root, a path or URI (default: $POWERCAST_ROOT or ./var)")
     args = parser.parse_args(argv)
     params = NightlyParams(root=args.root, **(SAMPLE_TRAINING if args.sample else {}))
     config = params.load_config()
-    root = Path(config.root).absolute()
-    landing = Path(params.landing_path(config))
-    if args.sample and not (landing.is_dir() and any(landing.iterdir())):
-        atomic_write_bytes(landing / SAMPLE_FILE.name, SAMPLE_FILE.read_bytes())
-        print(f"copied the bundled sample to {landing}")
+    local_root = "://" not in config.root
+    root = str(Path(config.root).absolute()) if local_root else config.root
+    params = params.model_copy(update={"root": root})
+    if args.sample and drop_sample(params.landing_path(config.model_copy(update={"root": root}))):
+        print(f"copied the bundled sample into {root}/landing")
+    prefect_home = Path(root) / "prefect" if local_root else REPO_ROOT / "var" / "prefect"
     # Settings the environment already gives (the Makefile exports them) win over these defaults.
-    defaults = {setting: value for setting, value in _prefect_defaults(root).items() if setting.name not in os.environ}
+    defaults = {key: value for key, value in _prefect_defaults(prefect_home).items() if key.name not in os.environ}
     started = time.monotonic()
     with temporary_settings(updates=defaults):
-        state = nightly(params.model_copy(update={"root": str(root)}), return_state=True)
+        state = nightly(params, return_state=True)
     elapsed_s = time.monotonic() - started
     if not state.is_completed():
         print(f"nightly run {state.name}: {state.message} ({elapsed_s:.0f} s)", file=sys.stderr)
         return 1
-    published = state.result()
-    print(f"\nnightly run finished in {elapsed_s:.0f} s; forecasts under {root / 'forecasts'}")
-    for batch in published:
+    print(f"\nnightly run finished in {elapsed_s:.0f} s; forecasts under {root}/forecasts")
+    for batch in state.result():
         print(f"  issued at {batch.issued_at_utc.isoformat()}: {batch.rows} rows -> {batch.path}")
-    latest = read_forecasts(str(root))
+    latest = read_forecasts(root)
+    columns = ["meter_id", "target_time", "yhat_kw", "yhat_lo_kw", "yhat_hi_kw", "model"]
+    print(f"\nlatest batch ({len(latest)} rows):\n{latest[columns].head(24).to_string(index=False)}")
     print(
-        f"\nread them with: powercast.publish.read_forecasts({str(root)!r})  # {len(latest)} rows in the latest batch"
+        f"\nread it with `powercast forecasts show --root {root}`, `powercast forecasts plot --root {root}`,\n"
+        f"or from Python: powercast.read_forecasts({root!r})"
     )
     return 0
 
