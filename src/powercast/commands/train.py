@@ -91,17 +91,20 @@ def leaderboard_table(outcome: TrainingOutcome) -> str:
         models.setdefault(row["model"], row)
     order = sorted(models, key=lambda name: float(_mae(outcome, name, SELECTION_SET)))
     scored = "test-DA" if scored_set == "test_day_ahead" else "val-DA"
+    labels = {
+        name: f"champion {row['version']}" if row["kind"] == "champion" else name for name, row in models.items()
+    }
+    width = max(len(label) for label in labels.values()) + 1
     header = (
-        f"{'model':<22} {'kind':<10} {'val MAE':>8} {'test-DA MAE':>11} {scored + ' RMSE':>12} "
+        f"{'model':<{width}} {'kind':<10} {'val MAE':>8} {'test-DA MAE':>11} {scored + ' RMSE':>12} "
         f"{scored + ' MASE':>12} {'train s':>8}  device"
     )
     lines = [header, "-" * len(header)]
     for name in order:
         first = models[name]
         train_s = f"{first['train_time_s']:.1f}" if first["train_time_s"] is not None else "-"
-        label = f"champion {first['version']}" if first["kind"] == "champion" else name
         lines.append(
-            f"{label:<22} {first['kind']:<10} {_mae(outcome, name, SELECTION_SET):>8} "
+            f"{labels[name]:<{width}} {first['kind']:<10} {_mae(outcome, name, SELECTION_SET):>8} "
             f"{_mae(outcome, name, 'test_day_ahead'):>11} {_mae(outcome, name, scored_set, 'rmse_kw'):>12} "
             f"{_mae(outcome, name, scored_set, 'mase'):>12} {train_s:>8}  {first['device'] or '-'}"
         )
