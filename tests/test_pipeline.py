@@ -13,8 +13,16 @@ from powercast.baselines import BASELINES
 from powercast.cli import main
 from powercast.config import PowercastConfig
 from powercast.errors import TrainingError
-from powercast.pipeline import LEADERBOARD_SCHEMA, TrainingOutcome, train_meter, window_inputs
-from powercast.prepare import prepare_meter
+from powercast.pipeline import (
+    LEADERBOARD_SCHEMA,
+    ChallengerFit,
+    TrainingOutcome,
+    fit_challenger,
+    select_and_register,
+    train_meter,
+    window_inputs,
+)
+from powercast.prepare import PreparedSeries, prepare_meter
 from powercast.registry import champion_version, list_versions, load_champion, read_history
 
 METER = "sceaux_household"
@@ -34,6 +42,38 @@ def first_night_config(tmp_path_factory: pytest.TempPathFactory, tiny_config_fac
 def first_night(first_night_config: PowercastConfig) -> TrainingOutcome:
     """One default tiny night on a fresh root, shared by the read-only checks below."""
     return train_meter(first_night_config, METER, "night1", progress=False)
+
+
+@pytest.fixture(scope="module")
+def separate_fits(
+    tmp_path_factory: pytest.TempPathFactory, tiny_config_factory
+) -> tuple[PowercastConfig, PreparedSeries, list[ChallengerFit]]:
+    """The first night's cells trained one call each, as the flow's tasks do, on a fresh root."""
+    config = tiny_config_factory(tmp_path_factory.mktemp("separate_fits"))
+    prepared = prepare_meter(config, METER)
+    return config, prepared, [fit_challenger(config, prepared, cell, "night1", False) for cell in config.train.cells]
+
+
+def test_cells_fitted_one_by_one_then_selected_give_the_one_call_outcome(
+    separate_fits: tuple[PowercastConfig, PreparedSeries, list[ChallengerFit]], first_night: TrainingOutcome
+) -> None:
+    config, prepared, fits = separate_fits
+    outcome = select_and_register(config, METER, "night1", prepared, fits)
+    assert outcome.decision.reason == first_night.decision.reason
+    columns = ["model", "window_set", "n_windows", "mae_kw", "rmse_kw", "promoted"]
+    assert outcome.leaderboard_frame()[columns].equals(first_night.leaderboard_frame()[columns])
+    assert outcome.devices == {fit.cell: fit.device for fit in fits}
+    assert list_versions(config.root, METER) == ["night1-gru", "night1-lstm"]
+
+
+def test_select_and_register_rejects_a_cell_given_twice(
+    separate_fits: tuple[PowercastConfig, PreparedSeries, list[ChallengerFit]], tmp_path: Path, tiny_config_factory
+) -> None:
+    _, prepared, fits = separate_fits
+    config = tiny_config_factory(tmp_path)
+    with pytest.raises(TrainingError, match="more than once"):
+        select_and_register(config, METER, "night1", prepared, [fits[0], fits[0]])
+    assert list_versions(config.root, METER) == []
 
 
 def test_leaderboard_scores_challengers_and_baselines_on_every_window_set(first_night: TrainingOutcome) -> None:

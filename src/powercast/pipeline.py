@@ -1,18 +1,21 @@
 """The library-level nightly training step for one meter: train, score, select, register, report.
 
-``train_meter`` is the story of one night for one meter:
+``train_meter`` is the story of one night for one meter, told in two steps an orchestrator can
+also call one by one (one task per cell, then one to decide):
 
 1. prepare the meter's series (or take the given ``PreparedSeries``);
-2. train every configured cell (a NaN/inf loss stops here, before anything is written);
-3. score challengers, baselines and the current champion in kW on the same windows;
-4. select: the best challenger is promoted only if it beats the best baseline and the champion;
-5. register every challenger, move the champion pointer if promoted, record the decision;
-6. write ``runs/<run_id>/<meter_id>/`` (leaderboard JSON + Parquet, loss curves PNG).
+2. ``fit_challenger`` per configured cell: train it (a NaN/inf loss stops here, before anything
+   is written to the registry) and forecast every scoring window set in kW;
+3. ``select_and_register``: score challengers, baselines and the current champion in kW on the
+   same windows; the best challenger is promoted only if it beats the best baseline and the
+   champion; register every challenger, move the champion pointer if promoted, record the
+   decision, and write ``runs/<run_id>/<meter_id>/`` (leaderboard JSON + Parquet, loss curves PNG).
 """
 
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -202,58 +205,148 @@ def _log_dir(config: PowercastConfig, run_dir: str) -> Path:
     return Path(run_dir)
 
 
-def train_meter(
-    config: PowercastConfig,
-    meter_id: str,
-    run_id: str,
-    prepared: PreparedSeries | None = None,
-    progress: bool | None = None,
-) -> TrainingOutcome:
-    """Return the outcome of training, scoring, selecting and registering this night's models for one meter.
+@dataclass(frozen=True, eq=False)
+class ChallengerFit:
+    """One trained cell and its kW forecasts on every scoring window set of the series it learned from.
+
+    Attributes
+    ----------
+    cell : str
+        The recurrent cell (``"gru"`` or ``"lstm"``).
+    fit : FitResult
+        The trained model and the record of its training (device, elapsed time, curves).
+    forecasts_kw : dict[str, numpy.ndarray]
+        Window set name (``scoring_windows``) → ``[N, H]`` kW forecasts.
+    """
+
+    cell: str
+    fit: FitResult
+    forecasts_kw: dict[str, np.ndarray]
+
+    @property
+    def device(self) -> str:
+        """Return where the cell trained (``"cpu"`` or ``"cuda:<name>"``)."""
+        return self.fit.device
+
+    @property
+    def elapsed_s(self) -> float:
+        """Return the cell's training wall-clock time in seconds."""
+        return self.fit.elapsed_s
+
+
+def selectable_windows(prepared: PreparedSeries) -> dict[str, np.ndarray]:
+    """Return ``scoring_windows(prepared)``, which must include the selection set.
+
+    Raises
+    ------
+    TrainingError
+        The series has no validation window to select a model on.
+    """
+    windows = scoring_windows(prepared)
+    if SELECTION_SET not in windows:
+        raise TrainingError(f"meter {prepared.meter_id!r} has no validation window to select a model on")
+    return windows
+
+
+def _check_series_of(prepared: PreparedSeries, meter_id: str) -> None:
+    if prepared.meter_id != meter_id:
+        raise DataPreparationError(f"the given series belongs to meter {prepared.meter_id!r}, not {meter_id!r}")
+
+
+def fit_challenger(
+    config: PowercastConfig, prepared: PreparedSeries, cell: str, run_id: str, progress: bool | None = None
+) -> ChallengerFit:
+    """Return one ``cell`` trained on ``prepared`` and its kW forecasts on every scoring window set.
+
+    Writes only Lightning's logs and checkpoint (under ``runs/<run_id>/<meter_id>/<cell>``, or a
+    temp folder for URI roots); the registry is left alone until ``select_and_register``.
 
     Parameters
     ----------
     config : PowercastConfig
-        Root, preparation, training and interval settings.
-    meter_id : str
-        The meter to train.
+        Root and training settings.
+    prepared : PreparedSeries
+        The meter's series, scaled, with its split windows.
+    cell : str
+        The recurrent cell to train.
     run_id : str
-        Names the registered versions (``<run_id>-<cell>``) and the run folder; re-running a
-        run id replaces what it wrote.
-    prepared : PreparedSeries, optional
-        Use this series instead of preparing the meter from the store.
+        The run the challenger belongs to (names its log folder).
     progress : bool, optional
         Progress bars; None shows them only on a terminal.
 
     Raises
     ------
     TrainingError
-        A loss became NaN/inf or a split has no window; nothing was registered and the
-        champion is unchanged.
+        The series has no validation window, or a loss became NaN/inf.
     """
-    series = prepared if prepared is not None else prepare_meter(config, meter_id)
-    if series.meter_id != meter_id:
-        raise DataPreparationError(f"the given series belongs to meter {series.meter_id!r}, not {meter_id!r}")
+    windows = selectable_windows(prepared)
+    log_dir = _log_dir(config, _run_dir(config, run_id, prepared.meter_id))
+    fit = fit_forecaster(prepared, config.train, cell, log_dir / cell, progress)
+    return ChallengerFit(
+        cell=cell,
+        fit=fit,
+        forecasts_kw={name: forecast_challenger_kw(fit, prepared, starts) for name, starts in windows.items()},
+    )
+
+
+def _check_fits(meter_id: str, fits: Sequence[ChallengerFit], windows: dict[str, np.ndarray]) -> None:
+    """Raise TrainingError unless ``fits`` are distinct cells forecasting exactly ``windows``."""
+    if not fits:
+        raise TrainingError(f"meter {meter_id!r}: no trained challenger to select from; train at least one cell")
+    cells = [challenger.cell for challenger in fits]
+    if len(set(cells)) != len(cells):
+        raise TrainingError(f"meter {meter_id!r}: cells {cells} were given more than once; pass one fit per cell")
+    for challenger in fits:
+        shapes = {name: forecast.shape[0] for name, forecast in challenger.forecasts_kw.items()}
+        if shapes != {name: len(starts) for name, starts in windows.items()}:
+            raise TrainingError(
+                f"meter {meter_id!r}: the {challenger.cell} challenger was scored on other windows than the given "
+                "series has; fit it on this series with fit_challenger"
+            )
+
+
+def select_and_register(
+    config: PowercastConfig,
+    meter_id: str,
+    run_id: str,
+    prepared: PreparedSeries,
+    fits: Sequence[ChallengerFit],
+) -> TrainingOutcome:
+    """Return the outcome of scoring ``fits`` against the baselines and champion, selecting and registering.
+
+    Parameters
+    ----------
+    config : PowercastConfig
+        Root, preparation, training and interval settings (recorded on each model card).
+    meter_id : str
+        The meter the challengers belong to.
+    run_id : str
+        Names the registered versions (``<run_id>-<cell>``) and the run folder; re-running a
+        run id replaces what it wrote.
+    prepared : PreparedSeries
+        The series every fit in ``fits`` learned from and was scored on.
+    fits : sequence of ChallengerFit
+        One per cell, from ``fit_challenger``.
+
+    Raises
+    ------
+    TrainingError
+        No fit, a cell given twice, a fit scored on another series, no validation window, or a
+        champion that cannot forecast any of today's validation windows; nothing was registered.
+    """
+    _check_series_of(prepared, meter_id)
+    windows = selectable_windows(prepared)
+    _check_fits(meter_id, fits, windows)
     run_dir = _run_dir(config, run_id, meter_id)
-    log_dir = _log_dir(config, run_dir)
-    fits = {
-        cell: fit_forecaster(series, config.train, cell, log_dir / cell, progress) for cell in config.train.cells
-    }
+    actual_kw = {name: window_targets_kw(prepared, starts) for name, starts in windows.items()}
+    train_start, train_end = prepared.split_bounds_utc["train"]
+    train_rows = (prepared.index_utc >= train_start) & (prepared.index_utc < train_end)
+    mase_scale_kw = seasonal_naive_scale_kw(prepared.target_kw[train_rows], steps_per_day(prepared))
 
-    windows = scoring_windows(series)
-    if SELECTION_SET not in windows:
-        raise TrainingError(f"meter {meter_id!r} has no validation window to select a model on")
-    actual_kw = {name: window_targets_kw(series, starts) for name, starts in windows.items()}
-    train_start, train_end = series.split_bounds_utc["train"]
-    train_rows = (series.index_utc >= train_start) & (series.index_utc < train_end)
-    mase_scale_kw = seasonal_naive_scale_kw(series.target_kw[train_rows], steps_per_day(series))
-
-    forecasts_kw: dict[str, dict[str, np.ndarray]] = {
-        cell: {name: forecast_challenger_kw(fit, series, starts) for name, starts in windows.items()}
-        for cell, fit in fits.items()
-    }
+    forecasts_kw: dict[str, dict[str, np.ndarray]] = {challenger.cell: challenger.forecasts_kw for challenger in fits}
     for name, baseline in BASELINES.items():
-        forecasts_kw[name] = {set_name: baseline(series, starts) for set_name, starts in windows.items()}
+        forecasts_kw[name] = {set_name: baseline(prepared, starts) for set_name, starts in windows.items()}
+    fit_by_cell = {challenger.cell: challenger.fit for challenger in fits}
 
     champion = load_champion(config.root, meter_id)
     selection_mask = np.ones(len(windows[SELECTION_SET]), dtype=bool)
@@ -261,7 +354,7 @@ def train_meter(
     champion_masks: dict[str, np.ndarray] = {}
     if champion is not None:
         for name, starts in windows.items():
-            champion_kw[name], champion_masks[name] = forecast_champion_kw(champion, series, config, starts)
+            champion_kw[name], champion_masks[name] = forecast_champion_kw(champion, prepared, config, starts)
         selection_mask = champion_masks[SELECTION_SET]
         if not selection_mask.any():
             raise TrainingError(
@@ -273,7 +366,7 @@ def train_meter(
         return float(np.abs(yhat_kw[selection_mask] - truth).mean())
 
     decision = select_winner(
-        challenger_val_mae_kw={cell: selection_mae_kw(forecasts_kw[cell][SELECTION_SET]) for cell in fits},
+        challenger_val_mae_kw={cell: selection_mae_kw(forecasts_kw[cell][SELECTION_SET]) for cell in fit_by_cell},
         baseline_val_mae_kw={name: selection_mae_kw(forecasts_kw[name][SELECTION_SET]) for name in BASELINES},
         champion_val_mae_kw=(
             float(np.abs(champion_kw[SELECTION_SET] - actual_kw[SELECTION_SET][selection_mask]).mean())
@@ -284,10 +377,10 @@ def train_meter(
         n_val_windows=int(selection_mask.sum()),
     )
 
-    versions = {cell: version_name(run_id, cell) for cell in fits}
+    versions = {cell: version_name(run_id, cell) for cell in fit_by_cell}
     leaderboard: list[dict[str, Any]] = []
     intervals: dict[str, ConformalIntervals] = {}
-    for cell, fit in fits.items():
+    for cell, fit in fit_by_cell.items():
         intervals[cell] = ConformalIntervals(config.forecast.interval_coverage).fit(
             actual_kw[SELECTION_SET], forecasts_kw[cell][SELECTION_SET]
         )
@@ -316,15 +409,15 @@ def train_meter(
                     _score_row(run_id, meter_id, "champion", "champion", set_name, scores, version=champion.version)
                 )
 
-    data_range = (series.index_utc[0], series.index_utc[-1] + (series.index_utc[1] - series.index_utc[0]))
-    for cell, fit in fits.items():
+    data_range = (prepared.index_utc[0], prepared.index_utc[-1] + (prepared.index_utc[1] - prepared.index_utc[0]))
+    for cell, fit in fit_by_cell.items():
         record = ModelRecord(
             cell=cell,
-            scaler=series.scaler,
-            feature_names=series.feature_names,
+            scaler=prepared.scaler,
+            feature_names=prepared.feature_names,
             prepare_config=config.prepare,
             train_config=config.train,
-            training_range_utc=series.split_bounds_utc["train"],
+            training_range_utc=prepared.split_bounds_utc["train"],
             data_range_utc=data_range,
             validation_mae_kw=_row_mae(leaderboard, cell, SELECTION_SET),
             metrics={row["window_set"]: _metrics_of(row) for row in leaderboard if row["model"] == cell},
@@ -358,7 +451,7 @@ def train_meter(
             "decided_at": datetime.now(timezone.utc).isoformat(),
         },
     )
-    _write_run_report(config, run_dir, run_id, meter_id, leaderboard, decision, champion_after, fits)
+    _write_run_report(config, run_dir, run_id, meter_id, leaderboard, decision, champion_after, fit_by_cell)
     return TrainingOutcome(
         meter_id=meter_id,
         run_id=run_id,
@@ -366,10 +459,48 @@ def train_meter(
         decision=decision,
         champion_version=champion_after,
         versions=versions,
-        devices={cell: fit.device for cell, fit in fits.items()},
-        elapsed_s={cell: fit.elapsed_s for cell, fit in fits.items()},
+        devices={cell: fit.device for cell, fit in fit_by_cell.items()},
+        elapsed_s={cell: fit.elapsed_s for cell, fit in fit_by_cell.items()},
         run_dir=run_dir,
     )
+
+
+def train_meter(
+    config: PowercastConfig,
+    meter_id: str,
+    run_id: str,
+    prepared: PreparedSeries | None = None,
+    progress: bool | None = None,
+) -> TrainingOutcome:
+    """Return the outcome of training, scoring, selecting and registering this night's models for one meter.
+
+    The one-call composition of ``fit_challenger`` (each configured cell, in order) and
+    ``select_and_register``.
+
+    Parameters
+    ----------
+    config : PowercastConfig
+        Root, preparation, training and interval settings.
+    meter_id : str
+        The meter to train.
+    run_id : str
+        Names the registered versions (``<run_id>-<cell>``) and the run folder; re-running a
+        run id replaces what it wrote.
+    prepared : PreparedSeries, optional
+        Use this series instead of preparing the meter from the store.
+    progress : bool, optional
+        Progress bars; None shows them only on a terminal.
+
+    Raises
+    ------
+    TrainingError
+        A loss became NaN/inf or a split has no window; nothing was registered and the
+        champion is unchanged.
+    """
+    series = prepared if prepared is not None else prepare_meter(config, meter_id)
+    _check_series_of(series, meter_id)
+    fits = [fit_challenger(config, series, cell, run_id, progress) for cell in config.train.cells]
+    return select_and_register(config, meter_id, run_id, series, fits)
 
 
 def _row_mae(leaderboard: list[dict[str, Any]], model: str, window_set: str) -> float:
