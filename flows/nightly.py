@@ -35,7 +35,7 @@ from flows.tasks import (
     report_run,
     split_by_outcome,
 )
-from flows.train import MeterTraining, train_meter
+from flows.train import MeterTraining, record_trainings, train_meter
 from powercast.config import PowercastConfig
 from powercast.locking import meter_lock
 from powercast.publish import ForecastBatch, PublishedBatch
@@ -96,8 +96,7 @@ def nightly(params: NightlyParams = NightlyParams()) -> list[PublishedBatch]:
         for meter_id in meters
     }
     nights, record.failures = split_by_outcome(states)
-    record.prepared = {meter_id: night.training.prepared for meter_id, night in nights.items() if night.training}
-    record.outcomes = {meter_id: night.training.outcome for meter_id, night in nights.items() if night.training}
+    record_trainings(record, {meter_id: night.training for meter_id, night in nights.items() if night.training})
     record.not_retrained = {
         meter_id: night.skipped_training for meter_id, night in nights.items() if not night.training
     }

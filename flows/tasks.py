@@ -35,10 +35,11 @@ import powercast.registry
 import powercast.store
 from powercast.atomic import resolve_filesystem
 from powercast.config import PowercastConfig
+from powercast.errors import TrainingError
 from powercast.forecast_plot import CONTEXT_STEPS, actual_kw, plot_forecast
 from powercast.ingest import IngestReport
 from powercast.locking import INGEST_LOCK_NAME, PUBLISH_LOCK_NAME, named_lock
-from powercast.pipeline import SELECTION_SET, TrainingOutcome
+from powercast.pipeline import SELECTION_SET, ChallengerFit, TrainingOutcome
 from powercast.prepare import PreparedSeries
 from powercast.publish import ForecastBatch, PublishedBatch, compact_utc
 from powercast.resample import freq_timedelta
@@ -130,14 +131,48 @@ def prepare_meter(config: PowercastConfig, meter_id: str, end_utc: datetime | No
     return prepared
 
 
+@task(cache_policy=NO_CACHE, task_run_name="train-{cell}")
+def train_candidate(config: PowercastConfig, prepared: PreparedSeries, cell: str, run_id: str) -> ChallengerFit:
+    """Train one cell on the meter's series and forecast its scoring windows; nothing is registered yet."""
+    challenger = powercast.pipeline.fit_challenger(config, prepared, cell, run_id, progress=False)
+    get_run_logger().info(
+        "%s %s trained on %s in %.1f s (%d epochs, stopped by %s)",
+        prepared.meter_id,
+        cell,
+        challenger.device,
+        challenger.elapsed_s,
+        challenger.fit.epochs_run,
+        challenger.fit.stopped_by,
+    )
+    return challenger
+
+
+def train_candidates(
+    config: PowercastConfig, prepared: PreparedSeries, run_id: str
+) -> tuple[list[ChallengerFit], dict[str, str]]:
+    """Return the trained cells and (cell → error) of those that failed, one ``train_candidate`` task each.
+
+    Every cell is submitted before any is awaited, so the flow's task runner decides whether they
+    run one after the other or side by side. A failed cell is left out and the others still
+    compete; when every cell fails the meter fails with their errors.
+    """
+    futures = {cell: train_candidate.submit(config, prepared, cell, run_id) for cell in config.train.cells}
+    for future in futures.values():
+        future.wait()
+    trained, failed = split_by_outcome({cell: future.state for cell, future in futures.items()})
+    if not trained:
+        detail = "; ".join(f"{cell}: {error}" for cell, error in failed.items())
+        raise TrainingError(f"meter {prepared.meter_id!r}: every cell failed to train ({detail})")
+    return list(trained.values()), failed
+
+
 @task(cache_policy=NO_CACHE)
-def train_challengers(config: PowercastConfig, prepared: PreparedSeries, run_id: str) -> TrainingOutcome:
-    """Train every configured cell, score them against the baselines and champion, promote a winner."""
-    outcome = powercast.pipeline.train_meter(config, prepared.meter_id, run_id, prepared=prepared, progress=False)
-    logger = get_run_logger()
-    for cell, device in outcome.devices.items():
-        logger.info("%s %s trained on %s in %.1f s", prepared.meter_id, cell, device, outcome.elapsed_s[cell])
-    logger.info("%s: %s", prepared.meter_id, outcome.decision.reason)
+def select_winner(
+    config: PowercastConfig, prepared: PreparedSeries, run_id: str, fits: Sequence[ChallengerFit]
+) -> TrainingOutcome:
+    """Score the trained cells against the baselines and champion, register them and promote a winner."""
+    outcome = powercast.pipeline.select_and_register(config, prepared.meter_id, run_id, prepared, fits)
+    get_run_logger().info("%s: %s", prepared.meter_id, outcome.decision.reason)
     return outcome
 
 
@@ -353,7 +388,7 @@ def report_plan(
 
 
 def split_by_outcome(states: dict[str, State[Any]]) -> tuple[dict[str, Any], dict[str, str]]:
-    """Return (meter → result of the completed runs, meter → error message of the failed ones)."""
+    """Return (key → result of the completed runs, key → error message of the failed ones), keyed by meter or cell."""
     completed = {meter_id: state.result() for meter_id, state in states.items() if state.is_completed()}
     failed = {
         meter_id: state.message or type(state.result(raise_on_failure=False)).__name__

@@ -1,4 +1,13 @@
-"""Flow: retrain the challengers of some meters now and promote a winner that beats baseline and champion."""
+"""Flow: retrain the challengers of some meters now and promote a winner that beats baseline and champion.
+
+Each meter's ``train-meter`` sub-flow trains every cell as its own ``train_candidate`` task, then
+one ``select_winner`` task scores, selects and registers. The cells are submitted together but
+the sub-flow's task runner runs one at a time: threads in one process share torch's global
+random state and the same CPU cores, so side-by-side training would break the seeded,
+reproducible fits (a process- or cluster-based task runner could run them in parallel). A cell
+that fails is left out of the selection, the other cells still compete, and the meter is
+reported as failed (the run ends Failed with the cell's error) while what succeeded is kept.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from prefect import flow
+from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows.params import TrainParams
 from flows.tasks import (
@@ -15,8 +25,9 @@ from flows.tasks import (
     find_meters,
     prepare_meter,
     report_run,
+    select_winner,
     split_by_outcome,
-    train_challengers,
+    train_candidates,
 )
 from powercast.config import PowercastConfig
 from powercast.locking import meter_lock
@@ -26,21 +37,35 @@ from powercast.prepare import PreparedSeries
 
 @dataclass(frozen=True, eq=False)
 class MeterTraining:
-    """One meter's training: the series it learned from and what was decided."""
+    """One meter's training: the series it learned from, what was decided, and the cells that failed (cell → error)."""
 
     prepared: PreparedSeries
     outcome: TrainingOutcome
+    failed_cells: dict[str, str]
 
 
-@flow(name="train-meter", flow_run_name="train {meter_id}")
+@flow(name="train-meter", flow_run_name="train {meter_id}", task_runner=ThreadPoolTaskRunner(max_workers=1))
 def train_meter(
     config: PowercastConfig, meter_id: str, run_id: str, end_utc: datetime | None, lock_timeout_s: float
 ) -> MeterTraining:
-    """Prepare one meter and train, score and select its challengers, holding the meter's lock."""
+    """Prepare one meter, train each cell as its own task, then select and register, holding the meter's lock."""
     with meter_lock(config.root, meter_id, timeout_s=lock_timeout_s, holder=run_id):
         prepared = prepare_meter(config, meter_id, end_utc)
-        outcome = train_challengers(config, prepared, run_id)
-    return MeterTraining(prepared=prepared, outcome=outcome)
+        fits, failed_cells = train_candidates(config, prepared, run_id)
+        outcome = select_winner(config, prepared, run_id, fits)
+    return MeterTraining(prepared=prepared, outcome=outcome, failed_cells=failed_cells)
+
+
+def record_trainings(record: RunRecord, trainings: dict[str, MeterTraining]) -> None:
+    """Put each meter's series and outcome in ``record``, and its failed cells among the failures."""
+    record.prepared |= {meter_id: training.prepared for meter_id, training in trainings.items()}
+    record.outcomes |= {meter_id: training.outcome for meter_id, training in trainings.items()}
+    record.failures |= {
+        meter_id: "cells left out of the selection: "
+        + "; ".join(f"{cell}: {error}" for cell, error in training.failed_cells.items())
+        for meter_id, training in trainings.items()
+        if training.failed_cells
+    }
 
 
 @flow(name="train")
@@ -56,7 +81,6 @@ def train(params: TrainParams = TrainParams()) -> dict[str, TrainingOutcome]:
         for meter_id in meters
     }
     trained, record.failures = split_by_outcome(states)
-    record.prepared = {meter_id: result.prepared for meter_id, result in trained.items()}
-    record.outcomes = {meter_id: result.outcome for meter_id, result in trained.items()}
+    record_trainings(record, trained)
     report_run(record)
     return fail_on(record.failures, record.outcomes)

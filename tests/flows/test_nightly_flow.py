@@ -11,9 +11,18 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 import pandas as pd
 import pytest
+from prefect import get_client
+from prefect.client.schemas.filters import (
+    FlowRunFilter,
+    FlowRunFilterParentFlowRunId,
+    TaskRunFilter,
+    TaskRunFilterFlowRunId,
+)
+from prefect.client.schemas.objects import FlowRun, StateType
 
 from flows.forecast import forecast
 from flows.nightly import nightly
@@ -63,6 +72,28 @@ def three_nights(
         day_files += replay_days(sample_path, landing, start_day=new_day, n_days=1)
         states.append(nightly(params, return_state=True))
     return Nights(root=root, landing=landing, states=states, day_files=day_files)
+
+
+def descendant_flow_runs(flow_run_id: UUID) -> list[FlowRun]:
+    """Return every flow run started under ``flow_run_id`` (sub-flows, their sub-flows, ...), read from the API."""
+    with get_client(sync_client=True) as client:
+        children = client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[flow_run_id]))
+        )
+    return [run for child in children for run in (child, *descendant_flow_runs(child.id))]
+
+
+def test_each_cell_trains_in_its_own_task_run_before_one_selection(three_nights: Nights) -> None:
+    nightly_run_id = three_nights.states[0].state_details.flow_run_id
+    (meter_training,) = [run for run in descendant_flow_runs(nightly_run_id) if run.name == f"train {METER}"]
+    with get_client(sync_client=True) as client:
+        task_runs = client.read_task_runs(
+            task_run_filter=TaskRunFilter(flow_run_id=TaskRunFilterFlowRunId(any_=[meter_training.id]))
+        )
+    names = sorted(run.name for run in task_runs)
+    assert [name for name in names if name.startswith("train-")] == ["train-gru", "train-lstm"]
+    assert sum(name.startswith("select_winner") for name in names) == 1
+    assert all(run.state_type == StateType.COMPLETED for run in task_runs)
 
 
 def test_every_night_completes(three_nights: Nights) -> None:
