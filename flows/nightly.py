@@ -11,6 +11,7 @@ import argparse
 import os
 import sys
 import time
+from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -141,7 +142,10 @@ def main(argv: list[str] | None = None) -> int:
     """Run the nightly flow once from the command line; returns the exit status."""
     from prefect.settings import temporary_settings
 
+    from powercast.commands.ingest import describe_store
     from powercast.publish import read_forecasts
+    from powercast.quarantine import read_quarantine
+    from powercast.store import summarize_partitions
 
     parser = argparse.ArgumentParser(description="Run the powercast nightly flow once.")
     parser.add_argument(
@@ -166,14 +170,16 @@ def main(argv: list[str] | None = None) -> int:
     if not state.is_completed():
         print(f"nightly run {state.name}: {state.message} ({elapsed_s:.0f} s)", file=sys.stderr)
         return 1
-    print(f"\nnightly run finished in {elapsed_s:.0f} s; forecasts under {root}/forecasts")
-    for batch in state.result():
-        print(f"  issued at {batch.issued_at_utc.isoformat()}: {batch.rows} rows -> {batch.path}")
     latest = read_forecasts(root)
     columns = ["meter_id", "target_time", "yhat_kw", "yhat_lo_kw", "yhat_hi_kw", "model"]
     print(f"\nlatest batch ({len(latest)} rows):\n{latest[columns].head(24).to_string(index=False)}")
+    quarantined_by_reason = Counter(read_quarantine(root)["reason"].to_pylist())
+    print(f"\nreadings store {root}/store:\n{describe_store(summarize_partitions(root), quarantined_by_reason, by_month=False)}")
+    print(f"\nnightly run finished in {elapsed_s:.0f} s; forecasts under {root}/forecasts")
+    for batch in state.result():
+        print(f"  issued at {batch.issued_at_utc.isoformat()}: {batch.rows} rows -> {batch.path}")
     print(
-        f"\nread it with `powercast forecasts show --root {root}`, `powercast forecasts plot --root {root}`,\n"
+        f"read them with `powercast forecasts show --root {root}`, `powercast forecasts plot --root {root}`,\n"
         f"or from Python: powercast.read_forecasts({root!r})"
     )
     return 0
