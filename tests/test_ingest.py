@@ -5,6 +5,10 @@ from __future__ import annotations
 import gzip
 import os
 import shutil
+import subprocess
+import sys
+import textwrap
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -12,7 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from powercast.config import PowercastConfig
-from powercast.errors import SourceFileError
+from powercast.errors import LockedError, SourceFileError
 from powercast.ingest import ingest_paths
 from powercast.manifest import read_manifest
 from powercast.quarantine import read_quarantine
@@ -168,7 +172,7 @@ def test_bad_file_fails_with_one_line_naming_it_and_writes_nothing(
         ingest_paths([path], config)
     message = str(error.value)
     assert str(path) in message and "\n" not in message
-    assert not Path(config.root).exists()
+    assert [child.name for child in Path(config.root).iterdir()] == ["locks"]
 
 
 def test_unreadable_file_fails_naming_it(write_source, config: PowercastConfig) -> None:
@@ -178,7 +182,7 @@ def test_unreadable_file_fails_naming_it(write_source, config: PowercastConfig) 
     path.chmod(0)
     with pytest.raises(SourceFileError, match="locked.txt: cannot be read"):
         ingest_paths([path], config)
-    assert not Path(config.root).exists()
+    assert [child.name for child in Path(config.root).iterdir()] == ["locks"]
 
 
 def test_a_bad_file_after_good_ones_keeps_the_good_ones_and_writes_nothing_of_its_own(
@@ -191,6 +195,40 @@ def test_a_bad_file_after_good_ones_keeps_the_good_ones_and_writes_nothing_of_it
     assert read_manifest(config.root)["source_file"].to_pylist() == [str(good)]
     assert read_readings(config.root, METER).num_rows == 3
     assert read_quarantine(config.root).num_rows == 0
+
+
+# A child process that holds the ingest lock, as another ingest run would, until it is killed.
+INGEST_LOCK_HOLDER = textwrap.dedent(
+    """
+    import sys, time
+    from pathlib import Path
+    from powercast.locking import INGEST_LOCK_NAME, named_lock
+    with named_lock(sys.argv[1], INGEST_LOCK_NAME, timeout_s=30, holder="other-ingest"):
+        Path(sys.argv[2]).write_text("held")
+        time.sleep(60)
+    """
+)
+
+
+def test_ingest_waits_for_another_process_ingest_lock_and_writes_nothing(
+    write_source, config: PowercastConfig, tmp_path: Path
+) -> None:
+    source = write_source("day.txt", _day("2/1/2007"))
+    marker = tmp_path / "held"
+    holder = subprocess.Popen([sys.executable, "-c", INGEST_LOCK_HOLDER, config.root, str(marker)])
+    try:
+        deadline = time.monotonic() + 30
+        while not marker.exists():
+            assert holder.poll() is None and time.monotonic() < deadline, "lock holder did not take the ingest lock"
+            time.sleep(0.05)
+        with pytest.raises(LockedError, match="other-ingest"):
+            ingest_paths([source], config, lock_timeout_s=0.3)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert [child.name for child in Path(config.root).iterdir()] == ["locks"]
+    [report] = ingest_paths([source], config, lock_timeout_s=5)
+    assert report.rows_stored == 3
 
 
 def test_sample_ingest_counts_match_the_file(ingested_sample_root: str) -> None:

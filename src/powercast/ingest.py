@@ -14,6 +14,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -26,6 +27,7 @@ import pyarrow.fs as pafs
 from powercast.atomic import TEMP_PREFIX, resolve_filesystem
 from powercast.config import PowercastConfig
 from powercast.errors import SourceFileError, StoreError
+from powercast.locking import DEFAULT_LOCK_TIMEOUT_S, INGEST_LOCK_NAME, named_lock
 from powercast.manifest import append_manifest, find_ingested, ingested_sha256s
 from powercast.quarantine import write_quarantine
 from powercast.schemas import MANIFEST_SCHEMA, QUARANTINE_SCHEMA, TARGET_COLUMN, UTC_US
@@ -225,11 +227,19 @@ def ingest_file(source: SourceFile, config: PowercastConfig, run_id: str, progre
     return report
 
 
+def _ingest_lock(root: str, timeout_s: float, holder: str) -> AbstractContextManager[object]:
+    """Return the ingest lock of a local data root; a URI root has no file locks (see powercast.locking)."""
+    if "://" in root:
+        return nullcontext()
+    return named_lock(root, INGEST_LOCK_NAME, timeout_s=timeout_s, holder=holder)
+
+
 def ingest_paths(
     paths: Sequence[str | Path],
     config: PowercastConfig,
     run_id: str | None = None,
     progress: bool | None = None,
+    lock_timeout_s: float = DEFAULT_LOCK_TIMEOUT_S,
 ) -> list[IngestReport]:
     """Return one report per file ingested or skipped, after ingesting files and landing folders in order.
 
@@ -247,24 +257,31 @@ def ingest_paths(
         Run id recorded in the manifest and quarantine; a fresh one by default.
     progress : bool, optional
         Force the progress bar on or off; by default shown for large files when stderr is a terminal.
+    lock_timeout_s : float
+        How long to wait for another process's ingest to finish. A local data root holds the
+        ``_ingest`` lock for the whole call (reentrant, so a caller may already hold it); a URI
+        root has no file locks, so its writers must be serialised by the orchestrator.
 
     Raises
     ------
     SourceFileError
         At the first bad file (missing, unreadable, empty, truncated gzip, wrong header); files
         before it stay ingested and nothing of the bad file is written.
+    LockedError
+        When another process still holds the ingest lock after ``lock_timeout_s``; nothing is written.
     """
     run = run_id or new_run_id()
-    done = ingested_sha256s(config.root)
-    reports = []
-    for filesystem, path, from_directory in _expand(paths):
-        started = time.perf_counter()
-        source = open_source(path, filesystem)
-        if source.sha256 in done:
-            if not from_directory:
-                first = find_ingested(config.root, source.sha256) or {"run_id": run}
-                reports.append(_skipped_report(source, first["run_id"], started))
-            continue
-        reports.append(ingest_file(source, config, run, progress))
-        done.add(source.sha256)
+    with _ingest_lock(config.root, lock_timeout_s, run):
+        done = ingested_sha256s(config.root)
+        reports = []
+        for filesystem, path, from_directory in _expand(paths):
+            started = time.perf_counter()
+            source = open_source(path, filesystem)
+            if source.sha256 in done:
+                if not from_directory:
+                    first = find_ingested(config.root, source.sha256) or {"run_id": run}
+                    reports.append(_skipped_report(source, first["run_id"], started))
+                continue
+            reports.append(ingest_file(source, config, run, progress))
+            done.add(source.sha256)
     return reports
