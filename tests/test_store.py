@@ -25,7 +25,7 @@ METER = "sceaux_household"
 UTC = timezone.utc
 
 
-def _readings(meter_id: str, start: datetime, minutes: int, power_kw: float = 1.0, sha: str = "a" * 64) -> pa.Table:
+def _readings(meter_id: str, start: datetime, minutes: int, power_kw: float | None = 1.0, sha: str = "a" * 64) -> pa.Table:
     times = [start + timedelta(minutes=i) for i in range(minutes)]
     columns = {name: pa.array([power_kw] * minutes, pa.float32()) for name in MEASURED_COLUMNS}
     return pa.table(
@@ -70,6 +70,18 @@ def test_changed_values_replace_stored_readings_and_are_counted(tmp_path: Path) 
     assert stored.num_rows == 12
     assert stored["active_power_kw"].to_pylist() == [1.0] * 8 + [2.0] * 4
     assert stored["source_sha256"].to_pylist()[8:] == ["b" * 64] * 4
+
+
+def test_all_missing_rows_never_replace_stored_readings(tmp_path: Path) -> None:
+    upsert_readings(str(tmp_path), _readings("m1", datetime(2010, 1, 1, tzinfo=UTC), 10, power_kw=1.0))
+    before = _partition_file(tmp_path, "m1", 2010, 1).stat()
+    outcome = upsert_readings(str(tmp_path), _readings("m1", datetime(2010, 1, 1, 0, 8, tzinfo=UTC), 2, power_kw=None, sha="b" * 64))
+    after = _partition_file(tmp_path, "m1", 2010, 1).stat()
+    stored = read_readings(str(tmp_path), "m1")
+    assert (outcome.rows_replaced, outcome.partitions_written) == (0, [])
+    assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
+    assert stored["active_power_kw"].to_pylist() == [1.0] * 10
+    assert stored["source_sha256"].to_pylist() == ["a" * 64] * 10
 
 
 def test_upsert_refuses_two_rows_for_one_meter_and_timestamp(tmp_path: Path) -> None:

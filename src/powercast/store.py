@@ -249,11 +249,14 @@ def _merge_partition(existing: pa.Table, incoming: pa.Table) -> tuple[pa.Table |
     else:
         found = np.zeros(len(incoming_us), dtype=bool)
     same = found.copy()
+    incoming_all_missing = np.ones(len(incoming_us), dtype=bool)
     for name in MEASURED_COLUMNS:
         new_values = incoming[name].to_numpy(zero_copy_only=False)
         old_values = existing[name].to_numpy(zero_copy_only=False)[clipped] if len(stored_us) else new_values
         same &= (new_values == old_values) | (np.isnan(new_values) & np.isnan(old_values))
-    changed = found & ~same
+        incoming_all_missing &= np.isnan(new_values)
+    # A later all-missing line ("?") is no correction: it never erases a stored reading.
+    changed = found & ~same & ~incoming_all_missing
     added = ~found
     if not changed.any() and not added.any():
         return None, 0
