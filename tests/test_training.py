@@ -6,13 +6,14 @@ import dataclasses
 from pathlib import Path
 
 import numpy as np
+import pyarrow.fs as pafs
 import pytest
 import torch
 
 from powercast.config import PowercastConfig, TrainConfig
 from powercast.errors import ConfigError, TrainingError
 from powercast.prepare import PreparedSeries
-from powercast.training import fit_forecaster, plot_loss_curves, resolve_accelerator
+from powercast.training import fit_forecaster, local_log_dir, plot_loss_curves, resolve_accelerator
 
 
 @pytest.fixture()
@@ -93,3 +94,17 @@ def test_auto_trains_on_the_gpu_in_bf16(tiny_prepared: PreparedSeries, tiny_trai
     result = fit_forecaster(tiny_prepared, tiny_train.model_copy(update={"accelerator": "auto"}), "gru", tmp_path, progress=False)
     assert result.device.startswith("cuda:") and result.precision == "bf16-mixed"
     assert next(result.module.parameters()).device == torch.device("cpu")
+
+
+def test_local_log_dir_is_the_destination_itself_on_a_local_filesystem(tmp_path: Path) -> None:
+    with local_log_dir(pafs.LocalFileSystem(), str(tmp_path / "run"), "powercast-test-") as folder:
+        assert folder == tmp_path / "run"
+
+
+def test_local_log_dir_for_another_filesystem_is_a_temp_folder_deleted_afterwards(tmp_path: Path) -> None:
+    remote = pafs.SubTreeFileSystem(str(tmp_path), pafs.LocalFileSystem())
+    with local_log_dir(remote, "runs/r1/m1", "powercast-test-") as folder:
+        (folder / "gru" / "metrics.csv").parent.mkdir()
+        (folder / "gru" / "metrics.csv").write_text("epoch\n0\n")
+        assert folder.name.startswith("powercast-test-") and tmp_path not in folder.parents
+    assert not folder.exists()

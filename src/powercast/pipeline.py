@@ -14,11 +14,9 @@ also call one by one (one task per cell, then one to decide):
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -42,7 +40,7 @@ from powercast.registry import (
     version_name,
 )
 from powercast.selection import Decision, select_winner
-from powercast.training import FitResult, fit_forecaster, plot_loss_curves
+from powercast.training import FitResult, fit_forecaster, local_log_dir, plot_loss_curves
 from powercast.windows import sliding_windows, window_has_invalid
 
 # Window sets every model is scored on. "val" (every validation window) decides the winner;
@@ -198,13 +196,6 @@ def _run_dir(config: PowercastConfig, run_id: str, meter_id: str) -> str:
     return f"{base.rstrip('/')}/runs/{run_id}/{meter_id}"
 
 
-def _log_dir(config: PowercastConfig, run_dir: str) -> Path:
-    """Return a local folder for Lightning's CSV logs and checkpoints (a temp folder for URI roots)."""
-    if "://" in config.root:
-        return Path(tempfile.mkdtemp(prefix="powercast-train-"))
-    return Path(run_dir)
-
-
 @dataclass(frozen=True, eq=False)
 class ChallengerFit:
     """One trained cell and its kW forecasts on every scoring window set of the series it learned from.
@@ -259,7 +250,8 @@ def fit_challenger(
     """Return one ``cell`` trained on ``prepared`` and its kW forecasts on every scoring window set.
 
     Writes only Lightning's logs and checkpoint (under ``runs/<run_id>/<meter_id>/<cell>``, or a
-    temp folder for URI roots); the registry is left alone until ``select_and_register``.
+    temp folder deleted afterwards for non-local roots); the registry is left alone until
+    ``select_and_register``.
 
     Parameters
     ----------
@@ -280,8 +272,9 @@ def fit_challenger(
         The series has no validation window, or a loss became NaN/inf.
     """
     windows = selectable_windows(prepared)
-    log_dir = _log_dir(config, _run_dir(config, run_id, prepared.meter_id))
-    fit = fit_forecaster(prepared, config.train, cell, log_dir / cell, progress)
+    filesystem, _ = resolve_filesystem(config.root)
+    with local_log_dir(filesystem, _run_dir(config, run_id, prepared.meter_id), "powercast-train-") as log_dir:
+        fit = fit_forecaster(prepared, config.train, cell, log_dir / cell, progress)
     return ChallengerFit(
         cell=cell,
         fit=fit,

@@ -17,7 +17,6 @@ ago" is already excellent) and zeros standing in for missing readings.
 from __future__ import annotations
 
 import json
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,7 +37,7 @@ from powercast.errors import SourceFileError, TrainingError
 from powercast.models.rnn import RNNForecaster, count_parameters
 from powercast.registry import champion_version, read_card
 from powercast.schemas import UCI_HEADER
-from powercast.training import fit_module, plot_loss_curves
+from powercast.training import fit_module, local_log_dir, plot_loss_curves
 
 SEED_HIDDEN_SIZES: tuple[int, ...] = (75, 30, 30)
 SEED_CELLS: tuple[str, ...] = ("lstm", "gru")
@@ -218,48 +217,47 @@ def run_seed_preset(
         max_time_s=24 * 3600.0,
     )
     filesystem, out_path = resolve_filesystem(out_dir)
-    # Lightning's CSV logs and checkpoints need a local folder; a URI destination logs to a temp one.
-    local = isinstance(filesystem, pafs.LocalFileSystem)
-    log_root = Path(out_path) if local else Path(tempfile.mkdtemp(prefix="powercast-seed-"))
     models: dict[str, SeedModelResult] = {}
-    for cell in SEED_CELLS:
-        pl.seed_everything(seed, workers=True, verbose=False)
-        module = RNNForecaster(
-            n_features=x.shape[2],
-            lookback_steps=1,
-            horizon_steps=1,
-            cell=cell,
-            hidden_sizes=SEED_HIDDEN_SIZES,
-            dropout=0.0,
-            learning_rate=SEED_LEARNING_RATE,
-            scheduler="none",
-            target_scale_kw=kw_per_unit,
-        )
-        fit = fit_module(
-            module,
-            _batch_loader(x[:n_train], y[:n_train], SEED_BATCH_SIZE),
-            _batch_loader(x[n_train:], y[n_train:], 4096),
-            config,
-            name=f"seed-{cell}",
-            log_dir=log_root / cell,
-            progress=progress,
-            early_stopping=False,
-            restore_best=False,
-        )
-        yhat_scaled = fit.module.forecast_scaled(x[n_train:], batch_size=65536)[:, 0]  # [N_test]
-        yhat_kw = yhat_scaled * kw_per_unit + scaler.data_min_[0]
-        models[cell] = SeedModelResult(
-            cell=cell,
-            n_parameters=count_parameters(fit.module),
-            n_parameters_keras=keras_parameter_count(cell, x.shape[2], SEED_HIDDEN_SIZES),
-            elapsed_s=fit.elapsed_s,
-            device=fit.device,
-            test_mae_scaled=float(np.abs(yhat_scaled - y[n_train:, 0]).mean()),
-            test_mae_kw=float(np.abs(yhat_kw - y_test_kw).mean()),
-            test_rmse_kw=float(np.sqrt(((yhat_kw - y_test_kw) ** 2).mean())),
-            train_loss_by_epoch=[float(v) for v in fit.curves["train_loss"]],
-            test_loss_by_epoch=[float(v) for v in fit.curves["val_mae"]],
-        )
+    # Lightning's CSV logs and checkpoints need a local folder; a URI destination logs to a temp one, then deletes it.
+    with local_log_dir(filesystem, out_path, "powercast-seed-") as log_root:
+        for cell in SEED_CELLS:
+            pl.seed_everything(seed, workers=True, verbose=False)
+            module = RNNForecaster(
+                n_features=x.shape[2],
+                lookback_steps=1,
+                horizon_steps=1,
+                cell=cell,
+                hidden_sizes=SEED_HIDDEN_SIZES,
+                dropout=0.0,
+                learning_rate=SEED_LEARNING_RATE,
+                scheduler="none",
+                target_scale_kw=kw_per_unit,
+            )
+            fit = fit_module(
+                module,
+                _batch_loader(x[:n_train], y[:n_train], SEED_BATCH_SIZE),
+                _batch_loader(x[n_train:], y[n_train:], 4096),
+                config,
+                name=f"seed-{cell}",
+                log_dir=log_root / cell,
+                progress=progress,
+                early_stopping=False,
+                restore_best=False,
+            )
+            yhat_scaled = fit.module.forecast_scaled(x[n_train:], batch_size=65536)[:, 0]  # [N_test]
+            yhat_kw = yhat_scaled * kw_per_unit + scaler.data_min_[0]
+            models[cell] = SeedModelResult(
+                cell=cell,
+                n_parameters=count_parameters(fit.module),
+                n_parameters_keras=keras_parameter_count(cell, x.shape[2], SEED_HIDDEN_SIZES),
+                elapsed_s=fit.elapsed_s,
+                device=fit.device,
+                test_mae_scaled=float(np.abs(yhat_scaled - y[n_train:, 0]).mean()),
+                test_mae_kw=float(np.abs(yhat_kw - y_test_kw).mean()),
+                test_rmse_kw=float(np.sqrt(((yhat_kw - y_test_kw) ** 2).mean())),
+                train_loss_by_epoch=[float(v) for v in fit.curves["train_loss"]],
+                test_loss_by_epoch=[float(v) for v in fit.curves["val_mae"]],
+            )
     out = out_path.rstrip("/")
     curves_png, report_md = f"{out}/seed_loss_curves.png", f"{out}/seed_report.md"
     result = SeedPresetResult(

@@ -13,6 +13,7 @@ import io
 import logging
 import shutil
 import sys
+import tempfile
 import time
 import warnings
 from collections.abc import Iterator, Mapping
@@ -23,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow.fs as pafs
 import pytorch_lightning as pl
 import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -262,6 +264,26 @@ def fit_module(
         curves=curves,
         log_dir=str(folder),
     )
+
+
+@contextmanager
+def local_log_dir(filesystem: pafs.FileSystem, path: str, prefix: str) -> Iterator[Path]:
+    """Yield a local folder for Lightning's logs and checkpoints, removing it afterwards when it is a temp one.
+
+    Parameters
+    ----------
+    filesystem : pyarrow.fs.FileSystem
+        Filesystem of the destination ``path``.
+    path : str
+        Where the logs belong; used as is on a local filesystem.
+    prefix : str
+        Name prefix of the temp folder used (and deleted when the block ends) for any other filesystem.
+    """
+    if isinstance(filesystem, pafs.LocalFileSystem):
+        yield Path(path)
+        return
+    with tempfile.TemporaryDirectory(prefix=prefix) as folder:
+        yield Path(folder)
 
 
 def fit_forecaster(
