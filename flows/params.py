@@ -15,9 +15,10 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from pydantic.fields import FieldInfo
 
 from powercast.config import PowercastConfig, PrepareConfig, TrainConfig, load_config, parse_timezone
-from powercast.locking import DEFAULT_LOCK_TIMEOUT_S, METER_ID_PATTERN
+from powercast.locking import DEFAULT_LOCK_TIMEOUT_S
+from powercast.schemas import METER_ID_PATTERN
 
-MeterId = Annotated[str, StringConstraints(pattern=METER_ID_PATTERN.pattern)]
+MeterId = Annotated[str, StringConstraints(pattern=METER_ID_PATTERN)]
 Cell = Literal["gru", "lstm"]
 HiddenSize = Annotated[int, Field(ge=1, le=2048)]
 

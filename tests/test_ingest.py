@@ -20,7 +20,7 @@ from powercast.errors import LockedError, SourceFileError
 from powercast.ingest import ingest_paths
 from powercast.manifest import read_manifest
 from powercast.quarantine import read_quarantine
-from powercast.schemas import MEASURED_COLUMNS, QUARANTINE_SCHEMA, REASON_NON_NUMERIC, REASON_WRONG_COLUMN_COUNT, UCI_HEADER
+from powercast.schemas import MEASURED_COLUMNS, QUARANTINE_SCHEMA, REASON_BAD_METER_ID, REASON_NON_NUMERIC, REASON_WRONG_COLUMN_COUNT, UCI_HEADER
 from powercast.store import read_readings, summarize_partitions
 
 METER = "sceaux_household"
@@ -195,6 +195,15 @@ def test_a_bad_file_after_good_ones_keeps_the_good_ones_and_writes_nothing_of_it
     assert read_manifest(config.root)["source_file"].to_pylist() == [str(good)]
     assert read_readings(config.root, METER).num_rows == 3
     assert read_quarantine(config.root).num_rows == 0
+
+
+def test_meter_id_longer_than_128_characters_is_quarantined_as_bad_meter_id(write_source, config: PowercastConfig) -> None:
+    longest, too_long = "a" * 128, "b" * 150
+    lines = [f"2010-01-01T00:00:00Z,{longest},1.0,230.0", f"2010-01-01T00:00:00Z,{too_long},1.0,230.0"]
+    [report] = ingest_paths([write_source("long.csv", lines, header="timestamp,meter_id,active_power_kw,voltage_v")], config)
+    assert (report.rows_stored, report.rows_quarantined) == (1, 1)
+    assert read_quarantine(config.root)["reason"].to_pylist() == [REASON_BAD_METER_ID]
+    assert read_readings(config.root, longest).num_rows == 1
 
 
 # A child process that holds the ingest lock, as another ingest run would, until it is killed.

@@ -26,13 +26,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from powercast.errors import ConfigError, LockedError
+from powercast.schemas import METER_ID_PATTERN, METER_ID_RULE
 
 LOCKS_DIRNAME = "locks"
 DEFAULT_LOCK_TIMEOUT_S = 600.0
 POLL_INTERVAL_S = 0.2
-# Meter ids become file names; the first character is alphanumeric so that names starting
-# with "_" stay free for the locks that guard files shared by every meter.
-METER_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+# Meter ids become file names (powercast.schemas.METER_ID_PATTERN); names starting with "_" are
+# free for the locks that guard files shared by every meter.
+_METER_ID_RE = re.compile(METER_ID_PATTERN)
 INGEST_LOCK_NAME = "_ingest"  # the store, its manifest and quarantine
 PUBLISH_LOCK_NAME = "_publish"  # forecasts/: one file per issue time holds every meter
 SHARED_LOCK_NAMES: frozenset[str] = frozenset({INGEST_LOCK_NAME, PUBLISH_LOCK_NAME})
@@ -63,10 +64,9 @@ def lock_path(root: str | Path, name: str) -> Path:
             f"cannot lock under data root {text!r}: file locks need a local path; run one writer per meter "
             "with a Prefect concurrency limit instead, or use a local data root"
         )
-    if name not in SHARED_LOCK_NAMES and not METER_ID_PATTERN.match(name):
+    if name not in SHARED_LOCK_NAMES and not _METER_ID_RE.match(name):
         raise ConfigError(
-            f"meter id {name!r} cannot name a lock file: use letters, digits, '_', '.' or '-', starting with a "
-            "letter or digit (at most 128 characters)"
+            f"meter id {name!r} cannot name a lock file: use {METER_ID_RULE}"
         )
     return Path(text).absolute() / LOCKS_DIRNAME / f"{name}.lock"
 

@@ -34,13 +34,15 @@ from powercast.config import PrepareConfig, TrainConfig
 from powercast.errors import RegistryError
 from powercast.models.rnn import RNNForecaster
 from powercast.scaling import FeatureScaler
+from powercast.schemas import METER_ID_PATTERN, METER_ID_RULE
 
 MODEL_FORMAT = "powercast.model/1"
 WEIGHTS_FILE = "weights.safetensors"
 CARD_FILE = "model.json"
 CHAMPION_FILE = "champion.json"
 HISTORY_FILE = "history.jsonl"
-_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
+_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")  # run ids and versions
+_METER_ID_RE = re.compile(METER_ID_PATTERN)
 
 
 @dataclass(frozen=True, eq=False)
@@ -142,7 +144,9 @@ def _checked_name(kind: str, value: str) -> str:
 
 def _meter_dir(root: str, meter_id: str) -> tuple[pafs.FileSystem, str]:
     filesystem, base = resolve_filesystem(root)
-    return filesystem, f"{base.rstrip('/')}/models/{_checked_name('meter_id', meter_id)}"
+    if not _METER_ID_RE.match(meter_id):
+        raise RegistryError(f"meter_id {meter_id!r} cannot name a registry folder: use {METER_ID_RULE}")
+    return filesystem, f"{base.rstrip('/')}/models/{meter_id}"
 
 
 def _read_bytes(filesystem: pafs.FileSystem, path: str) -> bytes | None:

@@ -122,3 +122,10 @@ REASON_DUPLICATE_ROW = "duplicate_row"  # an exact copy of an earlier line of th
 REASON_BAD_METER_ID = "bad_meter_id"  # a meter_id that cannot name a store partition folder
 # Name of the UTC reading time column in READINGS_SCHEMA (the key preparation resamples on).
 TIMESTAMP_COLUMN = "timestamp"
+
+# ---- meter ids: one rule for ingest validation, lock files, registry folders and flow parameters ----
+# A meter id names store partitions, lock files and registry folders: letters, digits, '_', '.' or
+# '-', starting with a letter or digit (names starting with '_' stay free for shared locks).
+METER_ID_MAX_CHARS = 128
+METER_ID_PATTERN = rf"^[A-Za-z0-9][A-Za-z0-9_.\-]{{0,{METER_ID_MAX_CHARS - 1}}}$"
+METER_ID_RULE = f"letters, digits, '_', '.' or '-', starting with a letter or digit, at most {METER_ID_MAX_CHARS} characters"

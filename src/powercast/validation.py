@@ -40,6 +40,8 @@ import pyarrow.compute as pc
 from powercast.config import IngestConfig, parse_timezone
 from powercast.schemas import (
     MEASURED_COLUMNS,
+    METER_ID_PATTERN,
+    METER_ID_RULE,
     REASON_BAD_METER_ID,
     REASON_BAD_TIMESTAMP,
     REASON_CONFLICTING_DUPLICATE,
@@ -56,7 +58,6 @@ from powercast.schemas import (
 )
 from powercast.sources import RawBatch, SourceFormat
 
-METER_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$"
 NUMBER_PATTERN = r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$"
 MISSING_MARKERS: tuple[str, ...] = ("?", "")
 NON_NEGATIVE_COLUMNS: tuple[str, ...] = (
@@ -279,7 +280,7 @@ def validate_batch(batch: RawBatch, source_format: SourceFormat, rules: IngestCo
         verdicts.flag(
             pc.invert(pc.match_substring_regex(meter_ids, METER_ID_PATTERN)),
             REASON_BAD_METER_ID,
-            lambda: _joined("meter_id '", meter_ids, "' may only hold letters, digits, '_', '-' and '.'"),
+            lambda: _joined("meter_id '", meter_ids, f"' is not a valid meter id: use {METER_ID_RULE}"),
         )
         timestamps, timestamp_ok, timestamp_detail = _iso_timestamps(fields["timestamp"], rules)
     verdicts.flag(pc.invert(timestamp_ok), REASON_BAD_TIMESTAMP, timestamp_detail)
