@@ -36,7 +36,7 @@ def test_ingest_of_a_bad_path_prints_one_error_line_and_fails(tmp_path: Path, ca
     err = capsys.readouterr().err
     assert status == 2
     assert err.count("\n") == 1 and "nope.txt: no such file" in err
-    assert not (tmp_path / "root").exists()
+    assert [child.name for child in (tmp_path / "root").iterdir()] == ["locks"]
 
 
 def test_replay_then_ingesting_the_landing_folder_stores_each_day(sample_path: Path, tmp_path: Path, capsys) -> None:
