@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import sys
 import time
-import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
@@ -30,6 +29,7 @@ from powercast.errors import SourceFileError, StoreError
 from powercast.locking import DEFAULT_LOCK_TIMEOUT_S, INGEST_LOCK_NAME, named_lock
 from powercast.manifest import append_manifest, find_ingested, ingested_sha256s
 from powercast.quarantine import write_quarantine
+from powercast.runs import new_run_id
 from powercast.schemas import MANIFEST_SCHEMA, QUARANTINE_SCHEMA, TARGET_COLUMN, UTC_US
 from powercast.sources import SourceFile, iter_raw_batches, open_source
 from powercast.store import upsert_readings
@@ -77,12 +77,6 @@ class IngestReport:
     rows_replaced: int
     partitions_written: list[str] = field(default_factory=list)
     elapsed_s: float = 0.0
-
-
-def new_run_id() -> str:
-    """Return a fresh run id: UTC time plus a short random suffix (``ingest-20101126T210200Z-1a2b3c``)."""
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    return f"ingest-{stamp}-{uuid.uuid4().hex[:6]}"
 
 
 def _expand(paths: Sequence[str | Path]) -> Iterator[tuple[pafs.FileSystem, str, bool]]:
@@ -270,7 +264,7 @@ def ingest_paths(
     LockedError
         When another process still holds the ingest lock after ``lock_timeout_s``; nothing is written.
     """
-    run = run_id or new_run_id()
+    run = run_id or new_run_id("ingest")
     with _ingest_lock(config.root, lock_timeout_s, run):
         done = ingested_sha256s(config.root)
         reports = []

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import uuid
-from datetime import date, datetime, timezone
+from datetime import date
 from pathlib import Path
 
 import pandas as pd
@@ -17,6 +16,7 @@ from powercast.forecast_plot import CONTEXT_STEPS, actual_kw, plot_forecast
 from powercast.locking import PUBLISH_LOCK_NAME, meter_lock, named_lock
 from powercast.publish import compact_utc, publish_batch, read_forecasts
 from powercast.resample import freq_timedelta
+from powercast.runs import new_run_id
 
 
 def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -79,11 +79,6 @@ def parse_issue_time(text: str | None, config: PowercastConfig) -> pd.Timestamp 
     return stamp.tz_convert("UTC")
 
 
-def _run_id(args: argparse.Namespace, kind: str) -> str:
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    return args.run_id or f"{kind}-{stamp}-{uuid.uuid4().hex[:6]}"
-
-
 def run_forecast(args: argparse.Namespace, config: PowercastConfig) -> int:
     """Make every requested meter's batch, publish them together, print where and what; return 0."""
     from powercast.store import list_meters
@@ -91,7 +86,7 @@ def run_forecast(args: argparse.Namespace, config: PowercastConfig) -> int:
     meters = [args.meter] if args.meter else list_meters(config.root)
     if not meters:
         raise ForecastError(f"no meter is stored under {config.root}; run `powercast ingest` first")
-    run_id = _run_id(args, "forecast")
+    run_id = args.run_id or new_run_id("forecast")
     issued_at = parse_issue_time(args.issued_at, config)
     batches = []
     for meter_id in meters:
@@ -145,7 +140,7 @@ def run_plot(args: argparse.Namespace, config: PowercastConfig) -> int:
 def run_backtest_command(args: argparse.Namespace, config: PowercastConfig) -> int:
     """Replay the champion over the date range, print the scores; return 0."""
     meter_id = args.meter or config.ingest.default_meter_id
-    run_id = _run_id(args, "backtest")
+    run_id = args.run_id or new_run_id("backtest")
     with meter_lock(config.root, meter_id, holder=run_id):
         report = run_backtest(config, meter_id, args.start, args.end, run_id)
     print(format_report(report))

@@ -7,14 +7,13 @@ writes its report beside the default pipeline's honest figures.
 from __future__ import annotations
 
 import argparse
-import uuid
-from datetime import datetime, timezone
 from typing import Any
 
 from powercast.config import PowercastConfig, SplitConfig
 from powercast.errors import ConfigError
 from powercast.locking import meter_lock
 from powercast.pipeline import SELECTION_SET, TrainingOutcome, train_meter
+from powercast.runs import new_run_id
 from powercast.seed_preset import SeedPresetResult, honest_figures, run_seed_preset
 
 
@@ -63,11 +62,6 @@ def train_overrides(args: argparse.Namespace) -> dict[str, Any]:
     elif args.split == "trailing":
         overrides["prepare.split"] = SplitConfig().model_dump()
     return overrides
-
-
-def new_train_run_id() -> str:
-    """Return a fresh training run id: UTC time plus a short random suffix (``train-20101126T210200Z-1a2b3c``)."""
-    return f"train-{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}"
 
 
 def _mae(outcome: TrainingOutcome, model: str, window_set: str, key: str = "mae_kw") -> str:
@@ -136,7 +130,7 @@ def seed_summary(result: SeedPresetResult) -> str:
 def run_train(args: argparse.Namespace, config: PowercastConfig) -> int:
     """Train (or run the seed preset) and print the results; return the exit status."""
     meter_id = args.meter or config.ingest.default_meter_id
-    run_id = args.run_id or new_train_run_id()
+    run_id = args.run_id or new_run_id("train")
     progress = False if args.quiet else None
     if args.preset == "seed":
         if not args.source:
