@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from powercast.baselines import BASELINES
+from powercast.baselines import BASELINES, steps_per_day
 from powercast.config import ForecastConfig, PowercastConfig, SplitConfig, parse_timezone
 from powercast.conformal import ConformalIntervals
 from powercast.errors import DataPreparationError, ForecastError
@@ -123,7 +123,7 @@ def baseline_forecast(
         Windows whose targets end in this many days before the issue time calibrate the interval.
     """
     lookback, horizon = prepared.lookback_steps, prepared.horizon_steps
-    per_day = int(pd.Timedelta(days=1) / (prepared.index_utc[1] - prepared.index_utc[0]))
+    per_day = steps_per_day(prepared)
     origins = np.arange(max(origin_row - calibration_days * per_day, 0), origin_row - horizon + 1, dtype=np.int64)
     targets = np.lib.stride_tricks.sliding_window_view(prepared.target_kw, horizon)[origins]  # [N, H]
     complete = np.isfinite(targets).all(axis=1)
