@@ -67,6 +67,19 @@ def atomic_write_bytes(path: str | Path, payload: bytes, filesystem: pafs.FileSy
     filesystem.move(temp_str, target_str)
 
 
+def read_bytes(path: str | Path, filesystem: pafs.FileSystem | None = None) -> bytes | None:
+    """Return the whole file at ``path``, or None when there is no such file (also when it vanishes mid-read)."""
+    filesystem = filesystem or pafs.LocalFileSystem()
+    target = str(path)
+    if filesystem.get_file_info(target).type != pafs.FileType.File:
+        return None
+    try:
+        with filesystem.open_input_stream(target) as stream:
+            return stream.read()
+    except FileNotFoundError:
+        return None
+
+
 def parquet_bytes(table: pa.Table, metadata: dict[str, str] | None = None, compression: str = "zstd") -> bytes:
     """Return ``table`` serialised as one Parquet file, with extra key-value metadata."""
     if metadata:

@@ -32,7 +32,7 @@ import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from powercast.atomic import atomic_write_bytes, parquet_bytes, resolve_filesystem
+from powercast.atomic import atomic_write_bytes, parquet_bytes, read_bytes, resolve_filesystem
 from powercast.errors import ForecastError
 from powercast.schemas import (
     FORECAST_CONTRACT_VERSION,
@@ -205,18 +205,8 @@ def _forecasts_dir(root: str) -> tuple[pafs.FileSystem, str]:
     return filesystem, f"{base.rstrip('/')}/{FORECASTS_DIR}"
 
 
-def _read_bytes(filesystem: pafs.FileSystem, path: str) -> bytes | None:
-    if filesystem.get_file_info(path).type != pafs.FileType.File:
-        return None
-    try:
-        with filesystem.open_input_stream(path) as stream:
-            return stream.read()
-    except FileNotFoundError:
-        return None
-
-
 def _read_json(filesystem: pafs.FileSystem, path: str) -> dict[str, Any] | None:
-    payload = _read_bytes(filesystem, path)
+    payload = read_bytes(path, filesystem)
     if payload is None:
         return None
     try:
@@ -333,7 +323,7 @@ def publish_batch(root: str, batches: Sequence[ForecastBatch] | ForecastBatch) -
     filesystem, directory = _forecasts_dir(root)
     path = f"{directory}/{batch_relpath(issued_at)}"
     manifest_path = f"{directory}/{manifest_relpath(issued_at)}"
-    existing_payload = _read_bytes(filesystem, path)
+    existing_payload = read_bytes(path, filesystem)
     existing = existing_metadata = None
     if existing_payload is not None:
         existing = _table_from_parquet(existing_payload, path)
@@ -453,7 +443,7 @@ def read_forecast_table(root: str, issued_at: datetime | pd.Timestamp | str | No
                     f"(latest issue times: {known})"
                 )
         path = f"{directory}/{pointer['path']}"
-        payload = _read_bytes(filesystem, path)
+        payload = read_bytes(path, filesystem)
         if payload is not None and hashlib.sha256(payload).hexdigest() == pointer["sha256"]:
             table = _table_from_parquet(payload, path)
             _decoded_metadata(table, path)

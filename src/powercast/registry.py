@@ -29,7 +29,7 @@ from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 
 import powercast
-from powercast.atomic import atomic_write_bytes, atomic_write_json, resolve_filesystem
+from powercast.atomic import atomic_write_bytes, atomic_write_json, read_bytes, resolve_filesystem
 from powercast.config import PrepareConfig, TrainConfig
 from powercast.errors import RegistryError
 from powercast.models.rnn import RNNForecaster
@@ -149,13 +149,6 @@ def _meter_dir(root: str, meter_id: str) -> tuple[pafs.FileSystem, str]:
     return filesystem, f"{base.rstrip('/')}/models/{meter_id}"
 
 
-def _read_bytes(filesystem: pafs.FileSystem, path: str) -> bytes | None:
-    if filesystem.get_file_info(path).type != pafs.FileType.File:
-        return None
-    with filesystem.open_input_stream(path) as stream:
-        return stream.read()
-
-
 def _timestamp_text(value: pd.Timestamp) -> str:
     return pd.Timestamp(value).isoformat()
 
@@ -220,7 +213,7 @@ def read_card(root: str, meter_id: str, version: str) -> dict[str, Any]:
     """Return the parsed ``model.json`` of one version."""
     filesystem, meter_dir = _meter_dir(root, meter_id)
     path = f"{meter_dir}/{_checked_name('version', version)}/{CARD_FILE}"
-    raw = _read_bytes(filesystem, path)
+    raw = read_bytes(path, filesystem)
     if raw is None:
         known = list_versions(root, meter_id)
         raise RegistryError(f"meter {meter_id!r} has no model version {version!r} at {path}; known versions: {known}")
@@ -238,7 +231,7 @@ def load_model(root: str, meter_id: str, version: str) -> LoadedModel:
     card = read_card(root, meter_id, version)
     filesystem, meter_dir = _meter_dir(root, meter_id)
     weights_path = f"{meter_dir}/{version}/{WEIGHTS_FILE}"
-    raw = _read_bytes(filesystem, weights_path)
+    raw = read_bytes(weights_path, filesystem)
     if raw is None:
         raise RegistryError(f"model {version} of meter {meter_id!r} has no weights at {weights_path}: retrain it")
     hparams = dict(card["hparams"])
@@ -270,7 +263,7 @@ def load_model(root: str, meter_id: str, version: str) -> LoadedModel:
 def champion_version(root: str, meter_id: str) -> str | None:
     """Return the version the champion pointer names, or None when the meter has no champion."""
     filesystem, meter_dir = _meter_dir(root, meter_id)
-    raw = _read_bytes(filesystem, f"{meter_dir}/{CHAMPION_FILE}")
+    raw = read_bytes(f"{meter_dir}/{CHAMPION_FILE}", filesystem)
     if raw is None:
         return None
     try:
@@ -303,7 +296,7 @@ def read_history(root: str, meter_id: str) -> list[dict[str, Any]]:
     """Return the meter's decisions, oldest first (empty when none was recorded)."""
     filesystem, meter_dir = _meter_dir(root, meter_id)
     path = f"{meter_dir}/{HISTORY_FILE}"
-    raw = _read_bytes(filesystem, path)
+    raw = read_bytes(path, filesystem)
     if raw is None:
         return []
     entries = []
