@@ -62,9 +62,13 @@ def atomic_write_bytes(path: str | Path, payload: bytes, filesystem: pafs.FileSy
     target_str = str(path)
     filesystem.create_dir(target_str.rpartition("/")[0], recursive=True)
     temp_str = _temp_sibling(target_str)
-    with filesystem.open_output_stream(temp_str) as stream:
-        stream.write(payload)
-    filesystem.move(temp_str, target_str)
+    try:
+        with filesystem.open_output_stream(temp_str) as stream:
+            stream.write(payload)
+        filesystem.move(temp_str, target_str)
+    finally:
+        if filesystem.get_file_info(temp_str).type == pafs.FileType.File:
+            filesystem.delete_file(temp_str)
 
 
 def read_bytes(path: str | Path, filesystem: pafs.FileSystem | None = None) -> bytes | None:
