@@ -43,10 +43,9 @@ from powercast.selection import Decision, select_winner
 from powercast.training import FitResult, fit_forecaster, local_log_dir, plot_loss_curves
 from powercast.windows import sliding_windows, window_has_invalid
 
-# Window sets every model is scored on. "val" (every validation window) decides the winner;
-# the day-ahead sets hold only windows issued at local midnight, as forecasts are in service.
+# "val" (every validation window) decides the winner; the day-ahead window sets hold only
+# windows issued at local midnight, as forecasts are in service.
 SELECTION_SET = "val"
-WINDOW_SETS: tuple[str, ...] = ("val", "val_day_ahead", "test", "test_day_ahead")
 
 LEADERBOARD_SCHEMA = pa.schema(
     [

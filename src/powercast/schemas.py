@@ -42,11 +42,6 @@ READINGS_SCHEMA = pa.schema(
         pa.field("source_sha256", pa.string(), nullable=False),
     ]
 )
-# Hive partition keys of store/readings (meter_id=…/year=…/month=…).
-READINGS_PARTITION_SCHEMA = pa.schema(
-    [pa.field("meter_id", pa.string()), pa.field("year", pa.int16()), pa.field("month", pa.int8())]
-)
-
 QUARANTINE_SCHEMA = pa.schema(
     [
         pa.field("source_file", pa.string(), nullable=False),

@@ -142,11 +142,6 @@ class RNNForecaster(pl.LightningModule):
         self.log("val_mae_kw", loss * self.hparams.target_scale_kw, on_step=False, on_epoch=True, batch_size=size)
         return loss
 
-    def predict_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
-        """Return scaled forecasts ``[B, H]`` for a batch ``x`` or ``(x, y)``."""
-        x = batch[0] if isinstance(batch, (tuple, list)) else batch  # [B, L, F]
-        return self(x)
-
     @torch.no_grad()
     def forecast_scaled(self, windows: np.ndarray, batch_size: int = 2048) -> np.ndarray:
         """Return scaled forecasts ``[N, H]`` (float32, NumPy) for scaled input windows ``[N, L, F]``.
