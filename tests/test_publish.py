@@ -174,7 +174,10 @@ def _poll_latest(root: str, ready, stop, results) -> None:
     while not stop.is_set():
         try:
             pointer = json.loads((Path(root) / "forecasts" / "latest.json").read_text())
-            raw = pq.read_table(Path(root) / "forecasts" / pointer["path"])  # what a pyarrow consumer sees
+            # one open handle, as docs/forecast-contract.md advises: a path-based read_table opens
+            # the file twice and can straddle a re-publish of the same issue time
+            with open(Path(root) / "forecasts" / pointer["path"], "rb") as handle:
+                raw = pq.read_table(handle)
             keys = {k.decode() for k in raw.schema.metadata}
             if not raw.schema.remove_metadata().equals(FORECAST_SCHEMA) or not set(FORECAST_METADATA_KEYS) <= keys:
                 problems.append(f"schema/metadata differ from the contract in {pointer['path']}")
