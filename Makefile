@@ -53,12 +53,14 @@ browser-deps:
 	fi
 
 test: $(STAMP) browser-deps
+	@mkdir -p "$(PREFECT_HOME)"
 	$(PY) -m pytest -m "not slow and not gpu" $(PYTEST_ARGS)
 
 test-slow: $(STAMP)
 	$(PY) -m pytest -m "slow" $(PYTEST_ARGS)
 
 test-all: $(STAMP) browser-deps
+	@mkdir -p "$(PREFECT_HOME)"
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 serve: $(STAMP)
