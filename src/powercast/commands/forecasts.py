@@ -8,11 +8,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from powercast.backtest import format_report, run_backtest
 from powercast.config import PowercastConfig, parse_timezone
 from powercast.errors import ConfigError, ForecastError
-from powercast.forecast import make_forecast_batch
-from powercast.forecast_plot import CONTEXT_STEPS, actual_kw, plot_forecast
 from powercast.locking import PUBLISH_LOCK_NAME, meter_lock, named_lock
 from powercast.publish import compact_utc, publish_batch, read_forecasts
 from powercast.resample import freq_timedelta
@@ -81,6 +78,8 @@ def parse_issue_time(text: str | None, config: PowercastConfig) -> pd.Timestamp 
 
 def run_forecast(args: argparse.Namespace, config: PowercastConfig) -> int:
     """Make every requested meter's batch, publish them together, print where and what; return 0."""
+    from powercast.forecast import make_forecast_batch  # torch: only when forecasting
+
     from powercast.store import list_meters
 
     meters = [args.meter] if args.meter else list_meters(config.root)
@@ -126,6 +125,8 @@ def run_show(args: argparse.Namespace, config: PowercastConfig) -> int:
 
 def run_plot(args: argparse.Namespace, config: PowercastConfig) -> int:
     """Draw a published batch against the actual readings to a PNG; print its path; return 0."""
+    from powercast.forecast_plot import CONTEXT_STEPS, actual_kw, plot_forecast  # matplotlib
+
     frame = read_forecasts(config.root, issued_at=parse_issue_time(args.issued_at, config), meter_id=args.meter)
     issued = frame["issued_at"].iloc[0]
     step = freq_timedelta(config.prepare.freq)
@@ -139,6 +140,8 @@ def run_plot(args: argparse.Namespace, config: PowercastConfig) -> int:
 
 def run_backtest_command(args: argparse.Namespace, config: PowercastConfig) -> int:
     """Replay the champion over the date range, print the scores; return 0."""
+    from powercast.backtest import format_report, run_backtest  # torch: only when backtesting
+
     meter_id = args.meter or config.ingest.default_meter_id
     run_id = args.run_id or new_run_id("backtest")
     with meter_lock(config.root, meter_id, holder=run_id):

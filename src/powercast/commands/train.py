@@ -7,14 +7,16 @@ writes its report beside the default pipeline's honest figures.
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from powercast.config import PowercastConfig, SplitConfig
 from powercast.errors import ConfigError
 from powercast.locking import meter_lock
-from powercast.pipeline import SELECTION_SET, TrainingOutcome, train_meter
 from powercast.runs import new_run_id
-from powercast.seed_preset import SeedPresetResult, honest_figures, run_seed_preset
+
+if TYPE_CHECKING:
+    from powercast.pipeline import TrainingOutcome
+    from powercast.seed_preset import SeedPresetResult
 
 
 def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -78,6 +80,8 @@ def leaderboard_table(outcome: TrainingOutcome) -> str:
     and MASE of the day-ahead test windows (of the day-ahead validation windows when the run has
     no test split).
     """
+    from powercast.pipeline import SELECTION_SET
+
     sets = {row["window_set"] for row in outcome.leaderboard}
     scored_set = "test_day_ahead" if "test_day_ahead" in sets else "val_day_ahead"
     models: dict[str, dict[str, Any]] = {}
@@ -129,6 +133,10 @@ def seed_summary(result: SeedPresetResult) -> str:
 
 def run_train(args: argparse.Namespace, config: PowercastConfig) -> int:
     """Train (or run the seed preset) and print the results; return the exit status."""
+    # torch and Lightning load only when training, so `powercast --help` stays fast
+    from powercast.pipeline import train_meter
+    from powercast.seed_preset import honest_figures, run_seed_preset
+
     meter_id = args.meter or config.ingest.default_meter_id
     run_id = args.run_id or new_run_id("train")
     progress = False if args.quiet else None

@@ -1,0 +1,44 @@
+"""The ``powercast train`` and ``powercast backtest`` commands, end to end on the bundled sample."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from powercast.cli import main
+from powercast.config import PowercastConfig
+
+
+@pytest.fixture()
+def tiny_config_file(tiny_config: PowercastConfig, tmp_path: Path) -> Path:
+    path = tmp_path / "tiny.json"
+    path.write_text(tiny_config.model_dump_json())
+    return path
+
+
+def test_train_command_prints_leaderboard_and_decision(tiny_config_file: Path, capsys) -> None:
+    status = main(["train", "--config", str(tiny_config_file), "--cells", "gru", "--quiet"])
+
+    out = capsys.readouterr().out
+    assert status == 0
+    for model in ("gru", "seasonal_naive_24h", "same_hour_median_7d"):
+        assert model in out
+    assert "decision:" in out
+
+
+def test_backtest_without_champion_fails_naming_what_to_do(tiny_config_file: Path, capsys) -> None:
+    status = main(["backtest", "--config", str(tiny_config_file), "--start", "2010-11-20", "--end", "2010-11-22"])
+
+    err = capsys.readouterr().err
+    assert status == 2
+    assert "no champion" in err and "powercast train" in err
+
+
+def test_help_does_not_load_torch() -> None:
+    # `powercast --help` must stay quick: torch and Lightning load only in the commands that train or forecast
+    probe = "import sys; from powercast.cli import build_parser; build_parser(); print('torch' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False"
