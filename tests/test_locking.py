@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -109,7 +110,7 @@ def test_lock_is_released_when_holder_process_dies(tmp_path: Path) -> None:
     assert outcome.startswith("acquired after ")
 
 
-def test_lock_is_reentrant_within_one_process(tmp_path: Path) -> None:
+def test_lock_is_reentrant_within_one_thread(tmp_path: Path) -> None:
     with meter_lock(tmp_path, "meter_a", timeout_s=0, holder="outer"):
         with meter_lock(tmp_path, "meter_a", timeout_s=0, holder="inner") as path:
             assert read_holder(path)["holder"] == "outer"
@@ -162,3 +163,43 @@ def test_shared_lock_is_named_as_a_lock_not_a_meter(tmp_path: Path) -> None:
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_second_thread_waits_for_the_first_to_release(tmp_path: Path) -> None:
+    order: list[str] = []
+    first_holds = threading.Event()
+
+    def first() -> None:
+        with meter_lock(tmp_path, "m1", holder="thread-1"):
+            order.append("first in")
+            first_holds.set()
+            time.sleep(0.5)
+            order.append("first out")
+
+    worker = threading.Thread(target=first)
+    worker.start()
+    assert first_holds.wait(10)
+    with meter_lock(tmp_path, "m1", timeout_s=10, holder="thread-2"):
+        order.append("second in")
+    worker.join(10)
+    assert order == ["first in", "first out", "second in"]
+
+
+def test_second_thread_times_out_while_the_first_holds(tmp_path: Path) -> None:
+    first_holds, release = threading.Event(), threading.Event()
+
+    def first() -> None:
+        with meter_lock(tmp_path, "m1", holder="thread-1"):
+            first_holds.set()
+            release.wait(10)
+
+    worker = threading.Thread(target=first)
+    worker.start()
+    try:
+        assert first_holds.wait(10)
+        with pytest.raises(LockedError, match="m1"):
+            with meter_lock(tmp_path, "m1", timeout_s=0.3, holder="thread-2"):
+                pass
+    finally:
+        release.set()
+        worker.join(10)

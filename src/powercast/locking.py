@@ -5,9 +5,11 @@ when the holding process exits, however it exits, so a crashed run never leaves 
 While it holds the lock, a run writes who it is into the lock file; a run that waits in vain
 names that holder in its :class:`~powercast.errors.LockedError`.
 
-The lock guards between processes (two nightly runs, a CLI command beside a flow run). Inside
-one process it is reentrant: a flow that holds a meter's lock can call library code that takes
-the same lock again without deadlocking on itself.
+The lock guards between processes (two nightly runs, a CLI command beside a flow run) and
+between threads of one process (a thread-based task runner fanning out meters): each thread
+takes its own ``flock`` on its own file descriptor, which conflicts with every other holder. It
+is reentrant within one thread: a flow that holds a meter's lock can call library code that
+takes the same lock again without deadlocking on itself.
 """
 
 from __future__ import annotations
@@ -45,7 +47,8 @@ class _HeldLock:
     depth: int
 
 
-_held_locks: dict[str, _HeldLock] = {}
+# (lock file, thread id) -> the open lock; re-entry is per thread, never shared across threads.
+_held_locks: dict[tuple[str, int], _HeldLock] = {}
 _held_locks_guard = threading.Lock()
 
 
@@ -155,7 +158,7 @@ def named_lock(
     if timeout_s < 0:
         raise ConfigError(f"lock timeout must be >= 0 seconds, got {timeout_s}")
     path = lock_path(root, name)
-    key = str(path)
+    key = (str(path), threading.get_ident())
     with _held_locks_guard:
         held = _held_locks.get(key)
         if held is not None:
