@@ -38,6 +38,23 @@ def test_scaler_learns_nothing_from_validation_and_test(sample_readings: pd.Data
     assert tampered.scaler.to_dict() == honest.scaler.to_dict()
 
 
+def test_gap_interpolated_towards_validation_does_not_reach_the_scaler(sample_readings: pd.DataFrame) -> None:
+    config = PrepareConfig(split=SPLIT)
+    val_start = prepare_series(sample_readings, config, "m").split_bounds_utc["val"][0]
+    # the last two training hours are missing: a short gap, interpolated towards the first validation hour
+    holed = sample_readings.copy()
+    hole = (holed.timestamp >= val_start - pd.Timedelta(hours=2)) & (holed.timestamp < val_start)
+    holed.loc[hole, list(MEASURED_COLUMNS)] = np.nan
+    honest = prepare_series(holed, config, "m")
+    tampered_readings = holed.copy()
+    later = tampered_readings.timestamp >= val_start
+    tampered_readings.loc[later, TARGET_COLUMN] = tampered_readings.loc[later, TARGET_COLUMN] * 10 + 3
+    tampered = prepare_series(tampered_readings, config, "m")
+    boundary = honest.index_utc.searchsorted(val_start)
+    assert tampered.target_kw[boundary - 1] != honest.target_kw[boundary - 1]  # the fill did borrow from validation
+    assert tampered.scaler.to_dict() == honest.scaler.to_dict()
+
+
 def test_scaler_is_fit_on_the_training_rows(sample_readings: pd.DataFrame) -> None:
     prepared = prepare_series(sample_readings, PrepareConfig(split=SPLIT), "m")
     train_end = prepared.index_utc.searchsorted(prepared.split_bounds_utc["train"][1])

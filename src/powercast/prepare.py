@@ -191,7 +191,9 @@ def prepare_series(
                 f"meter {meter_id!r}: the training split is empty (readings span {index_utc[0]} to {grid_end}, "
                 f"validation starts {bounds['val'][0]}); use split mode 'trailing' or ingest earlier readings"
             )
-        scaler = FeatureScaler(measured).fit(measured_frame.iloc[train_first:train_end])
+        # real readings only (NaN is ignored): a short gap at the end of training is interpolated
+        # towards the first validation reading, which must not shape the scaler
+        scaler = FeatureScaler(measured).fit(resampled.frame[list(measured)].iloc[train_first:train_end])
     parts = [scaler.transform(measured_frame)]  # [T, 1 + E]
     if config.calendar_features:
         parts.append(calendar_features(index_utc, local_tz))  # [T, 4]
