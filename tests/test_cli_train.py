@@ -19,8 +19,14 @@ def tiny_config_file(tiny_config: PowercastConfig, tmp_path: Path) -> Path:
     return path
 
 
+def tiny_args(config_file: Path) -> list[str]:
+    """--config and --root: an explicit root beats $POWERCAST_ROOT (which `make test` exports)."""
+    root = PowercastConfig.model_validate_json(config_file.read_text()).root
+    return ["--config", str(config_file), "--root", root]
+
+
 def test_train_command_prints_leaderboard_and_decision(tiny_config_file: Path, capsys) -> None:
-    status = main(["train", "--config", str(tiny_config_file), "--cells", "gru", "--quiet"])
+    status = main(["train", *tiny_args(tiny_config_file), "--cells", "gru", "--quiet"])
 
     out = capsys.readouterr().out
     assert status == 0
@@ -30,7 +36,7 @@ def test_train_command_prints_leaderboard_and_decision(tiny_config_file: Path, c
 
 
 def test_backtest_without_champion_fails_naming_what_to_do(tiny_config_file: Path, capsys) -> None:
-    status = main(["backtest", "--config", str(tiny_config_file), "--start", "2010-11-20", "--end", "2010-11-22"])
+    status = main(["backtest", *tiny_args(tiny_config_file), "--start", "2010-11-20", "--end", "2010-11-22"])
 
     err = capsys.readouterr().err
     assert status == 2
