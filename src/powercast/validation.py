@@ -42,6 +42,7 @@ from powercast.schemas import (
     MEASURED_COLUMNS,
     METER_ID_PATTERN,
     METER_ID_RULE,
+    READINGS_SCHEMA,
     REASON_BAD_METER_ID,
     REASON_BAD_TIMESTAMP,
     REASON_CONFLICTING_DUPLICATE,
@@ -77,11 +78,10 @@ _DAYS_IN_MONTH = np.array([31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31], dtyp
 _US_PER_S = 1_000_000
 
 # In-memory tables handed from validation to ingest (the on-disk schemas live in schemas.py).
+# A stored reading's columns, except that the source line stands where the file's sha256 will.
 VALIDATED_SCHEMA = pa.schema(
     [
-        pa.field("meter_id", pa.string(), nullable=False),
-        pa.field("timestamp", UTC_US, nullable=False),
-        *[pa.field(name, pa.float32()) for name in MEASURED_COLUMNS],
+        *[field for field in READINGS_SCHEMA if field.name != "source_sha256"],
         pa.field("line_number", pa.int64(), nullable=False),
     ]
 )
