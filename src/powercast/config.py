@@ -136,6 +136,12 @@ class TrainConfig(_Section):
         default_factory=lambda: [64], min_length=1, description="Hidden size of each stacked recurrent layer."
     )
     dropout: float = Field(0.2, ge=0, lt=1, description="Dropout between stacked layers and before the head.")
+    ensemble_members: int = Field(
+        3,
+        ge=1,
+        le=16,
+        description="Independently initialised copies of each model trained together; forecasts are their mean.",
+    )
     segment_steps: int = Field(
         24,
         ge=1,

@@ -237,8 +237,12 @@ def load_model(root: str, meter_id: str, version: str) -> LoadedModel:
     hparams = dict(card["hparams"])
     hparams["hidden_sizes"] = tuple(hparams["hidden_sizes"])
     module = RNNForecaster(**hparams)
+    state = load_safetensors(raw)
+    if "n_members" not in card["hparams"]:
+        # Cards written before ensembles hold one network's tensors at the top level.
+        state = {f"members.0.{name}": tensor for name, tensor in state.items()}
     try:
-        module.load_state_dict(load_safetensors(raw))
+        module.load_state_dict(state)
     except (RuntimeError, ValueError) as exc:
         raise RegistryError(f"weights at {weights_path} do not fit the model described in its card: {exc}") from exc
     module.to("cpu").eval()

@@ -147,6 +147,7 @@ def build_forecaster(prepared: PreparedSeries, config: TrainConfig, cell: str) -
         weight_decay=config.weight_decay,
         scheduler=config.scheduler,
         target_scale_kw=target_scale_kw,
+        n_members=config.ensemble_members,
     )
 
 

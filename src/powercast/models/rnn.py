@@ -61,6 +61,9 @@ class RNNForecaster(pl.LightningModule):
         Learning-rate schedule: one-cycle over the whole run, halve on a validation plateau, or constant.
     target_scale_kw : float
         kW per scaled target unit, so that validation MAE can be logged in kW as well.
+    n_members : int
+        Independently initialised copies of the network trained side by side, each on its own
+        loss; the forecast is their mean (a deep ensemble in one module, one checkpoint).
     """
 
     def __init__(
@@ -77,6 +80,7 @@ class RNNForecaster(pl.LightningModule):
         weight_decay: float = 0.0,
         scheduler: str = "none",
         target_scale_kw: float = 1.0,
+        n_members: int = 1,
     ) -> None:
         super().__init__()
         if cell not in CELLS:
@@ -93,35 +97,22 @@ class RNNForecaster(pl.LightningModule):
             raise ConfigError(f"segment_steps must lie in [1, lookback_steps={lookback_steps}], got {segment_steps}")
         if not 0 <= highway_steps <= lookback_steps:
             raise ConfigError(f"highway_steps must lie in [0, lookback_steps={lookback_steps}], got {highway_steps}")
+        if n_members < 1:
+            raise ConfigError(f"n_members must be >= 1, got {n_members}")
         self.save_hyperparameters()
-        rnn_class = nn.GRU if cell == "gru" else nn.LSTM
-        sizes = [n_features * segment_steps, *hidden_sizes]
-        self.layers = nn.ModuleList(
-            rnn_class(input_size=size_in, hidden_size=size_out, batch_first=True)
-            for size_in, size_out in zip(sizes[:-1], sizes[1:])
+        self.members = nn.ModuleList(
+            _RecurrentNet(n_features, horizon_steps, cell, tuple(hidden_sizes), dropout, segment_steps, highway_steps)
+            for _ in range(n_members)
         )
-        self.dropout = nn.Dropout(dropout)
-        self.head = nn.Linear(sizes[-1], horizon_steps)
-        self.highway = nn.Linear(highway_steps, horizon_steps) if highway_steps else None
         self.loss_fn = nn.L1Loss()
 
+    def member_forecasts(self, x: torch.Tensor) -> torch.Tensor:
+        """Return every member's scaled forecasts ``[K, B, H]`` for scaled input windows ``[B, L, F]``."""
+        return torch.stack([member(x) for member in self.members])  # [K, B, H]
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Return scaled forecasts ``[B, H]`` for scaled input windows ``[B, L, F]``."""
-        segment = self.hparams.segment_steps
-        n_segments = x.shape[1] // segment
-        batch = x.shape[0]
-        sequence = x[:, x.shape[1] - n_segments * segment :, :]  # [B, n_segments * S, F]
-        sequence = sequence.reshape(batch, n_segments, segment * x.shape[2])  # [B, L // S, S * F]
-        for index, layer in enumerate(self.layers):
-            sequence, _ = layer(sequence)  # [B, L // S, hidden_sizes[index]]
-            if index < len(self.layers) - 1:
-                sequence = self.dropout(sequence)
-        last = self.dropout(sequence[:, -1, :])  # [B, hidden_sizes[-1]]
-        yhat = self.head(last)  # [B, H]
-        if self.highway is not None:
-            recent_target = x[:, -self.hparams.highway_steps :, 0]  # [B, highway_steps]
-            yhat = yhat + self.highway(recent_target)  # [B, H]
-        return yhat
+        """Return scaled forecasts ``[B, H]`` (the members' mean) for scaled input windows ``[B, L, F]``."""
+        return self.member_forecasts(x).mean(dim=0)  # [B, H]
 
     def _step_loss(self, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
         x, y = batch  # [B, L, F], [B, H]
@@ -129,8 +120,15 @@ class RNNForecaster(pl.LightningModule):
         return self.loss_fn(yhat.float(), y.float())
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        """Return the L1 loss of one training batch (scaled units)."""
-        loss = self._step_loss(batch)
+        """Return the L1 loss of one training batch (scaled units), averaged over members.
+
+        Each member is fitted to the targets on its own (the loss is the mean of the members'
+        losses, not the loss of their mean), so members stay independent estimators whose errors
+        partly cancel when averaged.
+        """
+        x, y = batch  # [B, L, F], [B, H]
+        member_yhat = self.member_forecasts(x).float()  # [K, B, H]
+        loss = (member_yhat - y.float().unsqueeze(0)).abs().mean()
         self.log("train_loss", loss, on_step=False, on_epoch=True, batch_size=batch[0].shape[0])
         return loss
 
@@ -186,3 +184,48 @@ class RNNForecaster(pl.LightningModule):
 def count_parameters(module: nn.Module) -> int:
     """Return the number of trainable parameters of ``module``."""
     return sum(p.numel() for p in module.parameters() if p.requires_grad)
+
+
+class _RecurrentNet(nn.Module):
+    """One member: stacked recurrent layers over segments, a linear head and the optional highway."""
+
+    def __init__(
+        self,
+        n_features: int,
+        horizon_steps: int,
+        cell: str,
+        hidden_sizes: tuple[int, ...],
+        dropout: float,
+        segment_steps: int,
+        highway_steps: int,
+    ) -> None:
+        super().__init__()
+        self.segment_steps = segment_steps
+        self.highway_steps = highway_steps
+        rnn_class = nn.GRU if cell == "gru" else nn.LSTM
+        sizes = [n_features * segment_steps, *hidden_sizes]
+        self.layers = nn.ModuleList(
+            rnn_class(input_size=size_in, hidden_size=size_out, batch_first=True)
+            for size_in, size_out in zip(sizes[:-1], sizes[1:])
+        )
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(sizes[-1], horizon_steps)
+        self.highway = nn.Linear(highway_steps, horizon_steps) if highway_steps else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Return scaled forecasts ``[B, H]`` for scaled input windows ``[B, L, F]``."""
+        segment = self.segment_steps
+        n_segments = x.shape[1] // segment
+        batch = x.shape[0]
+        sequence = x[:, x.shape[1] - n_segments * segment :, :]  # [B, n_segments * S, F]
+        sequence = sequence.reshape(batch, n_segments, segment * x.shape[2])  # [B, L // S, S * F]
+        for index, layer in enumerate(self.layers):
+            sequence, _ = layer(sequence)  # [B, L // S, hidden_sizes[index]]
+            if index < len(self.layers) - 1:
+                sequence = self.dropout(sequence)
+        last = self.dropout(sequence[:, -1, :])  # [B, hidden_sizes[-1]]
+        yhat = self.head(last)  # [B, H]
+        if self.highway is not None:
+            recent_target = x[:, -self.highway_steps :, 0]  # [B, highway_steps]
+            yhat = yhat + self.highway(recent_target)  # [B, H]
+        return yhat
