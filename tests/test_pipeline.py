@@ -18,12 +18,21 @@ from powercast.pipeline import (
     ChallengerFit,
     TrainingOutcome,
     fit_challenger,
+    scoring_windows,
     select_and_register,
     train_meter,
     window_inputs,
+    window_targets_kw,
 )
 from powercast.prepare import PreparedSeries, prepare_meter
-from powercast.registry import champion_version, list_versions, load_champion, read_history
+from powercast.registry import (
+    champion_version,
+    list_versions,
+    load_champion,
+    load_model,
+    read_card,
+    read_history,
+)
 
 METER = "sceaux_household"
 
@@ -106,6 +115,35 @@ def test_every_challenger_is_registered_and_the_decision_is_in_the_history(
     assert history[0]["champion_after"] == champion_version(root, METER)
     assert first_night.devices == {"gru": "cpu", "lstm": "cpu"}
     assert set(first_night.elapsed_s) == {"gru", "lstm"}
+
+
+def test_served_model_is_refit_and_validation_scores_come_from_the_held_out_fit(
+    first_night: TrainingOutcome, first_night_config: PowercastConfig
+) -> None:
+    prepared = prepare_meter(first_night_config, METER)
+    loaded = load_model(first_night_config.root, METER, "night1-lstm")
+    assert loaded.holdout_module is not None
+    assert loaded.training_range_utc == (prepared.split_bounds_utc["train"][0], prepared.split_bounds_utc["val"][1])
+    card = read_card(first_night_config.root, METER, "night1-lstm")
+    assert card["training"]["refit_epochs"] == card["training"]["best_epoch"] + 1
+    assert card["training"]["ensemble_members"] == first_night_config.train.ensemble_members
+    mae_kw = first_night.leaderboard_frame().query("model == 'lstm'").set_index("window_set")["mae_kw"]
+    windows = scoring_windows(prepared)
+    for window_set, held_out in (("val", True), ("val_day_ahead", True), ("test", False), ("test_day_ahead", False)):
+        starts = windows[window_set]
+        forecast_kw = loaded.predict_kw(window_inputs(prepared, starts), held_out=held_out)
+        expected = float(np.abs(forecast_kw - window_targets_kw(prepared, starts)).mean())
+        assert mae_kw[window_set] == pytest.approx(expected, rel=1e-5), window_set
+
+
+def test_without_refit_the_held_out_fit_is_served(tiny_config: PowercastConfig) -> None:
+    config = tiny_config.with_overrides({"train.cells": ["gru"], "train.refit_on_validation": False})
+    train_meter(config, METER, "night1", progress=False)
+    loaded = load_model(config.root, METER, "night1-gru")
+    prepared = prepare_meter(config, METER)
+    assert loaded.holdout_module is None
+    assert loaded.training_range_utc == prepared.split_bounds_utc["train"]
+    assert read_card(config.root, METER, "night1-gru")["training"]["refit_epochs"] is None
 
 
 def test_champion_stays_when_a_crippled_challenger_is_worse(tiny_config: PowercastConfig) -> None:
@@ -199,7 +237,8 @@ def test_champion_with_an_older_scaler_is_rescored_with_its_own_scaler_on_todays
     today = prepare_meter(tonight, METER)
     assert champion.scaler.to_dict() != today.scaler.to_dict()  # the training split moved
     starts = own.window_starts["val"]
-    expected = np.abs(champion.predict_kw(window_inputs(own, starts)) - own.target_kw[
+    assert champion.holdout_module is not None  # served refit: selection scores the held-out fit
+    expected = np.abs(champion.predict_kw(window_inputs(own, starts), held_out=True) - own.target_kw[
         starts[:, None] + own.lookback_steps + np.arange(own.horizon_steps)
     ]).mean()
     assert second.decision.n_val_windows == len(today.window_starts["val"])

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 
 from powercast.config import PowercastConfig
 from powercast.errors import RegistryError
@@ -94,6 +94,53 @@ def test_loaded_model_carries_intervals_scaler_and_training_range(
     assert loaded.training_range_utc == tuple(pd.Timestamp(t) for t in tiny_prepared.split_bounds_utc["train"])
     assert loaded.scaler.to_dict() == tiny_prepared.scaler.to_dict()
     assert loaded.prepare_config == tiny_config.prepare
+
+
+def test_a_refit_model_keeps_its_held_out_fit_beside_it(
+    tiny_prepared: PreparedSeries, tiny_config: PowercastConfig, module: RNNForecaster
+) -> None:
+    torch.manual_seed(1)
+    held_out = build_forecaster(tiny_prepared, tiny_config.train, "gru").eval()
+    folder = Path(
+        register_model(tiny_config.root, METER, "night1-gru", module, _record(tiny_prepared, tiny_config), held_out)
+    )
+    assert (folder / "holdout.safetensors").is_file()
+    loaded = load_model(tiny_config.root, METER, "night1-gru")
+    windows = window_inputs(tiny_prepared, tiny_prepared.origin_starts["test"])
+    served_kw = tiny_prepared.scaler.inverse_target_kw(module.forecast_scaled(windows))
+    held_out_kw = tiny_prepared.scaler.inverse_target_kw(held_out.forecast_scaled(windows))
+    np.testing.assert_array_equal(loaded.predict_kw(windows), served_kw)
+    np.testing.assert_array_equal(loaded.predict_kw(windows, held_out=True), held_out_kw)
+    assert not np.array_equal(served_kw, held_out_kw)
+
+
+def test_a_model_without_a_held_out_fit_serves_it_for_both(
+    tiny_prepared: PreparedSeries, tiny_config: PowercastConfig, module: RNNForecaster
+) -> None:
+    folder = Path(register_model(tiny_config.root, METER, "night1-gru", module, _record(tiny_prepared, tiny_config)))
+    assert not (folder / "holdout.safetensors").exists()
+    loaded = load_model(tiny_config.root, METER, "night1-gru")
+    windows = window_inputs(tiny_prepared, tiny_prepared.origin_starts["test"])
+    assert loaded.holdout_module is None
+    np.testing.assert_array_equal(loaded.predict_kw(windows, held_out=True), loaded.predict_kw(windows))
+
+
+def test_a_card_from_before_ensembles_still_loads(
+    tiny_prepared: PreparedSeries, tiny_config: PowercastConfig
+) -> None:
+    torch.manual_seed(2)
+    single = build_forecaster(tiny_prepared, tiny_config.train.model_copy(update={"ensemble_members": 1}), "gru").eval()
+    folder = Path(register_model(tiny_config.root, METER, "old-gru", single, _record(tiny_prepared, tiny_config)))
+    # Rewrite the folder as the first format wrote it: one network's tensors at the top level,
+    # no n_members in the card.
+    tensors = {name.removeprefix("members.0."): tensor for name, tensor in load_file(folder / "weights.safetensors").items()}
+    save_file(tensors, folder / "weights.safetensors")
+    card = json.loads((folder / "model.json").read_text())
+    del card["hparams"]["n_members"]
+    (folder / "model.json").write_text(json.dumps(card))
+    loaded = load_model(tiny_config.root, METER, "old-gru")
+    windows = window_inputs(tiny_prepared, tiny_prepared.origin_starts["test"])
+    np.testing.assert_array_equal(loaded.module.forecast_scaled(windows), single.forecast_scaled(windows))
 
 
 def test_meter_without_a_promotion_has_no_champion(tiny_config: PowercastConfig) -> None:

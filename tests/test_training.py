@@ -13,7 +13,13 @@ import torch
 from powercast.config import PowercastConfig, TrainConfig
 from powercast.errors import ConfigError, TrainingError
 from powercast.prepare import PreparedSeries
-from powercast.training import fit_forecaster, local_log_dir, plot_loss_curves, resolve_accelerator
+from powercast.training import (
+    fit_forecaster,
+    local_log_dir,
+    plot_loss_curves,
+    refit_forecaster,
+    resolve_accelerator,
+)
 
 
 @pytest.fixture()
@@ -29,6 +35,25 @@ def test_two_seeded_cpu_runs_give_identical_metrics(
     assert first.best_val_mae == second.best_val_mae
     windows = np.random.default_rng(0).normal(size=(4, tiny_prepared.lookback_steps, 5)).astype(np.float32)
     np.testing.assert_array_equal(first.module.forecast_scaled(windows), second.module.forecast_scaled(windows))
+
+
+def test_refit_trains_on_train_and_val_windows_for_exactly_the_given_epochs(
+    tiny_prepared: PreparedSeries, tiny_train: TrainConfig, tmp_path: Path
+) -> None:
+    config = tiny_train.model_copy(update={"max_epochs": 6, "patience_epochs": 1})
+    first = refit_forecaster(tiny_prepared, config, "gru", 3, tmp_path / "first", progress=False)
+    second = refit_forecaster(tiny_prepared, config, "gru", 3, tmp_path / "second", progress=False)
+    assert first.epochs_run == 3 and first.stopped_by == "max_epochs"  # no early stopping, whatever val does
+    assert first.best_epoch == 2  # the last epoch's weights are kept
+    windows = np.random.default_rng(0).normal(size=(4, tiny_prepared.lookback_steps, 5)).astype(np.float32)
+    np.testing.assert_array_equal(first.module.forecast_scaled(windows), second.module.forecast_scaled(windows))
+    held_out = fit_forecaster(tiny_prepared, config.model_copy(update={"max_epochs": 3}), "gru", tmp_path / "h", False)
+    assert not np.array_equal(held_out.module.forecast_scaled(windows), first.module.forecast_scaled(windows))
+
+
+def test_refit_needs_at_least_one_epoch(tiny_prepared: PreparedSeries, tiny_train: TrainConfig, tmp_path: Path) -> None:
+    with pytest.raises(TrainingError, match="at least one epoch"):
+        refit_forecaster(tiny_prepared, tiny_train, "gru", 0, tmp_path, progress=False)
 
 
 def test_another_seed_gives_other_weights(tiny_prepared: PreparedSeries, tiny_train: TrainConfig, tmp_path: Path) -> None:

@@ -160,6 +160,11 @@ class TrainConfig(_Section):
         12, ge=1, description="Upper bound on training epochs (the one-cycle schedule anneals over exactly these)."
     )
     patience_epochs: int = Field(5, ge=1, description="Early stopping patience on validation MAE.")
+    refit_on_validation: bool = Field(
+        True,
+        description="After validation has chosen the epoch count, retrain on train + validation for that many "
+        "epochs and serve that model (the most recent data matters most); selection still scores the held-out fit.",
+    )
     max_time_s: float = Field(1800.0, gt=0, description="Wall-clock budget per model.")
     gradient_clip: float = Field(1.0, gt=0, description="Clip the gradient norm to this value.")
     accelerator: Literal["auto", "cpu", "gpu"] = Field(

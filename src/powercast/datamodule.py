@@ -116,6 +116,9 @@ class WindowDataModule(pl.LightningDataModule):
                 f"meter {self.prepared.meter_id!r}: the {split} split has no usable window "
                 f"(excluded: {self.prepared.exclusions[split]}); widen the split or ingest more readings"
             )
+        return self._batches(dataset, shuffle)
+
+    def _batches(self, dataset: WindowDataset, shuffle: bool) -> DataLoader[tuple[torch.Tensor, torch.Tensor]]:
         generator = torch.Generator().manual_seed(self.seed) if shuffle else None
         return DataLoader(
             dataset,
@@ -125,6 +128,12 @@ class WindowDataModule(pl.LightningDataModule):
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
         )
+
+    def train_and_val_dataloader(self) -> DataLoader[tuple[torch.Tensor, torch.Tensor]]:
+        """Return one loader over the training and validation windows together (a refit), shuffled like training."""
+        self._loader("train", False)  # raises when the training split is empty
+        starts = np.concatenate([self.prepared.window_starts["train"], self.prepared.window_starts["val"]])
+        return self._batches(window_dataset(self.prepared, starts), self.shuffle_train)
 
     def train_dataloader(self) -> DataLoader[tuple[torch.Tensor, torch.Tensor]]:
         """Return the training loader (shuffled when ``shuffle_train``)."""

@@ -29,6 +29,7 @@ from powercast.config import PowercastConfig
 from powercast.conformal import ConformalIntervals
 from powercast.errors import DataPreparationError, TrainingError
 from powercast.metrics import ForecastScores, score_forecast, seasonal_naive_scale_kw
+from powercast.models.rnn import RNNForecaster
 from powercast.prepare import PreparedSeries, prepare_meter
 from powercast.registry import (
     LoadedModel,
@@ -40,12 +41,15 @@ from powercast.registry import (
     version_name,
 )
 from powercast.selection import Decision, select_winner
-from powercast.training import FitResult, fit_forecaster, local_log_dir, plot_loss_curves
+from powercast.training import FitResult, fit_forecaster, local_log_dir, plot_loss_curves, refit_forecaster
 from powercast.windows import sliding_windows, window_has_invalid
 
 # "val" (every validation window) decides the winner; the day-ahead window sets hold only
 # windows issued at local midnight, as forecasts are in service.
 SELECTION_SET = "val"
+# Window sets scored with a challenger's held-out fit (and a champion's): a model refit on the
+# validation windows has seen their targets, so it is scored only on the test sets.
+HELD_OUT_SETS = ("val", "val_day_ahead")
 
 LEADERBOARD_SCHEMA = pa.schema(
     [
@@ -129,15 +133,18 @@ def scoring_windows(prepared: PreparedSeries) -> dict[str, np.ndarray]:
     return {name: np.asarray(starts, dtype=np.int64) for name, starts in sets.items() if len(starts)}
 
 
-def forecast_challenger_kw(fit: FitResult, prepared: PreparedSeries, starts: np.ndarray) -> np.ndarray:
+def forecast_module_kw(module: RNNForecaster, prepared: PreparedSeries, starts: np.ndarray) -> np.ndarray:
     """Return a freshly trained model's ``[N, H]`` kW forecasts for the windows at ``starts``."""
-    return prepared.scaler.inverse_target_kw(fit.module.forecast_scaled(window_inputs(prepared, starts)))
+    return prepared.scaler.inverse_target_kw(module.forecast_scaled(window_inputs(prepared, starts)))
 
 
 def forecast_champion_kw(
-    champion: LoadedModel, prepared: PreparedSeries, config: PowercastConfig, starts: np.ndarray
+    champion: LoadedModel, prepared: PreparedSeries, config: PowercastConfig, starts: np.ndarray, held_out: bool = False
 ) -> tuple[np.ndarray, np.ndarray]:
     """Return the champion's ``[M, H]`` kW forecasts for today's windows, and the ``[N]`` mask of those it could make.
+
+    ``held_out=True`` forecasts with the champion's held-out fit when it was served refit (so
+    that it is compared with tonight's challengers out of sample, as they are).
 
     When the champion was fit with today's scaler and features it reads today's inputs as they
     are; otherwise the meter is prepared again with the champion's own scaler and features, and
@@ -150,7 +157,7 @@ def forecast_champion_kw(
         and champion.scaler.to_dict() == prepared.scaler.to_dict()
     )
     if same_inputs:
-        return champion.predict_kw(window_inputs(prepared, starts)), np.ones(len(starts), dtype=bool)
+        return champion.predict_kw(window_inputs(prepared, starts), held_out), np.ones(len(starts), dtype=bool)
     own_prepare = champion.prepare_config.model_copy(update={"split": config.prepare.split})
     end_utc = (prepared.index_utc[-1] + (prepared.index_utc[1] - prepared.index_utc[0])).to_pydatetime()
     theirs = prepare_meter(
@@ -162,7 +169,7 @@ def forecast_champion_kw(
     invalid = window_has_invalid(~np.isfinite(theirs.inputs).all(axis=1), theirs.lookback_steps)
     usable = (origin_rows >= 0) & (their_starts >= 0)
     usable[usable] = ~invalid[their_starts[usable]]
-    return champion.predict_kw(window_inputs(theirs, their_starts[usable])), usable
+    return champion.predict_kw(window_inputs(theirs, their_starts[usable]), held_out), usable
 
 
 def _score_row(
@@ -204,14 +211,25 @@ class ChallengerFit:
     cell : str
         The recurrent cell (``"gru"`` or ``"lstm"``).
     fit : FitResult
-        The trained model and the record of its training (device, elapsed time, curves).
+        The held-out fit (trained on the training windows, early-stopped on validation) and the
+        record of its training (device, elapsed time, curves).
     forecasts_kw : dict[str, numpy.ndarray]
-        Window set name (``scoring_windows``) → ``[N, H]`` kW forecasts.
+        Window set name (``scoring_windows``) → ``[N, H]`` kW forecasts: the held-out fit's on
+        ``HELD_OUT_SETS``, the served model's on the others.
+    refit : FitResult or None
+        The model retrained on training + validation windows for the held-out fit's epoch count,
+        which is served; None when ``train.refit_on_validation`` is off (the held-out fit is served).
     """
 
     cell: str
     fit: FitResult
     forecasts_kw: dict[str, np.ndarray]
+    refit: FitResult | None = None
+
+    @property
+    def served_module(self) -> RNNForecaster:
+        """Return the model that forecasts in service: the refit one when there is one."""
+        return self.refit.module if self.refit is not None else self.fit.module
 
     @property
     def device(self) -> str:
@@ -220,8 +238,8 @@ class ChallengerFit:
 
     @property
     def elapsed_s(self) -> float:
-        """Return the cell's training wall-clock time in seconds."""
-        return self.fit.elapsed_s
+        """Return the cell's training wall-clock time in seconds (held-out fit and refit)."""
+        return self.fit.elapsed_s + (self.refit.elapsed_s if self.refit is not None else 0.0)
 
 
 def selectable_windows(prepared: PreparedSeries) -> dict[str, np.ndarray]:
@@ -248,7 +266,10 @@ def fit_challenger(
 ) -> ChallengerFit:
     """Return one ``cell`` trained on ``prepared`` and its kW forecasts on every scoring window set.
 
-    Writes only Lightning's logs and checkpoint (under ``runs/<run_id>/<meter_id>/<cell>``, or a
+    The cell is first fitted on the training windows with early stopping on validation (the
+    held-out fit, which selection scores); with ``train.refit_on_validation`` a fresh model is
+    then trained on training + validation windows for the epochs the held-out fit needed, and
+    that one is served (it has seen the most recent readings). Writes only Lightning's logs and checkpoint (under ``runs/<run_id>/<meter_id>/<cell>``, or a
     temp folder deleted afterwards for non-local roots); the registry is left alone until
     ``select_and_register``.
 
@@ -274,10 +295,19 @@ def fit_challenger(
     filesystem, _ = resolve_filesystem(config.root)
     with local_log_dir(filesystem, _run_dir(config, run_id, prepared.meter_id), "powercast-train-") as log_dir:
         fit = fit_forecaster(prepared, config.train, cell, log_dir / cell, progress)
+        refit = None
+        if config.train.refit_on_validation:
+            epochs = fit.best_epoch + 1
+            refit = refit_forecaster(prepared, config.train, cell, epochs, log_dir / f"{cell}-refit", progress)
+    served = refit.module if refit is not None else fit.module
     return ChallengerFit(
         cell=cell,
         fit=fit,
-        forecasts_kw={name: forecast_challenger_kw(fit, prepared, starts) for name, starts in windows.items()},
+        forecasts_kw={
+            name: forecast_module_kw(fit.module if name in HELD_OUT_SETS else served, prepared, starts)
+            for name, starts in windows.items()
+        },
+        refit=refit,
     )
 
 
@@ -339,6 +369,7 @@ def select_and_register(
     for name, baseline in BASELINES.items():
         forecasts_kw[name] = {set_name: baseline(prepared, starts) for set_name, starts in windows.items()}
     fit_by_cell = {challenger.cell: challenger.fit for challenger in fits}
+    challenger_by_cell = {challenger.cell: challenger for challenger in fits}
 
     champion = load_champion(config.root, meter_id)
     selection_mask = np.ones(len(windows[SELECTION_SET]), dtype=bool)
@@ -346,7 +377,9 @@ def select_and_register(
     champion_masks: dict[str, np.ndarray] = {}
     if champion is not None:
         for name, starts in windows.items():
-            champion_kw[name], champion_masks[name] = forecast_champion_kw(champion, prepared, config, starts)
+            champion_kw[name], champion_masks[name] = forecast_champion_kw(
+                champion, prepared, config, starts, held_out=name in HELD_OUT_SETS
+            )
         selection_mask = champion_masks[SELECTION_SET]
         if not selection_mask.any():
             raise TrainingError(
@@ -383,7 +416,7 @@ def select_and_register(
                     score_forecast(actual_kw[name], forecasts_kw[cell][name], mase_scale_kw),
                     version=versions[cell],
                     interval_coverage=intervals[cell].coverage_of(actual_kw[name], forecasts_kw[cell][name]),
-                    train_time_s=fit.elapsed_s, device=fit.device, epochs=fit.epochs_run,
+                    train_time_s=challenger_by_cell[cell].elapsed_s, device=fit.device, epochs=fit.epochs_run,
                     promoted=decision.winner == cell,
                 )
             )
@@ -403,13 +436,17 @@ def select_and_register(
 
     data_range = (prepared.index_utc[0], prepared.index_utc[-1] + (prepared.index_utc[1] - prepared.index_utc[0]))
     for cell, fit in fit_by_cell.items():
+        refit = challenger_by_cell[cell].refit
+        served_start, served_end = prepared.split_bounds_utc["train"]
+        if refit is not None:
+            served_end = prepared.split_bounds_utc["val"][1]
         record = ModelRecord(
             cell=cell,
             scaler=prepared.scaler,
             feature_names=prepared.feature_names,
             prepare_config=config.prepare,
             train_config=config.train,
-            training_range_utc=prepared.split_bounds_utc["train"],
+            training_range_utc=(served_start, served_end),
             data_range_utc=data_range,
             validation_mae_kw=_row_mae(leaderboard, cell, SELECTION_SET),
             metrics={row["window_set"]: _metrics_of(row) for row in leaderboard if row["model"] == cell},
@@ -420,13 +457,18 @@ def select_and_register(
             training={
                 "device": fit.device,
                 "precision": fit.precision,
-                "elapsed_s": fit.elapsed_s,
+                "elapsed_s": challenger_by_cell[cell].elapsed_s,
                 "epochs_run": fit.epochs_run,
                 "best_epoch": fit.best_epoch,
                 "stopped_by": fit.stopped_by,
+                "refit_epochs": refit.epochs_run if refit is not None else None,
+                "ensemble_members": int(fit.module.hparams.n_members),
             },
         )
-        register_model(config.root, meter_id, versions[cell], fit.module, record)
+        register_model(
+            config.root, meter_id, versions[cell], challenger_by_cell[cell].served_module, record,
+            holdout_module=fit.module if refit is not None else None,
+        )
     champion_after = champion.version if champion is not None else None
     if decision.promoted and decision.winner is not None:
         champion_after = versions[decision.winner]

@@ -2,7 +2,9 @@
 
 Layout under the data root (a local path or a URI)::
 
-    models/<meter_id>/<version>/weights.safetensors   tensors only (CPU, loadable anywhere)
+    models/<meter_id>/<version>/weights.safetensors   tensors only (CPU, loadable anywhere): the served model
+    models/<meter_id>/<version>/holdout.safetensors   the held-out fit selection scores (only when the
+                                                      served model was refit on train + validation)
     models/<meter_id>/<version>/model.json            everything needed to rebuild and trust it
     models/<meter_id>/champion.json                   {"version": ...}, replaced atomically
     models/<meter_id>/history.jsonl                   one line per nightly decision (idempotent per run_id)
@@ -38,6 +40,7 @@ from powercast.schemas import METER_ID_PATTERN, METER_ID_RULE
 
 MODEL_FORMAT = "powercast.model/1"
 WEIGHTS_FILE = "weights.safetensors"
+HOLDOUT_WEIGHTS_FILE = "holdout.safetensors"
 CARD_FILE = "model.json"
 CHAMPION_FILE = "champion.json"
 HISTORY_FILE = "history.jsonl"
@@ -100,6 +103,7 @@ class LoadedModel:
     version: str
     cell: str
     module: RNNForecaster
+    holdout_module: RNNForecaster | None
     scaler: FeatureScaler
     feature_names: tuple[str, ...]
     prepare_config: PrepareConfig
@@ -110,14 +114,19 @@ class LoadedModel:
     validation_mae_kw: float
     metadata: dict[str, Any]
 
-    def predict_kw(self, inputs: np.ndarray) -> np.ndarray:
-        """Return ``[N, H]`` kW forecasts for ``[N, L, F]`` scaled input windows."""
+    def predict_kw(self, inputs: np.ndarray, held_out: bool = False) -> np.ndarray:
+        """Return ``[N, H]`` kW forecasts for ``[N, L, F]`` scaled input windows.
+
+        ``held_out=True`` forecasts with the fit that never saw its validation windows (the one
+        selection compares), when the served model was refit on them; otherwise with the served one.
+        """
         if inputs.ndim != 3 or inputs.shape[2] != len(self.feature_names):
             raise RegistryError(
                 f"model {self.version} expects [N, L, {len(self.feature_names)}] inputs "
                 f"({', '.join(self.feature_names)}), got shape {inputs.shape}"
             )
-        return self.scaler.inverse_target_kw(self.module.forecast_scaled(inputs))
+        module = self.holdout_module if held_out and self.holdout_module is not None else self.module
+        return self.scaler.inverse_target_kw(module.forecast_scaled(inputs))
 
 
 def code_version() -> dict[str, str | None]:
@@ -158,8 +167,20 @@ def version_name(run_id: str, cell: str) -> str:
     return _checked_name("version", f"{_checked_name('run_id', run_id)}-{cell}")
 
 
-def register_model(root: str, meter_id: str, version: str, module: RNNForecaster, record: ModelRecord) -> str:
-    """Write a model's weights and card under ``models/<meter_id>/<version>/``; return the folder path."""
+def register_model(
+    root: str,
+    meter_id: str,
+    version: str,
+    module: RNNForecaster,
+    record: ModelRecord,
+    holdout_module: RNNForecaster | None = None,
+) -> str:
+    """Write a model's weights and card under ``models/<meter_id>/<version>/``; return the folder path.
+
+    ``module`` is the model that forecasts in service; ``holdout_module``, when it was refit on
+    the validation windows, is the fit that had not seen them (kept so that a later night can
+    compare this model with its challengers out of sample).
+    """
     filesystem, meter_dir = _meter_dir(root, meter_id)
     folder = f"{meter_dir}/{_checked_name('version', version)}"
     lo, hi = np.asarray(record.interval_lo_kw, dtype=float), np.asarray(record.interval_hi_kw, dtype=float)
@@ -168,13 +189,13 @@ def register_model(root: str, meter_id: str, version: str, module: RNNForecaster
             f"interval offsets for {version} must be [{module.hparams.horizon_steps}] with lo <= 0 <= hi, "
             f"got shapes {lo.shape}, {hi.shape}"
         )
-    tensors = {name: tensor.detach().to("cpu").float().contiguous() for name, tensor in module.state_dict().items()}
     card = {
         "format": MODEL_FORMAT,
         "version": version,
         "meter_id": meter_id,
         "cell": record.cell,
         "hparams": dict(module.hparams),
+        "holdout_weights": holdout_module is not None,
         "feature_names": list(record.feature_names),
         "scaler": record.scaler.to_dict(),
         "prepare_config": record.prepare_config.model_dump(mode="json"),
@@ -189,7 +210,11 @@ def register_model(root: str, meter_id: str, version: str, module: RNNForecaster
         "code_version": code_version(),
         "created_at": datetime.now(timezone.utc).isoformat(),
     }
-    atomic_write_bytes(f"{folder}/{WEIGHTS_FILE}", save_safetensors(tensors), filesystem)
+    if holdout_module is not None:
+        if dict(holdout_module.hparams) != dict(module.hparams):
+            raise RegistryError(f"the held-out fit of {version} has other hyperparameters than the served model")
+        atomic_write_bytes(f"{folder}/{HOLDOUT_WEIGHTS_FILE}", _safetensors_bytes(holdout_module), filesystem)
+    atomic_write_bytes(f"{folder}/{WEIGHTS_FILE}", _safetensors_bytes(module), filesystem)
     atomic_write_json(f"{folder}/{CARD_FILE}", card, filesystem)
     return folder
 
@@ -230,7 +255,38 @@ def load_model(root: str, meter_id: str, version: str) -> LoadedModel:
     """Return a registered model rebuilt on CPU in eval mode (also when it was trained on a GPU)."""
     card = read_card(root, meter_id, version)
     filesystem, meter_dir = _meter_dir(root, meter_id)
-    weights_path = f"{meter_dir}/{version}/{WEIGHTS_FILE}"
+    module = _load_weights(f"{meter_dir}/{version}/{WEIGHTS_FILE}", card, filesystem, meter_id, version)
+    holdout_module = None
+    if card.get("holdout_weights"):
+        holdout_module = _load_weights(f"{meter_dir}/{version}/{HOLDOUT_WEIGHTS_FILE}", card, filesystem, meter_id, version)
+    interval = card["interval"]
+    start, end = (pd.Timestamp(text) for text in card["training_range_utc"])
+    return LoadedModel(
+        version=version,
+        cell=card["cell"],
+        module=module,
+        holdout_module=holdout_module,
+        scaler=FeatureScaler.from_dict(card["scaler"]),
+        feature_names=tuple(card["feature_names"]),
+        prepare_config=PrepareConfig.model_validate(card["prepare_config"]),
+        interval_lo_kw=np.asarray(interval["lo_kw"], dtype=np.float32),
+        interval_hi_kw=np.asarray(interval["hi_kw"], dtype=np.float32),
+        interval_coverage=float(interval["coverage"]),
+        training_range_utc=(start, end),
+        validation_mae_kw=float(card["validation_mae_kw"]),
+        metadata=card,
+    )
+
+
+def _safetensors_bytes(module: RNNForecaster) -> bytes:
+    tensors = {name: tensor.detach().to("cpu").float().contiguous() for name, tensor in module.state_dict().items()}
+    return save_safetensors(tensors)
+
+
+def _load_weights(
+    weights_path: str, card: dict[str, Any], filesystem: pafs.FileSystem, meter_id: str, version: str
+) -> RNNForecaster:
+    """Return the module described by ``card`` with the weights at ``weights_path``, on CPU in eval mode."""
     raw = read_bytes(weights_path, filesystem)
     if raw is None:
         raise RegistryError(f"model {version} of meter {meter_id!r} has no weights at {weights_path}: retrain it")
@@ -245,23 +301,7 @@ def load_model(root: str, meter_id: str, version: str) -> LoadedModel:
         module.load_state_dict(state)
     except (RuntimeError, ValueError) as exc:
         raise RegistryError(f"weights at {weights_path} do not fit the model described in its card: {exc}") from exc
-    module.to("cpu").eval()
-    interval = card["interval"]
-    start, end = (pd.Timestamp(text) for text in card["training_range_utc"])
-    return LoadedModel(
-        version=version,
-        cell=card["cell"],
-        module=module,
-        scaler=FeatureScaler.from_dict(card["scaler"]),
-        feature_names=tuple(card["feature_names"]),
-        prepare_config=PrepareConfig.model_validate(card["prepare_config"]),
-        interval_lo_kw=np.asarray(interval["lo_kw"], dtype=np.float32),
-        interval_hi_kw=np.asarray(interval["hi_kw"], dtype=np.float32),
-        interval_coverage=float(interval["coverage"]),
-        training_range_utc=(start, end),
-        validation_mae_kw=float(card["validation_mae_kw"]),
-        metadata=card,
-    )
+    return module.to("cpu").eval()
 
 
 def champion_version(root: str, meter_id: str) -> str | None:

@@ -305,6 +305,35 @@ def fit_forecaster(
     return fit_module(module, data.train_dataloader(), data.val_dataloader(), config, cell, log_dir, progress)
 
 
+def refit_forecaster(
+    prepared: PreparedSeries,
+    config: TrainConfig,
+    cell: str,
+    epochs: int,
+    log_dir: str | Path,
+    progress: bool | None = None,
+) -> FitResult:
+    """Return a ``cell`` forecaster trained on the train and validation windows together for ``epochs`` epochs.
+
+    The second half of "choose on validation, then refit": ``fit_forecaster`` has found how many
+    epochs generalise (its best epoch + 1); this run trains a fresh model with the same seed on
+    every training and validation window for exactly that many epochs (the one-cycle schedule
+    anneals over them) and keeps the last weights. No early stopping: the validation windows are
+    now training data, so the logged ``val_mae`` is in-sample and only shown, never used to choose.
+    """
+    if epochs < 1:
+        raise TrainingError(f"model {cell}: refit needs at least one epoch, got {epochs}")
+    check_windows_finite(prepared, cell)
+    pl.seed_everything(config.seed, workers=True, verbose=False)
+    data = WindowDataModule(prepared, batch_size=config.batch_size, shuffle_train=True, seed=config.seed)
+    refit_config = config.model_copy(update={"max_epochs": epochs})
+    module = build_forecaster(prepared, refit_config, cell)
+    return fit_module(
+        module, data.train_and_val_dataloader(), data.val_dataloader(), refit_config, f"{cell}-refit", log_dir,
+        progress, early_stopping=False, restore_best=False,
+    )
+
+
 def _stop_reason(trainer: pl.Trainer, callbacks: list[Callback], config: TrainConfig) -> str:
     for callback in callbacks:
         if isinstance(callback, EarlyStopping) and callback.stopped_epoch > 0:

@@ -20,9 +20,10 @@ def test_forward_maps_windows_to_every_horizon_step(cell: str) -> None:
 @pytest.mark.parametrize(("cell", "layer_type"), [("gru", torch.nn.GRU), ("lstm", torch.nn.LSTM)])
 def test_stacked_layers_follow_hidden_sizes(cell: str, layer_type: type) -> None:
     model = RNNForecaster(n_features=3, lookback_steps=4, horizon_steps=2, cell=cell, hidden_sizes=(16, 8, 4))
-    assert [type(layer) for layer in model.layers] == [layer_type] * 3
-    assert [layer.hidden_size for layer in model.layers] == [16, 8, 4]
-    assert model.head.in_features == 4
+    (network,) = model.members
+    assert [type(layer) for layer in network.layers] == [layer_type] * 3
+    assert [layer.hidden_size for layer in network.layers] == [16, 8, 4]
+    assert network.head.in_features == 4
 
 
 def test_highway_feeds_the_recent_target_straight_to_the_output() -> None:
@@ -33,9 +34,36 @@ def test_highway_feeds_the_recent_target_straight_to_the_output() -> None:
     shifted[:, :, 0] += 1.0
     with torch.no_grad():
         difference = model(shifted) - model(x)
-        recurrent_only = model.head(model.layers[0](shifted)[0][:, -1]) - model.head(model.layers[0](x)[0][:, -1])
-    expected_highway = model.highway.weight.sum(dim=1)  # the shortcut's response to +1 on every target step
+        (network,) = model.members
+        recurrent_only = network.head(network.layers[0](shifted)[0][:, -1]) - network.head(network.layers[0](x)[0][:, -1])
+    expected_highway = network.highway.weight.sum(dim=1)  # the shortcut's response to +1 on every target step
     torch.testing.assert_close(difference - recurrent_only, expected_highway.unsqueeze(0))
+
+
+def test_an_ensemble_forecasts_the_mean_of_independently_initialised_members() -> None:
+    torch.manual_seed(3)
+    model = RNNForecaster(n_features=2, lookback_steps=6, horizon_steps=3, hidden_sizes=(4,), n_members=3).eval()
+    x = torch.randn(5, 6, 2)
+    with torch.no_grad():
+        each = torch.stack([member(x) for member in model.members])  # [K, B, H]
+        assert not torch.allclose(each[0], each[1])  # members start from different weights
+        torch.testing.assert_close(model(x), each.mean(dim=0))
+    assert count_parameters(model) == 3 * count_parameters(model.members[0])
+
+
+def test_each_member_learns_from_its_own_loss() -> None:
+    torch.manual_seed(4)
+    model = RNNForecaster(n_features=1, lookback_steps=4, horizon_steps=2, hidden_sizes=(4,), dropout=0.0, n_members=2)
+    x, y = torch.randn(8, 4, 1), torch.randn(8, 2)
+    loss = model.training_step((x, y), 0)
+    with torch.no_grad():
+        per_member = [(member(x) - y).abs().mean() for member in model.members]
+    torch.testing.assert_close(loss, torch.stack(per_member).mean())
+
+
+def test_zero_members_is_rejected() -> None:
+    with pytest.raises(ConfigError, match="n_members"):
+        RNNForecaster(n_features=2, lookback_steps=4, horizon_steps=2, n_members=0)
 
 
 def test_unknown_cell_is_rejected() -> None:
