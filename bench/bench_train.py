@@ -7,6 +7,7 @@ day-ahead windows (issued at local midnight) of validation and test, with traini
 device per model. Writes ``bench/results/train.json``. Never asserts on time.
 
     .venv/bin/python bench/bench_train.py [--cpu-threads 1] [--max-epochs N] [--accelerator cpu]
+                                          [--ensemble-members K] [--no-refit]
 """
 
 from __future__ import annotations
@@ -39,6 +40,11 @@ def main() -> int:
     parser.add_argument("--max-epochs", type=int, help="train.max_epochs override")
     parser.add_argument("--accelerator", choices=("auto", "cpu", "gpu"), help="train.accelerator override")
     parser.add_argument("--cpu-threads", type=int, help="train.cpu_threads override (1 on a busy shared machine)")
+    parser.add_argument("--ensemble-members", type=int, help="train.ensemble_members override (1: a single network)")
+    parser.add_argument(
+        "--no-refit", action="store_true", help="serve the held-out fit (train.refit_on_validation off) for an ablation"
+    )
+    parser.add_argument("--tag", default="", help="write bench/results/train-<tag>.json instead of train.json")
     args = parser.parse_args()
 
     overrides = {
@@ -47,6 +53,8 @@ def main() -> int:
         "train.max_epochs": args.max_epochs,
         "train.accelerator": args.accelerator,
         "train.cpu_threads": args.cpu_threads,
+        "train.ensemble_members": args.ensemble_members,
+        "train.refit_on_validation": False if args.no_refit else None,
     }
     config = PowercastConfig(root=args.root).with_overrides(overrides)
     started = time.perf_counter()
@@ -78,6 +86,8 @@ def main() -> int:
             f"{name:<20} {val['mae_kw']:>8.4f} {val['rmse_kw']:>9.4f} {val['mase']:>9.3f} "
             f"{test['mae_kw']:>9.4f} {test['rmse_kw']:>10.4f} {test['mase']:>10.3f} {train_s:>8}  {test['device'] or '-'}"
         )
+    if config.train.refit_on_validation:
+        print("val: the held-out fit (selection scores it); test: the served model, refit on train + validation")
     print(f"\ndecision: {outcome.decision.reason}")
     RESULTS.mkdir(parents=True, exist_ok=True)
     payload = {
@@ -93,8 +103,9 @@ def main() -> int:
         "decision": outcome.decision.to_dict(),
         "rows": rows,
     }
-    (RESULTS / "train.json").write_text(json.dumps(payload, indent=2, default=str) + "\n")
-    print(f"wrote {RESULTS / 'train.json'}")
+    output = RESULTS / (f"train-{args.tag}.json" if args.tag else "train.json")
+    output.write_text(json.dumps(payload, indent=2, default=str) + "\n")
+    print(f"wrote {output}")
     return 0
 
 

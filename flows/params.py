@@ -38,6 +38,8 @@ FIELD_TITLES: dict[str, str] = {
     "hidden_sizes": "Hidden sizes",
     "batch_size": "Batch size",
     "max_epochs": "Max epochs",
+    "ensemble_members": "Ensemble members",
+    "refit_on_validation": "Refit on train + validation",
     "max_time_s": "Time budget per model (s)",
     "cpu_threads": "CPU threads",
     "accelerator": "Accelerator",
@@ -140,6 +142,18 @@ class TrainingParams(MeterParams):
     max_epochs: int | None = Field(
         None, ge=1, le=1000, description=f"Most epochs per model (default {_TRAIN_DEFAULTS.max_epochs})."
     )
+    ensemble_members: int | None = Field(
+        None,
+        ge=1,
+        le=16,
+        description="Independently initialised copies of each model, averaged; cost grows with it "
+        f"(default {_TRAIN_DEFAULTS.ensemble_members}).",
+    )
+    refit_on_validation: bool | None = Field(
+        None,
+        description="Retrain on train + validation for the chosen epochs and serve that model "
+        f"(default {_TRAIN_DEFAULTS.refit_on_validation}).",
+    )
     max_time_s: float | None = Field(
         None,
         gt=0,
@@ -168,6 +182,8 @@ class TrainingParams(MeterParams):
             "train.hidden_sizes": self.hidden_sizes,
             "train.batch_size": self.batch_size,
             "train.max_epochs": self.max_epochs,
+            "train.ensemble_members": self.ensemble_members,
+            "train.refit_on_validation": self.refit_on_validation,
             "train.max_time_s": self.max_time_s,
             "train.cpu_threads": self.cpu_threads,
             "train.accelerator": self.accelerator,

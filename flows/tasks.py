@@ -135,14 +135,16 @@ def prepare_meter(config: PowercastConfig, meter_id: str, end_utc: datetime | No
 def train_candidate(config: PowercastConfig, prepared: PreparedSeries, cell: str, run_id: str) -> ChallengerFit:
     """Train one cell on the meter's series and forecast its scoring windows; nothing is registered yet."""
     challenger = powercast.pipeline.fit_challenger(config, prepared, cell, run_id, progress=False)
+    refit = challenger.refit
     get_run_logger().info(
-        "%s %s trained on %s in %.1f s (%d epochs, stopped by %s)",
+        "%s %s trained on %s in %.1f s (%d epochs, stopped by %s; %s)",
         prepared.meter_id,
         cell,
         challenger.device,
         challenger.elapsed_s,
         challenger.fit.epochs_run,
         challenger.fit.stopped_by,
+        f"served model refit on train + validation for {refit.epochs_run} epochs" if refit else "no refit",
     )
     return challenger
 

@@ -34,6 +34,15 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
     parser.add_argument("--preset", choices=("default", "seed"), default="default", help="what to train (default: default)")
     parser.add_argument("--cells", nargs="+", choices=("gru", "lstm"), help="cells to train (train.cells)")
     parser.add_argument("--max-epochs", type=int, help="upper bound on epochs per model (train.max_epochs)")
+    parser.add_argument(
+        "--ensemble-members", type=int, help="independently initialised copies per model, averaged (train.ensemble_members)"
+    )
+    parser.add_argument(
+        "--refit",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="serve a model refit on train + validation for the chosen epochs (train.refit_on_validation)",
+    )
     parser.add_argument("--max-time-s", type=float, help="wall-clock budget per model in seconds (train.max_time_s)")
     parser.add_argument("--accelerator", choices=("auto", "cpu", "gpu"), help="where to train (train.accelerator)")
     parser.add_argument("--cpu-threads", type=int, help="torch threads on CPU, 0 = one per core (train.cpu_threads)")
@@ -55,6 +64,8 @@ def train_overrides(args: argparse.Namespace) -> dict[str, Any]:
     overrides: dict[str, Any] = {
         "train.cells": args.cells,
         "train.max_epochs": args.max_epochs,
+        "train.ensemble_members": args.ensemble_members,
+        "train.refit_on_validation": args.refit,
         "train.max_time_s": args.max_time_s,
         "train.accelerator": args.accelerator,
         "train.cpu_threads": args.cpu_threads,
