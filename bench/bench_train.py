@@ -44,6 +44,7 @@ def main() -> int:
     parser.add_argument(
         "--no-refit", action="store_true", help="serve the held-out fit (train.refit_on_validation off) for an ablation"
     )
+    parser.add_argument("--seed", type=int, help="train.seed override (the spread across seeds is part of the figure)")
     parser.add_argument("--tag", default="", help="write bench/results/train-<tag>.json instead of train.json")
     args = parser.parse_args()
 
@@ -54,6 +55,7 @@ def main() -> int:
         "train.accelerator": args.accelerator,
         "train.cpu_threads": args.cpu_threads,
         "train.ensemble_members": args.ensemble_members,
+        "train.seed": args.seed,
         "train.refit_on_validation": False if args.no_refit else None,
     }
     config = PowercastConfig(root=args.root).with_overrides(overrides)

@@ -12,6 +12,11 @@ an order of magnitude faster on CPU than stepping hour by hour. A linear
 "highway" from the last ``highway_steps`` target values straight to the output (as in LSTNet)
 gives the network the seasonal-naive signal for free, so the recurrent layers only have to learn
 corrections to it.
+
+With ``n_members`` K > 1 the module is a deep ensemble: K copies of that network, initialised
+independently, each trained on its own L1 loss on the same batches, forecasting their mean. On
+one noisy household, single networks' test MAE moves by up to 0.004 kW from seed to seed;
+averaging members removes part of that variance and lowers the error (see docs/architecture.md).
 """
 
 from __future__ import annotations
