@@ -120,7 +120,9 @@ def leaderboard_table(outcome: TrainingOutcome) -> str:
     lines += [
         "",
         "kW; val = every validation window (selects the winner); test-DA/val-DA = day-ahead windows issued at local",
-        "midnight; MASE against the in-sample seasonal-naive (24 h) error of the training split.",
+        "midnight; MASE against the in-sample seasonal-naive (24 h) error of the training split. Models are scored",
+        "on validation by their held-out fit and on test by the served model (refit on train + validation when",
+        "train.refit_on_validation is on).",
     ]
     return "\n".join(lines)
 
