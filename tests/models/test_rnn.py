@@ -51,6 +51,7 @@ def test_an_ensemble_forecasts_the_mean_of_independently_initialised_members() -
     assert count_parameters(model) == 3 * count_parameters(model.members[0])
 
 
+@pytest.mark.filterwarnings("ignore:You are trying to `self.log\\(\\)`")  # called outside a Trainer on purpose
 def test_each_member_learns_from_its_own_loss() -> None:
     torch.manual_seed(4)
     model = RNNForecaster(n_features=1, lookback_steps=4, horizon_steps=2, hidden_sizes=(4,), dropout=0.0, n_members=2)
