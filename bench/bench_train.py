@@ -45,6 +45,13 @@ def main() -> int:
         "--no-refit", action="store_true", help="serve the held-out fit (train.refit_on_validation off) for an ablation"
     )
     parser.add_argument("--seed", type=int, help="train.seed override (the spread across seeds is part of the figure)")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=JSON",
+        help="any other dotted override, e.g. --set 'train.hidden_sizes=[128]' (repeatable)",
+    )
     parser.add_argument("--tag", default="", help="write bench/results/train-<tag>.json instead of train.json")
     args = parser.parse_args()
 
@@ -58,6 +65,14 @@ def main() -> int:
         "train.seed": args.seed,
         "train.refit_on_validation": False if args.no_refit else None,
     }
+    for item in args.set:
+        key, _, value = item.partition("=")
+        if not key or not value:
+            parser.error(f"--set {item!r}: expected KEY=JSON, e.g. 'train.hidden_sizes=[128]'")
+        try:
+            overrides[key] = json.loads(value)
+        except json.JSONDecodeError as exc:
+            parser.error(f"--set {item!r}: the value is not JSON ({exc})")
     config = PowercastConfig(root=args.root).with_overrides(overrides)
     started = time.perf_counter()
     ingest_paths([args.source], config, run_id="bench-ingest", progress=False)
