@@ -144,7 +144,9 @@ def train_candidate(config: PowercastConfig, prepared: PreparedSeries, cell: str
         challenger.elapsed_s,
         challenger.fit.epochs_run,
         challenger.fit.stopped_by,
-        f"served model refit on train + validation for {refit.epochs_run} epochs" if refit else "no refit",
+        f"served model refit on train + validation for {refit.epochs_run} epochs"
+        if refit
+        else f"no refit: {challenger.refit_skipped}",
     )
     return challenger
 

@@ -143,7 +143,18 @@ def test_without_refit_the_held_out_fit_is_served(tiny_config: PowercastConfig) 
     prepared = prepare_meter(config, METER)
     assert loaded.holdout_module is None
     assert loaded.training_range_utc == prepared.split_bounds_utc["train"]
-    assert read_card(config.root, METER, "night1-gru")["training"]["refit_epochs"] is None
+    card = read_card(config.root, METER, "night1-gru")
+    assert card["training"]["refit_epochs"] is None
+    assert card["training"]["refit_skipped"] == "train.refit_on_validation is off"
+
+
+def test_a_held_out_fit_cut_by_the_time_budget_is_served_without_refit(tiny_config: PowercastConfig) -> None:
+    budget = {"train.max_epochs": 1000, "train.patience_epochs": 1000, "train.max_time_s": 2.0}
+    prepared = prepare_meter(tiny_config, METER)
+    challenger = fit_challenger(tiny_config.with_overrides(budget), prepared, "gru", "night1", False)
+    assert challenger.fit.stopped_by == "max_time"
+    assert challenger.refit is None and "max_time_s=2" in challenger.refit_skipped
+    assert challenger.served_module is challenger.fit.module
 
 
 def test_champion_stays_when_a_crippled_challenger_is_worse(tiny_config: PowercastConfig) -> None:

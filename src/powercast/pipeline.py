@@ -218,13 +218,16 @@ class ChallengerFit:
         ``HELD_OUT_SETS``, the served model's on the others.
     refit : FitResult or None
         The model retrained on training + validation windows for the held-out fit's epoch count,
-        which is served; None when ``train.refit_on_validation`` is off (the held-out fit is served).
+        which is served; None when there was no refit (the held-out fit is served).
+    refit_skipped : str or None
+        Why there was no refit (switched off, or the time budget cut a fit); None after a refit.
     """
 
     cell: str
     fit: FitResult
     forecasts_kw: dict[str, np.ndarray]
     refit: FitResult | None = None
+    refit_skipped: str | None = None
 
     @property
     def served_module(self) -> RNNForecaster:
@@ -295,10 +298,21 @@ def fit_challenger(
     filesystem, _ = resolve_filesystem(config.root)
     with local_log_dir(filesystem, _run_dir(config, run_id, prepared.meter_id), "powercast-train-") as log_dir:
         fit = fit_forecaster(prepared, config.train, cell, log_dir / cell, progress)
-        refit = None
-        if config.train.refit_on_validation:
-            epochs = fit.best_epoch + 1
-            refit = refit_forecaster(prepared, config.train, cell, epochs, log_dir / f"{cell}-refit", progress)
+        refit, refit_skipped = None, None
+        if not config.train.refit_on_validation:
+            refit_skipped = "train.refit_on_validation is off"
+        elif fit.stopped_by == "max_time":
+            # The budget already cut the held-out fit: its epoch count is not a choice, and a refit
+            # on more windows would be cut too. Serve the held-out fit rather than half a schedule.
+            refit_skipped = f"the held-out fit was stopped by train.max_time_s={config.train.max_time_s:g}"
+        else:
+            candidate = refit_forecaster(
+                prepared, config.train, cell, fit.best_epoch + 1, log_dir / f"{cell}-refit", progress
+            )
+            if candidate.stopped_by == "max_time":
+                refit_skipped = f"the refit was stopped by train.max_time_s={config.train.max_time_s:g}"
+            else:
+                refit = candidate
     served = refit.module if refit is not None else fit.module
     return ChallengerFit(
         cell=cell,
@@ -308,6 +322,7 @@ def fit_challenger(
             for name, starts in windows.items()
         },
         refit=refit,
+        refit_skipped=refit_skipped,
     )
 
 
@@ -462,6 +477,7 @@ def select_and_register(
                 "best_epoch": fit.best_epoch,
                 "stopped_by": fit.stopped_by,
                 "refit_epochs": refit.epochs_run if refit is not None else None,
+                "refit_skipped": challenger_by_cell[cell].refit_skipped,
                 "ensemble_members": int(fit.module.hparams.n_members),
             },
         )
