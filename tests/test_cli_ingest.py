@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import pytest
 
 from powercast.cli import main
+from powercast.locking import INGEST_LOCK_NAME, named_lock
 
 
 def _line(day: str, minute: int, power: str = "1.000") -> str:
@@ -37,6 +39,40 @@ def test_ingest_of_a_bad_path_prints_one_error_line_and_fails(tmp_path: Path, ca
     assert status == 2
     assert err.count("\n") == 1 and "nope.txt: no such file" in err
     assert [child.name for child in (tmp_path / "root").iterdir()] == ["locks"]
+
+
+def test_ingest_gives_up_after_the_lock_timeout_while_another_run_ingests(
+    write_source, tmp_path: Path, capsys
+) -> None:
+    path = write_source("day.txt", [_line("2/1/2007", 0)])
+    root = tmp_path / "root"
+    held, release = threading.Event(), threading.Event()
+
+    def other_run() -> None:
+        with named_lock(str(root), INGEST_LOCK_NAME, holder="nightly-run"):
+            held.set()
+            release.wait(30)
+
+    thread = threading.Thread(target=other_run)
+    thread.start()
+    assert held.wait(10)
+    try:
+        status = main(["ingest", "--root", str(root), "--lock-timeout-s", "0.3", str(path)])
+    finally:
+        release.set()
+        thread.join()
+    err = capsys.readouterr().err
+    assert status == 2
+    assert "lock '_ingest' is locked by" in err and "nightly-run" in err and "waited 0.3 s" in err
+    assert not (root / "store").exists()
+    assert main(["ingest", "--root", str(root), "--lock-timeout-s", "0", str(path)]) == 0  # free now
+
+
+def test_a_negative_lock_timeout_is_refused(tmp_path: Path, capsys) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["ingest", "--root", str(tmp_path), "--lock-timeout-s", "-1", str(tmp_path)])
+    assert exit_info.value.code == 2
+    assert "give 0 or more seconds" in capsys.readouterr().err
 
 
 def test_replay_then_ingesting_the_landing_folder_stores_each_day(sample_path: Path, tmp_path: Path, capsys) -> None:

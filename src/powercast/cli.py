@@ -10,6 +10,7 @@ from typing import Any
 
 from powercast.config import PowercastConfig, load_config
 from powercast.errors import PowercastError
+from powercast.locking import DEFAULT_LOCK_TIMEOUT_S
 
 # Each module defines ``register(subparsers, common)``; its handler receives (args, config).
 COMMAND_MODULES: tuple[str, ...] = (
@@ -26,7 +27,23 @@ def common_options() -> argparse.ArgumentParser:
     common.add_argument("--root", help="data root (default: $POWERCAST_ROOT or ./var)")
     common.add_argument("--config", help="TOML or JSON configuration file (default: $POWERCAST_CONFIG)")
     common.add_argument("--quiet", action="store_true", help="no progress bars")
+    common.add_argument(
+        "--lock-timeout-s",
+        type=_seconds,
+        default=DEFAULT_LOCK_TIMEOUT_S,
+        help=f"how long to wait for another run holding the same lock (default {DEFAULT_LOCK_TIMEOUT_S:g} s)",
+    )
     return common
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from exc
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: give 0 or more seconds")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -89,12 +89,12 @@ def run_forecast(args: argparse.Namespace, config: PowercastConfig) -> int:
     issued_at = parse_issue_time(args.issued_at, config)
     batches = []
     for meter_id in meters:
-        with meter_lock(config.root, meter_id, holder=run_id):
+        with meter_lock(config.root, meter_id, args.lock_timeout_s, holder=run_id):
             batches.append(make_forecast_batch(config, meter_id, issued_at, run_id))
     by_issue_time: dict[pd.Timestamp, list] = {}
     for batch in batches:
         by_issue_time.setdefault(batch.issued_at_utc, []).append(batch)
-    with named_lock(config.root, PUBLISH_LOCK_NAME, holder=run_id):
+    with named_lock(config.root, PUBLISH_LOCK_NAME, args.lock_timeout_s, holder=run_id):
         published = [publish_batch(config.root, group) for _, group in sorted(by_issue_time.items())]
     for batch in batches:
         notes = "".join(f"\n    note: {note}" for note in batch.notes)
@@ -144,7 +144,7 @@ def run_backtest_command(args: argparse.Namespace, config: PowercastConfig) -> i
 
     meter_id = args.meter or config.ingest.default_meter_id
     run_id = args.run_id or new_run_id("backtest")
-    with meter_lock(config.root, meter_id, holder=run_id):
+    with meter_lock(config.root, meter_id, args.lock_timeout_s, holder=run_id):
         report = run_backtest(config, meter_id, args.start, args.end, run_id)
     print(format_report(report))
     return 0

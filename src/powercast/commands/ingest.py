@@ -127,7 +127,13 @@ def _quarantine_counts(config: PowercastConfig) -> Counter[str]:
 
 def run_ingest(args: argparse.Namespace, config: PowercastConfig) -> int:
     """Ingest the given paths and print the per-file table and the store's row counts."""
-    reports = ingest_paths(args.paths, config, run_id=args.run_id, progress=False if args.quiet else None)
+    reports = ingest_paths(
+        args.paths,
+        config,
+        run_id=args.run_id,
+        progress=False if args.quiet else None,
+        lock_timeout_s=args.lock_timeout_s,
+    )
     print(describe_reports(reports) if reports else "no new files to ingest")
     print()
     print(describe_store(summarize_partitions(config.root), _quarantine_counts(config), by_month=False))

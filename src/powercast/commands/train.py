@@ -169,7 +169,7 @@ def run_train(args: argparse.Namespace, config: PowercastConfig) -> int:
         )
         print(seed_summary(result))
         return 0
-    with meter_lock(config.root, meter_id, holder=run_id):
+    with meter_lock(config.root, meter_id, args.lock_timeout_s, holder=run_id):
         outcome = train_meter(config, meter_id, run_id, progress=progress)
     print(f"run {run_id}, meter {meter_id}")
     print(leaderboard_table(outcome))
