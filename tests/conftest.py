@@ -174,7 +174,7 @@ def champion_root(tmp_path_factory: pytest.TempPathFactory, ingested_sample_root
 
     from powercast.conformal import ConformalIntervals
     from powercast.models.rnn import RNNForecaster
-    from powercast.pipeline import window_inputs, window_targets_kw
+    from powercast.pipeline import interval_slots, window_inputs, window_targets_kw
     from powercast.prepare import prepare_meter
     from powercast.registry import ModelRecord, promote, register_model
 
@@ -200,7 +200,8 @@ def champion_root(tmp_path_factory: pytest.TempPathFactory, ingested_sample_root
     val_starts = prepared.window_starts["val"]
     val_yhat_kw = prepared.scaler.inverse_target_kw(module.forecast_scaled(window_inputs(prepared, val_starts)))
     val_true_kw = window_targets_kw(prepared, val_starts)
-    intervals = ConformalIntervals(0.8).fit(val_true_kw, val_yhat_kw)
+    slots, n_slots = interval_slots(prepared, config, {"val": val_starts})
+    intervals = ConformalIntervals(0.8).fit(val_true_kw, val_yhat_kw, slots["val"], n_slots)
     record = ModelRecord(
         cell="gru",
         scaler=prepared.scaler,

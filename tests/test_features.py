@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta, timezone
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import pandas as pd
@@ -10,7 +11,7 @@ import pytest
 
 from powercast.config import PrepareConfig
 from powercast.errors import ConfigError
-from powercast.features import CALENDAR_FEATURES, calendar_features, feature_names
+from powercast.features import CALENDAR_FEATURES, calendar_features, feature_names, slot_of_day
 
 PARIS_WINTER = timezone(timedelta(hours=1))
 
@@ -48,3 +49,10 @@ def test_hour_encoding_is_cyclical() -> None:
     near_midnight = np.linalg.norm(encoded[1] - encoded[2])  # 23:00 → 00:00
     assert near_midnight == pytest.approx(np.linalg.norm(encoded[0] - encoded[1]), rel=1e-5)
     assert calendar_features(index, PARIS_WINTER).dtype == np.float32
+
+
+def test_slot_of_day_is_the_local_position_in_grid_steps_across_a_dst_change() -> None:
+    times_utc = pd.DatetimeIndex(["2010-03-27 23:00", "2010-03-28 05:30", "2010-10-31 00:45"], tz="UTC")
+    paris = ZoneInfo("Europe/Paris")  # 2010-03-28 02:00 CET -> 03:00 CEST; 2010-10-31 back to CET
+    np.testing.assert_array_equal(slot_of_day(times_utc, paris, pd.Timedelta(hours=1)), [0, 7, 2])
+    np.testing.assert_array_equal(slot_of_day(times_utc, paris, pd.Timedelta(minutes=15)), [0, 30, 11])

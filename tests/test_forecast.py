@@ -35,8 +35,10 @@ def test_champion_forecasts_when_the_input_window_is_complete(champion_config):
     assert frame["horizon_h"].tolist() == list(range(1, 25))
     assert frame["target_time"].iloc[0] == pd.Timestamp(COMPLETE_DAY)
     positive = frame["yhat_kw"].to_numpy() > 0  # forecasts are clipped at 0 kW; the rest carry the raw offsets
+    assert champion.interval_hi_kw.shape == (24, 24)  # offsets per local issue hour × horizon step
+    midnight_hi_kw = champion.interval_hi_kw[0]  # issued at local midnight: slot 0
     np.testing.assert_allclose(
-        (frame["yhat_hi_kw"] - frame["yhat_kw"]).to_numpy()[positive], champion.interval_hi_kw[positive], atol=1e-5
+        (frame["yhat_hi_kw"] - frame["yhat_kw"]).to_numpy()[positive], midnight_hi_kw[positive], atol=1e-5
     )
     assert batch.training_end_utc == champion.training_range_utc[1]
 

@@ -127,6 +127,7 @@ def test_served_model_is_refit_and_validation_scores_come_from_the_held_out_fit(
     card = read_card(first_night_config.root, METER, "night1-lstm")
     assert card["training"]["refit_epochs"] == card["training"]["best_epoch"] + 1
     assert card["training"]["ensemble_members"] == first_night_config.train.ensemble_members
+    assert np.asarray(card["interval"]["hi_kw"]).shape == (24, prepared.horizon_steps)  # local issue hour × step
     mae_kw = first_night.leaderboard_frame().query("model == 'lstm'").set_index("window_set")["mae_kw"]
     windows = scoring_windows(prepared)
     for window_set, held_out in (("val", True), ("val_day_ahead", True), ("test", False), ("test_day_ahead", False)):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -89,7 +90,7 @@ def test_loaded_model_carries_intervals_scaler_and_training_range(
 ) -> None:
     register_model(tiny_config.root, METER, "night1-gru", module, _record(tiny_prepared, tiny_config))
     loaded = load_model(tiny_config.root, METER, "night1-gru")
-    assert loaded.interval_lo_kw.shape == (tiny_prepared.horizon_steps,) and (loaded.interval_lo_kw <= 0).all()
+    assert loaded.interval_lo_kw.shape == (1, tiny_prepared.horizon_steps) and (loaded.interval_lo_kw <= 0).all()
     assert loaded.interval_coverage == 0.8 and loaded.cell == "gru"
     assert loaded.training_range_utc == tuple(pd.Timestamp(t) for t in tiny_prepared.split_bounds_utc["train"])
     assert loaded.scaler.to_dict() == tiny_prepared.scaler.to_dict()
@@ -141,6 +142,32 @@ def test_a_card_from_before_ensembles_still_loads(
     loaded = load_model(tiny_config.root, METER, "old-gru")
     windows = window_inputs(tiny_prepared, tiny_prepared.origin_starts["test"])
     np.testing.assert_array_equal(loaded.module.forecast_scaled(windows), single.forecast_scaled(windows))
+
+
+def test_interval_offsets_follow_the_local_issue_hour(
+    tiny_prepared: PreparedSeries, tiny_config: PowercastConfig, module: RNNForecaster
+) -> None:
+    horizon = tiny_prepared.horizon_steps
+    by_hour = np.arange(24, dtype=float)[:, None] + np.linspace(0.0, 0.5, horizon)[None, :]  # [24, H]
+    record = dataclasses.replace(_record(tiny_prepared, tiny_config), interval_lo_kw=-by_hour, interval_hi_kw=by_hour)
+    register_model(tiny_config.root, METER, "night1-gru", module, record)
+    loaded = load_model(tiny_config.root, METER, "night1-gru")
+    assert loaded.interval_lo_kw.shape == (24, horizon)
+    local_tz = tiny_config.prepare.local_timezone  # a fixed offset: local 00:00 is 23:00 UTC at +01:00
+    issued_utc = pd.Timestamp("2010-11-25 00:00", tz=local_tz).tz_convert("UTC")
+    for hours_later in (0, 7, 19):
+        lo_kw, hi_kw = loaded.interval_offsets_kw(issued_utc + pd.Timedelta(hours=hours_later))
+        np.testing.assert_allclose(hi_kw, by_hour[hours_later], rtol=1e-6)
+        np.testing.assert_allclose(lo_kw, -by_hour[hours_later], rtol=1e-6)
+
+
+def test_interval_offsets_of_the_wrong_horizon_are_refused(
+    tiny_prepared: PreparedSeries, tiny_config: PowercastConfig, module: RNNForecaster
+) -> None:
+    wrong = np.ones((24, tiny_prepared.horizon_steps + 1))
+    record = dataclasses.replace(_record(tiny_prepared, tiny_config), interval_lo_kw=-wrong, interval_hi_kw=wrong)
+    with pytest.raises(RegistryError, match="interval offsets"):
+        register_model(tiny_config.root, METER, "night1-gru", module, record)
 
 
 def test_meter_without_a_promotion_has_no_champion(tiny_config: PowercastConfig) -> None:

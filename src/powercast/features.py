@@ -57,3 +57,14 @@ def calendar_features(index_utc: pd.DatetimeIndex, local_tz: tzinfo) -> np.ndarr
     weekday_angle = 2.0 * np.pi * weekday_fraction
     columns = (np.sin(hour_angle), np.cos(hour_angle), np.sin(weekday_angle), np.cos(weekday_angle))
     return np.stack(columns, axis=1).astype(np.float32)  # [T, 4]
+
+
+def slot_of_day(times_utc: pd.DatetimeIndex, local_tz: tzinfo, step: pd.Timedelta) -> np.ndarray:
+    """Return int64 ``[N]`` positions of ``times_utc`` within their local day, in grid steps (0 = local midnight).
+
+    At 1 h this is the local hour. Interval offsets are learned per slot of the issue time, since
+    how wrong a forecast for 19:00 tends to be differs from one for 04:00.
+    """
+    local = times_utc.tz_convert(local_tz)
+    seconds = local.hour.to_numpy() * 3600 + local.minute.to_numpy() * 60 + local.second.to_numpy()
+    return (seconds // int(step.total_seconds())).astype(np.int64)

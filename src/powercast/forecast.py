@@ -237,9 +237,9 @@ def forecast_at(
     window = input_window(prepared, issued) if champion is not None else None
     if champion is not None and window is not None:
         yhat = champion.predict_kw(window[None])[0]  # [H]
+        lo_kw, hi_kw = champion.interval_offsets_kw(issued)
         table = contract_table(
-            prepared.meter_id, issued, step, yhat, yhat + champion.interval_lo_kw, yhat + champion.interval_hi_kw,
-            champion.cell, champion.version, run_id,
+            prepared.meter_id, issued, step, yhat, yhat + lo_kw, yhat + hi_kw, champion.cell, champion.version, run_id
         )
         start, end = champion.training_range_utc
         return ForecastBatch(table, champion.interval_coverage, start, end, champion.validation_mae_kw)

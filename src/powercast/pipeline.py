@@ -25,9 +25,10 @@ import pyarrow as pa
 
 from powercast.atomic import atomic_write_bytes, atomic_write_json, atomic_write_parquet, resolve_filesystem
 from powercast.baselines import BASELINES, steps_per_day
-from powercast.config import PowercastConfig
+from powercast.config import PowercastConfig, parse_timezone
 from powercast.conformal import ConformalIntervals
 from powercast.errors import DataPreparationError, TrainingError
+from powercast.features import slot_of_day
 from powercast.metrics import ForecastScores, score_forecast, seasonal_naive_scale_kw
 from powercast.models.rnn import RNNForecaster
 from powercast.prepare import PreparedSeries, prepare_meter
@@ -50,6 +51,9 @@ SELECTION_SET = "val"
 # Window sets scored with a challenger's held-out fit (and a champion's): a model refit on the
 # validation windows has seen their targets, so it is scored only on the test sets.
 HELD_OUT_SETS = ("val", "val_day_ahead")
+# Interval offsets are learned per issue slot of the local day up to this many slots (96 = every
+# 15 minutes); finer grids share one set of offsets, which keeps model cards small.
+MAX_INTERVAL_SLOTS = 96
 
 LEADERBOARD_SCHEMA = pa.schema(
     [
@@ -259,6 +263,23 @@ def selectable_windows(prepared: PreparedSeries) -> dict[str, np.ndarray]:
     return windows
 
 
+def interval_slots(
+    prepared: PreparedSeries, config: PowercastConfig, windows: dict[str, np.ndarray]
+) -> tuple[dict[str, np.ndarray | None], int]:
+    """Return window set → ``[N]`` issue slots of the local day, and the number of slots.
+
+    Slots are the origin's position in its local day in grid steps (the hour at 1 h); on grids
+    finer than ``MAX_INTERVAL_SLOTS`` per day every set maps to None and there is one slot.
+    """
+    n_slots = steps_per_day(prepared)
+    if n_slots > MAX_INTERVAL_SLOTS:
+        return {name: None for name in windows}, 1
+    local_tz = parse_timezone(config.prepare.local_timezone)
+    step = prepared.index_utc[1] - prepared.index_utc[0]
+    origins_utc = {name: prepared.index_utc[starts + prepared.lookback_steps] for name, starts in windows.items()}
+    return {name: slot_of_day(origins, local_tz, step) for name, origins in origins_utc.items()}, n_slots
+
+
 def _check_series_of(prepared: PreparedSeries, meter_id: str) -> None:
     if prepared.meter_id != meter_id:
         raise DataPreparationError(f"the given series belongs to meter {prepared.meter_id!r}, not {meter_id!r}")
@@ -420,9 +441,10 @@ def select_and_register(
     versions = {cell: version_name(run_id, cell) for cell in fit_by_cell}
     leaderboard: list[dict[str, Any]] = []
     intervals: dict[str, ConformalIntervals] = {}
+    slots, n_slots = interval_slots(prepared, config, windows)
     for cell, fit in fit_by_cell.items():
         intervals[cell] = ConformalIntervals(config.forecast.interval_coverage).fit(
-            actual_kw[SELECTION_SET], forecasts_kw[cell][SELECTION_SET]
+            actual_kw[SELECTION_SET], forecasts_kw[cell][SELECTION_SET], slots[SELECTION_SET], n_slots
         )
         for name in windows:
             leaderboard.append(
@@ -430,7 +452,9 @@ def select_and_register(
                     run_id, meter_id, cell, "challenger", name,
                     score_forecast(actual_kw[name], forecasts_kw[cell][name], mase_scale_kw),
                     version=versions[cell],
-                    interval_coverage=intervals[cell].coverage_of(actual_kw[name], forecasts_kw[cell][name]),
+                    interval_coverage=intervals[cell].coverage_of(
+                        actual_kw[name], forecasts_kw[cell][name], slots[name]
+                    ),
                     train_time_s=challenger_by_cell[cell].elapsed_s, device=fit.device, epochs=fit.epochs_run,
                     promoted=decision.winner == cell,
                 )

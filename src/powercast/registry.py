@@ -32,8 +32,10 @@ from safetensors.torch import save as save_safetensors
 
 import powercast
 from powercast.atomic import atomic_write_bytes, atomic_write_json, read_bytes, resolve_filesystem
-from powercast.config import PrepareConfig, TrainConfig
+from powercast.config import PrepareConfig, TrainConfig, parse_timezone
+from powercast.conformal import offsets_for
 from powercast.errors import RegistryError
+from powercast.features import slot_of_day
 from powercast.models.rnn import RNNForecaster
 from powercast.scaling import FeatureScaler
 from powercast.schemas import METER_ID_PATTERN, METER_ID_RULE
@@ -71,7 +73,8 @@ class ModelRecord:
     metrics : dict
         Leaderboard scores of this model (JSON-able).
     interval_lo_kw, interval_hi_kw : np.ndarray
-        Conformal offsets per horizon step ``[H]`` (``lo <= 0 <= hi``).
+        Conformal offsets ``[slots, H]`` per issue slot of the local day and horizon step (one row:
+        the same for every issue time; ``[H]`` is taken as one row), ``lo <= 0 <= hi``.
     interval_coverage : float
         Target coverage of the interval.
     run_id : str
@@ -128,6 +131,14 @@ class LoadedModel:
         module = self.holdout_module if held_out and self.holdout_module is not None else self.module
         return self.scaler.inverse_target_kw(module.forecast_scaled(inputs))
 
+    def interval_offsets_kw(self, issued_at_utc: pd.Timestamp) -> tuple[np.ndarray, np.ndarray]:
+        """Return the ``(lo, hi)`` ``[H]`` kW offsets for a forecast issued at ``issued_at_utc``."""
+        step = pd.Timedelta(days=1) / self.interval_lo_kw.shape[0]
+        local_tz = parse_timezone(self.prepare_config.local_timezone)
+        slots = slot_of_day(pd.DatetimeIndex([issued_at_utc]), local_tz, step)
+        lo_kw, hi_kw = offsets_for(self.interval_lo_kw, self.interval_hi_kw, slots, 1)
+        return lo_kw[0], hi_kw[0]
+
 
 def code_version() -> dict[str, str | None]:
     """Return the package version and, when the source lives in a git checkout, its commit."""
@@ -183,10 +194,12 @@ def register_model(
     """
     filesystem, meter_dir = _meter_dir(root, meter_id)
     folder = f"{meter_dir}/{_checked_name('version', version)}"
-    lo, hi = np.asarray(record.interval_lo_kw, dtype=float), np.asarray(record.interval_hi_kw, dtype=float)
-    if lo.shape != (module.hparams.horizon_steps,) or hi.shape != lo.shape or (lo > 0).any() or (hi < 0).any():
+    lo = np.atleast_2d(np.asarray(record.interval_lo_kw, dtype=float))  # [slots, H]
+    hi = np.atleast_2d(np.asarray(record.interval_hi_kw, dtype=float))
+    horizon = module.hparams.horizon_steps
+    if lo.ndim != 2 or lo.shape[1] != horizon or hi.shape != lo.shape or (lo > 0).any() or (hi < 0).any():
         raise RegistryError(
-            f"interval offsets for {version} must be [{module.hparams.horizon_steps}] with lo <= 0 <= hi, "
+            f"interval offsets for {version} must be [slots, {horizon}] (or [{horizon}]) with lo <= 0 <= hi, "
             f"got shapes {lo.shape}, {hi.shape}"
         )
     card = {
@@ -269,8 +282,8 @@ def load_model(root: str, meter_id: str, version: str) -> LoadedModel:
         scaler=FeatureScaler.from_dict(card["scaler"]),
         feature_names=tuple(card["feature_names"]),
         prepare_config=PrepareConfig.model_validate(card["prepare_config"]),
-        interval_lo_kw=np.asarray(interval["lo_kw"], dtype=np.float32),
-        interval_hi_kw=np.asarray(interval["hi_kw"], dtype=np.float32),
+        interval_lo_kw=np.atleast_2d(np.asarray(interval["lo_kw"], dtype=np.float32)),
+        interval_hi_kw=np.atleast_2d(np.asarray(interval["hi_kw"], dtype=np.float32)),
         interval_coverage=float(interval["coverage"]),
         training_range_utc=(start, end),
         validation_mae_kw=float(card["validation_mae_kw"]),
