@@ -158,7 +158,8 @@ class TrainingParams(MeterParams):
         None,
         gt=0,
         le=24 * 3600,
-        description=f"Wall-clock budget per model in seconds (default {_TRAIN_DEFAULTS.max_time_s:g}).",
+        description="Wall-clock budget per model in seconds, held-out fit and refit together "
+        f"(default {_TRAIN_DEFAULTS.max_time_s:g}).",
     )
     cpu_threads: int | None = Field(
         None,

@@ -137,11 +137,25 @@ def test_a_card_from_before_ensembles_still_loads(
     tensors = {name.removeprefix("members.0."): tensor for name, tensor in load_file(folder / "weights.safetensors").items()}
     save_file(tensors, folder / "weights.safetensors")
     card = json.loads((folder / "model.json").read_text())
-    del card["hparams"]["n_members"]
+    del card["hparams"]["n_members"], card["holdout_weights"]
+    card["format"] = "powercast.model/1"
+    card["interval"]["lo_kw"], card["interval"]["hi_kw"] = card["interval"]["lo_kw"][0], card["interval"]["hi_kw"][0]
     (folder / "model.json").write_text(json.dumps(card))
     loaded = load_model(tiny_config.root, METER, "old-gru")
     windows = window_inputs(tiny_prepared, tiny_prepared.origin_starts["test"])
     np.testing.assert_array_equal(loaded.module.forecast_scaled(windows), single.forecast_scaled(windows))
+    assert loaded.interval_lo_kw.shape == (1, tiny_prepared.horizon_steps) and loaded.holdout_module is None
+
+
+def test_a_card_of_an_unknown_format_is_refused_with_the_readable_ones(
+    tiny_prepared: PreparedSeries, tiny_config: PowercastConfig, module: RNNForecaster
+) -> None:
+    folder = Path(register_model(tiny_config.root, METER, "night1-gru", module, _record(tiny_prepared, tiny_config)))
+    card = json.loads((folder / "model.json").read_text())
+    card["format"] = "powercast.model/9"
+    (folder / "model.json").write_text(json.dumps(card))
+    with pytest.raises(RegistryError, match=r"powercast.model/9.*powercast.model/1.*powercast.model/2"):
+        load_model(tiny_config.root, METER, "night1-gru")
 
 
 def test_interval_offsets_follow_the_local_issue_hour(

@@ -165,7 +165,9 @@ class TrainConfig(_Section):
         description="After validation has chosen the epoch count, retrain on train + validation for that many "
         "epochs and serve that model (the most recent data matters most); selection still scores the held-out fit.",
     )
-    max_time_s: float = Field(1800.0, gt=0, description="Wall-clock budget per model.")
+    max_time_s: float = Field(
+        1800.0, gt=0, description="Wall-clock budget per model: its held-out fit and its refit together."
+    )
     gradient_clip: float = Field(1.0, gt=0, description="Clip the gradient norm to this value.")
     accelerator: Literal["auto", "cpu", "gpu"] = Field(
         "auto", description="'auto' trains on a GPU when one is present (bf16 mixed precision), else on CPU."

@@ -15,6 +15,7 @@ also call one by one (one task per cell, then one to decide):
 from __future__ import annotations
 
 from collections.abc import Sequence
+import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -224,7 +225,9 @@ class ChallengerFit:
         The model retrained on training + validation windows for the held-out fit's epoch count,
         which is served; None when there was no refit (the held-out fit is served).
     refit_skipped : str or None
-        Why there was no refit (switched off, or the time budget cut a fit); None after a refit.
+        Why there was no refit (switched off, the time budget, or a failed refit); None after a refit.
+    discarded_refit_s : float
+        Seconds spent on a refit that was then not served (cut by the budget or failed).
     """
 
     cell: str
@@ -232,6 +235,7 @@ class ChallengerFit:
     forecasts_kw: dict[str, np.ndarray]
     refit: FitResult | None = None
     refit_skipped: str | None = None
+    discarded_refit_s: float = 0.0
 
     @property
     def served_module(self) -> RNNForecaster:
@@ -245,8 +249,9 @@ class ChallengerFit:
 
     @property
     def elapsed_s(self) -> float:
-        """Return the cell's training wall-clock time in seconds (held-out fit and refit)."""
-        return self.fit.elapsed_s + (self.refit.elapsed_s if self.refit is not None else 0.0)
+        """Return the cell's training wall-clock time in seconds (held-out fit and refit, served or not)."""
+        refit_s = self.refit.elapsed_s if self.refit is not None else self.discarded_refit_s
+        return self.fit.elapsed_s + refit_s
 
 
 def selectable_windows(prepared: PreparedSeries) -> dict[str, np.ndarray]:
@@ -319,21 +324,34 @@ def fit_challenger(
     filesystem, _ = resolve_filesystem(config.root)
     with local_log_dir(filesystem, _run_dir(config, run_id, prepared.meter_id), "powercast-train-") as log_dir:
         fit = fit_forecaster(prepared, config.train, cell, log_dir / cell, progress)
-        refit, refit_skipped = None, None
+        refit, refit_skipped, discarded_refit_s = None, None, 0.0
+        budget_left_s = config.train.max_time_s - fit.elapsed_s
         if not config.train.refit_on_validation:
             refit_skipped = "train.refit_on_validation is off"
-        elif fit.stopped_by == "max_time":
+        elif fit.stopped_by == "max_time" or budget_left_s <= 0:
             # The budget already cut the held-out fit: its epoch count is not a choice, and a refit
             # on more windows would be cut too. Serve the held-out fit rather than half a schedule.
-            refit_skipped = f"the held-out fit was stopped by train.max_time_s={config.train.max_time_s:g}"
+            refit_skipped = f"the held-out fit used the whole train.max_time_s={config.train.max_time_s:g}"
         else:
-            candidate = refit_forecaster(
-                prepared, config.train, cell, fit.best_epoch + 1, log_dir / f"{cell}-refit", progress
-            )
-            if candidate.stopped_by == "max_time":
-                refit_skipped = f"the refit was stopped by train.max_time_s={config.train.max_time_s:g}"
+            # The budget is per model: the refit gets what the held-out fit left of it.
+            refit_config = config.train.model_copy(update={"max_time_s": budget_left_s})
+            started = time.perf_counter()
+            try:
+                candidate = refit_forecaster(
+                    prepared, refit_config, cell, fit.best_epoch + 1, log_dir / f"{cell}-refit", progress
+                )
+            except TrainingError as exc:
+                # A good held-out fit is still a model worth serving.
+                refit_skipped, discarded_refit_s = f"the refit failed: {exc}", time.perf_counter() - started
             else:
-                refit = candidate
+                if candidate.stopped_by == "max_time":
+                    refit_skipped = (
+                        f"the refit did not finish in the {budget_left_s:.0f} s left of "
+                        f"train.max_time_s={config.train.max_time_s:g}"
+                    )
+                    discarded_refit_s = candidate.elapsed_s
+                else:
+                    refit = candidate
     served = refit.module if refit is not None else fit.module
     return ChallengerFit(
         cell=cell,
@@ -344,6 +362,7 @@ def fit_challenger(
         },
         refit=refit,
         refit_skipped=refit_skipped,
+        discarded_refit_s=discarded_refit_s,
     )
 
 
@@ -534,7 +553,7 @@ def select_and_register(
         champion_version=champion_after,
         versions=versions,
         devices={cell: fit.device for cell, fit in fit_by_cell.items()},
-        elapsed_s={cell: fit.elapsed_s for cell, fit in fit_by_cell.items()},
+        elapsed_s={cell: challenger.elapsed_s for cell, challenger in challenger_by_cell.items()},
         run_dir=run_dir,
     )
 

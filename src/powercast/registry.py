@@ -40,7 +40,9 @@ from powercast.models.rnn import RNNForecaster
 from powercast.scaling import FeatureScaler
 from powercast.schemas import METER_ID_PATTERN, METER_ID_RULE
 
-MODEL_FORMAT = "powercast.model/1"
+# /2: ensembles (``members.*`` tensors, ``n_members``), held-out weights, per-slot interval offsets.
+MODEL_FORMAT = "powercast.model/2"
+READABLE_MODEL_FORMATS: frozenset[str] = frozenset({"powercast.model/1", MODEL_FORMAT})
 WEIGHTS_FILE = "weights.safetensors"
 HOLDOUT_WEIGHTS_FILE = "holdout.safetensors"
 CARD_FILE = "model.json"
@@ -259,8 +261,11 @@ def read_card(root: str, meter_id: str, version: str) -> dict[str, Any]:
         card = json.loads(raw)
     except json.JSONDecodeError as exc:
         raise RegistryError(f"{path} is not valid JSON ({exc}); the registry entry is damaged: retrain") from exc
-    if card.get("format") != MODEL_FORMAT:
-        raise RegistryError(f"{path} has format {card.get('format')!r}, expected {MODEL_FORMAT!r}: retrain the model")
+    if card.get("format") not in READABLE_MODEL_FORMATS:
+        raise RegistryError(
+            f"{path} has format {card.get('format')!r}, this powercast reads {sorted(READABLE_MODEL_FORMATS)}: "
+            "retrain the model (or upgrade powercast)"
+        )
     return card
 
 

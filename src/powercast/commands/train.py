@@ -43,7 +43,7 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
         default=None,
         help="serve a model refit on train + validation for the chosen epochs (train.refit_on_validation)",
     )
-    parser.add_argument("--max-time-s", type=float, help="wall-clock budget per model in seconds (train.max_time_s)")
+    parser.add_argument("--max-time-s", type=float, help="wall-clock budget per model in seconds, held-out fit and refit together (train.max_time_s)")
     parser.add_argument("--accelerator", choices=("auto", "cpu", "gpu"), help="where to train (train.accelerator)")
     parser.add_argument("--cpu-threads", type=int, help="torch threads on CPU, 0 = one per core (train.cpu_threads)")
     parser.add_argument(
