@@ -7,9 +7,19 @@ import pandas as pd
 import pytest
 
 from powercast.cli import main
-from powercast.config import PowercastConfig
+from powercast.config import PowercastConfig, parse_timezone
+from powercast.conformal import ConformalIntervals
 from powercast.errors import ForecastError
-from powercast.forecast import FALLBACK_BASELINES, FALLBACK_MODEL, default_issue_time, make_forecast_batch
+from powercast.features import slot_of_day
+from powercast.forecast import (
+    FALLBACK_BASELINES,
+    FALLBACK_MODEL,
+    baseline_forecast,
+    baseline_per_window,
+    default_issue_time,
+    grid_row,
+    make_forecast_batch,
+)
 from powercast.publish import publish_batch, read_forecasts
 from powercast.registry import load_champion
 from powercast.store import read_readings
@@ -122,3 +132,23 @@ def test_forecasts_plot_draws_the_latest_batch_against_actuals_to_png(champion_r
 
     assert status == 0 and f"wrote {out}" in capsys.readouterr().out
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 20_000
+
+
+def test_fallback_interval_comes_from_windows_issued_at_the_same_local_hour(tiny_prepared, tiny_config):
+    local_tz = parse_timezone(tiny_config.prepare.local_timezone)
+    issued = pd.Timestamp(COMPLETE_DAY).tz_convert("UTC")
+    origin_row = grid_row(tiny_prepared, issued)
+    fallback = baseline_forecast(tiny_prepared, origin_row, 0.8, 28, local_tz)
+
+    horizon, lookback = tiny_prepared.horizon_steps, tiny_prepared.lookback_steps
+    origins = np.arange(origin_row - 28 * 24, origin_row - horizon + 1)
+    truth = np.lib.stride_tricks.sliding_window_view(tiny_prepared.target_kw, horizon)[origins]  # [N, H]
+    forecast = baseline_per_window(fallback.name, tiny_prepared, origins - lookback)  # [N, H]
+    usable = np.isfinite(truth).all(axis=1) & np.isfinite(forecast).all(axis=1)
+    at_midnight = usable & (slot_of_day(tiny_prepared.index_utc[origins], local_tz, pd.Timedelta(hours=1)) == 0)
+    expected = ConformalIntervals(0.8).fit(truth[at_midnight], forecast[at_midnight])
+    pooled = ConformalIntervals(0.8).fit(truth[usable], forecast[usable])
+
+    np.testing.assert_allclose(fallback.hi_kw - fallback.yhat_kw, expected.hi_kw_[0], atol=1e-5)
+    np.testing.assert_allclose(fallback.lo_kw - fallback.yhat_kw, expected.lo_kw_[0], atol=1e-5)
+    assert not np.allclose(expected.hi_kw_, pooled.hi_kw_)  # the issue hour matters on this house

@@ -157,7 +157,7 @@ def run_backtest(config: PowercastConfig, meter_id: str, start: date, end: date,
     for day, origin in zip(days, origins):
         try:
             batch = forecast_at(
-                prepared, champion, origin, run_id, config.forecast, prepare_config.max_interpolate_gap_steps
+                prepared, champion, origin, run_id, config.forecast, prepare_config.max_interpolate_gap_steps, local_tz
             )
         except ForecastError as exc:
             skipped[day.isoformat()] = str(exc)

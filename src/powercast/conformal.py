@@ -20,6 +20,10 @@ import numpy as np
 
 from powercast.errors import ConfigError, DataPreparationError
 
+# Offsets are learned per issue slot of the local day up to this many slots (96 = every 15
+# minutes); finer grids share one set of offsets, which keeps model cards small.
+MAX_INTERVAL_SLOTS = 96
+
 
 class ConformalIntervals:
     """Per-horizon-step split-conformal interval offsets (scikit-learn style).

@@ -17,7 +17,7 @@ the two seasonal lags by MAE; that MAE is the batch's ``validation_mae_kw``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, tzinfo
 
 import numpy as np
 import pandas as pd
@@ -25,8 +25,9 @@ import pyarrow as pa
 
 from powercast.baselines import BASELINES, steps_per_day
 from powercast.config import ForecastConfig, PowercastConfig, SplitConfig, parse_timezone
-from powercast.conformal import ConformalIntervals
+from powercast.conformal import MAX_INTERVAL_SLOTS, ConformalIntervals
 from powercast.errors import DataPreparationError, ForecastError
+from powercast.features import slot_of_day
 from powercast.gaps import find_gaps
 from powercast.prepare import PreparedSeries, input_window, prepare_meter
 from powercast.publish import ForecastBatch, iso_utc, to_utc_timestamp
@@ -107,9 +108,12 @@ def baseline_per_window(name: str, prepared: PreparedSeries, starts: np.ndarray)
 
 
 def baseline_forecast(
-    prepared: PreparedSeries, origin_row: int, coverage: float, calibration_days: int
+    prepared: PreparedSeries, origin_row: int, coverage: float, calibration_days: int, local_tz: tzinfo
 ) -> BaselineForecast:
     """Return the best seasonal-naive forecast at ``origin_row`` with split-conformal offsets.
+
+    The offsets are those of calibration windows issued at the same local time of day (pooled
+    over all of them when that time has too few), as for a champion's intervals.
 
     Parameters
     ----------
@@ -121,6 +125,8 @@ def baseline_forecast(
         Nominal interval coverage.
     calibration_days : int
         Windows whose targets end in this many days before the issue time calibrate the interval.
+    local_tz : tzinfo
+        Timezone whose wall clock defines the issue time of day.
     """
     lookback, horizon = prepared.lookback_steps, prepared.horizon_steps
     per_day = steps_per_day(prepared)
@@ -128,6 +134,11 @@ def baseline_forecast(
     targets = np.lib.stride_tricks.sliding_window_view(prepared.target_kw, horizon)[origins]  # [N, H]
     complete = np.isfinite(targets).all(axis=1)
     origins, truth = origins[complete], targets[complete]
+    n_slots = per_day if per_day <= MAX_INTERVAL_SLOTS else 1
+    step = prepared.index_utc[1] - prepared.index_utc[0]
+    issue_utc = pd.DatetimeIndex([prepared.index_utc[0] + origin_row * step])
+    slots = slot_of_day(prepared.index_utc[origins], local_tz, step) % n_slots  # [N]
+    issue_slot = slot_of_day(issue_utc, local_tz, step) % n_slots  # [1]
     problems: list[str] = []
     candidates: list[BaselineForecast] = []
     for name in FALLBACK_BASELINES:
@@ -142,11 +153,11 @@ def baseline_forecast(
         calibration = baseline_per_window(name, prepared, origins - lookback)
         usable = np.isfinite(calibration).all(axis=1)
         try:
-            intervals = ConformalIntervals(coverage).fit(truth[usable], calibration[usable])
+            intervals = ConformalIntervals(coverage).fit(truth[usable], calibration[usable], slots[usable], n_slots)
         except DataPreparationError as exc:
             problems.append(f"{name}: {exc}")
             continue
-        lo, hi = intervals.interval_kw(yhat[None])
+        lo, hi = intervals.interval_kw(yhat[None], issue_slot)
         candidates.append(
             BaselineForecast(
                 name=name,
@@ -210,6 +221,7 @@ def forecast_at(
     run_id: str,
     forecast_config: ForecastConfig,
     max_gap_steps: int,
+    local_tz: tzinfo,
 ) -> ForecastBatch:
     """Return the batch for one issue time on an already prepared grid (champion, else fallback).
 
@@ -230,6 +242,8 @@ def forecast_at(
         Coverage and calibration length of fallback intervals.
     max_gap_steps : int
         The interpolation limit, quoted when explaining a fallback.
+    local_tz : tzinfo
+        Timezone whose wall clock defines the issue time of day (fallback intervals).
     """
     issued = to_utc_timestamp(issued_at_utc, "issued_at")
     origin_row = grid_row(prepared, issued)
@@ -250,7 +264,7 @@ def forecast_at(
             prepared, origin_row, max_gap_steps
         )
     fallback = baseline_forecast(
-        prepared, origin_row, forecast_config.interval_coverage, forecast_config.baseline_calibration_days
+        prepared, origin_row, forecast_config.interval_coverage, forecast_config.baseline_calibration_days, local_tz
     )
     table = contract_table(
         prepared.meter_id, issued, step, fallback.yhat_kw, fallback.lo_kw, fallback.hi_kw,
@@ -299,4 +313,7 @@ def make_forecast_batch(
         prepared = prepare_meter(run_config, meter_id, end_utc=issued, scaler=None if champion is None else champion.scaler)
     except DataPreparationError as exc:
         raise ForecastError(f"cannot forecast meter {meter_id!r} at {iso_utc(issued)}: {exc}") from exc
-    return forecast_at(prepared, champion, issued, run_id, config.forecast, prepare_config.max_interpolate_gap_steps)
+    return forecast_at(
+        prepared, champion, issued, run_id, config.forecast, prepare_config.max_interpolate_gap_steps,
+        parse_timezone(prepare_config.local_timezone),
+    )

@@ -27,7 +27,7 @@ import pyarrow as pa
 from powercast.atomic import atomic_write_bytes, atomic_write_json, atomic_write_parquet, resolve_filesystem
 from powercast.baselines import BASELINES, steps_per_day
 from powercast.config import PowercastConfig, parse_timezone
-from powercast.conformal import ConformalIntervals
+from powercast.conformal import MAX_INTERVAL_SLOTS, ConformalIntervals
 from powercast.errors import DataPreparationError, TrainingError
 from powercast.features import slot_of_day
 from powercast.metrics import ForecastScores, score_forecast, seasonal_naive_scale_kw
@@ -52,9 +52,6 @@ SELECTION_SET = "val"
 # Window sets scored with a challenger's held-out fit (and a champion's): a model refit on the
 # validation windows has seen their targets, so it is scored only on the test sets.
 HELD_OUT_SETS = ("val", "val_day_ahead")
-# Interval offsets are learned per issue slot of the local day up to this many slots (96 = every
-# 15 minutes); finer grids share one set of offsets, which keeps model cards small.
-MAX_INTERVAL_SLOTS = 96
 
 LEADERBOARD_SCHEMA = pa.schema(
     [
