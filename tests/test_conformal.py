@@ -83,7 +83,7 @@ def test_a_slot_with_too_few_windows_uses_the_pooled_offsets() -> None:
     groups[:3] = 1  # three windows cannot calibrate an 80 % interval
     calibration = ConformalIntervals(coverage=0.8).fit(actual, forecast, groups, n_groups=3)
     pooled = ConformalIntervals(coverage=0.8).fit(actual, forecast)
-    assert calibration.pooled_groups_ == 2  # slot 1 (too few) and slot 2 (none)
+    assert calibration.pooled_.tolist() == [False, True, True]  # slot 1 (too few) and slot 2 (none)
     np.testing.assert_array_equal(calibration.lo_kw_[1], pooled.lo_kw_[0])
     np.testing.assert_array_equal(calibration.hi_kw_[2], pooled.hi_kw_[0])
 

@@ -78,7 +78,7 @@ class ConformalIntervals:
             )
         lo_kw = np.repeat(pooled[0][None], n_groups, axis=0)  # [G, H]
         hi_kw = np.repeat(pooled[1][None], n_groups, axis=0)  # [G, H]
-        self.pooled_groups_ = 0
+        self.pooled_ = np.zeros(n_groups, dtype=bool)  # [G] True where a group took the pooled offsets
         if groups is not None:
             group_of = np.asarray(groups, dtype=np.int64)
             if group_of.shape != (truth.shape[0],) or (group_of < 0).any() or (group_of >= n_groups).any():
@@ -88,7 +88,7 @@ class ConformalIntervals:
             for group in range(n_groups):
                 offsets = self._offsets(residuals[group_of == group])
                 if offsets is None:
-                    self.pooled_groups_ += 1
+                    self.pooled_[group] = True
                 else:
                     lo_kw[group], hi_kw[group] = offsets
         self.lo_kw_ = lo_kw.astype(np.float32)

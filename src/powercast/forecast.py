@@ -50,6 +50,7 @@ class BaselineForecast:
     hi_kw: np.ndarray  # [H]
     validation_mae_kw: float
     calibration_windows: int
+    calibrated_at_issue_time: bool  # offsets from windows issued at the same time of day (else all windows)
 
 
 def default_issue_time(config: PowercastConfig, meter_id: str) -> pd.Timestamp:
@@ -158,6 +159,8 @@ def baseline_forecast(
             problems.append(f"{name}: {exc}")
             continue
         lo, hi = intervals.interval_kw(yhat[None], issue_slot)
+        at_issue_time = n_slots > 1 and not intervals.pooled_[issue_slot[0]]
+        same_time = usable & (slots == issue_slot[0])
         candidates.append(
             BaselineForecast(
                 name=name,
@@ -165,7 +168,8 @@ def baseline_forecast(
                 lo_kw=lo[0],
                 hi_kw=hi[0],
                 validation_mae_kw=float(np.abs(truth[usable] - calibration[usable]).mean()),
-                calibration_windows=int(usable.sum()),
+                calibration_windows=int((same_time.sum() if at_issue_time else usable.sum())),
+                calibrated_at_issue_time=at_issue_time,
             )
         )
     if not candidates:
@@ -272,7 +276,9 @@ def forecast_at(
     )
     note = (
         f"fallback to {fallback.name} ({reason}); interval from its residuals on "
-        f"{fallback.calibration_windows} windows of the {forecast_config.baseline_calibration_days} days before"
+        f"{fallback.calibration_windows} windows "
+        + ("issued at the same time of day " if fallback.calibrated_at_issue_time else "")
+        + f"in the {forecast_config.baseline_calibration_days} days before"
     )
     return ForecastBatch(
         table, forecast_config.interval_coverage, None, None, fallback.validation_mae_kw, notes=(note,)
