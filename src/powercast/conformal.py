@@ -20,10 +20,6 @@ import numpy as np
 
 from powercast.errors import ConfigError, DataPreparationError
 
-# Offsets are learned per issue slot of the local day up to this many slots (96 = every 15
-# minutes); finer grids share one set of offsets, which keeps model cards small.
-MAX_INTERVAL_SLOTS = 96
-
 
 class ConformalIntervals:
     """Per-horizon-step split-conformal interval offsets (scikit-learn style).
@@ -130,8 +126,8 @@ class ConformalIntervals:
 def offsets_for(
     lo_kw: np.ndarray, hi_kw: np.ndarray, groups: np.ndarray | None, n_windows: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Return the ``[N, H]`` offsets of windows in ``groups`` from ``[G, H]`` (or legacy ``[H]``) offset tables."""
-    lo_table, hi_table = np.atleast_2d(lo_kw), np.atleast_2d(hi_kw)  # [G, H]
+    """Return the ``[N, H]`` offsets of windows in ``groups`` from ``[G, H]`` offset tables."""
+    lo_table, hi_table = lo_kw, hi_kw  # [G, H]
     if groups is None:
         if lo_table.shape[0] != 1:
             raise DataPreparationError(

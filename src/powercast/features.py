@@ -17,6 +17,9 @@ from powercast.errors import ConfigError
 from powercast.schemas import MEASURED_COLUMNS, TARGET_COLUMN
 
 CALENDAR_FEATURES: tuple[str, ...] = ("hour_sin", "hour_cos", "weekday_sin", "weekday_cos")
+# Interval offsets are learned per issue slot of the local day up to this many slots (96 = every
+# 15 minutes); finer grids share one set of offsets, which keeps model cards small.
+MAX_INTERVAL_SLOTS = 96
 
 
 def measured_feature_names(config: PrepareConfig) -> tuple[str, ...]:
@@ -68,3 +71,15 @@ def slot_of_day(times_utc: pd.DatetimeIndex, local_tz: tzinfo, step: pd.Timedelt
     local = times_utc.tz_convert(local_tz)
     seconds = local.hour.to_numpy() * 3600 + local.minute.to_numpy() * 60 + local.second.to_numpy()
     return (seconds // int(step.total_seconds())).astype(np.int64)
+
+
+def interval_slots_of(times_utc: pd.DatetimeIndex, local_tz: tzinfo, step: pd.Timedelta) -> tuple[np.ndarray, int]:
+    """Return the int64 ``[N]`` interval slots of issue times ``times_utc`` and the number of slots in a day.
+
+    A slot is the issue time's position in its local day in grid steps (``slot_of_day``) when a
+    day has at most ``MAX_INTERVAL_SLOTS`` steps; on finer grids every time is slot 0 of 1.
+    """
+    n_slots = round(pd.Timedelta(days=1) / step)
+    if n_slots > MAX_INTERVAL_SLOTS:
+        return np.zeros(len(times_utc), dtype=np.int64), 1
+    return slot_of_day(times_utc, local_tz, step), n_slots

@@ -25,9 +25,9 @@ import pyarrow as pa
 
 from powercast.baselines import BASELINES, steps_per_day
 from powercast.config import ForecastConfig, PowercastConfig, SplitConfig, parse_timezone
-from powercast.conformal import MAX_INTERVAL_SLOTS, ConformalIntervals
+from powercast.conformal import ConformalIntervals
 from powercast.errors import DataPreparationError, ForecastError
-from powercast.features import slot_of_day
+from powercast.features import interval_slots_of
 from powercast.gaps import find_gaps
 from powercast.prepare import PreparedSeries, input_window, prepare_meter
 from powercast.publish import ForecastBatch, iso_utc, to_utc_timestamp
@@ -135,11 +135,9 @@ def baseline_forecast(
     targets = np.lib.stride_tricks.sliding_window_view(prepared.target_kw, horizon)[origins]  # [N, H]
     complete = np.isfinite(targets).all(axis=1)
     origins, truth = origins[complete], targets[complete]
-    n_slots = per_day if per_day <= MAX_INTERVAL_SLOTS else 1
     step = prepared.index_utc[1] - prepared.index_utc[0]
-    issue_utc = pd.DatetimeIndex([prepared.index_utc[0] + origin_row * step])
-    slots = slot_of_day(prepared.index_utc[origins], local_tz, step) % n_slots  # [N]
-    issue_slot = slot_of_day(issue_utc, local_tz, step) % n_slots  # [1]
+    slots, n_slots = interval_slots_of(prepared.index_utc[origins], local_tz, step)  # [N]
+    issue_slot, _ = interval_slots_of(pd.DatetimeIndex([prepared.index_utc[0] + origin_row * step]), local_tz, step)
     problems: list[str] = []
     candidates: list[BaselineForecast] = []
     for name in FALLBACK_BASELINES:

@@ -14,10 +14,11 @@ also call one by one (one task per cell, then one to decide):
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -27,9 +28,9 @@ import pyarrow as pa
 from powercast.atomic import atomic_write_bytes, atomic_write_json, atomic_write_parquet, resolve_filesystem
 from powercast.baselines import BASELINES, steps_per_day
 from powercast.config import PowercastConfig, parse_timezone
-from powercast.conformal import MAX_INTERVAL_SLOTS, ConformalIntervals
+from powercast.conformal import ConformalIntervals
 from powercast.errors import DataPreparationError, TrainingError
-from powercast.features import slot_of_day
+from powercast.features import interval_slots_of
 from powercast.metrics import ForecastScores, score_forecast, seasonal_naive_scale_kw
 from powercast.models.rnn import RNNForecaster
 from powercast.prepare import PreparedSeries, prepare_meter
@@ -267,19 +268,19 @@ def selectable_windows(prepared: PreparedSeries) -> dict[str, np.ndarray]:
 
 def interval_slots(
     prepared: PreparedSeries, config: PowercastConfig, windows: dict[str, np.ndarray]
-) -> tuple[dict[str, np.ndarray | None], int]:
-    """Return window set → ``[N]`` issue slots of the local day, and the number of slots.
+) -> tuple[dict[str, np.ndarray], int]:
+    """Return window set → ``[N]`` interval slots of the windows' issue times, and the number of slots.
 
-    Slots are the origin's position in its local day in grid steps (the hour at 1 h); on grids
-    finer than ``MAX_INTERVAL_SLOTS`` per day every set maps to None and there is one slot.
+    A slot is the origin's position in its local day in grid steps (the hour at 1 h); see
+    ``features.interval_slots_of`` for grids too fine to calibrate per slot.
     """
-    n_slots = steps_per_day(prepared)
-    if n_slots > MAX_INTERVAL_SLOTS:
-        return {name: None for name in windows}, 1
     local_tz = parse_timezone(config.prepare.local_timezone)
     step = prepared.index_utc[1] - prepared.index_utc[0]
-    origins_utc = {name: prepared.index_utc[starts + prepared.lookback_steps] for name, starts in windows.items()}
-    return {name: slot_of_day(origins, local_tz, step) for name, origins in origins_utc.items()}, n_slots
+    slots: dict[str, np.ndarray] = {}
+    n_slots = 1
+    for name, starts in windows.items():
+        slots[name], n_slots = interval_slots_of(prepared.index_utc[starts + prepared.lookback_steps], local_tz, step)
+    return slots, n_slots
 
 
 def _check_series_of(prepared: PreparedSeries, meter_id: str) -> None:
@@ -295,9 +296,9 @@ def fit_challenger(
     The cell is first fitted on the training windows with early stopping on validation (the
     held-out fit, which selection scores); with ``train.refit_on_validation`` a fresh model is
     then trained on training + validation windows for the epochs the held-out fit needed, and
-    that one is served (it has seen the most recent readings). Writes only Lightning's logs and checkpoint (under ``runs/<run_id>/<meter_id>/<cell>``, or a
-    temp folder deleted afterwards for non-local roots); the registry is left alone until
-    ``select_and_register``.
+    that one is served (it has seen the most recent readings). Writes only Lightning's logs and
+    checkpoints (under ``runs/<run_id>/<meter_id>/<cell>``, or a temp folder deleted afterwards
+    for non-local roots); the registry is left alone until ``select_and_register``.
 
     Parameters
     ----------
@@ -321,34 +322,7 @@ def fit_challenger(
     filesystem, _ = resolve_filesystem(config.root)
     with local_log_dir(filesystem, _run_dir(config, run_id, prepared.meter_id), "powercast-train-") as log_dir:
         fit = fit_forecaster(prepared, config.train, cell, log_dir / cell, progress)
-        refit, refit_skipped, discarded_refit_s = None, None, 0.0
-        budget_left_s = config.train.max_time_s - fit.elapsed_s
-        if not config.train.refit_on_validation:
-            refit_skipped = "train.refit_on_validation is off"
-        elif fit.stopped_by == "max_time" or budget_left_s <= 0:
-            # The budget already cut the held-out fit: its epoch count is not a choice, and a refit
-            # on more windows would be cut too. Serve the held-out fit rather than half a schedule.
-            refit_skipped = f"the held-out fit used the whole train.max_time_s={config.train.max_time_s:g}"
-        else:
-            # The budget is per model: the refit gets what the held-out fit left of it.
-            refit_config = config.train.model_copy(update={"max_time_s": budget_left_s})
-            started = time.perf_counter()
-            try:
-                candidate = refit_forecaster(
-                    prepared, refit_config, cell, fit.best_epoch + 1, log_dir / f"{cell}-refit", progress
-                )
-            except TrainingError as exc:
-                # A good held-out fit is still a model worth serving.
-                refit_skipped, discarded_refit_s = f"the refit failed: {exc}", time.perf_counter() - started
-            else:
-                if candidate.stopped_by == "max_time":
-                    refit_skipped = (
-                        f"the refit did not finish in the {budget_left_s:.0f} s left of "
-                        f"train.max_time_s={config.train.max_time_s:g}"
-                    )
-                    discarded_refit_s = candidate.elapsed_s
-                else:
-                    refit = candidate
+        refit, refit_skipped, discarded_refit_s = _refit_for_service(config, prepared, fit, log_dir, progress)
     served = refit.module if refit is not None else fit.module
     return ChallengerFit(
         cell=cell,
@@ -361,6 +335,32 @@ def fit_challenger(
         refit_skipped=refit_skipped,
         discarded_refit_s=discarded_refit_s,
     )
+
+
+def _refit_for_service(
+    config: PowercastConfig, prepared: PreparedSeries, fit: FitResult, log_dir: Path, progress: bool | None
+) -> tuple[FitResult | None, str | None, float]:
+    """Return (the refit to serve or None, why there is none, seconds spent on a refit not served)."""
+    if not config.train.refit_on_validation:
+        return None, "train.refit_on_validation is off", 0.0
+    budget_left_s = config.train.max_time_s - fit.elapsed_s
+    if fit.stopped_by == "max_time" or budget_left_s <= 0:
+        # The budget already cut the held-out fit: its epoch count is not a choice, and a refit
+        # on more windows would be cut too. Serve the held-out fit rather than half a schedule.
+        return None, f"the held-out fit used the whole train.max_time_s={config.train.max_time_s:g}", 0.0
+    # The budget is per model: the refit gets what the held-out fit left of it.
+    refit_config = config.train.model_copy(update={"max_time_s": budget_left_s})
+    started = time.perf_counter()
+    try:
+        refit = refit_forecaster(
+            prepared, refit_config, fit.name, fit.best_epoch + 1, log_dir / f"{fit.name}-refit", progress
+        )
+    except TrainingError as exc:  # a good held-out fit is still a model worth serving
+        return None, f"the refit failed: {exc}", time.perf_counter() - started
+    if refit.stopped_by == "max_time":
+        left = f"{budget_left_s:.0f} s left of train.max_time_s={config.train.max_time_s:g}"
+        return None, f"the refit did not finish in the {left}", refit.elapsed_s
+    return refit, None, 0.0
 
 
 def _check_fits(meter_id: str, fits: Sequence[ChallengerFit], windows: dict[str, np.ndarray]) -> None:
@@ -420,7 +420,6 @@ def select_and_register(
     forecasts_kw: dict[str, dict[str, np.ndarray]] = {challenger.cell: challenger.forecasts_kw for challenger in fits}
     for name, baseline in BASELINES.items():
         forecasts_kw[name] = {set_name: baseline(prepared, starts) for set_name, starts in windows.items()}
-    fit_by_cell = {challenger.cell: challenger.fit for challenger in fits}
     challenger_by_cell = {challenger.cell: challenger for challenger in fits}
 
     champion = load_champion(config.root, meter_id)
@@ -443,7 +442,7 @@ def select_and_register(
         return float(np.abs(yhat_kw[selection_mask] - truth).mean())
 
     decision = select_winner(
-        challenger_val_mae_kw={cell: selection_mae_kw(forecasts_kw[cell][SELECTION_SET]) for cell in fit_by_cell},
+        challenger_val_mae_kw={cell: selection_mae_kw(forecasts_kw[cell][SELECTION_SET]) for cell in challenger_by_cell},
         baseline_val_mae_kw={name: selection_mae_kw(forecasts_kw[name][SELECTION_SET]) for name in BASELINES},
         champion_val_mae_kw=(
             float(np.abs(champion_kw[SELECTION_SET] - actual_kw[SELECTION_SET][selection_mask]).mean())
@@ -454,11 +453,11 @@ def select_and_register(
         n_val_windows=int(selection_mask.sum()),
     )
 
-    versions = {cell: version_name(run_id, cell) for cell in fit_by_cell}
+    versions = {cell: version_name(run_id, cell) for cell in challenger_by_cell}
     leaderboard: list[dict[str, Any]] = []
     intervals: dict[str, ConformalIntervals] = {}
     slots, n_slots = interval_slots(prepared, config, windows)
-    for cell, fit in fit_by_cell.items():
+    for cell, challenger in challenger_by_cell.items():
         intervals[cell] = ConformalIntervals(config.forecast.interval_coverage).fit(
             actual_kw[SELECTION_SET], forecasts_kw[cell][SELECTION_SET], slots[SELECTION_SET], n_slots
         )
@@ -471,7 +470,7 @@ def select_and_register(
                     interval_coverage=intervals[cell].coverage_of(
                         actual_kw[name], forecasts_kw[cell][name], slots[name]
                     ),
-                    train_time_s=challenger_by_cell[cell].elapsed_s, device=fit.device, epochs=fit.epochs_run,
+                    train_time_s=challenger.elapsed_s, device=challenger.device, epochs=challenger.fit.epochs_run,
                     promoted=decision.winner == cell,
                 )
             )
@@ -490,8 +489,8 @@ def select_and_register(
                 )
 
     data_range = (prepared.index_utc[0], prepared.index_utc[-1] + (prepared.index_utc[1] - prepared.index_utc[0]))
-    for cell, fit in fit_by_cell.items():
-        refit = challenger_by_cell[cell].refit
+    for cell, challenger in challenger_by_cell.items():
+        fit, refit = challenger.fit, challenger.refit
         served_start, served_end = prepared.split_bounds_utc["train"]
         if refit is not None:
             served_end = prepared.split_bounds_utc["val"][1]
@@ -512,17 +511,17 @@ def select_and_register(
             training={
                 "device": fit.device,
                 "precision": fit.precision,
-                "elapsed_s": challenger_by_cell[cell].elapsed_s,
+                "elapsed_s": challenger.elapsed_s,
                 "epochs_run": fit.epochs_run,
                 "best_epoch": fit.best_epoch,
                 "stopped_by": fit.stopped_by,
                 "refit_epochs": refit.epochs_run if refit is not None else None,
-                "refit_skipped": challenger_by_cell[cell].refit_skipped,
+                "refit_skipped": challenger.refit_skipped,
                 "ensemble_members": int(fit.module.hparams.n_members),
             },
         )
         register_model(
-            config.root, meter_id, versions[cell], challenger_by_cell[cell].served_module, record,
+            config.root, meter_id, versions[cell], challenger.served_module, record,
             holdout_module=fit.module if refit is not None else None,
         )
     champion_after = champion.version if champion is not None else None
@@ -541,7 +540,8 @@ def select_and_register(
             "decided_at": datetime.now(timezone.utc).isoformat(),
         },
     )
-    _write_run_report(config, run_dir, run_id, meter_id, leaderboard, decision, champion_after, fit_by_cell)
+    curves = {cell: challenger.fit.curves for cell, challenger in challenger_by_cell.items()}
+    _write_run_report(config, run_dir, run_id, meter_id, leaderboard, decision, champion_after, curves)
     return TrainingOutcome(
         meter_id=meter_id,
         run_id=run_id,
@@ -549,7 +549,7 @@ def select_and_register(
         decision=decision,
         champion_version=champion_after,
         versions=versions,
-        devices={cell: fit.device for cell, fit in fit_by_cell.items()},
+        devices={cell: challenger.device for cell, challenger in challenger_by_cell.items()},
         elapsed_s={cell: challenger.elapsed_s for cell, challenger in challenger_by_cell.items()},
         run_dir=run_dir,
     )
@@ -610,7 +610,7 @@ def _write_run_report(
     leaderboard: list[dict[str, Any]],
     decision: Decision,
     champion_after: str | None,
-    fits: dict[str, FitResult],
+    curves: dict[str, pd.DataFrame],
 ) -> None:
     filesystem, _ = resolve_filesystem(config.root)
     payload = {
@@ -625,7 +625,5 @@ def _write_run_report(
     atomic_write_parquet(
         f"{run_dir}/leaderboard.parquet", pa.Table.from_pylist(leaderboard, schema=LEADERBOARD_SCHEMA), filesystem=filesystem
     )
-    png = plot_loss_curves(
-        {cell: fit.curves for cell, fit in fits.items()}, title=f"{meter_id} · run {run_id}: L1 loss (scaled target)"
-    )
+    png = plot_loss_curves(curves, title=f"{meter_id} · run {run_id}: L1 loss (scaled target)")
     atomic_write_bytes(f"{run_dir}/curves.png", png, filesystem)
