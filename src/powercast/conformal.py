@@ -124,10 +124,9 @@ class ConformalIntervals:
 
 
 def offsets_for(
-    lo_kw: np.ndarray, hi_kw: np.ndarray, groups: np.ndarray | None, n_windows: int
+    lo_table: np.ndarray, hi_table: np.ndarray, groups: np.ndarray | None, n_windows: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """Return the ``[N, H]`` offsets of windows in ``groups`` from ``[G, H]`` offset tables."""
-    lo_table, hi_table = lo_kw, hi_kw  # [G, H]
     if groups is None:
         if lo_table.shape[0] != 1:
             raise DataPreparationError(
