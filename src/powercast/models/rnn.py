@@ -122,11 +122,6 @@ class RNNForecaster(pl.LightningModule):
         """Return scaled forecasts ``[B, H]`` (the members' mean) for scaled input windows ``[B, L, F]``."""
         return self.member_forecasts(x).mean(dim=0)  # [B, H]
 
-    def _step_loss(self, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
-        x, y = batch  # [B, L, F], [B, H]
-        yhat = self(x)  # [B, H]
-        return self.loss_fn(yhat.float(), y.float())
-
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         """Return the L1 loss of one training batch (scaled units), averaged over members.
 
@@ -136,14 +131,15 @@ class RNNForecaster(pl.LightningModule):
         """
         x, y = batch  # [B, L, F], [B, H]
         member_yhat = self.member_forecasts(x).float()  # [K, B, H]
-        loss = (member_yhat - y.float().unsqueeze(0)).abs().mean()
+        loss = self.loss_fn(member_yhat, y.float().unsqueeze(0).expand_as(member_yhat))
         self.log("train_loss", loss, on_step=False, on_epoch=True, batch_size=batch[0].shape[0])
         return loss
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         """Return the L1 loss of one validation batch and log it scaled and in kW."""
-        loss = self._step_loss(batch)
-        size = batch[0].shape[0]
+        x, y = batch  # [B, L, F], [B, H]
+        loss = self.loss_fn(self(x).float(), y.float())  # the loss of the members' mean
+        size = x.shape[0]
         self.log("val_mae", loss, on_step=False, on_epoch=True, batch_size=size)
         self.log("val_mae_kw", loss * self.hparams.target_scale_kw, on_step=False, on_epoch=True, batch_size=size)
         return loss
