@@ -37,6 +37,7 @@ from flows.tasks import (
     split_by_outcome,
 )
 from flows.train import MeterTraining, record_trainings, train_meter
+from powercast.atomic import is_uri
 from powercast.config import PowercastConfig
 from powercast.locking import meter_lock
 from powercast.publish import ForecastBatch, PublishedBatch
@@ -155,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     params = NightlyParams(root=args.root, **(SAMPLE_TRAINING if args.sample else {}))
     config = params.load_config()
-    local_root = "://" not in config.root
+    local_root = not is_uri(config.root)
     root = str(Path(config.root).absolute()) if local_root else config.root
     params = params.model_copy(update={"root": root})
     if args.sample and drop_sample(params.landing_path(config.model_copy(update={"root": root}))):

@@ -33,12 +33,12 @@ import powercast.prepare
 import powercast.publish
 import powercast.registry
 import powercast.store
-from powercast.atomic import resolve_filesystem
+from powercast.atomic import is_uri, resolve_filesystem
 from powercast.config import PowercastConfig
 from powercast.errors import TrainingError
 from powercast.forecast_plot import CONTEXT_STEPS, actual_kw, plot_forecast
 from powercast.ingest import IngestReport
-from powercast.locking import INGEST_LOCK_NAME, PUBLISH_LOCK_NAME, named_lock
+from powercast.locking import PUBLISH_LOCK_NAME, named_lock
 from powercast.pipeline import SELECTION_SET, ChallengerFit, TrainingOutcome
 from powercast.prepare import PreparedSeries
 from powercast.publish import ForecastBatch, PublishedBatch, compact_utc
@@ -73,8 +73,10 @@ def ingest_new_files(
 ) -> list[IngestReport]:
     """Ingest every landing file not ingested yet; return one report per file ingested."""
     logger = get_run_logger()
-    with named_lock(config.root, INGEST_LOCK_NAME, timeout_s=lock_timeout_s, holder=run_id):
-        reports = powercast.ingest.ingest_paths([landing_dir], config, run_id=run_id, progress=False)
+    # ingest_paths holds the ingest lock itself.
+    reports = powercast.ingest.ingest_paths(
+        [landing_dir], config, run_id=run_id, progress=False, lock_timeout_s=lock_timeout_s
+    )
     for report in reports:
         logger.info(
             "%s: %d rows stored, %d quarantined, %d replaced (%.1f s)",
@@ -222,7 +224,7 @@ def _artifact_key(text: str) -> str:
 
 def _file_link(path: str) -> str:
     """Return a markdown link to a file under the data root (a ``file://`` URL for local paths)."""
-    url = path if "://" in path else Path(path).absolute().as_uri()
+    url = path if is_uri(path) else Path(path).absolute().as_uri()
     return f"[{Path(path).name}]({url})"
 
 
@@ -244,7 +246,7 @@ class RunRecord:
 @task(cache_policy=NO_CACHE)
 def plot_forecasts(config: PowercastConfig, published: Sequence[PublishedBatch]) -> list[Path]:
     """Draw each published batch against the actual readings to ``<root>/plots/``; return the PNG paths."""
-    if "://" in config.root:
+    if is_uri(config.root):
         get_run_logger().info("data root %s is not a local folder: forecast plots are left out", config.root)
         return []
     step = freq_timedelta(config.prepare.freq)

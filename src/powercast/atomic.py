@@ -21,10 +21,15 @@ import pyarrow.parquet as pq
 TEMP_PREFIX = ".tmp-"
 
 
+def is_uri(root: str | Path) -> bool:
+    """Return whether ``root`` is a URI such as ``s3://bucket/x`` rather than a local path."""
+    return "://" in str(root)
+
+
 def resolve_filesystem(root: str | Path) -> tuple[pafs.FileSystem, str]:
     """Return (filesystem, path inside it) for a local path or a URI such as ``s3://bucket/x``."""
     text = str(root)
-    if "://" in text:
+    if is_uri(text):
         return pafs.FileSystem.from_uri(text)
     return pafs.LocalFileSystem(), str(Path(text).absolute())
 
@@ -66,9 +71,11 @@ def atomic_write_bytes(path: str | Path, payload: bytes, filesystem: pafs.FileSy
         with filesystem.open_output_stream(temp_str) as stream:
             stream.write(payload)
         filesystem.move(temp_str, target_str)
-    finally:
+    except BaseException:
+        # Only a failed write can leave its temp file behind; a successful move consumed it.
         if filesystem.get_file_info(temp_str).type == pafs.FileType.File:
             filesystem.delete_file(temp_str)
+        raise
 
 
 def read_bytes(path: str | Path, filesystem: pafs.FileSystem | None = None) -> bytes | None:

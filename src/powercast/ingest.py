@@ -23,7 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.fs as pafs
 
-from powercast.atomic import TEMP_PREFIX, resolve_filesystem
+from powercast.atomic import TEMP_PREFIX, is_uri, resolve_filesystem
 from powercast.config import PowercastConfig
 from powercast.errors import SourceFileError, StoreError
 from powercast.locking import DEFAULT_LOCK_TIMEOUT_S, INGEST_LOCK_NAME, named_lock
@@ -223,7 +223,7 @@ def ingest_file(source: SourceFile, config: PowercastConfig, run_id: str, progre
 
 def _ingest_lock(root: str, timeout_s: float, holder: str) -> AbstractContextManager[object]:
     """Return the ingest lock of a local data root; a URI root has no file locks (see powercast.locking)."""
-    if "://" in root:
+    if is_uri(root):
         return nullcontext()
     return named_lock(root, INGEST_LOCK_NAME, timeout_s=timeout_s, holder=holder)
 

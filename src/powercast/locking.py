@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+from powercast.atomic import is_uri
 from powercast.errors import ConfigError, LockedError
 from powercast.schemas import METER_ID_PATTERN, METER_ID_RULE
 
@@ -62,7 +63,7 @@ def lock_path(root: str | Path, name: str) -> Path:
         file name.
     """
     text = str(root)
-    if "://" in text:
+    if is_uri(text):
         raise ConfigError(
             f"cannot lock under data root {text!r}: file locks need a local path; run one writer per meter "
             "with a Prefect concurrency limit instead, or use a local data root"
