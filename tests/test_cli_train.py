@@ -8,8 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from powercast.baselines import BASELINES
 from powercast.cli import main
 from powercast.config import PowercastConfig
+from powercast.registry import read_history
 
 
 @pytest.fixture()
@@ -26,13 +28,15 @@ def tiny_args(config_file: Path) -> list[str]:
 
 
 def test_train_command_prints_leaderboard_and_decision(tiny_config_file: Path, capsys) -> None:
-    status = main(["train", *tiny_args(tiny_config_file), "--cells", "gru", "--quiet"])
+    status = main(["train", *tiny_args(tiny_config_file), "--cells", "gru", "--quiet", "--run-id", "cli1"])
 
     out = capsys.readouterr().out
     assert status == 0
-    for model in ("gru", "seasonal_naive_24h", "same_hour_median_7d"):
+    for model in ("gru", *BASELINES):
         assert model in out
-    assert "decision:" in out
+    assert "decision:" in out and "val MAE" in out and "test-DA MAE" in out
+    root = PowercastConfig.model_validate_json(tiny_config_file.read_text()).root
+    assert read_history(root, "sceaux_household")[0]["run_id"] == "cli1"
 
 
 def test_backtest_without_champion_fails_naming_what_to_do(tiny_config_file: Path, capsys) -> None:

@@ -81,6 +81,7 @@ def test_meter_without_champion_falls_back_and_says_so(ingested_config):
 
     assert batch.model == FALLBACK_MODEL
     assert "has no champion model yet" in batch.notes[0]
+    assert "windows issued at the same time of day in the 28 days before" in batch.notes[0]
     lo, yhat, hi = (batch.table[c].to_numpy() for c in ("yhat_lo_kw", "yhat_kw", "yhat_hi_kw"))
     assert (lo <= yhat).all() and (yhat <= hi).all() and (hi - lo).min() > 0
 
@@ -153,8 +154,3 @@ def test_fallback_interval_comes_from_windows_issued_at_the_same_local_hour(tiny
     np.testing.assert_allclose(fallback.lo_kw - fallback.yhat_kw, expected.lo_kw_[0], atol=1e-5)
     assert not np.allclose(expected.hi_kw_, pooled.hi_kw_)  # the issue hour matters on this house
     assert fallback.calibrated_at_issue_time and fallback.calibration_windows == int(at_midnight.sum())
-
-
-def test_fallback_note_says_which_windows_calibrated_the_interval(ingested_config):
-    batch = make_forecast_batch(ingested_config, METER, pd.Timestamp(COMPLETE_DAY), run_id="run-1")
-    assert "windows issued at the same time of day in the 28 days before" in batch.notes[0]
