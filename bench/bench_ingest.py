@@ -42,8 +42,8 @@ def _rss_mib() -> float:
 
 def run_stage(root: str, path: str) -> dict[str, Any]:
     """Return the ingest figures of one stage, measured in this process."""
-    from powercast.config import PowercastConfig
-    from powercast.ingest import ingest_paths
+    from powercast.core.config import PowercastConfig
+    from powercast.store.ingest import ingest_paths
 
     import_rss_mib = _rss_mib()
     started = time.perf_counter()
@@ -74,7 +74,7 @@ def _stage_in_subprocess(root: str, path: Path) -> dict[str, Any]:
 
 
 def _next_day_file(data: Path, workdir: Path) -> Path:
-    from powercast.replay import replay_days
+    from powercast.store.replay import replay_days
 
     [last_day] = replay_days(data, workdir / "last_day", start_day=date(2010, 11, 26), n_days=1)
     text = gzip.decompress(last_day.read_bytes()).decode("utf-8").replace("26/11/2010;", "27/11/2010;")

@@ -21,9 +21,9 @@ from pathlib import Path
 
 import torch
 
-from powercast.config import PowercastConfig, SplitConfig
-from powercast.ingest import ingest_paths
-from powercast.pipeline import train_meter
+from powercast.core.config import PowercastConfig, SplitConfig
+from powercast.store.ingest import ingest_paths
+from powercast.training.pipeline import train_meter
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_SOURCE = REPO.parent / "shared" / "data" / "household_power_consumption.txt.gz"

@@ -34,12 +34,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-from powercast.atomic import atomic_write_bytes
-from powercast.config import PrepareConfig, SplitConfig
-from powercast.datamodule import WindowDataModule
-from powercast.prepare import prepare_series
-from powercast.schemas import MEASURED_COLUMNS, UCI_HEADER
-from powercast.windows import sliding_windows
+from powercast.io.atomic import atomic_write_bytes
+from powercast.core.config import PrepareConfig, SplitConfig
+from powercast.prepare.datamodule import WindowDataModule
+from powercast.prepare.series import prepare_series
+from powercast.core.schemas import MEASURED_COLUMNS, UCI_HEADER
+from powercast.prepare.windows import sliding_windows
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO_ROOT.parent / "shared" / "data" / "household_power_consumption.txt.gz"

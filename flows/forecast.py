@@ -19,9 +19,9 @@ from flows.tasks import (
     report_run,
     split_by_outcome,
 )
-from powercast.config import PowercastConfig
-from powercast.locking import meter_lock
-from powercast.publish import ForecastBatch, PublishedBatch
+from powercast.core.config import PowercastConfig
+from powercast.io.locking import meter_lock
+from powercast.serving.publish import ForecastBatch, PublishedBatch
 
 
 @flow(name="forecast-meter", flow_run_name="forecast {meter_id}")

@@ -6,7 +6,7 @@ from prefect import flow
 
 from flows.params import IngestParams
 from flows.tasks import RunRecord, current_run_id, ingest_new_files, report_run
-from powercast.ingest import IngestReport
+from powercast.store.ingest import IngestReport
 
 
 @flow(name="ingest")

@@ -37,10 +37,10 @@ from flows.tasks import (
     split_by_outcome,
 )
 from flows.train import MeterTraining, record_trainings, train_meter
-from powercast.atomic import is_uri
-from powercast.config import PowercastConfig
-from powercast.locking import meter_lock
-from powercast.publish import ForecastBatch, PublishedBatch
+from powercast.io.atomic import is_uri
+from powercast.core.config import PowercastConfig
+from powercast.io.locking import meter_lock
+from powercast.serving.publish import ForecastBatch, PublishedBatch
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SAMPLE_FILE = REPO_ROOT / "data" / "sample" / "household_power_consumption_last120d.txt.gz"
@@ -129,7 +129,7 @@ def drop_sample(landing_dir: str) -> bool:
     """Copy the bundled sample into ``landing_dir`` when it holds no file; return whether it did."""
     import pyarrow.fs as pafs
 
-    from powercast.atomic import atomic_write_bytes, resolve_filesystem
+    from powercast.io.atomic import atomic_write_bytes, resolve_filesystem
 
     filesystem, base = resolve_filesystem(landing_dir)
     found = filesystem.get_file_info(pafs.FileSelector(base, allow_not_found=True))
@@ -143,10 +143,10 @@ def main(argv: list[str] | None = None) -> int:
     """Run the nightly flow once from the command line; returns the exit status."""
     from prefect.settings import temporary_settings
 
-    from powercast.commands.ingest import describe_store
-    from powercast.publish import read_forecasts
-    from powercast.quarantine import read_quarantine
-    from powercast.store import summarize_partitions
+    from powercast.cli.ingest import describe_store
+    from powercast.serving.publish import read_forecasts
+    from powercast.store.quarantine import read_quarantine
+    from powercast.store.readings import summarize_partitions
 
     parser = argparse.ArgumentParser(description="Run the powercast nightly flow once.")
     parser.add_argument(

@@ -26,23 +26,23 @@ from prefect.runtime import flow_run
 from prefect.states import Failed, State
 from prefect.tasks import exponential_backoff
 
-import powercast.forecast
-import powercast.ingest
-import powercast.pipeline
-import powercast.prepare
-import powercast.publish
-import powercast.registry
-import powercast.store
-from powercast.atomic import is_uri, resolve_filesystem
-from powercast.config import PowercastConfig
-from powercast.errors import TrainingError
-from powercast.forecast_plot import CONTEXT_STEPS, actual_kw, plot_forecast
-from powercast.ingest import IngestReport
-from powercast.locking import PUBLISH_LOCK_NAME, named_lock
-from powercast.pipeline import SELECTION_SET, ChallengerFit, TrainingOutcome
-from powercast.prepare import PreparedSeries
-from powercast.publish import ForecastBatch, PublishedBatch, compact_utc
-from powercast.resample import freq_timedelta
+import powercast.serving.forecast
+import powercast.store.ingest
+import powercast.training.pipeline
+import powercast.prepare.series
+import powercast.serving.publish
+import powercast.models.registry
+import powercast.store.readings
+from powercast.io.atomic import is_uri, resolve_filesystem
+from powercast.core.config import PowercastConfig
+from powercast.core.errors import TrainingError
+from powercast.reporting.forecast_plot import CONTEXT_STEPS, actual_kw, plot_forecast
+from powercast.store.ingest import IngestReport
+from powercast.io.locking import PUBLISH_LOCK_NAME, named_lock
+from powercast.training.pipeline import SELECTION_SET, ChallengerFit, TrainingOutcome
+from powercast.prepare.series import PreparedSeries
+from powercast.serving.publish import ForecastBatch, PublishedBatch, compact_utc
+from powercast.prepare.resample import freq_timedelta
 
 IO_RETRIES = 3
 
@@ -74,7 +74,7 @@ def ingest_new_files(
     """Ingest every landing file not ingested yet; return one report per file ingested."""
     logger = get_run_logger()
     # ingest_paths holds the ingest lock itself.
-    reports = powercast.ingest.ingest_paths(
+    reports = powercast.store.ingest.ingest_paths(
         [landing_dir], config, run_id=run_id, progress=False, lock_timeout_s=lock_timeout_s
     )
     for report in reports:
@@ -93,7 +93,7 @@ def ingest_new_files(
 @io_task
 def find_meters(config: PowercastConfig, requested: Sequence[str]) -> list[str]:
     """Return the requested meters, or every meter in the store when none is requested."""
-    meters = list(requested) or powercast.store.list_meters(config.root)
+    meters = list(requested) or powercast.store.readings.list_meters(config.root)
     get_run_logger().info("meters: %s", ", ".join(meters) or "none in the store")
     return meters
 
@@ -101,13 +101,13 @@ def find_meters(config: PowercastConfig, requested: Sequence[str]) -> list[str]:
 @io_task
 def has_new_readings(config: PowercastConfig, meter_id: str) -> bool:
     """Return True when the store holds readings newer than the data the meter's champion saw."""
-    version = powercast.registry.champion_version(config.root, meter_id)
+    version = powercast.models.registry.champion_version(config.root, meter_id)
     if version is None:
         get_run_logger().info("%s has no champion yet: training", meter_id)
         return True
-    card = powercast.registry.read_card(config.root, meter_id, version)
+    card = powercast.models.registry.read_card(config.root, meter_id, version)
     seen_end_utc = pd.Timestamp(card["data_range_utc"][1])
-    _, last_utc = powercast.store.store_time_range(config.root, meter_id)
+    _, last_utc = powercast.store.readings.store_time_range(config.root, meter_id)
     fresh = pd.Timestamp(last_utc) >= seen_end_utc
     get_run_logger().info(
         "%s: champion %s saw data up to %s, last reading %s: %s",
@@ -123,7 +123,7 @@ def has_new_readings(config: PowercastConfig, meter_id: str) -> bool:
 @io_task
 def prepare_meter(config: PowercastConfig, meter_id: str, end_utc: datetime | None) -> PreparedSeries:
     """Return the meter's prepared series (readings before ``end_utc``; all when None)."""
-    prepared = powercast.prepare.prepare_meter(config, meter_id, end_utc=end_utc)
+    prepared = powercast.prepare.series.prepare_meter(config, meter_id, end_utc=end_utc)
     get_run_logger().info(
         "%s: %d steps, windows train/val/test %s",
         meter_id,
@@ -136,7 +136,7 @@ def prepare_meter(config: PowercastConfig, meter_id: str, end_utc: datetime | No
 @task(cache_policy=NO_CACHE, task_run_name="train-{cell}")
 def train_candidate(config: PowercastConfig, prepared: PreparedSeries, cell: str, run_id: str) -> ChallengerFit:
     """Train one cell on the meter's series and forecast its scoring windows; nothing is registered yet."""
-    challenger = powercast.pipeline.fit_challenger(config, prepared, cell, run_id, progress=False)
+    challenger = powercast.training.pipeline.fit_challenger(config, prepared, cell, run_id, progress=False)
     refit = challenger.refit
     get_run_logger().info(
         "%s %s trained on %s in %.1f s (%d epochs, stopped by %s; %s)",
@@ -177,7 +177,7 @@ def select_winner(
     config: PowercastConfig, prepared: PreparedSeries, run_id: str, fits: Sequence[ChallengerFit]
 ) -> TrainingOutcome:
     """Score the trained cells against the baselines and champion, register them and promote a winner."""
-    outcome = powercast.pipeline.select_and_register(config, prepared.meter_id, run_id, prepared, fits)
+    outcome = powercast.training.pipeline.select_and_register(config, prepared.meter_id, run_id, prepared, fits)
     get_run_logger().info("%s: %s", prepared.meter_id, outcome.decision.reason)
     return outcome
 
@@ -187,7 +187,7 @@ def forecast_meter(
     config: PowercastConfig, meter_id: str, issued_at_utc: datetime | None, run_id: str
 ) -> ForecastBatch:
     """Return the meter's forecast batch at ``issued_at_utc`` (champion, or seasonal-naive fallback)."""
-    batch = powercast.forecast.make_forecast_batch(config, meter_id, issued_at_utc, run_id)
+    batch = powercast.serving.forecast.make_forecast_batch(config, meter_id, issued_at_utc, run_id)
     get_run_logger().info(
         "%s: %d-step forecast issued at %s by %s %s%s",
         meter_id,
@@ -211,7 +211,7 @@ def publish_forecasts(
     published = []
     with named_lock(config.root, PUBLISH_LOCK_NAME, timeout_s=lock_timeout_s, holder=run_id):
         for issued_at in sorted(by_issue_time):
-            result = powercast.publish.publish_batch(config.root, by_issue_time[issued_at])
+            result = powercast.serving.publish.publish_batch(config.root, by_issue_time[issued_at])
             get_run_logger().info("published %d rows for %s to %s", result.rows, ", ".join(result.meters), result.path)
             published.append(result)
     return published
@@ -252,7 +252,7 @@ def plot_forecasts(config: PowercastConfig, published: Sequence[PublishedBatch])
     step = freq_timedelta(config.prepare.freq)
     paths = []
     for batch in published:
-        frame = powercast.publish.read_forecasts(config.root, issued_at=batch.issued_at_utc)
+        frame = powercast.serving.publish.read_forecasts(config.root, issued_at=batch.issued_at_utc)
         end_utc = frame["target_time"].max() + step
         actuals = {
             meter_id: actual_kw(config, meter_id, batch.issued_at_utc - CONTEXT_STEPS * step, end_utc)

@@ -29,10 +29,10 @@ from flows.tasks import (
     split_by_outcome,
     train_candidates,
 )
-from powercast.config import PowercastConfig
-from powercast.locking import meter_lock
-from powercast.pipeline import TrainingOutcome
-from powercast.prepare import PreparedSeries
+from powercast.core.config import PowercastConfig
+from powercast.io.locking import meter_lock
+from powercast.training.pipeline import TrainingOutcome
+from powercast.prepare.series import PreparedSeries
 
 
 @dataclass(frozen=True, eq=False)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from powercast.config import PowercastConfig
+from powercast.core.config import PowercastConfig
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SAMPLE_PATH = REPO_ROOT / "data" / "sample" / "household_power_consumption_last120d.txt.gz"
@@ -44,8 +44,8 @@ def forecast_batch_factory():
     import pandas as pd
     import pyarrow as pa
 
-    from powercast.publish import ForecastBatch
-    from powercast.schemas import FORECAST_SCHEMA
+    from powercast.serving.publish import ForecastBatch
+    from powercast.core.schemas import FORECAST_SCHEMA
 
     def build(
         meter_id: str,
@@ -88,7 +88,7 @@ def forecast_batch_factory():
 @pytest.fixture(scope="session")
 def ingested_sample_root(tmp_path_factory: pytest.TempPathFactory, sample_path: Path) -> str:
     """A data root (shared by the session, treat as read-only) with the bundled sample ingested."""
-    from powercast.ingest import ingest_paths
+    from powercast.store.ingest import ingest_paths
 
     root = tmp_path_factory.mktemp("ingested_sample") / "root"
     ingest_paths([sample_path], PowercastConfig(root=str(root)), run_id="fixture-sample", progress=False)
@@ -136,7 +136,7 @@ def tiny_config(tmp_path: Path, tiny_config_factory) -> PowercastConfig:
 @pytest.fixture(scope="session")
 def tiny_prepared(ingested_sample_root: str):
     """The ingested sample prepared with the tiny-training windows and split (read-only)."""
-    from powercast.prepare import prepare_meter
+    from powercast.prepare.series import prepare_meter
 
     config = PowercastConfig(root=ingested_sample_root).with_overrides(TINY_TRAINING_OVERRIDES)
     return prepare_meter(config, config.ingest.default_meter_id)
@@ -147,7 +147,7 @@ def write_source(tmp_path: Path):
     """Return ``write(name, lines, header=UCI header, compress=False) -> Path`` for small raw files in tmp_path."""
     import gzip
 
-    from powercast.schemas import UCI_HEADER
+    from powercast.core.schemas import UCI_HEADER
 
     def write(name: str, lines: list[str], header: str | None = ";".join(UCI_HEADER), compress: bool = False) -> Path:
         path = tmp_path / "sources" / name
@@ -172,11 +172,11 @@ def champion_root(tmp_path_factory: pytest.TempPathFactory, ingested_sample_root
 
     import torch
 
-    from powercast.conformal import ConformalIntervals
+    from powercast.models.conformal import ConformalIntervals
     from powercast.models.rnn import RNNForecaster
-    from powercast.pipeline import interval_slots, window_inputs, window_targets_kw
-    from powercast.prepare import prepare_meter
-    from powercast.registry import ModelRecord, promote, register_model
+    from powercast.training.pipeline import interval_slots, window_inputs, window_targets_kw
+    from powercast.prepare.series import prepare_meter
+    from powercast.models.registry import ModelRecord, promote, register_model
 
     root = tmp_path_factory.mktemp("champion") / "root"
     shutil.copytree(Path(ingested_sample_root) / "store", root / "store")

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from powercast.schemas import MEASURED_COLUMNS, UCI_HEADER
+from powercast.core.schemas import MEASURED_COLUMNS, UCI_HEADER
 
 UCI_CLOCK = timezone(timedelta(hours=1))
 

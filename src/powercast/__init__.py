@@ -1,7 +1,7 @@
 """powercast: nightly batch forecasting of electric power consumption (Prefect-free library)."""
 
-from powercast.config import PowercastConfig, load_config
-from powercast.publish import read_forecasts
+from powercast.core.config import PowercastConfig, load_config
+from powercast.serving.publish import read_forecasts
 
 __version__ = "0.1.0"
 

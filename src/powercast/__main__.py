@@ -1,5 +1,5 @@
 """``python -m powercast`` is the ``powercast`` command."""
 
-from powercast.cli import main
+from powercast.cli.main import main
 
 raise SystemExit(main())

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from powercast.errors import ConfigError, DataPreparationError
+from powercast.core.errors import ConfigError, DataPreparationError
 from powercast.models.rnn import RNNForecaster, count_parameters
 
 

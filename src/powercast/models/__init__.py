@@ -1,5 +1,5 @@
-"""Forecasting networks: one module per model family."""
+"""Layer 4, what forecasts: networks, baselines, metrics, conformal intervals and the model registry. Imports prepare, store, io, core.
 
-from powercast.models.rnn import RNNForecaster
-
-__all__ = ["RNNForecaster"]
+``RNNForecaster`` lives in ``powercast.models.rnn``; importing this package loads no torch, so the
+CLI and the flows can read the registry's cards without paying for it.
+"""

@@ -31,7 +31,7 @@ import pytorch_lightning as pl
 import torch
 from torch import nn
 
-from powercast.errors import ConfigError, DataPreparationError
+from powercast.core.errors import ConfigError, DataPreparationError
 
 Cell = Literal["gru", "lstm"]
 Scheduler = Literal["onecycle", "plateau", "none"]

@@ -1,2 +1,0 @@
-"""Subcommands of the powercast CLI, one module per job."""
-

@@ -1,0 +1,256 @@
+"""The one typed configuration object, and the only place that reads the environment.
+
+Precedence, lowest first: defaults here → a TOML/JSON file (``--config`` or
+``POWERCAST_CONFIG``) → environment (``POWERCAST_ROOT``) → explicit overrides (CLI flags,
+flow parameters). Everything downstream receives a ``PowercastConfig`` and never looks at
+``os.environ`` itself.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tomllib
+from datetime import date, timedelta, timezone, tzinfo
+from pathlib import Path
+from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from powercast.core.errors import ConfigError
+
+DEFAULT_ROOT = "var"
+ENV_ROOT = "POWERCAST_ROOT"
+ENV_CONFIG = "POWERCAST_CONFIG"
+
+
+def parse_timezone(name: str) -> tzinfo:
+    """Return a tzinfo for an IANA name (``Europe/Paris``) or a fixed offset (``+01:00``)."""
+    text = name.strip()
+    if text.upper() in {"UTC", "Z"}:
+        return timezone.utc
+    if text[:1] in "+-" and len(text) == 6 and text[3] == ":":
+        sign = 1 if text[0] == "+" else -1
+        hours, minutes = int(text[1:3]), int(text[4:6])
+        return timezone(sign * timedelta(hours=hours, minutes=minutes))
+    try:
+        return ZoneInfo(text)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ConfigError(
+            f"unknown timezone {name!r}: use an IANA name such as 'Europe/Paris' or a fixed offset such as '+01:00'"
+        ) from exc
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class IngestConfig(_Section):
+    """How raw files become stored readings."""
+
+    source_utc_offset: str = Field(
+        "+01:00",
+        description="Clock of the UCI file, read as a fixed UTC offset (the house in Sceaux kept local standard time).",
+    )
+    default_meter_id: str = Field(
+        "sceaux_household", description="meter_id given to UCI-format rows, which carry no meter column."
+    )
+    voltage_min_v: float = Field(180.0, description="Readings with a voltage below this are quarantined.")
+    voltage_max_v: float = Field(280.0, description="Readings with a voltage above this are quarantined.")
+    max_active_power_kw: float = Field(
+        50.0, gt=0, description="Readings above this (kW) are quarantined as physically implausible."
+    )
+    progress_min_bytes: int = Field(
+        20_000_000, ge=0, description="Show a progress bar for files at least this large (terminal only)."
+    )
+
+    @field_validator("source_utc_offset")
+    @classmethod
+    def _offset_is_valid(cls, value: str) -> str:
+        parse_timezone(value)
+        return value
+
+
+class SplitConfig(_Section):
+    """Where train / validation / test separate, by dates or by trailing lengths."""
+
+    mode: Literal["dates", "trailing"] = Field(
+        "trailing", description="'dates' uses train_end/val_end; 'trailing' validates on the last val_days."
+    )
+    train_end: date | None = Field(None, description="First day of validation (dates mode).")
+    val_end: date | None = Field(None, description="First day of test (dates mode).")
+    val_days: int = Field(28, ge=1, description="Trailing validation length in days (trailing mode).")
+    test_days: int = Field(0, ge=0, description="Trailing test length in days (trailing mode); 0 = no test split.")
+
+    @model_validator(mode="after")
+    def _dates_are_ordered(self) -> SplitConfig:
+        if self.mode == "dates":
+            if self.train_end is None or self.val_end is None:
+                raise ValueError("split mode 'dates' needs both train_end and val_end")
+            if not self.train_end < self.val_end:
+                raise ValueError(f"train_end {self.train_end} must be before val_end {self.val_end}")
+        return self
+
+    @classmethod
+    def reference(cls) -> SplitConfig:
+        """The split used for every reported figure (DESIGN.md)."""
+        return cls(mode="dates", train_end=date(2009, 7, 1), val_end=date(2010, 1, 1))
+
+
+class PrepareConfig(_Section):
+    """How stored readings become model-ready windows."""
+
+    freq: str = Field("1h", description="Resampling frequency (pandas offset alias: '1h', '1min', '15min').")
+    min_coverage: float = Field(
+        0.5, gt=0, le=1, description="A bucket needs at least this fraction of its expected readings, else it is missing."
+    )
+    max_interpolate_gap_steps: int = Field(
+        3, ge=0, description="Gaps up to this many steps are interpolated; longer gaps stay missing."
+    )
+    lookback_steps: int = Field(168, ge=1, description="Input window length in steps (168 h = one week at 1 h).")
+    horizon_steps: int = Field(24, ge=1, description="Forecast horizon in steps (24 h = day-ahead at 1 h).")
+    calendar_features: bool = Field(True, description="Add cyclical hour-of-day and day-of-week features.")
+    extra_features: list[str] = Field(
+        default_factory=list, description="Other measured reading columns to use as inputs (e.g. 'voltage_v')."
+    )
+    local_timezone: str = Field(
+        "+01:00", description="Timezone of 'local midnight' for forecast origins (IANA name or fixed offset)."
+    )
+    split: SplitConfig = Field(default_factory=SplitConfig)
+
+    @field_validator("local_timezone")
+    @classmethod
+    def _tz_is_valid(cls, value: str) -> str:
+        parse_timezone(value)
+        return value
+
+
+class TrainConfig(_Section):
+    """How challengers are trained."""
+
+    cells: list[Literal["gru", "lstm"]] = Field(
+        default_factory=lambda: ["gru", "lstm"], min_length=1, description="Recurrent cells trained each night."
+    )
+    hidden_sizes: list[int] = Field(
+        default_factory=lambda: [64], min_length=1, description="Hidden size of each stacked recurrent layer."
+    )
+    dropout: float = Field(0.2, ge=0, lt=1, description="Dropout between stacked layers and before the head.")
+    ensemble_members: int = Field(
+        3,
+        ge=1,
+        le=16,
+        description="Independently initialised copies of each model trained together; forecasts are their mean.",
+    )
+    segment_steps: int = Field(
+        24,
+        ge=1,
+        description="Input steps read per recurrent step (24 at 1 h: one day per step; 1: hour by hour).",
+    )
+    highway: bool = Field(
+        True, description="Add a linear shortcut from the lookback's target values to the forecast (LSTNet style)."
+    )
+    learning_rate: float = Field(3e-3, gt=0, description="Adam learning rate (peak rate of the one-cycle schedule).")
+    scheduler: Literal["onecycle", "plateau", "none"] = Field(
+        "onecycle", description="Learning-rate schedule: one-cycle over max_epochs, halve on plateau, or constant."
+    )
+    weight_decay: float = Field(0.0, ge=0, description="Adam weight decay.")
+    batch_size: int = Field(128, ge=1, description="Windows per training batch.")
+    max_epochs: int = Field(
+        12, ge=1, description="Upper bound on training epochs (the one-cycle schedule anneals over exactly these)."
+    )
+    patience_epochs: int = Field(5, ge=1, description="Early stopping patience on validation MAE.")
+    refit_on_validation: bool = Field(
+        True,
+        description="After validation has chosen the epoch count, retrain on train + validation for that many "
+        "epochs and serve that model (the most recent data matters most); selection still scores the held-out fit.",
+    )
+    max_time_s: float = Field(
+        1800.0, gt=0, description="Wall-clock budget per model: its held-out fit and its refit together."
+    )
+    gradient_clip: float = Field(1.0, gt=0, description="Clip the gradient norm to this value.")
+    accelerator: Literal["auto", "cpu", "gpu"] = Field(
+        "auto", description="'auto' trains on a GPU when one is present (bf16 mixed precision), else on CPU."
+    )
+    cpu_threads: int = Field(
+        0,
+        ge=0,
+        description="torch intra-op threads while training on CPU; 0 keeps torch's default (one per core). "
+        "Use 1 on a machine shared with other busy processes: oversubscribed threads spin and slow training.",
+    )
+    seed: int = Field(42, description="Seed of weights and shuffling; CPU runs with one seed give identical metrics.")
+
+
+class ForecastConfig(_Section):
+    """How forecast batches are made."""
+
+    interval_coverage: float = Field(0.8, gt=0, lt=1, description="Target coverage of [yhat_lo_kw, yhat_hi_kw].")
+    baseline_calibration_days: int = Field(
+        28,
+        ge=1,
+        le=366,
+        description="A seasonal-naive fallback calibrates its interval on windows of this many days before the issue time.",
+    )
+
+
+class PowercastConfig(_Section):
+    """Everything a run needs, passed down explicitly."""
+
+    root: str = Field(DEFAULT_ROOT, description="Data root: store/, models/, forecasts/ live under it (path or URI).")
+    ingest: IngestConfig = Field(default_factory=IngestConfig)
+    prepare: PrepareConfig = Field(default_factory=PrepareConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    forecast: ForecastConfig = Field(default_factory=ForecastConfig)
+
+    def with_overrides(self, overrides: dict[str, Any]) -> PowercastConfig:
+        """Return a copy with dotted-key overrides applied (``{"train.max_epochs": 3}``)."""
+        merged = self.model_dump()
+        for dotted, value in overrides.items():
+            if value is None:
+                continue
+            node = merged
+            *parents, leaf = dotted.split(".")
+            for part in parents:
+                if part not in node or not isinstance(node[part], dict):
+                    raise ConfigError(f"unknown configuration key {dotted!r}")
+                node = node[part]
+            if leaf not in node:
+                raise ConfigError(f"unknown configuration key {dotted!r}")
+            node[leaf] = value
+        return _validated(merged, source="overrides")
+
+
+def _validated(raw: dict[str, Any], source: str) -> PowercastConfig:
+    try:
+        return PowercastConfig.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}" for err in exc.errors()
+        )
+        raise ConfigError(f"invalid configuration from {source}: {problems}") from exc
+
+
+def load_config(
+    path: str | Path | None = None,
+    overrides: dict[str, Any] | None = None,
+    environ: dict[str, str] | None = None,
+) -> PowercastConfig:
+    """Return the configuration from defaults, an optional file, the environment and overrides."""
+    env = dict(os.environ if environ is None else environ)
+    raw: dict[str, Any] = {}
+    config_path = path or env.get(ENV_CONFIG)
+    source = "defaults"
+    if config_path:
+        file = Path(config_path)
+        if not file.is_file():
+            raise ConfigError(f"configuration file {file} does not exist")
+        text = file.read_text(encoding="utf-8")
+        try:
+            raw = tomllib.loads(text) if file.suffix == ".toml" else json.loads(text)
+        except (tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:
+            raise ConfigError(f"configuration file {file} is not valid {file.suffix.lstrip('.') or 'JSON'}: {exc}") from exc
+        source = str(file)
+    if env.get(ENV_ROOT):
+        raw["root"] = env[ENV_ROOT]
+    config = _validated(raw, source=source)
+    return config.with_overrides(overrides or {})

@@ -1,0 +1,1 @@
+"""Layer 1, files under the data root: paths (layout), atomic writes, locks, run ids. Imports core only."""

@@ -1,0 +1,381 @@
+"""Versioned model folders on disk, the champion pointer, and the history of promotion decisions.
+
+Layout under the data root (a local path or a URI)::
+
+    models/<meter_id>/<version>/weights.safetensors   tensors only (CPU, loadable anywhere): the served model
+    models/<meter_id>/<version>/holdout.safetensors   the held-out fit selection scores (only when the
+                                                      served model was refit on train + validation)
+    models/<meter_id>/<version>/model.json            everything needed to rebuild and trust it
+    models/<meter_id>/champion.json                   {"version": ...}, replaced atomically
+    models/<meter_id>/history.jsonl                   one line per nightly decision (idempotent per run_id)
+
+``model.json`` is written after the weights, so a version folder without it is incomplete and
+never listed. Weights are stored as safetensors from CPU copies, so a model trained on a GPU
+loads on a machine without one.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow.fs as pafs
+from safetensors.torch import load as load_safetensors
+from safetensors.torch import save as save_safetensors
+
+import powercast
+from powercast.io.atomic import atomic_write_bytes, atomic_write_json, read_bytes, resolve_filesystem
+from powercast.core.config import PrepareConfig, TrainConfig, parse_timezone
+from powercast.models.conformal import offsets_for
+from powercast.core.errors import RegistryError
+from powercast.prepare.features import slot_of_day
+from powercast.models.rnn import RNNForecaster
+from powercast.prepare.scaling import FeatureScaler
+from powercast.core.schemas import METER_ID_PATTERN, METER_ID_RULE
+
+# /2: ensembles (``members.*`` tensors, ``n_members``), held-out weights, per-slot interval offsets.
+MODEL_FORMAT = "powercast.model/2"
+READABLE_MODEL_FORMATS: frozenset[str] = frozenset({"powercast.model/1", MODEL_FORMAT})
+WEIGHTS_FILE = "weights.safetensors"
+HOLDOUT_WEIGHTS_FILE = "holdout.safetensors"
+CARD_FILE = "model.json"
+CHAMPION_FILE = "champion.json"
+HISTORY_FILE = "history.jsonl"
+_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")  # run ids and versions
+_METER_ID_RE = re.compile(METER_ID_PATTERN)
+
+
+@dataclass(frozen=True, eq=False)
+class ModelRecord:
+    """What is written beside a model's weights.
+
+    Attributes
+    ----------
+    cell : str
+        ``"gru"`` or ``"lstm"``.
+    scaler : FeatureScaler
+        The fitted input scaler.
+    feature_names : tuple[str, ...]
+        Input columns in order.
+    prepare_config, train_config : PrepareConfig, TrainConfig
+        The configuration the model was prepared and trained with.
+    training_range_utc : tuple[pd.Timestamp, pd.Timestamp]
+        [start, end) of the training split.
+    data_range_utc : tuple[pd.Timestamp, pd.Timestamp]
+        [start, end) of all data the run saw (through validation and test).
+    validation_mae_kw : float
+        Validation MAE in kW on all validation windows (the selection metric).
+    metrics : dict
+        Leaderboard scores of this model (JSON-able).
+    interval_lo_kw, interval_hi_kw : np.ndarray
+        Conformal offsets ``[slots, H]`` per issue slot of the local day and horizon step (one row:
+        the same for every issue time; ``[H]`` is taken as one row), ``lo <= 0 <= hi``.
+    interval_coverage : float
+        Target coverage of the interval.
+    run_id : str
+        The run that trained it.
+    training : dict
+        Device, precision, elapsed_s, epochs (JSON-able).
+    """
+
+    cell: str
+    scaler: FeatureScaler
+    feature_names: tuple[str, ...]
+    prepare_config: PrepareConfig
+    train_config: TrainConfig
+    training_range_utc: tuple[pd.Timestamp, pd.Timestamp]
+    data_range_utc: tuple[pd.Timestamp, pd.Timestamp]
+    validation_mae_kw: float
+    metrics: dict[str, Any]
+    interval_lo_kw: np.ndarray
+    interval_hi_kw: np.ndarray
+    interval_coverage: float
+    run_id: str
+    training: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, eq=False)
+class LoadedModel:
+    """A registered model ready to forecast on CPU, with what it was trained on and how good it was."""
+
+    version: str
+    cell: str
+    module: RNNForecaster
+    holdout_module: RNNForecaster | None
+    scaler: FeatureScaler
+    feature_names: tuple[str, ...]
+    prepare_config: PrepareConfig
+    interval_lo_kw: np.ndarray
+    interval_hi_kw: np.ndarray
+    interval_coverage: float
+    training_range_utc: tuple[pd.Timestamp, pd.Timestamp]
+    validation_mae_kw: float
+    metadata: dict[str, Any]
+
+    def predict_kw(self, inputs: np.ndarray, held_out: bool = False) -> np.ndarray:
+        """Return ``[N, H]`` kW forecasts for ``[N, L, F]`` scaled input windows.
+
+        ``held_out=True`` forecasts with the fit that never saw its validation windows (the one
+        selection compares), when the served model was refit on them; otherwise with the served one.
+        """
+        if inputs.ndim != 3 or inputs.shape[2] != len(self.feature_names):
+            raise RegistryError(
+                f"model {self.version} expects [N, L, {len(self.feature_names)}] inputs "
+                f"({', '.join(self.feature_names)}), got shape {inputs.shape}"
+            )
+        module = self.holdout_module if held_out and self.holdout_module is not None else self.module
+        return self.scaler.inverse_target_kw(module.forecast_scaled(inputs))
+
+    def interval_offsets_kw(self, issued_at_utc: pd.Timestamp) -> tuple[np.ndarray, np.ndarray]:
+        """Return the ``(lo, hi)`` ``[H]`` kW offsets for a forecast issued at ``issued_at_utc``."""
+        step = pd.Timedelta(days=1) / self.interval_lo_kw.shape[0]
+        local_tz = parse_timezone(self.prepare_config.local_timezone)
+        slots = slot_of_day(pd.DatetimeIndex([issued_at_utc]), local_tz, step)
+        lo_kw, hi_kw = offsets_for(self.interval_lo_kw, self.interval_hi_kw, slots, 1)
+        return lo_kw[0], hi_kw[0]
+
+
+def code_version() -> dict[str, str | None]:
+    """Return the package version and, when the source lives in a git checkout, its commit."""
+    source_dir = Path(powercast.__file__).resolve().parent
+    try:
+        completed = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=source_dir, capture_output=True, text=True, timeout=10, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return {"powercast": powercast.__version__, "git_sha": None}
+    sha = completed.stdout.strip() if completed.returncode == 0 else None
+    return {"powercast": powercast.__version__, "git_sha": sha or None}
+
+
+def _checked_name(kind: str, value: str) -> str:
+    if not _NAME_PATTERN.match(value):
+        raise RegistryError(
+            f"{kind} {value!r} cannot name a registry folder: use letters, digits, '.', '_' and '-' "
+            "(starting with a letter or digit)"
+        )
+    return value
+
+
+def _meter_dir(root: str, meter_id: str) -> tuple[pafs.FileSystem, str]:
+    filesystem, base = resolve_filesystem(root)
+    if not _METER_ID_RE.match(meter_id):
+        raise RegistryError(f"meter_id {meter_id!r} cannot name a registry folder: use {METER_ID_RULE}")
+    return filesystem, f"{base.rstrip('/')}/models/{meter_id}"
+
+
+def _timestamp_text(value: pd.Timestamp) -> str:
+    return pd.Timestamp(value).isoformat()
+
+
+def version_name(run_id: str, cell: str) -> str:
+    """Return the registry version of a run's model: ``<run_id>-<cell>`` (re-running a run replaces it)."""
+    return _checked_name("version", f"{_checked_name('run_id', run_id)}-{cell}")
+
+
+def register_model(
+    root: str,
+    meter_id: str,
+    version: str,
+    module: RNNForecaster,
+    record: ModelRecord,
+    holdout_module: RNNForecaster | None = None,
+) -> str:
+    """Write a model's weights and card under ``models/<meter_id>/<version>/``; return the folder path.
+
+    ``module`` is the model that forecasts in service; ``holdout_module``, when it was refit on
+    the validation windows, is the fit that had not seen them (kept so that a later night can
+    compare this model with its challengers out of sample).
+    """
+    filesystem, meter_dir = _meter_dir(root, meter_id)
+    folder = f"{meter_dir}/{_checked_name('version', version)}"
+    lo = np.atleast_2d(np.asarray(record.interval_lo_kw, dtype=float))  # [slots, H]
+    hi = np.atleast_2d(np.asarray(record.interval_hi_kw, dtype=float))
+    horizon = module.hparams.horizon_steps
+    if lo.ndim != 2 or lo.shape[1] != horizon or hi.shape != lo.shape or (lo > 0).any() or (hi < 0).any():
+        raise RegistryError(
+            f"interval offsets for {version} must be [slots, {horizon}] (or [{horizon}]) with lo <= 0 <= hi, "
+            f"got shapes {lo.shape}, {hi.shape}"
+        )
+    card = {
+        "format": MODEL_FORMAT,
+        "version": version,
+        "meter_id": meter_id,
+        "cell": record.cell,
+        "hparams": dict(module.hparams),
+        "holdout_weights": holdout_module is not None,
+        "feature_names": list(record.feature_names),
+        "scaler": record.scaler.to_dict(),
+        "prepare_config": record.prepare_config.model_dump(mode="json"),
+        "train_config": record.train_config.model_dump(mode="json"),
+        "training_range_utc": [_timestamp_text(t) for t in record.training_range_utc],
+        "data_range_utc": [_timestamp_text(t) for t in record.data_range_utc],
+        "validation_mae_kw": float(record.validation_mae_kw),
+        "metrics": record.metrics,
+        "interval": {"coverage": float(record.interval_coverage), "lo_kw": lo.tolist(), "hi_kw": hi.tolist()},
+        "run_id": record.run_id,
+        "training": record.training,
+        "code_version": code_version(),
+        "created_at": datetime.now(timezone.utc).isoformat(),
+    }
+    if holdout_module is not None:
+        if dict(holdout_module.hparams) != dict(module.hparams):
+            raise RegistryError(f"the held-out fit of {version} has other hyperparameters than the served model")
+        atomic_write_bytes(f"{folder}/{HOLDOUT_WEIGHTS_FILE}", _safetensors_bytes(holdout_module), filesystem)
+    atomic_write_bytes(f"{folder}/{WEIGHTS_FILE}", _safetensors_bytes(module), filesystem)
+    atomic_write_json(f"{folder}/{CARD_FILE}", card, filesystem)
+    return folder
+
+
+def list_versions(root: str, meter_id: str) -> list[str]:
+    """Return the meter's complete registered versions, sorted by name."""
+    filesystem, meter_dir = _meter_dir(root, meter_id)
+    if filesystem.get_file_info(meter_dir).type != pafs.FileType.Directory:
+        return []
+    entries = filesystem.get_file_info(pafs.FileSelector(meter_dir))
+    versions = [
+        entry.base_name
+        for entry in entries
+        if entry.type == pafs.FileType.Directory
+        and filesystem.get_file_info(f"{entry.path}/{CARD_FILE}").type == pafs.FileType.File
+    ]
+    return sorted(versions)
+
+
+def read_card(root: str, meter_id: str, version: str) -> dict[str, Any]:
+    """Return the parsed ``model.json`` of one version."""
+    filesystem, meter_dir = _meter_dir(root, meter_id)
+    path = f"{meter_dir}/{_checked_name('version', version)}/{CARD_FILE}"
+    raw = read_bytes(path, filesystem)
+    if raw is None:
+        known = list_versions(root, meter_id)
+        raise RegistryError(f"meter {meter_id!r} has no model version {version!r} at {path}; known versions: {known}")
+    try:
+        card = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise RegistryError(f"{path} is not valid JSON ({exc}); the registry entry is damaged: retrain") from exc
+    if card.get("format") not in READABLE_MODEL_FORMATS:
+        raise RegistryError(
+            f"{path} has format {card.get('format')!r}, this powercast reads {sorted(READABLE_MODEL_FORMATS)}: "
+            "retrain the model (or upgrade powercast)"
+        )
+    return card
+
+
+def load_model(root: str, meter_id: str, version: str) -> LoadedModel:
+    """Return a registered model rebuilt on CPU in eval mode (also when it was trained on a GPU)."""
+    card = read_card(root, meter_id, version)
+    filesystem, meter_dir = _meter_dir(root, meter_id)
+    module = _load_weights(f"{meter_dir}/{version}/{WEIGHTS_FILE}", card, filesystem, meter_id, version)
+    holdout_module = None
+    if card.get("holdout_weights"):
+        holdout_module = _load_weights(f"{meter_dir}/{version}/{HOLDOUT_WEIGHTS_FILE}", card, filesystem, meter_id, version)
+    interval = card["interval"]
+    start, end = (pd.Timestamp(text) for text in card["training_range_utc"])
+    return LoadedModel(
+        version=version,
+        cell=card["cell"],
+        module=module,
+        holdout_module=holdout_module,
+        scaler=FeatureScaler.from_dict(card["scaler"]),
+        feature_names=tuple(card["feature_names"]),
+        prepare_config=PrepareConfig.model_validate(card["prepare_config"]),
+        interval_lo_kw=np.atleast_2d(np.asarray(interval["lo_kw"], dtype=np.float32)),
+        interval_hi_kw=np.atleast_2d(np.asarray(interval["hi_kw"], dtype=np.float32)),
+        interval_coverage=float(interval["coverage"]),
+        training_range_utc=(start, end),
+        validation_mae_kw=float(card["validation_mae_kw"]),
+        metadata=card,
+    )
+
+
+def _safetensors_bytes(module: RNNForecaster) -> bytes:
+    tensors = {name: tensor.detach().to("cpu").float().contiguous() for name, tensor in module.state_dict().items()}
+    return save_safetensors(tensors)
+
+
+def _load_weights(
+    weights_path: str, card: dict[str, Any], filesystem: pafs.FileSystem, meter_id: str, version: str
+) -> RNNForecaster:
+    """Return the module described by ``card`` with the weights at ``weights_path``, on CPU in eval mode."""
+    raw = read_bytes(weights_path, filesystem)
+    if raw is None:
+        raise RegistryError(f"model {version} of meter {meter_id!r} has no weights at {weights_path}: retrain it")
+    hparams = dict(card["hparams"])
+    hparams["hidden_sizes"] = tuple(hparams["hidden_sizes"])
+    module = RNNForecaster(**hparams)
+    state = load_safetensors(raw)
+    if "n_members" not in card["hparams"]:
+        # Cards written before ensembles hold one network's tensors at the top level.
+        state = {f"members.0.{name}": tensor for name, tensor in state.items()}
+    try:
+        module.load_state_dict(state)
+    except (RuntimeError, ValueError) as exc:
+        raise RegistryError(f"weights at {weights_path} do not fit the model described in its card: {exc}") from exc
+    return module.to("cpu").eval()
+
+
+def champion_version(root: str, meter_id: str) -> str | None:
+    """Return the version the champion pointer names, or None when the meter has no champion."""
+    filesystem, meter_dir = _meter_dir(root, meter_id)
+    raw = read_bytes(f"{meter_dir}/{CHAMPION_FILE}", filesystem)
+    if raw is None:
+        return None
+    try:
+        return str(json.loads(raw)["version"])
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise RegistryError(f"{meter_dir}/{CHAMPION_FILE} is damaged ({exc}); re-promote a version") from exc
+
+
+def load_champion(root: str, meter_id: str) -> LoadedModel | None:
+    """Return the meter's champion model, or None when no model has been promoted yet."""
+    version = champion_version(root, meter_id)
+    return None if version is None else load_model(root, meter_id, version)
+
+
+def promote(root: str, meter_id: str, version: str, run_id: str) -> None:
+    """Point the meter's champion at ``version`` (atomic replace of ``champion.json``)."""
+    card = read_card(root, meter_id, version)
+    filesystem, meter_dir = _meter_dir(root, meter_id)
+    pointer = {
+        "version": version,
+        "cell": card["cell"],
+        "validation_mae_kw": card["validation_mae_kw"],
+        "run_id": run_id,
+        "promoted_at": datetime.now(timezone.utc).isoformat(),
+    }
+    atomic_write_json(f"{meter_dir}/{CHAMPION_FILE}", pointer, filesystem)
+
+
+def read_history(root: str, meter_id: str) -> list[dict[str, Any]]:
+    """Return the meter's decisions, oldest first (empty when none was recorded)."""
+    filesystem, meter_dir = _meter_dir(root, meter_id)
+    path = f"{meter_dir}/{HISTORY_FILE}"
+    raw = read_bytes(path, filesystem)
+    if raw is None:
+        return []
+    entries = []
+    for number, line in enumerate(raw.decode("utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            entries.append(json.loads(line))
+        except json.JSONDecodeError as exc:
+            raise RegistryError(f"{path} line {number} is not valid JSON ({exc}); repair or remove that line") from exc
+    return entries
+
+
+def record_decision(root: str, meter_id: str, run_id: str, entry: dict[str, Any]) -> None:
+    """Append a run's decision to ``history.jsonl``; recording the same run again replaces its line."""
+    filesystem, meter_dir = _meter_dir(root, meter_id)
+    kept = [old for old in read_history(root, meter_id) if old.get("run_id") != run_id]
+    line = {"run_id": run_id, "recorded_at": datetime.now(timezone.utc).isoformat(), **entry}
+    text = "".join(json.dumps(item, sort_keys=True, default=str) + "\n" for item in [*kept, line])
+    atomic_write_bytes(f"{meter_dir}/{HISTORY_FILE}", text.encode("utf-8"), filesystem)

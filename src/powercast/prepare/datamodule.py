@@ -1,0 +1,148 @@
+"""The Lightning data module over a ``PreparedSeries``: train / val / test loaders of windows.
+
+Datasets hold the prepared arrays and an index of window starts; a sample is sliced from the
+base array when asked for, so memory stays O(series length) rather than O(windows × lookback).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from powercast.core.errors import DataPreparationError
+from powercast.prepare.series import PreparedSeries
+from powercast.prepare.splits import SPLIT_NAMES
+from powercast.prepare.windows import window_has_invalid
+
+
+class WindowDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
+    """Windows of a prepared series: item ``i`` is (x [L, F], y [H]) for the window starting at ``starts[i]``.
+
+    ``x`` is ``inputs[s:s+L]`` and ``y`` the scaled target ``inputs[s+L:s+L+H, 0]``, both float32.
+
+    Parameters
+    ----------
+    prepared : PreparedSeries
+        The series whose arrays are indexed (not copied).
+    starts : np.ndarray
+        int64 window starts; every window must lie on the grid and hold no NaN.
+    """
+
+    def __init__(self, prepared: PreparedSeries, starts: np.ndarray) -> None:
+        self.inputs = prepared.inputs
+        self.lookback_steps = prepared.lookback_steps
+        self.horizon_steps = prepared.horizon_steps
+        self.starts = np.asarray(starts, dtype=np.int64)
+        self._check_starts(prepared.meter_id)
+
+    def _check_starts(self, meter_id: str) -> None:
+        window_steps = self.lookback_steps + self.horizon_steps
+        n_windows = len(self.inputs) - window_steps + 1
+        if self.starts.ndim != 1:
+            raise DataPreparationError(f"window starts must be 1-D, got shape {self.starts.shape}")
+        out_of_range = self.starts[(self.starts < 0) | (self.starts >= n_windows)]
+        if out_of_range.size:
+            raise DataPreparationError(
+                f"meter {meter_id!r}: window start {int(out_of_range[0])} is outside 0..{n_windows - 1}; "
+                "use starts from the same PreparedSeries"
+            )
+        # The guarantee that no NaN reaches a model, checked in O(T) with a prefix sum.
+        touches_nan = window_has_invalid(np.isnan(self.inputs).any(axis=1), window_steps)[self.starts]
+        if touches_nan.any():
+            raise DataPreparationError(
+                f"meter {meter_id!r}: window start {int(self.starts[touches_nan][0])} touches missing data; "
+                "use starts from PreparedSeries.window_starts / origin_starts"
+            )
+
+    def __len__(self) -> int:
+        return int(self.starts.size)
+
+    def __getitem__(self, item: int) -> tuple[torch.Tensor, torch.Tensor]:
+        start = int(self.starts[item])
+        origin = start + self.lookback_steps
+        x = torch.from_numpy(self.inputs[start:origin])  # [L, F], a view of the base array
+        y = torch.from_numpy(self.inputs[origin : origin + self.horizon_steps, 0].copy())  # [H]
+        return x, y
+
+
+def window_dataset(prepared: PreparedSeries, starts: np.ndarray) -> WindowDataset:
+    """Return a dataset of (x [L, F], y [H]) windows of ``prepared`` at ``starts`` (e.g. ``origin_starts['val']``)."""
+    return WindowDataset(prepared, starts)
+
+
+class WindowDataModule(pl.LightningDataModule):
+    """Train / val / test loaders of (x float32 [B, L, F], y float32 [B, H]) over a ``PreparedSeries``.
+
+    Parameters
+    ----------
+    prepared : PreparedSeries
+        Its ``window_starts`` per split define the samples.
+    batch_size : int
+        Windows per batch.
+    shuffle_train : bool
+        Shuffle training windows each epoch (seeded); val and test are never shuffled.
+    seed : int
+        Seed of the training shuffle.
+    num_workers : int
+        DataLoader worker processes.
+    """
+
+    def __init__(
+        self,
+        prepared: PreparedSeries,
+        batch_size: int = 128,
+        shuffle_train: bool = True,
+        seed: int = 42,
+        num_workers: int = 0,
+    ) -> None:
+        super().__init__()
+        if batch_size < 1:
+            raise DataPreparationError(f"batch_size {batch_size} must be at least 1")
+        if num_workers < 0:
+            raise DataPreparationError(f"num_workers {num_workers} must be >= 0")
+        self.prepared = prepared
+        self.batch_size = batch_size
+        self.shuffle_train = shuffle_train
+        self.seed = seed
+        self.num_workers = num_workers
+        self.datasets = {split: window_dataset(prepared, prepared.window_starts[split]) for split in SPLIT_NAMES}
+
+    def _loader(self, split: str, shuffle: bool) -> DataLoader[tuple[torch.Tensor, torch.Tensor]]:
+        dataset = self.datasets[split]
+        if len(dataset) == 0:
+            raise DataPreparationError(
+                f"meter {self.prepared.meter_id!r}: the {split} split has no usable window "
+                f"(excluded: {self.prepared.exclusions[split]}); widen the split or ingest more readings"
+            )
+        return self._batches(dataset, shuffle)
+
+    def _batches(self, dataset: WindowDataset, shuffle: bool) -> DataLoader[tuple[torch.Tensor, torch.Tensor]]:
+        generator = torch.Generator().manual_seed(self.seed) if shuffle else None
+        return DataLoader(
+            dataset,
+            batch_size=self.batch_size,
+            shuffle=shuffle,
+            generator=generator,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def train_and_val_dataloader(self) -> DataLoader[tuple[torch.Tensor, torch.Tensor]]:
+        """Return one loader over the training and validation windows together (a refit), shuffled like training."""
+        self._loader("train", False)  # raises when the training split is empty
+        starts = np.concatenate([self.prepared.window_starts["train"], self.prepared.window_starts["val"]])
+        return self._batches(window_dataset(self.prepared, starts), self.shuffle_train)
+
+    def train_dataloader(self) -> DataLoader[tuple[torch.Tensor, torch.Tensor]]:
+        """Return the training loader (shuffled when ``shuffle_train``)."""
+        return self._loader("train", self.shuffle_train)
+
+    def val_dataloader(self) -> DataLoader[tuple[torch.Tensor, torch.Tensor]]:
+        """Return the validation loader, in time order."""
+        return self._loader("val", False)
+
+    def test_dataloader(self) -> DataLoader[tuple[torch.Tensor, torch.Tensor]]:
+        """Return the test loader, in time order."""
+        return self._loader("test", False)

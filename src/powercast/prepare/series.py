@@ -1,0 +1,260 @@
+"""Stored readings → ``PreparedSeries``: the one object models, baselines and forecasts consume.
+
+The steps, in order: resample to ``config.freq`` (a bucket with too few readings is missing),
+interpolate short gaps (long ones stay missing, nothing becomes 0), split by time, fit the scaler
+on training rows only, add calendar features, and index the windows that are usable per split.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, tzinfo
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from powercast.core.config import PowercastConfig, PrepareConfig, parse_timezone
+from powercast.core.errors import DataPreparationError
+from powercast.prepare.features import calendar_features, feature_names, measured_feature_names
+from powercast.prepare.gaps import GapReport, interpolate_short_gaps
+from powercast.prepare.resample import freq_timedelta, resample_readings
+from powercast.prepare.scaling import FeatureScaler
+from powercast.core.schemas import TARGET_COLUMN, TIMESTAMP_COLUMN
+from powercast.prepare.splits import SPLIT_NAMES, split_bounds_utc, split_row_ranges, split_window_starts
+from powercast.store.readings import read_readings
+from powercast.prepare.windows import midnight_origin_starts, window_has_invalid
+
+# Why a window was left out; each excluded window is counted once, under the first reason that applies.
+EXCLUDED_CROSSES_SPLIT = "crosses_split"
+EXCLUDED_LONG_GAP = "long_gap"
+EXCLUDED_MISSING_INPUT = "missing_input"
+EXCLUSION_REASONS: tuple[str, ...] = (EXCLUDED_CROSSES_SPLIT, EXCLUDED_LONG_GAP, EXCLUDED_MISSING_INPUT)
+
+
+@dataclass(frozen=True, eq=False)
+class PreparedSeries:
+    """One meter's model-ready series on a regular grid, with its usable windows per split.
+
+    A window starting at ``s`` reads ``inputs[s:s+L]`` and predicts ``target_kw[s+L:s+L+H]``.
+
+    Attributes
+    ----------
+    meter_id : str
+    index_utc : pd.DatetimeIndex
+        Regular grid at ``config.freq``, tz=UTC, length T.
+    target_kw : np.ndarray
+        float32 [T] kW after short-gap interpolation; NaN inside long gaps.
+    inputs : np.ndarray
+        float32 [T, F] scaled model inputs; column 0 is the scaled target; rows are NaN where
+        ``target_kw`` is NaN.
+    feature_names : tuple[str, ...]
+        The F input names in column order (first ``"active_power_kw"``).
+    lookback_steps, horizon_steps : int
+        L and H.
+    window_starts : dict[str, np.ndarray]
+        ``"train"``/``"val"``/``"test"`` → int64 starts of windows with no NaN in ``[s, s+L+H)``
+        whose targets all lie inside the split.
+    origin_starts : dict[str, np.ndarray]
+        The subset of ``window_starts`` whose origin ``s+L`` is local midnight (day-ahead scoring).
+    scaler : FeatureScaler
+        Fit on training rows only.
+    exclusions : dict[str, dict[str, int]]
+        Split → reason (``EXCLUSION_REASONS``) → windows left out.
+    split_bounds_utc : dict[str, tuple[pd.Timestamp, pd.Timestamp]]
+        Split → [start, end) in UTC.
+    gap_report : GapReport
+        What the gap policy did to the target.
+    """
+
+    meter_id: str
+    index_utc: pd.DatetimeIndex
+    target_kw: np.ndarray
+    inputs: np.ndarray
+    feature_names: tuple[str, ...]
+    lookback_steps: int
+    horizon_steps: int
+    window_starts: dict[str, np.ndarray]
+    origin_starts: dict[str, np.ndarray]
+    scaler: FeatureScaler
+    exclusions: dict[str, dict[str, int]]
+    split_bounds_utc: dict[str, tuple[pd.Timestamp, pd.Timestamp]]
+    gap_report: GapReport
+
+
+def _readings_frame(readings: pa.Table | pd.DataFrame, columns: tuple[str, ...]) -> pd.DataFrame:
+    if isinstance(readings, pa.Table):
+        missing = [name for name in (TIMESTAMP_COLUMN, *columns) if name not in readings.column_names]
+        if missing:
+            raise DataPreparationError(
+                f"readings table lacks column(s) {missing}; columns present: {readings.column_names}"
+            )
+        return readings.select([TIMESTAMP_COLUMN, *columns]).to_pandas()
+    if not isinstance(readings, pd.DataFrame):
+        raise DataPreparationError(f"readings must be a pyarrow Table or pandas DataFrame, got {type(readings).__name__}")
+    return readings
+
+
+def _usable_windows(
+    inputs: np.ndarray,
+    rows: dict[str, tuple[int, int]],
+    lookback_steps: int,
+    horizon_steps: int,
+    index_utc: pd.DatetimeIndex,
+    local_tz: tzinfo,
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict[str, dict[str, int]]]:
+    """Return per split: usable window starts, those issued at local midnight, and exclusions by reason."""
+    window_steps = lookback_steps + horizon_steps
+    touches_gap = window_has_invalid(np.isnan(inputs[:, 0]), window_steps)
+    touches_missing_input = window_has_invalid(np.isnan(inputs).any(axis=1), window_steps)
+    window_starts: dict[str, np.ndarray] = {}
+    origin_starts: dict[str, np.ndarray] = {}
+    exclusions: dict[str, dict[str, int]] = {}
+    for split in SPLIT_NAMES:
+        inside, crossing = split_window_starts(rows[split], len(inputs), lookback_steps, horizon_steps)
+        gap = touches_gap[inside]
+        other = touches_missing_input[inside] & ~gap
+        kept = inside[~(gap | other)]
+        window_starts[split] = kept
+        origin_starts[split] = midnight_origin_starts(kept, lookback_steps, index_utc, local_tz)
+        exclusions[split] = {
+            EXCLUDED_CROSSES_SPLIT: int(crossing.size),
+            EXCLUDED_LONG_GAP: int(gap.sum()),
+            EXCLUDED_MISSING_INPUT: int(other.sum()),
+        }
+    return window_starts, origin_starts, exclusions
+
+
+def prepare_series(
+    readings: pa.Table | pd.DataFrame,
+    config: PrepareConfig,
+    meter_id: str,
+    scaler: FeatureScaler | None = None,
+    grid_end_utc: pd.Timestamp | None = None,
+) -> PreparedSeries:
+    """Return one meter's readings as a ``PreparedSeries`` (grid, scaled inputs, usable windows per split).
+
+    Parameters
+    ----------
+    readings : pa.Table | pd.DataFrame
+        Rows of one meter with a UTC ``timestamp`` and the measured columns (``READINGS_SCHEMA``).
+    config : PrepareConfig
+        Frequency, coverage, gap policy, features, window lengths and split.
+    meter_id : str
+        Recorded on the result.
+    scaler : FeatureScaler, optional
+        None fits a new scaler on the training split; a fitted one (from a model) is used as is.
+    grid_end_utc : pd.Timestamp, optional
+        Extend the grid with missing steps up to this time (exclusive), so that the window ending
+        just before an issue time exists even when the last readings are late.
+    """
+    measured = measured_feature_names(config)
+    names = feature_names(config)
+    local_tz = parse_timezone(config.local_timezone)
+    if scaler is not None and scaler.columns != measured:
+        raise DataPreparationError(
+            f"the given scaler scales {list(scaler.columns)} but prepare.extra_features asks for {list(measured)}: "
+            "prepare with the model's own prepare config"
+        )
+    resampled = resample_readings(
+        _readings_frame(readings, measured), config.freq, config.min_coverage, measured, grid_end_utc
+    )
+    index_utc = resampled.frame.index
+    n_rows = len(index_utc)
+    lookback, horizon = config.lookback_steps, config.horizon_steps
+    if n_rows < lookback + horizon:
+        raise DataPreparationError(
+            f"meter {meter_id!r}: {n_rows} steps at {config.freq} are fewer than one window "
+            f"(lookback {lookback} + horizon {horizon}); read a longer range or shorten the window"
+        )
+    filled: dict[str, np.ndarray] = {}
+    gap_reports: dict[str, GapReport] = {}
+    for name in measured:
+        filled[name], gap_reports[name] = interpolate_short_gaps(
+            resampled.frame[name].to_numpy(), config.max_interpolate_gap_steps
+        )
+    measured_frame = pd.DataFrame(filled, index=index_utc)
+    target_kw = measured_frame[TARGET_COLUMN].to_numpy(dtype=np.float32)
+
+    real_target = np.flatnonzero(~np.isnan(target_kw))
+    if real_target.size == 0:
+        raise DataPreparationError(f"meter {meter_id!r}: no bucket has enough readings (prepare.min_coverage)")
+    data_end_utc = index_utc[real_target[-1]] + freq_timedelta(config.freq)
+    grid_end = index_utc[-1] + freq_timedelta(config.freq)
+    bounds = split_bounds_utc(config.split, index_utc[0], grid_end, data_end_utc, local_tz)
+    rows = split_row_ranges(bounds, index_utc)
+
+    if scaler is None:
+        train_first, train_end = rows["train"]
+        if train_end - train_first == 0:
+            raise DataPreparationError(
+                f"meter {meter_id!r}: the training split is empty (readings span {index_utc[0]} to {grid_end}, "
+                f"validation starts {bounds['val'][0]}); use split mode 'trailing' or ingest earlier readings"
+            )
+        # real readings only (NaN is ignored): a short gap at the end of training is interpolated
+        # towards the first validation reading, which must not shape the scaler
+        scaler = FeatureScaler(measured).fit(resampled.frame[list(measured)].iloc[train_first:train_end])
+    parts = [scaler.transform(measured_frame)]  # [T, 1 + E]
+    if config.calendar_features:
+        parts.append(calendar_features(index_utc, local_tz))  # [T, 4]
+    inputs = np.concatenate(parts, axis=1)  # [T, F]
+    inputs[np.isnan(target_kw)] = np.nan  # column 0 (scaled target) is NaN exactly where target_kw is
+
+    window_starts, origin_starts, exclusions = _usable_windows(inputs, rows, lookback, horizon, index_utc, local_tz)
+    return PreparedSeries(
+        meter_id=meter_id,
+        index_utc=index_utc,
+        target_kw=target_kw,
+        inputs=inputs,
+        feature_names=names,
+        lookback_steps=lookback,
+        horizon_steps=horizon,
+        window_starts=window_starts,
+        origin_starts=origin_starts,
+        scaler=scaler,
+        exclusions=exclusions,
+        split_bounds_utc=bounds,
+        gap_report=gap_reports[TARGET_COLUMN],
+    )
+
+
+def input_window(prepared: PreparedSeries, origin_utc: pd.Timestamp) -> np.ndarray | None:
+    """Return a float32 [L, F] copy of the inputs ending just before ``origin_utc``, or None.
+
+    None when the window reaches before the grid or past its end, or holds a NaN (a long gap):
+    the caller then falls back to a baseline. ``origin_utc`` may be the grid's exclusive end.
+    """
+    origin = pd.Timestamp(origin_utc)
+    if origin.tzinfo is None:
+        raise DataPreparationError(f"origin {origin_utc!r} must be timezone-aware (UTC)")
+    step = prepared.index_utc[1] - prepared.index_utc[0]  # a prepared grid holds at least one window
+    offset = origin.tz_convert("UTC") - prepared.index_utc[0]
+    if offset % step != pd.Timedelta(0):
+        raise DataPreparationError(
+            f"origin {origin_utc} is not on the {step} grid starting {prepared.index_utc[0]}; issue at a grid time"
+        )
+    origin_row = int(offset // step)
+    start = origin_row - prepared.lookback_steps
+    if start < 0 or origin_row > len(prepared.index_utc):
+        return None
+    window = prepared.inputs[start:origin_row]
+    if np.isnan(window).any():
+        return None
+    return window.copy()
+
+
+def prepare_meter(
+    config: PowercastConfig,
+    meter_id: str,
+    end_utc: datetime | None = None,
+    scaler: FeatureScaler | None = None,
+) -> PreparedSeries:
+    """Return the ``PreparedSeries`` of a stored meter's readings before ``end_utc`` (all when None).
+
+    ``end_utc`` also ends the grid, so the window ending just before it exists even when the last
+    readings are missing (``input_window`` then returns None rather than a stale window).
+    """
+    columns = [TIMESTAMP_COLUMN, *measured_feature_names(config.prepare)]
+    table = read_readings(config.root, meter_id, end_utc=end_utc, columns=columns)
+    grid_end = pd.Timestamp(end_utc).tz_convert("UTC") if end_utc is not None else None
+    return prepare_series(table, config.prepare, meter_id, scaler=scaler, grid_end_utc=grid_end)

@@ -1,0 +1,323 @@
+"""A forecast batch for one meter and one issue time: the champion's, or a seasonal-naive fallback.
+
+The champion reads the input window that ends just before the issue time, scaled with its own
+scaler, and predicts the whole horizon at once; its split-conformal offsets (learned on the
+validation residuals when it was trained) turn the point forecast into an interval. When the
+meter has no champion yet, or that input window touches a gap longer than the interpolation
+policy allows, the batch comes from the better of the 24 h and 168 h seasonal-naive baselines
+instead, never from invented inputs; the ``model`` column and the batch notes say so.
+
+Fallback intervals: the baseline learns nothing, so any past window is out-of-sample for it.
+Its offsets are split-conformal quantiles of its own residuals on the windows whose targets lie
+in the ``forecast.baseline_calibration_days`` before the issue time (every hourly origin, not
+only midnights, so that even a month with outages has enough windows). The same windows rank
+the two seasonal lags by MAE; that MAE is the batch's ``validation_mae_kw``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, tzinfo
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from powercast.models.baselines import BASELINES, steps_per_day
+from powercast.core.config import ForecastConfig, PowercastConfig, SplitConfig, parse_timezone
+from powercast.models.conformal import ConformalIntervals
+from powercast.core.errors import DataPreparationError, ForecastError
+from powercast.prepare.features import interval_slots_of
+from powercast.prepare.gaps import find_gaps
+from powercast.prepare.series import PreparedSeries, input_window, prepare_meter
+from powercast.serving.publish import ForecastBatch, iso_utc, to_utc_timestamp
+from powercast.models.registry import LoadedModel, load_champion
+from powercast.prepare.resample import freq_timedelta
+from powercast.core.schemas import FORECAST_SCHEMA
+
+FALLBACK_MODEL = "seasonal_naive"
+# Baselines whose forecasts may be published under model = "seasonal_naive", tried best first.
+FALLBACK_BASELINES: tuple[str, ...] = ("seasonal_naive_24h", "seasonal_naive_168h")
+
+
+@dataclass(frozen=True)
+class BaselineForecast:
+    """The fallback forecast at one origin and how its interval was calibrated."""
+
+    name: str
+    yhat_kw: np.ndarray  # [H]
+    lo_kw: np.ndarray  # [H]
+    hi_kw: np.ndarray  # [H]
+    validation_mae_kw: float
+    calibration_windows: int
+    calibrated_at_issue_time: bool  # offsets from windows issued at the same time of day (else all windows)
+
+
+def default_issue_time(config: PowercastConfig, meter_id: str) -> pd.Timestamp:
+    """Return the default issue time (UTC): the local midnight that ends the latest complete day of data.
+
+    The last stored reading's bucket (at ``prepare.freq``) must be over, so a store whose last
+    reading is 23:59 local issues at the next midnight, and one that stops at 21:02 issues at
+    that day's own midnight (its input window is then complete, the day is partly observed).
+    """
+    from powercast.store.readings import store_time_range
+
+    _, last_utc = store_time_range(config.root, meter_id)
+    local_tz = parse_timezone(config.prepare.local_timezone)
+    data_end = pd.Timestamp(last_utc).tz_convert("UTC") + freq_timedelta(config.prepare.freq)
+    return data_end.tz_convert(local_tz).normalize().tz_convert("UTC")
+
+
+def grid_row(prepared: PreparedSeries, origin_utc: pd.Timestamp) -> int:
+    """Return the row of ``origin_utc`` on the prepared grid (may equal its length: the grid's end)."""
+    step = prepared.index_utc[1] - prepared.index_utc[0]
+    offset = to_utc_timestamp(origin_utc, "issued_at") - prepared.index_utc[0]
+    if offset % step != pd.Timedelta(0) or offset < pd.Timedelta(0):
+        raise ForecastError(
+            f"issue time {iso_utc(pd.Timestamp(origin_utc))} is not on meter {prepared.meter_id}'s {step} grid "
+            f"starting {iso_utc(prepared.index_utc[0])}; issue at a whole step (e.g. local midnight)"
+        )
+    return int(offset // step)
+
+
+def _window_gap_reason(prepared: PreparedSeries, origin_row: int, max_gap_steps: int) -> str:
+    start = max(origin_row - prepared.lookback_steps, 0)
+    missing = np.isnan(prepared.target_kw[start:origin_row])
+    _, gap_lengths = find_gaps(missing)
+    longest = int(gap_lengths.max()) if gap_lengths.size else 0
+    return (
+        f"the {prepared.lookback_steps}-step input window before the issue time has {int(missing.sum())} missing "
+        f"steps (longest gap {longest} steps; at most {max_gap_steps} are interpolated)"
+        + ("" if origin_row - prepared.lookback_steps >= 0 else " and reaches before the first reading")
+    )
+
+
+def baseline_per_window(name: str, prepared: PreparedSeries, starts: np.ndarray) -> np.ndarray:
+    """Return ``[N, H]`` forecasts of one baseline; rows whose history lies in a long gap are NaN."""
+    function = BASELINES[name]
+    try:
+        return function(prepared, starts)
+    except DataPreparationError:
+        # Some windows have no history to repeat; score the others one by one.
+        rows = np.full((starts.size, prepared.horizon_steps), np.nan, dtype=np.float32)
+        for position, start in enumerate(starts):
+            try:
+                rows[position] = function(prepared, start[None])[0]
+            except DataPreparationError:
+                continue  # this window stays NaN and is left out of calibration
+        return rows
+
+
+def baseline_forecast(
+    prepared: PreparedSeries, origin_row: int, coverage: float, calibration_days: int, local_tz: tzinfo
+) -> BaselineForecast:
+    """Return the best seasonal-naive forecast at ``origin_row`` with split-conformal offsets.
+
+    The offsets are those of calibration windows issued at the same local time of day (pooled
+    over all of them when that time has too few), as for a champion's intervals.
+
+    Parameters
+    ----------
+    prepared : PreparedSeries
+        The meter's grid; only rows before ``origin_row`` are read.
+    origin_row : int
+        Grid row of the issue time.
+    coverage : float
+        Nominal interval coverage.
+    calibration_days : int
+        Windows whose targets end in this many days before the issue time calibrate the interval.
+    local_tz : tzinfo
+        Timezone whose wall clock defines the issue time of day.
+    """
+    lookback, horizon = prepared.lookback_steps, prepared.horizon_steps
+    per_day = steps_per_day(prepared)
+    origins = np.arange(max(origin_row - calibration_days * per_day, 0), origin_row - horizon + 1, dtype=np.int64)
+    targets = np.lib.stride_tricks.sliding_window_view(prepared.target_kw, horizon)[origins]  # [N, H]
+    complete = np.isfinite(targets).all(axis=1)
+    origins, truth = origins[complete], targets[complete]
+    step = prepared.index_utc[1] - prepared.index_utc[0]
+    slots, n_slots = interval_slots_of(prepared.index_utc[origins], local_tz, step)  # [N]
+    issue_slot, _ = interval_slots_of(pd.DatetimeIndex([prepared.index_utc[0] + origin_row * step]), local_tz, step)
+    problems: list[str] = []
+    candidates: list[BaselineForecast] = []
+    for name in FALLBACK_BASELINES:
+        try:
+            yhat = BASELINES[name](prepared, np.array([origin_row - lookback]))[0]
+        except DataPreparationError as exc:
+            problems.append(f"{name}: {exc}")
+            continue
+        if not origins.size:
+            problems.append(f"{name}: no complete window in the {calibration_days} days before the issue time")
+            continue
+        calibration = baseline_per_window(name, prepared, origins - lookback)
+        usable = np.isfinite(calibration).all(axis=1)
+        try:
+            intervals = ConformalIntervals(coverage).fit(truth[usable], calibration[usable], slots[usable], n_slots)
+        except DataPreparationError as exc:
+            problems.append(f"{name}: {exc}")
+            continue
+        lo, hi = intervals.interval_kw(yhat[None], issue_slot)
+        at_issue_time = n_slots > 1 and not intervals.pooled_[issue_slot[0]]
+        same_time = usable & (slots == issue_slot[0])
+        candidates.append(
+            BaselineForecast(
+                name=name,
+                yhat_kw=yhat.astype(np.float32),
+                lo_kw=lo[0],
+                hi_kw=hi[0],
+                validation_mae_kw=float(np.abs(truth[usable] - calibration[usable]).mean()),
+                calibration_windows=int((same_time.sum() if at_issue_time else usable.sum())),
+                calibrated_at_issue_time=at_issue_time,
+            )
+        )
+    if not candidates:
+        raise ForecastError(
+            f"meter {prepared.meter_id}: no seasonal-naive fallback is possible at {iso_utc(_row_time(prepared, origin_row))}: "
+            + "; ".join(problems)
+            + ". Ingest the missing readings or issue at a later time"
+        )
+    return min(candidates, key=lambda candidate: candidate.validation_mae_kw)
+
+
+def _row_time(prepared: PreparedSeries, row: int) -> pd.Timestamp:
+    step = prepared.index_utc[1] - prepared.index_utc[0]
+    return prepared.index_utc[0] + row * step
+
+
+def contract_table(
+    meter_id: str,
+    issued_at_utc: pd.Timestamp,
+    step: pd.Timedelta,
+    yhat_kw: np.ndarray,
+    lo_kw: np.ndarray,
+    hi_kw: np.ndarray,
+    model: str,
+    model_version: str,
+    run_id: str,
+) -> pa.Table:
+    """Return the ``FORECAST_SCHEMA`` rows of one meter's forecast, clipped at 0 kW (power is not negative)."""
+    horizon = len(yhat_kw)
+    lower, point, upper = (np.maximum(np.asarray(a, dtype=np.float32), 0.0) for a in (lo_kw, yhat_kw, hi_kw))
+    target_times = pd.DatetimeIndex([issued_at_utc + k * step for k in range(horizon)]).as_unit("us")
+    return pa.table(
+        {
+            "meter_id": pa.array([meter_id] * horizon, pa.string()),
+            "issued_at": pa.array([issued_at_utc] * horizon, FORECAST_SCHEMA.field("issued_at").type),
+            "target_time": pa.array(target_times, FORECAST_SCHEMA.field("target_time").type),
+            "horizon_h": pa.array(np.arange(1, horizon + 1, dtype=np.int16)),
+            "yhat_kw": pa.array(point),
+            "yhat_lo_kw": pa.array(np.minimum(lower, point)),
+            "yhat_hi_kw": pa.array(np.maximum(upper, point)),
+            "model": pa.array([model] * horizon, pa.string()),
+            "model_version": pa.array([model_version] * horizon, pa.string()),
+            "run_id": pa.array([run_id] * horizon, pa.string()),
+        },
+        schema=FORECAST_SCHEMA,
+    )
+
+
+def forecast_at(
+    prepared: PreparedSeries,
+    champion: LoadedModel | None,
+    issued_at_utc: pd.Timestamp,
+    run_id: str,
+    forecast_config: ForecastConfig,
+    max_gap_steps: int,
+    local_tz: tzinfo,
+) -> ForecastBatch:
+    """Return the batch for one issue time on an already prepared grid (champion, else fallback).
+
+    Only grid rows before the issue time are read, so a backtest can prepare once and call this
+    for every day.
+
+    Parameters
+    ----------
+    prepared : PreparedSeries
+        The meter's grid, prepared with the champion's prepare config and scaler when there is one.
+    champion : LoadedModel or None
+        The model to use; None forces the baseline.
+    issued_at_utc : pd.Timestamp
+        Issue time (tz-aware), on the grid.
+    run_id : str
+        Written in every row.
+    forecast_config : ForecastConfig
+        Coverage and calibration length of fallback intervals.
+    max_gap_steps : int
+        The interpolation limit, quoted when explaining a fallback.
+    local_tz : tzinfo
+        Timezone whose wall clock defines the issue time of day (fallback intervals).
+    """
+    issued = to_utc_timestamp(issued_at_utc, "issued_at")
+    origin_row = grid_row(prepared, issued)
+    step = prepared.index_utc[1] - prepared.index_utc[0]
+    window = input_window(prepared, issued) if champion is not None else None
+    if champion is not None and window is not None:
+        yhat = champion.predict_kw(window[None])[0]  # [H]
+        lo_kw, hi_kw = champion.interval_offsets_kw(issued)
+        table = contract_table(
+            prepared.meter_id, issued, step, yhat, yhat + lo_kw, yhat + hi_kw, champion.cell, champion.version, run_id
+        )
+        start, end = champion.training_range_utc
+        return ForecastBatch(table, champion.interval_coverage, start, end, champion.validation_mae_kw)
+    if champion is None:
+        reason = f"meter {prepared.meter_id} has no champion model yet"
+    else:
+        reason = f"champion {champion.cell} {champion.version} not used: " + _window_gap_reason(
+            prepared, origin_row, max_gap_steps
+        )
+    fallback = baseline_forecast(
+        prepared, origin_row, forecast_config.interval_coverage, forecast_config.baseline_calibration_days, local_tz
+    )
+    table = contract_table(
+        prepared.meter_id, issued, step, fallback.yhat_kw, fallback.lo_kw, fallback.hi_kw,
+        FALLBACK_MODEL, fallback.name, run_id,
+    )
+    note = (
+        f"fallback to {fallback.name} ({reason}); interval from its residuals on "
+        f"{fallback.calibration_windows} windows "
+        + ("issued at the same time of day " if fallback.calibrated_at_issue_time else "")
+        + f"in the {forecast_config.baseline_calibration_days} days before"
+    )
+    return ForecastBatch(
+        table, forecast_config.interval_coverage, None, None, fallback.validation_mae_kw, notes=(note,)
+    )
+
+
+def make_forecast_batch(
+    config: PowercastConfig, meter_id: str, issued_at_utc: datetime | None, run_id: str
+) -> ForecastBatch:
+    """Return the forecast batch of one meter at ``issued_at_utc`` (default: see ``default_issue_time``).
+
+    Loads the champion, prepares the meter's readings before the issue time with the champion's
+    prepare config and scaler, and forecasts the horizon in kW with conformal intervals; falls
+    back to the seasonal-naive baseline when there is no champion or the input window has a
+    long gap (``ForecastBatch.notes`` says why).
+
+    Parameters
+    ----------
+    config : PowercastConfig
+        Data root, preparation (used when there is no champion) and forecast settings.
+    meter_id : str
+        The meter to forecast.
+    issued_at_utc : datetime or None
+        Issue time, tz-aware and on the ``prepare.freq`` grid; None for the default.
+    run_id : str
+        Written in every row.
+    """
+    champion = load_champion(config.root, meter_id)
+    issued = default_issue_time(config, meter_id) if issued_at_utc is None else to_utc_timestamp(issued_at_utc, "issued_at")
+    if champion is None:
+        # The fallback reads only target_kw; inputs still need a scaler, and a one-day trailing
+        # validation keeps its training split non-empty however short the history is.
+        prepare_config = config.prepare.model_copy(update={"split": SplitConfig(mode="trailing", val_days=1)})
+    else:
+        prepare_config = champion.prepare_config
+    run_config = config.model_copy(update={"prepare": prepare_config})
+    try:
+        prepared = prepare_meter(run_config, meter_id, end_utc=issued, scaler=None if champion is None else champion.scaler)
+    except DataPreparationError as exc:
+        raise ForecastError(f"cannot forecast meter {meter_id!r} at {iso_utc(issued)}: {exc}") from exc
+    return forecast_at(
+        prepared, champion, issued, run_id, config.forecast, prepare_config.max_interpolate_gap_steps,
+        parse_timezone(prepare_config.local_timezone),
+    )

@@ -1,0 +1,281 @@
+"""One source file, several, or a landing folder → readings store + quarantine + manifest.
+
+For each file, in order: open and check it (exists, readable, known header), skip it when its
+sha256 is already in the manifest, parse and validate every line, then write the touched store
+partitions, the quarantined lines and finally the manifest row. A file that fails anywhere before
+the writes (missing, unreadable, empty, truncated gzip, wrong header) raises ``SourceFileError``
+and leaves the store exactly as it was. Every line is counted: ``rows_in = rows_stored +
+rows_quarantined``.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.fs as pafs
+
+from powercast.io.atomic import TEMP_PREFIX, is_uri, resolve_filesystem
+from powercast.core.config import PowercastConfig
+from powercast.core.errors import SourceFileError, StoreError
+from powercast.io.locking import DEFAULT_LOCK_TIMEOUT_S, INGEST_LOCK_NAME, named_lock
+from powercast.store.manifest import append_manifest, find_ingested, ingested_sha256s
+from powercast.store.quarantine import write_quarantine
+from powercast.io.runs import new_run_id
+from powercast.core.schemas import MANIFEST_SCHEMA, QUARANTINE_SCHEMA, TARGET_COLUMN, UTC_US
+from powercast.store.sources import SourceFile, iter_raw_batches, open_source
+from powercast.store.readings import upsert_readings
+from powercast.store.validation import REJECTED_SCHEMA, VALIDATED_SCHEMA, resolve_duplicates, validate_batch
+
+
+@dataclass(frozen=True)
+class IngestReport:
+    """What ingesting one source file did.
+
+    Attributes
+    ----------
+    source_file : str
+        Path (or URI path) of the file.
+    source_sha256 : str
+        sha256 of the file's bytes.
+    run_id : str
+        Run that ingested it (for a skipped file: the run that ingested it first).
+    skipped : bool
+        True when the file was already ingested (nothing was read or written).
+    rows_in : int
+        Data lines in the file (= rows_stored + rows_quarantined).
+    rows_stored : int
+        Lines now held by the store (new, replacing, or identical to a stored reading).
+    rows_missing : int
+        Stored lines whose measured values are all missing (``?``), kept as nulls.
+    rows_quarantined : int
+        Lines written to the quarantine with a reason code.
+    rows_replaced : int
+        Stored readings whose values this file changed (corrections).
+    partitions_written : list of str
+        Partition folders rewritten, relative to ``store/readings``.
+    elapsed_s : float
+        Wall-clock seconds spent on the file.
+    """
+
+    source_file: str
+    source_sha256: str
+    run_id: str
+    skipped: bool
+    rows_in: int
+    rows_stored: int
+    rows_missing: int
+    rows_quarantined: int
+    rows_replaced: int
+    partitions_written: list[str] = field(default_factory=list)
+    elapsed_s: float = 0.0
+
+
+def _expand(paths: Sequence[str | Path]) -> Iterator[tuple[pafs.FileSystem, str, bool]]:
+    """Yield (filesystem, path, came_from_a_directory) for every file named or inside a named folder."""
+    if not paths:
+        raise SourceFileError("no path given: name at least one file or landing folder to ingest")
+    for given in paths:
+        filesystem, path = resolve_filesystem(given)
+        info = filesystem.get_file_info(path)
+        if info.type == pafs.FileType.Directory:
+            children = filesystem.get_file_info(pafs.FileSelector(path, recursive=False))
+            for child in sorted(children, key=lambda item: item.base_name):
+                hidden = child.base_name.startswith((".", "_", TEMP_PREFIX))
+                if child.type == pafs.FileType.File and not hidden:
+                    yield filesystem, child.path, True
+        else:
+            yield filesystem, path, False
+
+
+def _should_show_progress(source: SourceFile, config: PowercastConfig, progress: bool | None) -> bool:
+    if progress is not None:
+        return progress
+    return source.size_bytes >= config.ingest.progress_min_bytes and sys.stderr.isatty()
+
+
+def _raw_lines_at(source: SourceFile, line_numbers: pa.Array) -> pa.Table:
+    """Return (line_number, raw_line) for the given lines, by reading the file once more."""
+    found = []
+    for batch in iter_raw_batches(source):
+        wanted = pc.is_in(batch.line_numbers, value_set=line_numbers)
+        if pc.any(wanted).as_py():
+            found.append(pa.table({"line_number": batch.line_numbers.filter(wanted), "raw_line": batch.lines.filter(wanted)}))
+    return pa.concat_tables(found) if found else pa.table({"line_number": pa.array([], pa.int64()), "raw_line": pa.array([], pa.string())})
+
+
+def _skipped_report(source: SourceFile, first_run_id: str, started: float) -> IngestReport:
+    return IngestReport(
+        source_file=source.path,
+        source_sha256=source.sha256,
+        run_id=first_run_id,
+        skipped=True,
+        rows_in=0,
+        rows_stored=0,
+        rows_missing=0,
+        rows_quarantined=0,
+        rows_replaced=0,
+        partitions_written=[],
+        elapsed_s=time.perf_counter() - started,
+    )
+
+
+def ingest_file(source: SourceFile, config: PowercastConfig, run_id: str, progress: bool | None = None) -> IngestReport:
+    """Return the report of ingesting one opened source file (not yet in the manifest).
+
+    Raises
+    ------
+    SourceFileError
+        If the file cannot be read to its end; nothing is written then.
+    StoreError
+        If the store, quarantine or manifest cannot be written.
+    """
+    started = time.perf_counter()
+    readings_parts = [VALIDATED_SCHEMA.empty_table()]
+    rejected_parts = [REJECTED_SCHEMA.empty_table()]
+    rows_in = 0
+    for batch in iter_raw_batches(source, progress=_should_show_progress(source, config, progress)):
+        validated = validate_batch(batch, source.source_format, config.ingest)
+        readings_parts.append(validated.readings)
+        rejected_parts.append(validated.rejected)
+        rows_in += len(batch.lines)
+    all_readings = pa.concat_tables(readings_parts)
+    del readings_parts
+    readings, duplicates = resolve_duplicates(all_readings)
+    del all_readings
+    rejected = pa.concat_tables(rejected_parts)
+    if duplicates.num_rows:
+        with_text = duplicates.join(_raw_lines_at(source, duplicates["line_number"]), keys="line_number")
+        rejected = pa.concat_tables([rejected, with_text.select(REJECTED_SCHEMA.names).cast(REJECTED_SCHEMA)])
+    if readings.num_rows + rejected.num_rows != rows_in:
+        raise StoreError(
+            f"{source.path}: {rows_in} lines read but {readings.num_rows} stored + {rejected.num_rows} quarantined; "
+            "nothing was written (this is a bug in powercast, please report it)"
+        )
+    now = pa.scalar(datetime.now(timezone.utc), type=UTC_US)
+    # Dictionary-encoded in memory (4 bytes a row, not 64); the store casts each partition to string.
+    sha_column = pa.DictionaryArray.from_arrays(
+        pa.array(np.zeros(readings.num_rows, dtype=np.int32)), pa.array([source.sha256])
+    )
+    to_store = readings.drop_columns(["line_number"]).append_column("source_sha256", sha_column)
+    outcome = upsert_readings(config.root, to_store)
+    quarantined = rejected.sort_by("line_number")
+    n_quarantined = quarantined.num_rows
+    write_quarantine(
+        config.root,
+        run_id,
+        source.sha256,
+        pa.table(
+            {
+                "source_file": pa.repeat(pa.scalar(source.path), n_quarantined),
+                "source_sha256": pa.repeat(pa.scalar(source.sha256), n_quarantined),
+                "line_number": quarantined["line_number"],
+                "raw_line": quarantined["raw_line"],
+                "reason": quarantined["reason"],
+                "detail": quarantined["detail"],
+                "run_id": pa.repeat(pa.scalar(run_id), n_quarantined),
+                "quarantined_at": pa.repeat(now, n_quarantined),
+            },
+            schema=QUARANTINE_SCHEMA,
+        ),
+    )
+    report = IngestReport(
+        source_file=source.path,
+        source_sha256=source.sha256,
+        run_id=run_id,
+        skipped=False,
+        rows_in=rows_in,
+        rows_stored=readings.num_rows,
+        rows_missing=readings[TARGET_COLUMN].null_count,
+        rows_quarantined=n_quarantined,
+        rows_replaced=outcome.rows_replaced,
+        partitions_written=outcome.partitions_written,
+        elapsed_s=time.perf_counter() - started,
+    )
+    append_manifest(
+        config.root,
+        pa.table(
+            {
+                "source_file": [report.source_file],
+                "source_sha256": [report.source_sha256],
+                "run_id": [run_id],
+                "ingested_at": pa.array([now.as_py()], UTC_US),
+                "rows_in": [report.rows_in],
+                "rows_stored": [report.rows_stored],
+                "rows_missing": [report.rows_missing],
+                "rows_quarantined": [report.rows_quarantined],
+                "rows_replaced": [report.rows_replaced],
+                "partitions_written": [len(report.partitions_written)],
+            },
+            schema=MANIFEST_SCHEMA,
+        ),
+    )
+    return report
+
+
+def _ingest_lock(root: str, timeout_s: float, holder: str) -> AbstractContextManager[object]:
+    """Return the ingest lock of a local data root; a URI root has no file locks (see powercast.io.locking)."""
+    if is_uri(root):
+        return nullcontext()
+    return named_lock(root, INGEST_LOCK_NAME, timeout_s=timeout_s, holder=holder)
+
+
+def ingest_paths(
+    paths: Sequence[str | Path],
+    config: PowercastConfig,
+    run_id: str | None = None,
+    progress: bool | None = None,
+    lock_timeout_s: float = DEFAULT_LOCK_TIMEOUT_S,
+) -> list[IngestReport]:
+    """Return one report per file ingested or skipped, after ingesting files and landing folders in order.
+
+    A named file already ingested (same sha256) is reported as skipped. A folder contributes every
+    regular, non-hidden file in it (sorted by name) not ingested yet; its already-ingested files
+    are passed over without a report.
+
+    Parameters
+    ----------
+    paths : sequence of str or Path
+        Files and/or folders (local paths or URIs).
+    config : PowercastConfig
+        Data root, source clock, physical limits.
+    run_id : str, optional
+        Run id recorded in the manifest and quarantine; a fresh one by default.
+    progress : bool, optional
+        Force the progress bar on or off; by default shown for large files when stderr is a terminal.
+    lock_timeout_s : float
+        How long to wait for another process's ingest to finish. A local data root holds the
+        ``_ingest`` lock for the whole call (reentrant, so a caller may already hold it); a URI
+        root has no file locks, so its writers must be serialised by the orchestrator.
+
+    Raises
+    ------
+    SourceFileError
+        At the first bad file (missing, unreadable, empty, truncated gzip, wrong header); files
+        before it stay ingested and nothing of the bad file is written.
+    LockedError
+        When another process still holds the ingest lock after ``lock_timeout_s``; nothing is written.
+    """
+    run = run_id or new_run_id("ingest")
+    with _ingest_lock(config.root, lock_timeout_s, run):
+        done = ingested_sha256s(config.root)
+        reports = []
+        for filesystem, path, from_directory in _expand(paths):
+            started = time.perf_counter()
+            source = open_source(path, filesystem)
+            if source.sha256 in done:
+                if not from_directory:
+                    first = find_ingested(config.root, source.sha256) or {"run_id": run}
+                    reports.append(_skipped_report(source, first["run_id"], started))
+                continue
+            reports.append(ingest_file(source, config, run, progress))
+            done.add(source.sha256)
+    return reports

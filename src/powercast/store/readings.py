@@ -1,0 +1,332 @@
+"""The Parquet layout of readings: upsert by partition, and reading a meter's time range with pruning.
+
+Layout under the data root (a local path or a URI)::
+
+    store/readings/meter_id=<meter>/year=<YYYY>/month=<MM>/part-0.parquet
+
+Each file holds ``READINGS_FILE_SCHEMA`` (``READINGS_SCHEMA`` minus the ``meter_id`` partition key),
+one row per timestamp, sorted by timestamp. Year and month are those of the UTC timestamp. Any
+hive-aware reader (pyarrow.dataset, polars, DuckDB) can read the folder directly.
+
+An upsert rewrites only the partitions whose content changes, each one atomically (temp name,
+then rename): rows at new timestamps are added, rows whose values differ from the stored ones
+replace them (and are counted), and rows identical to the stored ones leave the file untouched.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+from powercast.io.atomic import atomic_write_parquet, resolve_filesystem
+from powercast.core.errors import StoreError
+from powercast.core.schemas import MEASURED_COLUMNS, READINGS_FILE_SCHEMA, READINGS_SCHEMA, TARGET_COLUMN, UTC_US
+
+READINGS_DIR = "store/readings"
+PARTITION_FILE = "part-0.parquet"
+_UTC = timezone.utc
+_PARTITION_RE = re.compile(r"meter_id=(?P<meter>[^/]+)/year=(?P<year>\d{4})/month=(?P<month>\d{1,2})/" + PARTITION_FILE + "$")
+
+
+@dataclass(frozen=True)
+class Partition:
+    """One partition file of the readings store."""
+
+    meter_id: str
+    year: int
+    month: int
+    path: str
+
+    @property
+    def start_utc(self) -> datetime:
+        """Return the first instant (UTC) the partition can hold."""
+        return datetime(self.year, self.month, 1, tzinfo=_UTC)
+
+    @property
+    def end_utc(self) -> datetime:
+        """Return the instant (UTC) just after the partition's month."""
+        year, month = (self.year + 1, 1) if self.month == 12 else (self.year, self.month + 1)
+        return datetime(year, month, 1, tzinfo=_UTC)
+
+
+@dataclass(frozen=True)
+class UpsertOutcome:
+    """What an upsert changed: the partition folders it rewrote and the readings it replaced."""
+
+    partitions_written: list[str]
+    rows_replaced: int
+
+
+@dataclass(frozen=True)
+class PartitionSummary:
+    """Row counts of one partition: all rows, and rows whose active power is missing."""
+
+    meter_id: str
+    year: int
+    month: int
+    rows: int
+    rows_missing: int
+
+
+def partition_folder(meter_id: str, year: int, month: int) -> str:
+    """Return a partition's folder relative to ``store/readings``."""
+    return f"meter_id={meter_id}/year={year:04d}/month={month:02d}"
+
+
+def _readings_base(root: str) -> tuple[pafs.FileSystem, str]:
+    filesystem, base = resolve_filesystem(root)
+    return filesystem, f"{base.rstrip('/')}/{READINGS_DIR}"
+
+
+def _read_partition_file(filesystem: pafs.FileSystem, path: str, columns: Sequence[str] | None = None) -> pa.Table:
+    try:
+        with filesystem.open_input_file(path) as handle:
+            table = pq.ParquetFile(handle).read(columns=list(columns) if columns is not None else None)
+    except (OSError, pa.ArrowInvalid) as exc:
+        raise StoreError(f"cannot read store partition {path}: {exc}; restore it or re-ingest its source files") from exc
+    wanted = READINGS_FILE_SCHEMA if columns is None else pa.schema([READINGS_FILE_SCHEMA.field(c) for c in columns])
+    try:
+        return table.select(wanted.names).cast(wanted)
+    except (KeyError, pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+        raise StoreError(f"store partition {path} does not match READINGS_FILE_SCHEMA: {exc}") from exc
+
+
+def _list_partitions(filesystem: pafs.FileSystem, base: str, meter_id: str) -> list[Partition]:
+    meter_dir = f"{base}/meter_id={meter_id}"
+    infos = filesystem.get_file_info(pafs.FileSelector(meter_dir, recursive=True, allow_not_found=True))
+    partitions = []
+    for info in infos:
+        if info.type != pafs.FileType.File:
+            continue
+        match = _PARTITION_RE.search(info.path)
+        if match and match["meter"] == meter_id:
+            partitions.append(Partition(meter_id, int(match["year"]), int(match["month"]), info.path))
+    return sorted(partitions, key=lambda part: (part.year, part.month))
+
+
+def list_meters(root: str) -> list[str]:
+    """Return the meter ids that have at least one partition in the store, sorted."""
+    filesystem, base = _readings_base(root)
+    infos = filesystem.get_file_info(pafs.FileSelector(base, allow_not_found=True))
+    meters = [
+        info.base_name.removeprefix("meter_id=")
+        for info in infos
+        if info.type == pafs.FileType.Directory and info.base_name.startswith("meter_id=")
+    ]
+    return sorted(meter for meter in meters if _list_partitions(filesystem, base, meter))
+
+
+def _known_partitions(root: str, meter_id: str) -> tuple[pafs.FileSystem, list[Partition]]:
+    filesystem, base = _readings_base(root)
+    partitions = _list_partitions(filesystem, base, meter_id)
+    if not partitions:
+        known = ", ".join(list_meters(root)) or "none"
+        raise StoreError(
+            f"unknown meter {meter_id!r} in the store at {root} (known meters: {known}); ingest its readings first"
+        )
+    return filesystem, partitions
+
+
+def _utc_bound(value: datetime | None, name: str) -> pa.Scalar | None:
+    if value is None:
+        return None
+    if value.tzinfo is None or value.tzinfo.utcoffset(value) is None:
+        raise StoreError(f"{name}={value!r} has no timezone; pass a timezone-aware UTC datetime")
+    return pa.scalar(value, type=UTC_US)
+
+
+def read_readings(
+    root: str,
+    meter_id: str,
+    start_utc: datetime | None = None,
+    end_utc: datetime | None = None,
+    columns: Sequence[str] | None = None,
+) -> pa.Table:
+    """Return a meter's readings with ``start_utc <= timestamp < end_utc``, sorted by timestamp.
+
+    Only the month partitions that overlap the range are opened.
+
+    Parameters
+    ----------
+    root : str
+        Data root (path or URI).
+    meter_id : str
+        Meter to read.
+    start_utc, end_utc : datetime, optional
+        Timezone-aware bounds; ``None`` means unbounded.
+    columns : sequence of str, optional
+        Measured columns (or ``source_sha256``) to return besides ``meter_id`` and ``timestamp``;
+        ``None`` returns every ``READINGS_SCHEMA`` column.
+
+    Returns
+    -------
+    pa.Table
+        Columns of ``READINGS_SCHEMA`` (``meter_id`` and ``timestamp`` always first), in schema order.
+
+    Raises
+    ------
+    StoreError
+        If the meter is unknown, a bound is naive, a column is unknown or a partition is unreadable.
+    """
+    start = _utc_bound(start_utc, "start_utc")
+    end = _utc_bound(end_utc, "end_utc")
+    if start is not None and end is not None and not start.value < end.value:
+        raise StoreError(f"empty time range: start_utc {start_utc} must be before end_utc {end_utc}")
+    if columns is None:
+        wanted = list(READINGS_FILE_SCHEMA.names)
+    else:
+        unknown = [name for name in columns if name not in READINGS_SCHEMA.names]
+        if unknown:
+            raise StoreError(f"unknown reading column(s) {', '.join(unknown)}; choose from {', '.join(READINGS_SCHEMA.names)}")
+        wanted = [name for name in READINGS_FILE_SCHEMA.names if name == "timestamp" or name in columns]
+    filesystem, partitions = _known_partitions(root, meter_id)
+    tables = []
+    for partition in partitions:
+        if start is not None and partition.end_utc <= start.as_py():
+            continue
+        if end is not None and partition.start_utc >= end.as_py():
+            continue
+        table = _read_partition_file(filesystem, partition.path, wanted)
+        mask = None
+        if start is not None:
+            mask = pc.greater_equal(table["timestamp"], start)
+        if end is not None:
+            below = pc.less(table["timestamp"], end)
+            mask = below if mask is None else pc.and_(mask, below)
+        tables.append(table if mask is None else table.filter(mask))
+    file_schema = pa.schema([READINGS_FILE_SCHEMA.field(name) for name in wanted])
+    table = pa.concat_tables(tables) if tables else file_schema.empty_table()
+    table = table.sort_by("timestamp")
+    meter_column = pa.repeat(pa.scalar(meter_id), table.num_rows)
+    result = table.add_column(0, READINGS_SCHEMA.field("meter_id"), meter_column)
+    return result.cast(pa.schema([READINGS_SCHEMA.field(name) for name in result.column_names]))
+
+
+def store_time_range(root: str, meter_id: str) -> tuple[datetime, datetime]:
+    """Return the first and last stored timestamp (UTC) of a meter.
+
+    Raises
+    ------
+    StoreError
+        If the meter is unknown.
+    """
+    filesystem, partitions = _known_partitions(root, meter_id)
+    first = _read_partition_file(filesystem, partitions[0].path, ["timestamp"])["timestamp"]
+    last = _read_partition_file(filesystem, partitions[-1].path, ["timestamp"])["timestamp"]
+    return pc.min(first).as_py(), pc.max(last).as_py()
+
+
+def summarize_partitions(root: str) -> list[PartitionSummary]:
+    """Return row and missing-reading counts of every partition, by meter, year and month."""
+    filesystem, base = _readings_base(root)
+    summaries = []
+    for meter_id in list_meters(root):
+        for partition in _list_partitions(filesystem, base, meter_id):
+            power = _read_partition_file(filesystem, partition.path, [TARGET_COLUMN])[TARGET_COLUMN]
+            summaries.append(
+                PartitionSummary(meter_id, partition.year, partition.month, len(power), power.null_count)
+            )
+    return summaries
+
+
+def _merge_partition(existing: pa.Table, incoming: pa.Table) -> tuple[pa.Table | None, int]:
+    """Return (merged table or None when nothing changes, number of stored readings replaced)."""
+    existing = existing.sort_by("timestamp")
+    stored_us = pc.cast(existing["timestamp"], pa.int64()).to_numpy()
+    incoming_us = pc.cast(incoming["timestamp"], pa.int64()).to_numpy()
+    position = np.searchsorted(stored_us, incoming_us)
+    clipped = np.minimum(position, max(len(stored_us) - 1, 0))
+    if len(stored_us):
+        found = (position < len(stored_us)) & (stored_us[clipped] == incoming_us)
+    else:
+        found = np.zeros(len(incoming_us), dtype=bool)
+    same = found.copy()
+    incoming_all_missing = np.ones(len(incoming_us), dtype=bool)
+    for name in MEASURED_COLUMNS:
+        new_values = incoming[name].to_numpy(zero_copy_only=False)
+        old_values = existing[name].to_numpy(zero_copy_only=False)[clipped] if len(stored_us) else new_values
+        same &= (new_values == old_values) | (np.isnan(new_values) & np.isnan(old_values))
+        incoming_all_missing &= np.isnan(new_values)
+    # A later all-missing line ("?") is no correction: it never erases a stored reading.
+    changed = found & ~same & ~incoming_all_missing
+    added = ~found
+    if not changed.any() and not added.any():
+        return None, 0
+    keep = np.ones(len(stored_us), dtype=bool)
+    keep[clipped[changed]] = False
+    merged = pa.concat_tables([existing.filter(pa.array(keep)), incoming.filter(pa.array(changed | added))])
+    return merged.sort_by("timestamp"), int(changed.sum())
+
+
+def upsert_readings(root: str, readings: pa.Table) -> UpsertOutcome:
+    """Return what changed after merging ``readings`` into the store, one atomic rewrite per touched partition.
+
+    Parameters
+    ----------
+    root : str
+        Data root (path or URI).
+    readings : pa.Table
+        Rows with the ``READINGS_SCHEMA`` columns, at most one per (meter_id, timestamp).
+
+    Raises
+    ------
+    StoreError
+        If ``readings`` lacks a column, has a duplicate key, or a partition cannot be read or written.
+    """
+    missing = [name for name in READINGS_SCHEMA.names if name not in readings.column_names]
+    if missing:
+        raise StoreError(f"readings to store lack column(s) {', '.join(missing)} of READINGS_SCHEMA")
+    if readings.num_rows == 0:
+        return UpsertOutcome(partitions_written=[], rows_replaced=0)
+    table = readings.select(READINGS_SCHEMA.names)
+    times_us = pc.cast(table["timestamp"], pa.int64()).to_numpy()
+    single_meter = pc.count_distinct(table["meter_id"]).as_py() == 1
+    if not (single_meter and np.all(times_us[1:] >= times_us[:-1])):
+        table = table.sort_by([("meter_id", "ascending"), ("timestamp", "ascending")])
+        times_us = pc.cast(table["timestamp"], pa.int64()).to_numpy()
+    meters = table["meter_id"]
+    # Months since 1970-01 of each UTC timestamp: the (year, month) partition key.
+    month_index = times_us.astype("datetime64[us]").astype("datetime64[M]").astype(np.int64) + 1970 * 12
+    if single_meter:
+        meter_changes = np.zeros(len(times_us) - 1, dtype=bool)
+    else:
+        meter_changes = pc.not_equal(meters[1:], meters[:-1]).to_numpy(zero_copy_only=False)
+    if ((times_us[1:] == times_us[:-1]) & ~meter_changes).any():
+        raise StoreError("readings to store hold the same meter and timestamp twice; resolve duplicates first")
+    boundaries = np.flatnonzero(meter_changes | (month_index[1:] != month_index[:-1])) + 1
+    starts = np.concatenate([[0], boundaries])
+    stops = np.concatenate([boundaries, [table.num_rows]])
+    filesystem, base = _readings_base(root)
+    written: list[str] = []
+    replaced = 0
+    for start, stop in zip(starts.tolist(), stops.tolist(), strict=True):
+        chunk = table.slice(start, stop - start)
+        meter_id = chunk["meter_id"][0].as_py()
+        year, month = divmod(int(month_index[start]), 12)
+        folder = partition_folder(meter_id, year, month + 1)
+        path = f"{base}/{folder}/{PARTITION_FILE}"
+        try:
+            incoming = chunk.select(READINGS_FILE_SCHEMA.names).cast(READINGS_FILE_SCHEMA)
+        except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+            raise StoreError(f"readings for {folder} do not match READINGS_SCHEMA: {exc}") from exc
+        exists = filesystem.get_file_info(path).type == pafs.FileType.File
+        merged, chunk_replaced = (
+            _merge_partition(_read_partition_file(filesystem, path), incoming) if exists else (incoming, 0)
+        )
+        if merged is None:
+            continue
+        try:
+            atomic_write_parquet(path, merged, filesystem=filesystem)
+        except OSError as exc:
+            raise StoreError(f"cannot write store partition {path}: {exc}") from exc
+        written.append(folder)
+        replaced += chunk_replaced
+    return UpsertOutcome(partitions_written=written, rows_replaced=replaced)

@@ -1,0 +1,424 @@
+"""Training one forecaster: Trainer set-up, early stopping, time budget, NaN guard, determinism.
+
+``fit_forecaster`` trains one cell on a ``PreparedSeries`` and returns the best-validation
+weights as a CPU module together with where and how long it trained. It is seeded (same seed on
+CPU → identical weights and metrics), trains in bf16 mixed precision on a GPU, stops early on
+validation MAE or at the time budget, and raises ``TrainingError`` naming the model and epoch as
+soon as a loss is NaN/inf, before anything could be registered.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import shutil
+import sys
+import tempfile
+import time
+import warnings
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow.fs as pafs
+import pytorch_lightning as pl
+import torch
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from pytorch_lightning.callbacks import Callback, EarlyStopping, ModelCheckpoint
+from pytorch_lightning.loggers import CSVLogger
+from torch.utils.data import DataLoader
+
+from powercast.core.config import TrainConfig
+from powercast.prepare.datamodule import WindowDataModule
+from powercast.core.errors import ConfigError, TrainingError
+from powercast.models.rnn import RNNForecaster
+from powercast.prepare.series import PreparedSeries
+from powercast.prepare.windows import window_has_invalid
+
+MONITOR = "val_mae"
+
+
+@dataclass(frozen=True, eq=False)
+class FitResult:
+    """A trained model with the record of its training.
+
+    Attributes
+    ----------
+    name : str
+        Model name (e.g. ``"gru"``).
+    module : RNNForecaster
+        The kept weights (best validation epoch unless asked for the last), in eval mode, on CPU.
+    device : str
+        Where it trained (``"cpu"`` or ``"cuda:<name>"``).
+    precision : str
+        Lightning precision used (``"32-true"`` on CPU, ``"bf16-mixed"`` on GPU).
+    elapsed_s : float
+        Wall-clock training time.
+    epochs_run : int
+        Epochs completed.
+    best_epoch : int
+        Epoch (0-based) of the kept weights.
+    best_val_mae : float
+        Validation MAE of the kept weights, in scaled units (as logged per epoch).
+    stopped_by : str
+        ``"early_stopping"``, ``"max_time"`` or ``"max_epochs"``.
+    curves : pd.DataFrame
+        One row per epoch: ``epoch``, ``train_loss``, ``val_mae`` (scaled) and ``val_mae_kw`` when logged.
+    log_dir : str
+        Folder of the CSV log and the best checkpoint.
+    """
+
+    name: str
+    module: RNNForecaster
+    device: str
+    precision: str
+    elapsed_s: float
+    epochs_run: int
+    best_epoch: int
+    best_val_mae: float
+    stopped_by: str
+    curves: pd.DataFrame
+    log_dir: str
+
+
+class NonFiniteLossGuard(Callback):
+    """Raise ``TrainingError`` naming the model and epoch as soon as a loss is NaN or infinite."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs, batch, batch_idx: int) -> None:
+        """Check the training loss of every batch."""
+        loss = outputs["loss"] if isinstance(outputs, Mapping) else outputs
+        if loss is not None and not torch.isfinite(loss).all():
+            raise TrainingError(
+                f"model {self.name}: training loss became {float(loss)} at epoch {trainer.current_epoch}, "
+                f"batch {batch_idx}; lower train.learning_rate or check the inputs. Nothing was registered, "
+                "the champion stays in place"
+            )
+
+    def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Check the validation loss of every epoch."""
+        value = trainer.callback_metrics.get(MONITOR)
+        if value is not None and not torch.isfinite(value).all():
+            raise TrainingError(
+                f"model {self.name}: validation MAE became {float(value)} at epoch {trainer.current_epoch}; "
+                "lower train.learning_rate or check the inputs. Nothing was registered, the champion stays in place"
+            )
+
+
+def resolve_accelerator(requested: str) -> str:
+    """Return ``"gpu"`` or ``"cpu"`` for a configured accelerator (``auto`` picks a GPU when present)."""
+    if requested not in ("auto", "cpu", "gpu"):
+        raise ConfigError(f"train.accelerator must be auto, cpu or gpu, got {requested!r}")
+    has_gpu = torch.cuda.is_available()
+    if requested == "gpu" and not has_gpu:
+        raise ConfigError("train.accelerator is 'gpu' but no CUDA GPU is visible; use 'auto' or 'cpu'")
+    if requested == "auto":
+        return "gpu" if has_gpu else "cpu"
+    return requested
+
+
+def device_label(accelerator: str) -> str:
+    """Return a human label of the device an accelerator trains on (``cpu`` or ``cuda:<name>``)."""
+    if accelerator == "gpu":
+        return f"cuda:{torch.cuda.get_device_name(0)}"
+    return "cpu"
+
+
+def build_forecaster(prepared: PreparedSeries, config: TrainConfig, cell: str) -> RNNForecaster:
+    """Return an untrained ``RNNForecaster`` sized for ``prepared`` and configured by ``config``."""
+    target_scale_kw = float(prepared.scaler.inverse_target_kw(np.array(1.0)) - prepared.scaler.inverse_target_kw(np.array(0.0)))
+    return RNNForecaster(
+        n_features=len(prepared.feature_names),
+        lookback_steps=prepared.lookback_steps,
+        horizon_steps=prepared.horizon_steps,
+        cell=cell,
+        hidden_sizes=tuple(config.hidden_sizes),
+        dropout=config.dropout,
+        segment_steps=min(config.segment_steps, prepared.lookback_steps),
+        highway_steps=prepared.lookback_steps if config.highway else 0,
+        learning_rate=config.learning_rate,
+        weight_decay=config.weight_decay,
+        scheduler=config.scheduler,
+        target_scale_kw=target_scale_kw,
+        n_members=config.ensemble_members,
+    )
+
+
+def check_windows_finite(prepared: PreparedSeries, name: str) -> None:
+    """Raise ``TrainingError`` if any training or validation window holds NaN/inf (no NaN may reach a model)."""
+    window_steps = prepared.lookback_steps + prepared.horizon_steps
+    invalid = window_has_invalid(~np.isfinite(prepared.inputs).all(axis=1), window_steps)
+    for split in ("train", "val"):
+        starts = prepared.window_starts[split]
+        if starts.size == 0:
+            raise TrainingError(
+                f"model {name}: meter {prepared.meter_id!r} has no {split} window "
+                f"(excluded: {prepared.exclusions.get(split)}); ingest more readings or widen the split"
+            )
+        bad = starts[invalid[starts]]
+        if bad.size:
+            raise TrainingError(
+                f"model {name}: {bad.size} {split} window(s) of meter {prepared.meter_id!r} hold NaN/inf inputs "
+                f"(first at {prepared.index_utc[int(bad[0])]}); nothing was trained, the champion stays in place"
+            )
+
+
+def fit_module(
+    module: RNNForecaster,
+    train_loader: DataLoader,
+    val_loader: DataLoader,
+    config: TrainConfig,
+    name: str,
+    log_dir: str | Path,
+    progress: bool | None = None,
+    early_stopping: bool = True,
+    restore_best: bool = True,
+) -> FitResult:
+    """Return ``module`` trained with the configured Trainer (reloaded at its best validation MAE by default).
+
+    Parameters
+    ----------
+    module : RNNForecaster
+        Untrained module (seed before building it for reproducible weights).
+    train_loader, val_loader : DataLoader
+        Batches of (x [B, L, F], y [B, H]).
+    config : TrainConfig
+        Epochs, patience, time budget, gradient clipping, accelerator, seed.
+    name : str
+        Model name used in logs, checkpoints and error messages.
+    log_dir : str or Path
+        Folder for the CSV log and the best checkpoint of this model.
+    progress : bool, optional
+        Show a progress bar; None shows one only when stderr is a terminal.
+    early_stopping : bool
+        Stop when validation MAE has not improved for ``config.patience_epochs`` epochs.
+    restore_best : bool
+        Return the weights of the best validation epoch; False keeps the last epoch's weights.
+    """
+    accelerator = resolve_accelerator(config.accelerator)
+    precision = "bf16-mixed" if accelerator == "gpu" else "32-true"
+    show_progress = sys.stderr.isatty() if progress is None else progress
+    folder = Path(log_dir)
+    # A re-run of the same run replaces this model's log and checkpoint rather than mixing with them.
+    if folder.exists():
+        shutil.rmtree(folder)
+    checkpoint = ModelCheckpoint(
+        dirpath=folder / "checkpoints", filename=f"{name}-best", monitor=MONITOR, mode="min", save_top_k=1,
+        enable_version_counter=False,
+    )
+    callbacks: list[Callback] = [NonFiniteLossGuard(name), checkpoint]
+    if early_stopping:
+        callbacks.append(EarlyStopping(monitor=MONITOR, mode="min", patience=config.patience_epochs, check_finite=False))
+    logger = CSVLogger(save_dir=str(folder), name="csv", version=name)
+    threads = config.cpu_threads if accelerator == "cpu" else 0
+    with _quiet_lightning(show_progress), _cpu_threads(threads):
+        trainer = pl.Trainer(
+            accelerator=accelerator,
+            devices=1,
+            precision=precision,
+            max_epochs=config.max_epochs,
+            max_time=timedelta(seconds=config.max_time_s),
+            gradient_clip_val=config.gradient_clip,
+            deterministic=accelerator == "cpu",
+            callbacks=callbacks,
+            logger=logger,
+            log_every_n_steps=max(1, min(50, len(train_loader))),
+            enable_progress_bar=show_progress,
+            enable_model_summary=False,
+            num_sanity_val_steps=0,
+            default_root_dir=str(folder),
+        )
+        started = time.perf_counter()
+        trainer.fit(module, train_dataloaders=train_loader, val_dataloaders=val_loader)
+    elapsed_s = time.perf_counter() - started
+    if not checkpoint.best_model_path:
+        raise TrainingError(
+            f"model {name}: no validation epoch finished within train.max_time_s={config.max_time_s}; raise the budget"
+        )
+    kept = RNNForecaster(**module.hparams)
+    if restore_best:
+        state = torch.load(checkpoint.best_model_path, map_location="cpu", weights_only=True)["state_dict"]
+    else:
+        state = {name: tensor.detach().to("cpu") for name, tensor in module.state_dict().items()}
+    kept.load_state_dict(state)
+    kept.eval()
+    curves = _epoch_curves(Path(logger.log_dir) / "metrics.csv")
+    kept_row = curves[MONITOR].idxmin() if restore_best else curves[MONITOR].last_valid_index()
+    stopped_by = _stop_reason(trainer, callbacks, config)
+    return FitResult(
+        name=name,
+        module=kept,
+        device=device_label(accelerator),
+        precision=precision,
+        elapsed_s=elapsed_s,
+        epochs_run=int(trainer.current_epoch),
+        best_epoch=int(curves.loc[kept_row, "epoch"]),
+        best_val_mae=float(curves.loc[kept_row, MONITOR]),
+        stopped_by=stopped_by,
+        curves=curves,
+        log_dir=str(folder),
+    )
+
+
+@contextmanager
+def local_log_dir(filesystem: pafs.FileSystem, path: str, prefix: str) -> Iterator[Path]:
+    """Yield a local folder for Lightning's logs and checkpoints, removing it afterwards when it is a temp one.
+
+    Parameters
+    ----------
+    filesystem : pyarrow.fs.FileSystem
+        Filesystem of the destination ``path``.
+    path : str
+        Where the logs belong; used as is on a local filesystem.
+    prefix : str
+        Name prefix of the temp folder used (and deleted when the block ends) for any other filesystem.
+    """
+    if isinstance(filesystem, pafs.LocalFileSystem):
+        yield Path(path)
+        return
+    with tempfile.TemporaryDirectory(prefix=prefix) as folder:
+        yield Path(folder)
+
+
+def fit_forecaster(
+    prepared: PreparedSeries,
+    config: TrainConfig,
+    cell: str,
+    log_dir: str | Path,
+    progress: bool | None = None,
+) -> FitResult:
+    """Return a ``cell`` forecaster trained on ``prepared``'s train windows, best on its validation windows.
+
+    Seeds everything first, so two CPU runs with the same config give identical weights.
+    """
+    check_windows_finite(prepared, cell)
+    pl.seed_everything(config.seed, workers=True, verbose=False)
+    data = WindowDataModule(prepared, batch_size=config.batch_size, shuffle_train=True, seed=config.seed)
+    module = build_forecaster(prepared, config, cell)
+    return fit_module(module, data.train_dataloader(), data.val_dataloader(), config, cell, log_dir, progress)
+
+
+def refit_forecaster(
+    prepared: PreparedSeries,
+    config: TrainConfig,
+    cell: str,
+    epochs: int,
+    log_dir: str | Path,
+    progress: bool | None = None,
+) -> FitResult:
+    """Return a ``cell`` forecaster trained on the train and validation windows together for ``epochs`` epochs.
+
+    The second half of "choose on validation, then refit": ``fit_forecaster`` has found how many
+    epochs generalise (its best epoch + 1); this run trains a fresh model with the same seed on
+    every training and validation window for exactly that many epochs (the one-cycle schedule
+    anneals over them) and keeps the last weights. No early stopping: the validation windows are
+    now training data, so the logged ``val_mae`` is in-sample and only shown, never used to choose.
+    """
+    if epochs < 1:
+        raise TrainingError(f"model {cell}: refit needs at least one epoch, got {epochs}")
+    check_windows_finite(prepared, cell)
+    pl.seed_everything(config.seed, workers=True, verbose=False)
+    data = WindowDataModule(prepared, batch_size=config.batch_size, shuffle_train=True, seed=config.seed)
+    refit_config = config.model_copy(update={"max_epochs": epochs})
+    module = build_forecaster(prepared, refit_config, cell)
+    return fit_module(
+        module, data.train_and_val_dataloader(), data.val_dataloader(), refit_config, f"{cell}-refit", log_dir,
+        progress, early_stopping=False, restore_best=False,
+    )
+
+
+def _stop_reason(trainer: pl.Trainer, callbacks: list[Callback], config: TrainConfig) -> str:
+    for callback in callbacks:
+        if isinstance(callback, EarlyStopping) and callback.stopped_epoch > 0:
+            return "early_stopping"
+    if trainer.current_epoch < config.max_epochs:
+        return "max_time"
+    return "max_epochs"
+
+
+def _epoch_curves(metrics_csv: Path) -> pd.DataFrame:
+    """Return one row per epoch from Lightning's CSV log (train and validation rows merged)."""
+    if not metrics_csv.is_file():
+        return pd.DataFrame(columns=["epoch", "train_loss", MONITOR])
+    raw = pd.read_csv(metrics_csv)
+    columns = [c for c in ("train_loss", MONITOR, f"{MONITOR}_kw") if c in raw.columns]
+    return raw.groupby("epoch", as_index=False)[columns].first().sort_values("epoch").reset_index(drop=True)
+
+
+@contextmanager
+def _cpu_threads(n_threads: int) -> Iterator[None]:
+    """Use ``n_threads`` torch intra-op threads inside the block (0 = leave as is), then restore."""
+    previous = torch.get_num_threads()
+    if n_threads:
+        torch.set_num_threads(n_threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+class _quiet_lightning:
+    """Silence Lightning's info lines (GPU available, tips) unless a progress bar is wanted.
+
+    Also hides one deprecation notice Lightning raises against newer torch versions on every fit.
+    """
+
+    names = ("pytorch_lightning", "lightning.pytorch", "lightning_fabric", "lightning")
+
+    def __init__(self, show: bool) -> None:
+        self.show = show
+        self.levels: dict[str, int] = {}
+        self.warning_filters = warnings.catch_warnings()
+
+    def __enter__(self) -> None:
+        self.warning_filters.__enter__()
+        warnings.filterwarnings("ignore", message=r".*LeafSpec.*")
+        if not self.show:
+            for logger_name in self.names:
+                logger = logging.getLogger(logger_name)
+                self.levels[logger_name] = logger.level
+                logger.setLevel(logging.WARNING)
+
+    def __exit__(self, *exc: object) -> None:
+        for logger_name, level in self.levels.items():
+            logging.getLogger(logger_name).setLevel(level)
+        self.warning_filters.__exit__(*exc)
+
+
+def plot_loss_curves(curves: Mapping[str, pd.DataFrame], title: str, loss_label: str = "L1 loss (scaled)") -> bytes:
+    """Return a PNG of training and validation loss per epoch, one colour per model.
+
+    Parameters
+    ----------
+    curves : mapping
+        Model name → per-epoch frame with ``epoch``, ``train_loss`` and ``val_mae``.
+    title : str
+        Figure title.
+    loss_label : str
+        Y-axis label.
+    """
+    figure = Figure(figsize=(8, 4.5), dpi=110)
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot(1, 1, 1)
+    for index, (name, frame) in enumerate(curves.items()):
+        colour = f"C{index}"
+        if "train_loss" in frame and frame["train_loss"].notna().any():
+            axes.plot(frame["epoch"] + 1, frame["train_loss"], color=colour, linestyle="-", marker=".", label=f"{name} train")
+        if MONITOR in frame and frame[MONITOR].notna().any():
+            axes.plot(frame["epoch"] + 1, frame[MONITOR], color=colour, linestyle="--", marker=".", label=f"{name} validation")
+    axes.set_xlabel("epoch")
+    axes.set_ylabel(loss_label)
+    axes.set_title(title)
+    axes.grid(alpha=0.3)
+    axes.legend()
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    return buffer.getvalue()

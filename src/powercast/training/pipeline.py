@@ -1,0 +1,629 @@
+"""The library-level nightly training step for one meter: train, score, select, register, report.
+
+``train_meter`` is the story of one night for one meter, told in two steps an orchestrator can
+also call one by one (one task per cell, then one to decide):
+
+1. prepare the meter's series (or take the given ``PreparedSeries``);
+2. ``fit_challenger`` per configured cell: train it (a NaN/inf loss stops here, before anything
+   is written to the registry) and forecast every scoring window set in kW;
+3. ``select_and_register``: score challengers, baselines and the current champion in kW on the
+   same windows; the best challenger is promoted only if it beats the best baseline and the
+   champion; register every challenger, move the champion pointer if promoted, record the
+   decision, and write ``runs/<run_id>/<meter_id>/`` (leaderboard JSON + Parquet, loss curves PNG).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from powercast.io.atomic import atomic_write_bytes, atomic_write_json, atomic_write_parquet, resolve_filesystem
+from powercast.models.baselines import BASELINES, steps_per_day
+from powercast.core.config import PowercastConfig, parse_timezone
+from powercast.models.conformal import ConformalIntervals
+from powercast.core.errors import DataPreparationError, TrainingError
+from powercast.prepare.features import interval_slots_of
+from powercast.models.metrics import ForecastScores, score_forecast, seasonal_naive_scale_kw
+from powercast.models.rnn import RNNForecaster
+from powercast.prepare.series import PreparedSeries, prepare_meter
+from powercast.models.registry import (
+    LoadedModel,
+    ModelRecord,
+    load_champion,
+    promote,
+    record_decision,
+    register_model,
+    version_name,
+)
+from powercast.training.selection import Decision, select_winner
+from powercast.training.fit import FitResult, fit_forecaster, local_log_dir, plot_loss_curves, refit_forecaster
+from powercast.prepare.windows import sliding_windows, window_has_invalid
+
+# "val" (every validation window) decides the winner; the day-ahead window sets hold only
+# windows issued at local midnight, as forecasts are in service.
+SELECTION_SET = "val"
+# Window sets scored with a challenger's held-out fit (and a champion's): a model refit on the
+# validation windows has seen their targets, so it is scored only on the test sets.
+HELD_OUT_SETS = ("val", "val_day_ahead")
+
+LEADERBOARD_SCHEMA = pa.schema(
+    [
+        pa.field("run_id", pa.string(), nullable=False),
+        pa.field("meter_id", pa.string(), nullable=False),
+        pa.field("model", pa.string(), nullable=False),
+        pa.field("kind", pa.string(), nullable=False),
+        pa.field("version", pa.string()),
+        pa.field("window_set", pa.string(), nullable=False),
+        pa.field("n_windows", pa.int64(), nullable=False),
+        pa.field("mae_kw", pa.float64(), nullable=False),
+        pa.field("rmse_kw", pa.float64(), nullable=False),
+        pa.field("mase", pa.float64(), nullable=False),
+        pa.field("mae_kw_by_step", pa.list_(pa.float64()), nullable=False),
+        pa.field("interval_coverage", pa.float64()),
+        pa.field("train_time_s", pa.float64()),
+        pa.field("device", pa.string()),
+        pa.field("epochs", pa.int64()),
+        pa.field("promoted", pa.bool_(), nullable=False),
+    ]
+)
+
+
+@dataclass(frozen=True, eq=False)
+class TrainingOutcome:
+    """What one night's training of one meter produced and decided.
+
+    Attributes
+    ----------
+    meter_id, run_id : str
+    leaderboard : list[dict]
+        One row per model × window set (``LEADERBOARD_SCHEMA`` fields).
+    decision : Decision
+        The selection and its reason.
+    champion_version : str or None
+        The champion after this run.
+    versions : dict[str, str]
+        Cell → registered version of this run's challenger.
+    devices : dict[str, str]
+        Cell → device it trained on.
+    elapsed_s : dict[str, float]
+        Cell → training wall-clock time.
+    run_dir : str
+        Where the leaderboard and curves were written.
+    """
+
+    meter_id: str
+    run_id: str
+    leaderboard: list[dict[str, Any]]
+    decision: Decision
+    champion_version: str | None
+    versions: dict[str, str]
+    devices: dict[str, str]
+    elapsed_s: dict[str, float]
+    run_dir: str
+
+    def leaderboard_frame(self) -> pd.DataFrame:
+        """Return the leaderboard as a DataFrame."""
+        return pd.DataFrame(self.leaderboard, columns=LEADERBOARD_SCHEMA.names)
+
+
+def window_inputs(prepared: PreparedSeries, starts: np.ndarray) -> np.ndarray:
+    """Return the scaled input windows ``[N, L, F]`` (float32 copy) at ``starts``."""
+    return np.ascontiguousarray(sliding_windows(prepared.inputs, prepared.lookback_steps)[starts])
+
+
+def window_targets_kw(prepared: PreparedSeries, starts: np.ndarray) -> np.ndarray:
+    """Return the actual targets ``[N, H]`` kW of the windows at ``starts``."""
+    rows = np.asarray(starts, dtype=np.int64)[:, None] + prepared.lookback_steps + np.arange(prepared.horizon_steps)
+    return np.asarray(prepared.target_kw, dtype=np.float32)[rows]
+
+
+def scoring_windows(prepared: PreparedSeries) -> dict[str, np.ndarray]:
+    """Return window set name → window starts, leaving out empty sets (e.g. no test split)."""
+    sets = {
+        "val": prepared.window_starts["val"],
+        "val_day_ahead": prepared.origin_starts["val"],
+        "test": prepared.window_starts["test"],
+        "test_day_ahead": prepared.origin_starts["test"],
+    }
+    return {name: np.asarray(starts, dtype=np.int64) for name, starts in sets.items() if len(starts)}
+
+
+def forecast_module_kw(module: RNNForecaster, prepared: PreparedSeries, starts: np.ndarray) -> np.ndarray:
+    """Return a freshly trained model's ``[N, H]`` kW forecasts for the windows at ``starts``."""
+    return prepared.scaler.inverse_target_kw(module.forecast_scaled(window_inputs(prepared, starts)))
+
+
+def forecast_champion_kw(
+    champion: LoadedModel, prepared: PreparedSeries, config: PowercastConfig, starts: np.ndarray, held_out: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    """Return the champion's ``[M, H]`` kW forecasts for today's windows, and the ``[N]`` mask of those it could make.
+
+    ``held_out=True`` forecasts with the champion's held-out fit when it was served refit (so
+    that it is compared with tonight's challengers out of sample, as they are).
+
+    When the champion was fit with today's scaler and features it reads today's inputs as they
+    are; otherwise the meter is prepared again with the champion's own scaler and features, and
+    windows are matched by their origin time. Windows whose inputs are missing for the champion
+    are left out (mask False).
+    """
+    same_inputs = (
+        champion.feature_names == prepared.feature_names
+        and champion.prepare_config.lookback_steps == prepared.lookback_steps
+        and champion.scaler.to_dict() == prepared.scaler.to_dict()
+    )
+    if same_inputs:
+        return champion.predict_kw(window_inputs(prepared, starts), held_out), np.ones(len(starts), dtype=bool)
+    own_prepare = champion.prepare_config.model_copy(update={"split": config.prepare.split})
+    end_utc = (prepared.index_utc[-1] + (prepared.index_utc[1] - prepared.index_utc[0])).to_pydatetime()
+    theirs = prepare_meter(
+        config.model_copy(update={"prepare": own_prepare}), prepared.meter_id, end_utc=end_utc, scaler=champion.scaler
+    )
+    origins_utc = prepared.index_utc[starts + prepared.lookback_steps]
+    origin_rows = theirs.index_utc.get_indexer(origins_utc)
+    their_starts = origin_rows - theirs.lookback_steps
+    invalid = window_has_invalid(~np.isfinite(theirs.inputs).all(axis=1), theirs.lookback_steps)
+    usable = (origin_rows >= 0) & (their_starts >= 0)
+    usable[usable] = ~invalid[their_starts[usable]]
+    return champion.predict_kw(window_inputs(theirs, their_starts[usable]), held_out), usable
+
+
+def _score_row(
+    run_id: str, meter_id: str, model: str, kind: str, window_set: str, scores: ForecastScores, **extra: Any
+) -> dict[str, Any]:
+    row: dict[str, Any] = {
+        "run_id": run_id,
+        "meter_id": meter_id,
+        "model": model,
+        "kind": kind,
+        "version": None,
+        "window_set": window_set,
+        "n_windows": scores.n_windows,
+        "mae_kw": scores.mae_kw,
+        "rmse_kw": scores.rmse_kw,
+        "mase": scores.mase,
+        "mae_kw_by_step": list(scores.mae_kw_by_step),
+        "interval_coverage": None,
+        "train_time_s": None,
+        "device": None,
+        "epochs": None,
+        "promoted": False,
+    }
+    row.update(extra)
+    return row
+
+
+def _run_dir(config: PowercastConfig, run_id: str, meter_id: str) -> str:
+    _, base = resolve_filesystem(config.root)
+    return f"{base.rstrip('/')}/runs/{run_id}/{meter_id}"
+
+
+@dataclass(frozen=True, eq=False)
+class ChallengerFit:
+    """One trained cell and its kW forecasts on every scoring window set of the series it learned from.
+
+    Attributes
+    ----------
+    cell : str
+        The recurrent cell (``"gru"`` or ``"lstm"``).
+    fit : FitResult
+        The held-out fit (trained on the training windows, early-stopped on validation) and the
+        record of its training (device, elapsed time, curves).
+    forecasts_kw : dict[str, numpy.ndarray]
+        Window set name (``scoring_windows``) → ``[N, H]`` kW forecasts: the held-out fit's on
+        ``HELD_OUT_SETS``, the served model's on the others.
+    refit : FitResult or None
+        The model retrained on training + validation windows for the held-out fit's epoch count,
+        which is served; None when there was no refit (the held-out fit is served).
+    refit_skipped : str or None
+        Why there was no refit (switched off, the time budget, or a failed refit); None after a refit.
+    discarded_refit_s : float
+        Seconds spent on a refit that was then not served (cut by the budget or failed).
+    """
+
+    cell: str
+    fit: FitResult
+    forecasts_kw: dict[str, np.ndarray]
+    refit: FitResult | None = None
+    refit_skipped: str | None = None
+    discarded_refit_s: float = 0.0
+
+    @property
+    def served_module(self) -> RNNForecaster:
+        """Return the model that forecasts in service: the refit one when there is one."""
+        return self.refit.module if self.refit is not None else self.fit.module
+
+    @property
+    def device(self) -> str:
+        """Return where the cell trained (``"cpu"`` or ``"cuda:<name>"``)."""
+        return self.fit.device
+
+    @property
+    def elapsed_s(self) -> float:
+        """Return the cell's training wall-clock time in seconds (held-out fit and refit, served or not)."""
+        refit_s = self.refit.elapsed_s if self.refit is not None else self.discarded_refit_s
+        return self.fit.elapsed_s + refit_s
+
+
+def selectable_windows(prepared: PreparedSeries) -> dict[str, np.ndarray]:
+    """Return ``scoring_windows(prepared)``, which must include the selection set.
+
+    Raises
+    ------
+    TrainingError
+        The series has no validation window to select a model on.
+    """
+    windows = scoring_windows(prepared)
+    if SELECTION_SET not in windows:
+        raise TrainingError(f"meter {prepared.meter_id!r} has no validation window to select a model on")
+    return windows
+
+
+def interval_slots(
+    prepared: PreparedSeries, config: PowercastConfig, windows: dict[str, np.ndarray]
+) -> tuple[dict[str, np.ndarray], int]:
+    """Return window set → ``[N]`` interval slots of the windows' issue times, and the number of slots.
+
+    A slot is the origin's position in its local day in grid steps (the hour at 1 h); see
+    ``features.interval_slots_of`` for grids too fine to calibrate per slot.
+    """
+    local_tz = parse_timezone(config.prepare.local_timezone)
+    step = prepared.index_utc[1] - prepared.index_utc[0]
+    slots: dict[str, np.ndarray] = {}
+    n_slots = 1
+    for name, starts in windows.items():
+        slots[name], n_slots = interval_slots_of(prepared.index_utc[starts + prepared.lookback_steps], local_tz, step)
+    return slots, n_slots
+
+
+def _check_series_of(prepared: PreparedSeries, meter_id: str) -> None:
+    if prepared.meter_id != meter_id:
+        raise DataPreparationError(f"the given series belongs to meter {prepared.meter_id!r}, not {meter_id!r}")
+
+
+def fit_challenger(
+    config: PowercastConfig, prepared: PreparedSeries, cell: str, run_id: str, progress: bool | None = None
+) -> ChallengerFit:
+    """Return one ``cell`` trained on ``prepared`` and its kW forecasts on every scoring window set.
+
+    The cell is first fitted on the training windows with early stopping on validation (the
+    held-out fit, which selection scores); with ``train.refit_on_validation`` a fresh model is
+    then trained on training + validation windows for the epochs the held-out fit needed, and
+    that one is served (it has seen the most recent readings). Writes only Lightning's logs and
+    checkpoints (under ``runs/<run_id>/<meter_id>/<cell>``, or a temp folder deleted afterwards
+    for non-local roots); the registry is left alone until ``select_and_register``.
+
+    Parameters
+    ----------
+    config : PowercastConfig
+        Root and training settings.
+    prepared : PreparedSeries
+        The meter's series, scaled, with its split windows.
+    cell : str
+        The recurrent cell to train.
+    run_id : str
+        The run the challenger belongs to (names its log folder).
+    progress : bool, optional
+        Progress bars; None shows them only on a terminal.
+
+    Raises
+    ------
+    TrainingError
+        The series has no validation window, or a loss became NaN/inf.
+    """
+    windows = selectable_windows(prepared)
+    filesystem, _ = resolve_filesystem(config.root)
+    with local_log_dir(filesystem, _run_dir(config, run_id, prepared.meter_id), "powercast-train-") as log_dir:
+        fit = fit_forecaster(prepared, config.train, cell, log_dir / cell, progress)
+        refit, refit_skipped, discarded_refit_s = _refit_for_service(config, prepared, fit, log_dir, progress)
+    served = refit.module if refit is not None else fit.module
+    return ChallengerFit(
+        cell=cell,
+        fit=fit,
+        forecasts_kw={
+            name: forecast_module_kw(fit.module if name in HELD_OUT_SETS else served, prepared, starts)
+            for name, starts in windows.items()
+        },
+        refit=refit,
+        refit_skipped=refit_skipped,
+        discarded_refit_s=discarded_refit_s,
+    )
+
+
+def _refit_for_service(
+    config: PowercastConfig, prepared: PreparedSeries, fit: FitResult, log_dir: Path, progress: bool | None
+) -> tuple[FitResult | None, str | None, float]:
+    """Return (the refit to serve or None, why there is none, seconds spent on a refit not served)."""
+    if not config.train.refit_on_validation:
+        return None, "train.refit_on_validation is off", 0.0
+    budget_left_s = config.train.max_time_s - fit.elapsed_s
+    if fit.stopped_by == "max_time" or budget_left_s <= 0:
+        # The budget already cut the held-out fit: its epoch count is not a choice, and a refit
+        # on more windows would be cut too. Serve the held-out fit rather than half a schedule.
+        return None, f"the held-out fit used the whole train.max_time_s={config.train.max_time_s:g}", 0.0
+    # The budget is per model: the refit gets what the held-out fit left of it.
+    refit_config = config.train.model_copy(update={"max_time_s": budget_left_s})
+    started = time.perf_counter()
+    try:
+        refit = refit_forecaster(
+            prepared, refit_config, fit.name, fit.best_epoch + 1, log_dir / f"{fit.name}-refit", progress
+        )
+    except TrainingError as exc:  # a good held-out fit is still a model worth serving
+        return None, f"the refit failed: {exc}", time.perf_counter() - started
+    if refit.stopped_by == "max_time":
+        left = f"{budget_left_s:.0f} s left of train.max_time_s={config.train.max_time_s:g}"
+        return None, f"the refit did not finish in the {left}", refit.elapsed_s
+    return refit, None, 0.0
+
+
+def _check_fits(meter_id: str, fits: Sequence[ChallengerFit], windows: dict[str, np.ndarray]) -> None:
+    """Raise TrainingError unless ``fits`` are distinct cells forecasting exactly ``windows``."""
+    if not fits:
+        raise TrainingError(f"meter {meter_id!r}: no trained challenger to select from; train at least one cell")
+    cells = [challenger.cell for challenger in fits]
+    if len(set(cells)) != len(cells):
+        raise TrainingError(f"meter {meter_id!r}: cells {cells} were given more than once; pass one fit per cell")
+    for challenger in fits:
+        shapes = {name: forecast.shape[0] for name, forecast in challenger.forecasts_kw.items()}
+        if shapes != {name: len(starts) for name, starts in windows.items()}:
+            raise TrainingError(
+                f"meter {meter_id!r}: the {challenger.cell} challenger was scored on other windows than the given "
+                "series has; fit it on this series with fit_challenger"
+            )
+
+
+def select_and_register(
+    config: PowercastConfig,
+    meter_id: str,
+    run_id: str,
+    prepared: PreparedSeries,
+    fits: Sequence[ChallengerFit],
+) -> TrainingOutcome:
+    """Return the outcome of scoring ``fits`` against the baselines and champion, selecting and registering.
+
+    Parameters
+    ----------
+    config : PowercastConfig
+        Root, preparation, training and interval settings (recorded on each model card).
+    meter_id : str
+        The meter the challengers belong to.
+    run_id : str
+        Names the registered versions (``<run_id>-<cell>``) and the run folder; re-running a
+        run id replaces what it wrote.
+    prepared : PreparedSeries
+        The series every fit in ``fits`` learned from and was scored on.
+    fits : sequence of ChallengerFit
+        One per cell, from ``fit_challenger``.
+
+    Raises
+    ------
+    TrainingError
+        No fit, a cell given twice, a fit scored on another series, no validation window, or a
+        champion that cannot forecast any of today's validation windows; nothing was registered.
+    """
+    _check_series_of(prepared, meter_id)
+    windows = selectable_windows(prepared)
+    _check_fits(meter_id, fits, windows)
+    run_dir = _run_dir(config, run_id, meter_id)
+    actual_kw = {name: window_targets_kw(prepared, starts) for name, starts in windows.items()}
+    train_start, train_end = prepared.split_bounds_utc["train"]
+    train_rows = (prepared.index_utc >= train_start) & (prepared.index_utc < train_end)
+    mase_scale_kw = seasonal_naive_scale_kw(prepared.target_kw[train_rows], steps_per_day(prepared))
+
+    forecasts_kw: dict[str, dict[str, np.ndarray]] = {challenger.cell: challenger.forecasts_kw for challenger in fits}
+    for name, baseline in BASELINES.items():
+        forecasts_kw[name] = {set_name: baseline(prepared, starts) for set_name, starts in windows.items()}
+    challenger_by_cell = {challenger.cell: challenger for challenger in fits}
+
+    champion = load_champion(config.root, meter_id)
+    selection_mask = np.ones(len(windows[SELECTION_SET]), dtype=bool)
+    champion_kw: dict[str, np.ndarray] = {}
+    champion_masks: dict[str, np.ndarray] = {}
+    if champion is not None:
+        for name, starts in windows.items():
+            champion_kw[name], champion_masks[name] = forecast_champion_kw(
+                champion, prepared, config, starts, held_out=name in HELD_OUT_SETS
+            )
+        selection_mask = champion_masks[SELECTION_SET]
+        if not selection_mask.any():
+            raise TrainingError(
+                f"champion {champion.version} of meter {meter_id!r} cannot forecast any of today's validation windows"
+            )
+
+    def selection_mae_kw(yhat_kw: np.ndarray) -> float:
+        truth = actual_kw[SELECTION_SET][selection_mask]
+        return float(np.abs(yhat_kw[selection_mask] - truth).mean())
+
+    decision = select_winner(
+        challenger_val_mae_kw={cell: selection_mae_kw(forecasts_kw[cell][SELECTION_SET]) for cell in challenger_by_cell},
+        baseline_val_mae_kw={name: selection_mae_kw(forecasts_kw[name][SELECTION_SET]) for name in BASELINES},
+        champion_val_mae_kw=(
+            float(np.abs(champion_kw[SELECTION_SET] - actual_kw[SELECTION_SET][selection_mask]).mean())
+            if champion is not None
+            else None
+        ),
+        champion_version=champion.version if champion is not None else None,
+        n_val_windows=int(selection_mask.sum()),
+    )
+
+    versions = {cell: version_name(run_id, cell) for cell in challenger_by_cell}
+    leaderboard: list[dict[str, Any]] = []
+    intervals: dict[str, ConformalIntervals] = {}
+    slots, n_slots = interval_slots(prepared, config, windows)
+    for cell, challenger in challenger_by_cell.items():
+        intervals[cell] = ConformalIntervals(config.forecast.interval_coverage).fit(
+            actual_kw[SELECTION_SET], forecasts_kw[cell][SELECTION_SET], slots[SELECTION_SET], n_slots
+        )
+        for name in windows:
+            leaderboard.append(
+                _score_row(
+                    run_id, meter_id, cell, "challenger", name,
+                    score_forecast(actual_kw[name], forecasts_kw[cell][name], mase_scale_kw),
+                    version=versions[cell],
+                    interval_coverage=intervals[cell].coverage_of(
+                        actual_kw[name], forecasts_kw[cell][name], slots[name]
+                    ),
+                    train_time_s=challenger.elapsed_s, device=challenger.device, epochs=challenger.fit.epochs_run,
+                    promoted=decision.winner == cell,
+                )
+            )
+    for name in BASELINES:
+        for set_name in windows:
+            scores = score_forecast(actual_kw[set_name], forecasts_kw[name][set_name], mase_scale_kw)
+            leaderboard.append(_score_row(run_id, meter_id, name, "baseline", set_name, scores))
+    if champion is not None:
+        for set_name in windows:
+            if champion_masks[set_name].any():
+                scores = score_forecast(
+                    actual_kw[set_name][champion_masks[set_name]], champion_kw[set_name], mase_scale_kw
+                )
+                leaderboard.append(
+                    _score_row(run_id, meter_id, "champion", "champion", set_name, scores, version=champion.version)
+                )
+
+    data_range = (prepared.index_utc[0], prepared.index_utc[-1] + (prepared.index_utc[1] - prepared.index_utc[0]))
+    for cell, challenger in challenger_by_cell.items():
+        fit, refit = challenger.fit, challenger.refit
+        served_start, served_end = prepared.split_bounds_utc["train"]
+        if refit is not None:
+            served_end = prepared.split_bounds_utc["val"][1]
+        record = ModelRecord(
+            cell=cell,
+            scaler=prepared.scaler,
+            feature_names=prepared.feature_names,
+            prepare_config=config.prepare,
+            train_config=config.train,
+            training_range_utc=(served_start, served_end),
+            data_range_utc=data_range,
+            validation_mae_kw=_row_mae(leaderboard, cell, SELECTION_SET),
+            metrics={row["window_set"]: _metrics_of(row) for row in leaderboard if row["model"] == cell},
+            interval_lo_kw=intervals[cell].lo_kw_,
+            interval_hi_kw=intervals[cell].hi_kw_,
+            interval_coverage=config.forecast.interval_coverage,
+            run_id=run_id,
+            training={
+                "device": fit.device,
+                "precision": fit.precision,
+                "elapsed_s": challenger.elapsed_s,
+                "epochs_run": fit.epochs_run,
+                "best_epoch": fit.best_epoch,
+                "stopped_by": fit.stopped_by,
+                "refit_epochs": refit.epochs_run if refit is not None else None,
+                "refit_skipped": challenger.refit_skipped,
+                "ensemble_members": int(fit.module.hparams.n_members),
+            },
+        )
+        register_model(
+            config.root, meter_id, versions[cell], challenger.served_module, record,
+            holdout_module=fit.module if refit is not None else None,
+        )
+    champion_after = champion.version if champion is not None else None
+    if decision.promoted and decision.winner is not None:
+        champion_after = versions[decision.winner]
+        promote(config.root, meter_id, champion_after, run_id)
+    record_decision(
+        config.root,
+        meter_id,
+        run_id,
+        {
+            **decision.to_dict(),
+            "champion_before": decision.champion_version,
+            "champion_after": champion_after,
+            "challenger_versions": versions,
+            "decided_at": datetime.now(timezone.utc).isoformat(),
+        },
+    )
+    curves = {cell: challenger.fit.curves for cell, challenger in challenger_by_cell.items()}
+    _write_run_report(config, run_dir, run_id, meter_id, leaderboard, decision, champion_after, curves)
+    return TrainingOutcome(
+        meter_id=meter_id,
+        run_id=run_id,
+        leaderboard=leaderboard,
+        decision=decision,
+        champion_version=champion_after,
+        versions=versions,
+        devices={cell: challenger.device for cell, challenger in challenger_by_cell.items()},
+        elapsed_s={cell: challenger.elapsed_s for cell, challenger in challenger_by_cell.items()},
+        run_dir=run_dir,
+    )
+
+
+def train_meter(
+    config: PowercastConfig,
+    meter_id: str,
+    run_id: str,
+    prepared: PreparedSeries | None = None,
+    progress: bool | None = None,
+) -> TrainingOutcome:
+    """Return the outcome of training, scoring, selecting and registering this night's models for one meter.
+
+    The one-call composition of ``fit_challenger`` (each configured cell, in order) and
+    ``select_and_register``.
+
+    Parameters
+    ----------
+    config : PowercastConfig
+        Root, preparation, training and interval settings.
+    meter_id : str
+        The meter to train.
+    run_id : str
+        Names the registered versions (``<run_id>-<cell>``) and the run folder; re-running a
+        run id replaces what it wrote.
+    prepared : PreparedSeries, optional
+        Use this series instead of preparing the meter from the store.
+    progress : bool, optional
+        Progress bars; None shows them only on a terminal.
+
+    Raises
+    ------
+    TrainingError
+        A loss became NaN/inf or a split has no window; nothing was registered and the
+        champion is unchanged.
+    """
+    series = prepared if prepared is not None else prepare_meter(config, meter_id)
+    _check_series_of(series, meter_id)
+    fits = [fit_challenger(config, series, cell, run_id, progress) for cell in config.train.cells]
+    return select_and_register(config, meter_id, run_id, series, fits)
+
+
+def _row_mae(leaderboard: list[dict[str, Any]], model: str, window_set: str) -> float:
+    return next(row["mae_kw"] for row in leaderboard if row["model"] == model and row["window_set"] == window_set)
+
+
+def _metrics_of(row: dict[str, Any]) -> dict[str, Any]:
+    keys = ("n_windows", "mae_kw", "rmse_kw", "mase", "mae_kw_by_step", "interval_coverage")
+    return {key: row[key] for key in keys}
+
+
+def _write_run_report(
+    config: PowercastConfig,
+    run_dir: str,
+    run_id: str,
+    meter_id: str,
+    leaderboard: list[dict[str, Any]],
+    decision: Decision,
+    champion_after: str | None,
+    curves: dict[str, pd.DataFrame],
+) -> None:
+    filesystem, _ = resolve_filesystem(config.root)
+    payload = {
+        "run_id": run_id,
+        "meter_id": meter_id,
+        "decision": decision.to_dict(),
+        "champion_after": champion_after,
+        "rows": leaderboard,
+        "written_at": datetime.now(timezone.utc).isoformat(),
+    }
+    atomic_write_json(f"{run_dir}/leaderboard.json", payload, filesystem)
+    atomic_write_parquet(
+        f"{run_dir}/leaderboard.parquet", pa.Table.from_pylist(leaderboard, schema=LEADERBOARD_SCHEMA), filesystem=filesystem
+    )
+    png = plot_loss_curves(curves, title=f"{meter_id} · run {run_id}: L1 loss (scaled target)")
+    atomic_write_bytes(f"{run_dir}/curves.png", png, filesystem)

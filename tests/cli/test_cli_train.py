@@ -1,0 +1,54 @@
+"""The ``powercast train`` and ``powercast backtest`` commands, end to end on the bundled sample."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from powercast.models.baselines import BASELINES
+from powercast.cli.main import main
+from powercast.core.config import PowercastConfig
+from powercast.models.registry import read_history
+
+
+@pytest.fixture()
+def tiny_config_file(tiny_config: PowercastConfig, tmp_path: Path) -> Path:
+    path = tmp_path / "tiny.json"
+    path.write_text(tiny_config.model_dump_json())
+    return path
+
+
+def tiny_args(config_file: Path) -> list[str]:
+    """--config and --root: an explicit root beats $POWERCAST_ROOT (which `make test` exports)."""
+    root = PowercastConfig.model_validate_json(config_file.read_text()).root
+    return ["--config", str(config_file), "--root", root]
+
+
+def test_train_command_prints_leaderboard_and_decision(tiny_config_file: Path, capsys) -> None:
+    status = main(["train", *tiny_args(tiny_config_file), "--cells", "gru", "--quiet", "--run-id", "cli1"])
+
+    out = capsys.readouterr().out
+    assert status == 0
+    for model in ("gru", *BASELINES):
+        assert model in out
+    assert "decision:" in out and "val MAE" in out and "test-DA MAE" in out
+    root = PowercastConfig.model_validate_json(tiny_config_file.read_text()).root
+    assert read_history(root, "sceaux_household")[0]["run_id"] == "cli1"
+
+
+def test_backtest_without_champion_fails_naming_what_to_do(tiny_config_file: Path, capsys) -> None:
+    status = main(["backtest", *tiny_args(tiny_config_file), "--start", "2010-11-20", "--end", "2010-11-22"])
+
+    err = capsys.readouterr().err
+    assert status == 2
+    assert "no champion" in err and "powercast train" in err
+
+
+def test_help_does_not_load_torch() -> None:
+    # `powercast --help` must stay quick: torch and Lightning load only in the commands that train or forecast
+    probe = "import sys; from powercast.cli.main import build_parser; build_parser(); print('torch' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False"

@@ -1,0 +1,156 @@
+"""Forecast batches on the real sample: champion path, baseline fallback on real outages, CLI."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from powercast.cli.main import main
+from powercast.core.config import PowercastConfig, parse_timezone
+from powercast.models.conformal import ConformalIntervals
+from powercast.core.errors import ForecastError
+from powercast.prepare.features import slot_of_day
+from powercast.serving.forecast import (
+    FALLBACK_BASELINES,
+    FALLBACK_MODEL,
+    baseline_forecast,
+    baseline_per_window,
+    default_issue_time,
+    grid_row,
+    make_forecast_batch,
+)
+from powercast.serving.publish import publish_batch, read_forecasts
+from powercast.models.registry import load_champion
+from powercast.store.readings import read_readings
+
+METER = "sceaux_household"
+COMPLETE_DAY = "2010-11-10T00:00+01:00"
+# Real outages in the sample: 2010-08-17 21:02 local (7,226 min) and 2010-09-25 (5,237 min).
+AFTER_OUTAGES = ("2010-08-19T00:00+01:00", "2010-09-27T00:00+01:00")
+
+
+@pytest.fixture()
+def champion_config(champion_root: str) -> PowercastConfig:
+    """Default configuration over the data root that holds the sample and a champion."""
+    return PowercastConfig(root=champion_root)
+
+
+def test_champion_forecasts_when_the_input_window_is_complete(champion_config):
+    batch = make_forecast_batch(champion_config, METER, pd.Timestamp(COMPLETE_DAY), run_id="run-1")
+
+    frame = batch.table.to_pandas()
+    champion = load_champion(champion_config.root, METER)
+    assert (batch.model, batch.model_version, batch.notes) == ("gru", "fixture-gru", ())
+    assert frame["horizon_h"].tolist() == list(range(1, 25))
+    assert frame["target_time"].iloc[0] == pd.Timestamp(COMPLETE_DAY)
+    positive = frame["yhat_kw"].to_numpy() > 0  # forecasts are clipped at 0 kW; the rest carry the raw offsets
+    assert champion.interval_hi_kw.shape == (24, 24)  # offsets per local issue hour × horizon step
+    midnight_hi_kw = champion.interval_hi_kw[0]  # issued at local midnight: slot 0
+    np.testing.assert_allclose(
+        (frame["yhat_hi_kw"] - frame["yhat_kw"]).to_numpy()[positive], midnight_hi_kw[positive], atol=1e-5
+    )
+    assert batch.training_end_utc == champion.training_range_utc[1]
+
+
+@pytest.mark.parametrize("issued_at", AFTER_OUTAGES)
+def test_long_gap_in_the_input_window_falls_back_to_seasonal_naive(champion_config, issued_at):
+    batch = make_forecast_batch(champion_config, METER, pd.Timestamp(issued_at), run_id="run-1")
+
+    assert batch.model == FALLBACK_MODEL and batch.model_version in FALLBACK_BASELINES
+    assert "champion gru fixture-gru not used" in batch.notes[0]
+    longest_gap_steps = int(batch.notes[0].split("longest gap ")[1].split(" ")[0])
+    assert longest_gap_steps > champion_config.prepare.max_interpolate_gap_steps
+    assert batch.training_start_utc is None and batch.validation_mae_kw > 0
+
+
+def test_fallback_repeats_real_readings_from_one_season_earlier(champion_config):
+    issued = pd.Timestamp(AFTER_OUTAGES[0]).tz_convert("UTC")
+    batch = make_forecast_batch(champion_config, METER, issued, run_id="run-1")
+    lag = pd.Timedelta(hours=24 if batch.model_version == "seasonal_naive_24h" else 168)
+
+    readings = read_readings(
+        champion_config.root, METER, (issued - lag).to_pydatetime(), (issued - lag + pd.Timedelta(hours=24)).to_pydatetime()
+    ).to_pandas()
+    hourly_kw = readings.set_index("timestamp")["active_power_kw"].resample("1h").mean()
+    np.testing.assert_allclose(batch.table["yhat_kw"].to_numpy(), hourly_kw.to_numpy(), rtol=1e-5)
+
+
+def test_meter_without_champion_falls_back_and_says_so(ingested_config):
+    batch = make_forecast_batch(ingested_config, METER, pd.Timestamp(COMPLETE_DAY), run_id="run-1")
+
+    assert batch.model == FALLBACK_MODEL
+    assert "has no champion model yet" in batch.notes[0]
+    assert "windows issued at the same time of day in the 28 days before" in batch.notes[0]
+    lo, yhat, hi = (batch.table[c].to_numpy() for c in ("yhat_lo_kw", "yhat_kw", "yhat_hi_kw"))
+    assert (lo <= yhat).all() and (yhat <= hi).all() and (hi - lo).min() > 0
+
+
+def test_default_issue_time_is_the_midnight_ending_the_last_complete_day(ingested_config):
+    # the sample's last reading is 2010-11-26 21:02 local, so 26 November is not complete
+    assert default_issue_time(ingested_config, METER) == pd.Timestamp("2010-11-26T00:00+01:00")
+
+
+def test_issue_time_off_the_hourly_grid_is_refused(champion_config):
+    with pytest.raises(ForecastError, match="not on meter sceaux_household's"):
+        make_forecast_batch(champion_config, METER, pd.Timestamp("2010-11-10T00:30+01:00"), run_id="run-1")
+
+
+def test_made_batch_publishes_and_reads_back_unchanged(champion_config, tmp_path):
+    batch = make_forecast_batch(champion_config, METER, pd.Timestamp(COMPLETE_DAY), run_id="run-1")
+
+    publish_batch(str(tmp_path), batch)
+
+    frame = read_forecasts(str(tmp_path), meter_id=METER)
+    pd.testing.assert_frame_equal(frame, batch.table.to_pandas())
+    assert frame.attrs["powercast"]["powercast.validation_mae_kw"][METER] == pytest.approx(batch.validation_mae_kw)
+
+
+def test_forecast_command_publishes_and_show_prints_the_batch(champion_root, tmp_path, capsys):
+    import shutil
+
+    root = tmp_path / "root"
+    shutil.copytree(champion_root, root)
+
+    published = main(["forecast", "--root", str(root), "--issued-at", "2010-11-10"])
+    shown = main(["forecasts", "show", "--root", str(root), "--meter", METER])
+
+    out = capsys.readouterr().out
+    assert (published, shown) == (0, 0)
+    assert "issue_date=2010-11-09/issued_at=20101109T230000Z.parquet" in out
+    assert "fixture-gru" in out and "yhat_lo_kw" in out
+
+
+def test_forecasts_plot_draws_the_latest_batch_against_actuals_to_png(champion_root, tmp_path, capsys):
+    import shutil
+
+    root = tmp_path / "root"
+    shutil.copytree(champion_root, root)
+    main(["forecast", "--root", str(root), "--issued-at", "2010-11-10"])
+    out = tmp_path / "plot" / "forecast.png"
+
+    status = main(["forecasts", "plot", "--root", str(root), "--out", str(out)])
+
+    assert status == 0 and f"wrote {out}" in capsys.readouterr().out
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 20_000
+
+
+def test_fallback_interval_comes_from_windows_issued_at_the_same_local_hour(tiny_prepared, tiny_config):
+    local_tz = parse_timezone(tiny_config.prepare.local_timezone)
+    issued = pd.Timestamp(COMPLETE_DAY).tz_convert("UTC")
+    origin_row = grid_row(tiny_prepared, issued)
+    fallback = baseline_forecast(tiny_prepared, origin_row, 0.8, 28, local_tz)
+
+    horizon, lookback = tiny_prepared.horizon_steps, tiny_prepared.lookback_steps
+    origins = np.arange(origin_row - 28 * 24, origin_row - horizon + 1)
+    truth = np.lib.stride_tricks.sliding_window_view(tiny_prepared.target_kw, horizon)[origins]  # [N, H]
+    forecast = baseline_per_window(fallback.name, tiny_prepared, origins - lookback)  # [N, H]
+    usable = np.isfinite(truth).all(axis=1) & np.isfinite(forecast).all(axis=1)
+    at_midnight = usable & (slot_of_day(tiny_prepared.index_utc[origins], local_tz, pd.Timedelta(hours=1)) == 0)
+    expected = ConformalIntervals(0.8).fit(truth[at_midnight], forecast[at_midnight])
+    pooled = ConformalIntervals(0.8).fit(truth[usable], forecast[usable])
+
+    np.testing.assert_allclose(fallback.hi_kw - fallback.yhat_kw, expected.hi_kw_[0], atol=1e-5)
+    np.testing.assert_allclose(fallback.lo_kw - fallback.yhat_kw, expected.lo_kw_[0], atol=1e-5)
+    assert not np.allclose(expected.hi_kw_, pooled.hi_kw_)  # the issue hour matters on this house
+    assert fallback.calibrated_at_issue_time and fallback.calibration_windows == int(at_midnight.sum())
