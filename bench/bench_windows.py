@@ -34,11 +34,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-from powercast.io.atomic import atomic_write_bytes
 from powercast.core.config import PrepareConfig, SplitConfig
+from powercast.core.schemas import MEASURED_COLUMNS, UCI_HEADER
+from powercast.io.atomic import atomic_write_bytes
 from powercast.prepare.datamodule import WindowDataModule
 from powercast.prepare.series import prepare_series
-from powercast.core.schemas import MEASURED_COLUMNS, UCI_HEADER
 from powercast.prepare.windows import sliding_windows
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

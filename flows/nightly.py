@@ -37,8 +37,8 @@ from flows.tasks import (
     split_by_outcome,
 )
 from flows.train import MeterTraining, record_trainings, train_meter
-from powercast.io.atomic import is_uri
 from powercast.core.config import PowercastConfig
+from powercast.io.atomic import is_uri
 from powercast.io.locking import meter_lock
 from powercast.serving.publish import ForecastBatch, PublishedBatch
 

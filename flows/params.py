@@ -15,8 +15,8 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from pydantic.fields import FieldInfo
 
 from powercast.core.config import PowercastConfig, PrepareConfig, TrainConfig, load_config, parse_timezone
-from powercast.io.locking import DEFAULT_LOCK_TIMEOUT_S
 from powercast.core.schemas import METER_ID_PATTERN
+from powercast.io.locking import DEFAULT_LOCK_TIMEOUT_S
 
 MeterId = Annotated[str, StringConstraints(pattern=METER_ID_PATTERN)]
 Cell = Literal["gru", "lstm"]

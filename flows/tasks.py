@@ -26,23 +26,23 @@ from prefect.runtime import flow_run
 from prefect.states import Failed, State
 from prefect.tasks import exponential_backoff
 
-import powercast.serving.forecast
-import powercast.store.ingest
-import powercast.training.pipeline
-import powercast.prepare.series
-import powercast.serving.publish
 import powercast.models.registry
+import powercast.prepare.series
+import powercast.serving.forecast
+import powercast.serving.publish
+import powercast.store.ingest
 import powercast.store.readings
-from powercast.io.atomic import is_uri, resolve_filesystem
+import powercast.training.pipeline
 from powercast.core.config import PowercastConfig
 from powercast.core.errors import TrainingError
-from powercast.reporting.forecast_plot import CONTEXT_STEPS, actual_kw, plot_forecast
-from powercast.store.ingest import IngestReport
+from powercast.io.atomic import is_uri, resolve_filesystem
 from powercast.io.locking import PUBLISH_LOCK_NAME, named_lock
-from powercast.training.pipeline import SELECTION_SET, ChallengerFit, TrainingOutcome
-from powercast.prepare.series import PreparedSeries
-from powercast.serving.publish import ForecastBatch, PublishedBatch, compact_utc
 from powercast.prepare.resample import freq_timedelta
+from powercast.prepare.series import PreparedSeries
+from powercast.reporting.forecast_plot import CONTEXT_STEPS, actual_kw, plot_forecast
+from powercast.serving.publish import ForecastBatch, PublishedBatch, compact_utc
+from powercast.store.ingest import IngestReport
+from powercast.training.pipeline import SELECTION_SET, ChallengerFit, TrainingOutcome
 
 IO_RETRIES = 3
 

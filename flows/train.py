@@ -31,8 +31,8 @@ from flows.tasks import (
 )
 from powercast.core.config import PowercastConfig
 from powercast.io.locking import meter_lock
-from powercast.training.pipeline import TrainingOutcome
 from powercast.prepare.series import PreparedSeries
+from powercast.training.pipeline import TrainingOutcome
 
 
 @dataclass(frozen=True, eq=False)

@@ -44,8 +44,8 @@ def forecast_batch_factory():
     import pandas as pd
     import pyarrow as pa
 
-    from powercast.serving.publish import ForecastBatch
     from powercast.core.schemas import FORECAST_SCHEMA
+    from powercast.serving.publish import ForecastBatch
 
     def build(
         meter_id: str,
@@ -173,10 +173,10 @@ def champion_root(tmp_path_factory: pytest.TempPathFactory, ingested_sample_root
     import torch
 
     from powercast.models.conformal import ConformalIntervals
-    from powercast.models.rnn import RNNForecaster
-    from powercast.training.pipeline import interval_slots, window_inputs, window_targets_kw
-    from powercast.prepare.series import prepare_meter
     from powercast.models.registry import ModelRecord, promote, register_model
+    from powercast.models.rnn import RNNForecaster
+    from powercast.prepare.series import prepare_meter
+    from powercast.training.pipeline import interval_slots, window_inputs, window_targets_kw
 
     root = tmp_path_factory.mktemp("champion") / "root"
     shutil.copytree(Path(ingested_sample_root) / "store", root / "store")

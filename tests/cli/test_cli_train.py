@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from powercast.models.baselines import BASELINES
 from powercast.cli.main import main
 from powercast.core.config import PowercastConfig
+from powercast.models.baselines import BASELINES
 from powercast.models.registry import read_history
 
 

@@ -19,8 +19,8 @@ import httpx
 import pytest
 
 from deployments.serve import LocalPrefect
-from powercast.serving.publish import list_issue_times, read_forecasts
 from powercast.models.registry import champion_version, list_versions, read_card
+from powercast.serving.publish import list_issue_times, read_forecasts
 from powercast.store.replay import replay_days
 
 pytestmark = pytest.mark.prefect_server

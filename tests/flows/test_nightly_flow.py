@@ -27,10 +27,10 @@ from prefect.client.schemas.objects import FlowRun, StateType
 from flows.forecast import forecast
 from flows.nightly import nightly
 from flows.params import ForecastParams, NightlyParams
-from powercast.serving.publish import list_issue_times, read_forecasts
 from powercast.models.registry import list_versions, promote, read_history
-from powercast.store.replay import replay_days
+from powercast.serving.publish import list_issue_times, read_forecasts
 from powercast.store.readings import read_readings
+from powercast.store.replay import replay_days
 
 pytestmark = pytest.mark.prefect_server
 

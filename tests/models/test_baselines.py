@@ -7,8 +7,14 @@ import dataclasses
 import numpy as np
 import pytest
 
-from powercast.models.baselines import BASELINES, same_hour_mean_kw, same_hour_median_kw, seasonal_naive_kw, steps_per_day
 from powercast.core.errors import DataPreparationError
+from powercast.models.baselines import (
+    BASELINES,
+    same_hour_mean_kw,
+    same_hour_median_kw,
+    seasonal_naive_kw,
+    steps_per_day,
+)
 from powercast.prepare.series import PreparedSeries
 
 

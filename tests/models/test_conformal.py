@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from powercast.models.conformal import ConformalIntervals
 from powercast.core.errors import ConfigError, DataPreparationError
+from powercast.models.conformal import ConformalIntervals
 
 
 def _residual_draws(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:

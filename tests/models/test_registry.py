@@ -14,9 +14,6 @@ from safetensors.torch import load_file, save_file
 
 from powercast.core.config import PowercastConfig
 from powercast.core.errors import RegistryError
-from powercast.models.rnn import RNNForecaster
-from powercast.training.pipeline import window_inputs
-from powercast.prepare.series import PreparedSeries
 from powercast.models.registry import (
     ModelRecord,
     champion_version,
@@ -29,7 +26,10 @@ from powercast.models.registry import (
     register_model,
     version_name,
 )
+from powercast.models.rnn import RNNForecaster
+from powercast.prepare.series import PreparedSeries
 from powercast.training.fit import build_forecaster
+from powercast.training.pipeline import window_inputs
 
 METER = "sceaux_household"
 

@@ -10,8 +10,8 @@ import torch
 from uci_readings import read_uci_readings
 
 from powercast.core.config import PrepareConfig, SplitConfig
-from powercast.prepare.datamodule import WindowDataModule, window_dataset
 from powercast.core.errors import DataPreparationError
+from powercast.prepare.datamodule import WindowDataModule, window_dataset
 from powercast.prepare.series import PreparedSeries, prepare_series
 
 THREE_SPLITS = SplitConfig(mode="trailing", val_days=21, test_days=14)

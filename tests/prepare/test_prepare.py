@@ -13,6 +13,7 @@ from uci_readings import read_uci_readings
 from powercast.cli.main import main
 from powercast.core.config import PowercastConfig, PrepareConfig, SplitConfig
 from powercast.core.errors import DataPreparationError, StoreError
+from powercast.core.schemas import MEASURED_COLUMNS
 from powercast.prepare.series import (
     EXCLUDED_LONG_GAP,
     EXCLUDED_MISSING_INPUT,
@@ -21,7 +22,6 @@ from powercast.prepare.series import (
     prepare_meter,
     prepare_series,
 )
-from powercast.core.schemas import MEASURED_COLUMNS
 
 PARIS_WINTER = timezone(timedelta(hours=1))
 HOUR = pd.Timedelta("1h")

@@ -10,8 +10,8 @@ import pytest
 from uci_readings import read_uci_readings
 
 from powercast.core.errors import ConfigError, DataPreparationError
-from powercast.prepare.resample import resample_readings
 from powercast.core.schemas import TARGET_COLUMN
+from powercast.prepare.resample import resample_readings
 
 
 @pytest.fixture()

@@ -12,9 +12,9 @@ from uci_readings import read_uci_readings
 
 from powercast.core.config import PrepareConfig, SplitConfig
 from powercast.core.errors import DataPreparationError, RegistryError
-from powercast.prepare.series import prepare_series
-from powercast.prepare.scaling import FeatureScaler
 from powercast.core.schemas import MEASURED_COLUMNS, TARGET_COLUMN
+from powercast.prepare.scaling import FeatureScaler
+from powercast.prepare.series import prepare_series
 
 SPLIT = SplitConfig(mode="trailing", val_days=21, test_days=14)
 COLUMNS = (TARGET_COLUMN, "voltage_v")

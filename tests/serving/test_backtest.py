@@ -11,10 +11,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from powercast.serving.backtest import run_backtest
 from powercast.cli.main import main
 from powercast.core.config import PowercastConfig
 from powercast.core.errors import ForecastError
+from powercast.serving.backtest import run_backtest
 from powercast.serving.forecast import FALLBACK_BASELINES
 from powercast.serving.publish import list_issue_times, read_forecasts
 from powercast.store.readings import read_readings

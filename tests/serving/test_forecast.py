@@ -8,8 +8,9 @@ import pytest
 
 from powercast.cli.main import main
 from powercast.core.config import PowercastConfig, parse_timezone
-from powercast.models.conformal import ConformalIntervals
 from powercast.core.errors import ForecastError
+from powercast.models.conformal import ConformalIntervals
+from powercast.models.registry import load_champion
 from powercast.prepare.features import slot_of_day
 from powercast.serving.forecast import (
     FALLBACK_BASELINES,
@@ -21,7 +22,6 @@ from powercast.serving.forecast import (
     make_forecast_batch,
 )
 from powercast.serving.publish import publish_batch, read_forecasts
-from powercast.models.registry import load_champion
 from powercast.store.readings import read_readings
 
 METER = "sceaux_household"

@@ -13,8 +13,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from powercast.serving import publish
 from powercast.core.errors import ForecastError
+from powercast.core.schemas import FORECAST_METADATA_KEYS, FORECAST_SCHEMA
+from powercast.serving import publish
 from powercast.serving.publish import (
     ForecastBatch,
     latest_pointer,
@@ -22,7 +23,6 @@ from powercast.serving.publish import (
     publish_batch,
     read_forecasts,
 )
-from powercast.core.schemas import FORECAST_METADATA_KEYS, FORECAST_SCHEMA
 
 DAY_1 = "2010-08-16T23:00Z"
 DAY_2 = "2010-08-17T23:00Z"

@@ -17,10 +17,17 @@ import pytest
 
 from powercast.core.config import PowercastConfig
 from powercast.core.errors import LockedError, SourceFileError
+from powercast.core.schemas import (
+    MEASURED_COLUMNS,
+    QUARANTINE_SCHEMA,
+    REASON_BAD_METER_ID,
+    REASON_NON_NUMERIC,
+    REASON_WRONG_COLUMN_COUNT,
+    UCI_HEADER,
+)
 from powercast.store.ingest import ingest_paths
 from powercast.store.manifest import read_manifest
 from powercast.store.quarantine import read_quarantine
-from powercast.core.schemas import MEASURED_COLUMNS, QUARANTINE_SCHEMA, REASON_BAD_METER_ID, REASON_NON_NUMERIC, REASON_WRONG_COLUMN_COUNT, UCI_HEADER
 from powercast.store.readings import read_readings, summarize_partitions
 
 METER = "sceaux_household"

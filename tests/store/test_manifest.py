@@ -10,8 +10,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from powercast.core.errors import StoreError
-from powercast.store.manifest import MANIFEST_PATH, append_manifest, find_ingested, ingested_sha256s, read_manifest
 from powercast.core.schemas import MANIFEST_SCHEMA
+from powercast.store.manifest import MANIFEST_PATH, append_manifest, find_ingested, ingested_sha256s, read_manifest
 
 
 def _row(sha: str, rows_in: int = 3) -> pa.Table:

@@ -9,8 +9,8 @@ import pyarrow as pa
 import pytest
 
 from powercast.core.errors import StoreError
-from powercast.store.quarantine import read_quarantine, write_quarantine
 from powercast.core.schemas import QUARANTINE_SCHEMA, REASON_NON_NUMERIC
+from powercast.store.quarantine import read_quarantine, write_quarantine
 
 SHA = "0123456789ab" + "c" * 52
 

@@ -10,10 +10,10 @@ import pytest
 
 from powercast.core.config import PowercastConfig
 from powercast.core.errors import ConfigError, SourceFileError
-from powercast.store.ingest import ingest_paths
-from powercast.store.replay import replay_days
 from powercast.core.schemas import UCI_HEADER
+from powercast.store.ingest import ingest_paths
 from powercast.store.readings import read_readings
+from powercast.store.replay import replay_days
 
 HEADER = ";".join(UCI_HEADER)
 UTC = timezone.utc

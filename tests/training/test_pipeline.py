@@ -9,9 +9,18 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from powercast.models.baselines import BASELINES
 from powercast.core.config import PowercastConfig
 from powercast.core.errors import TrainingError
+from powercast.models.baselines import BASELINES
+from powercast.models.registry import (
+    champion_version,
+    list_versions,
+    load_champion,
+    load_model,
+    read_card,
+    read_history,
+)
+from powercast.prepare.series import PreparedSeries, prepare_meter
 from powercast.training.pipeline import (
     LEADERBOARD_SCHEMA,
     ChallengerFit,
@@ -22,15 +31,6 @@ from powercast.training.pipeline import (
     train_meter,
     window_inputs,
     window_targets_kw,
-)
-from powercast.prepare.series import PreparedSeries, prepare_meter
-from powercast.models.registry import (
-    champion_version,
-    list_versions,
-    load_champion,
-    load_model,
-    read_card,
-    read_history,
 )
 
 METER = "sceaux_household"

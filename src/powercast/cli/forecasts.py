@@ -11,9 +11,9 @@ import pandas as pd
 from powercast.core.config import PowercastConfig, parse_timezone
 from powercast.core.errors import ConfigError, ForecastError
 from powercast.io.locking import PUBLISH_LOCK_NAME, meter_lock, named_lock
-from powercast.serving.publish import compact_utc, publish_batch, read_forecasts
-from powercast.prepare.resample import freq_timedelta
 from powercast.io.runs import new_run_id
+from powercast.prepare.resample import freq_timedelta
+from powercast.serving.publish import compact_utc, publish_batch, read_forecasts
 
 
 def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -79,7 +79,6 @@ def parse_issue_time(text: str | None, config: PowercastConfig) -> pd.Timestamp 
 def run_forecast(args: argparse.Namespace, config: PowercastConfig) -> int:
     """Make every requested meter's batch, publish them together, print where and what; return 0."""
     from powercast.serving.forecast import make_forecast_batch  # torch: only when forecasting
-
     from powercast.store.readings import list_meters
 
     meters = [args.meter] if args.meter else list_meters(config.root)

@@ -12,8 +12,8 @@ from powercast.core.config import PowercastConfig
 from powercast.core.errors import ConfigError
 from powercast.store.ingest import IngestReport, ingest_paths
 from powercast.store.quarantine import read_quarantine
-from powercast.store.replay import replay_days
 from powercast.store.readings import PartitionSummary, summarize_partitions
+from powercast.store.replay import replay_days
 
 
 def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:

@@ -15,8 +15,8 @@ from powercast.io.locking import meter_lock
 from powercast.io.runs import new_run_id
 
 if TYPE_CHECKING:
-    from powercast.training.pipeline import TrainingOutcome
     from powercast.experiments.seed_preset import SeedPresetResult
+    from powercast.training.pipeline import TrainingOutcome
 
 
 def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -147,8 +147,8 @@ def seed_summary(result: SeedPresetResult) -> str:
 def run_train(args: argparse.Namespace, config: PowercastConfig) -> int:
     """Train (or run the seed preset) and print the results; return the exit status."""
     # torch and Lightning load only when training, so `powercast --help` stays fast
-    from powercast.training.pipeline import train_meter
     from powercast.experiments.seed_preset import honest_figures, run_seed_preset
+    from powercast.training.pipeline import train_meter
 
     meter_id = args.meter or config.ingest.default_meter_id
     run_id = args.run_id or new_run_id("train")

@@ -31,12 +31,12 @@ import torch
 from sklearn.preprocessing import MinMaxScaler
 from torch.utils.data import BatchSampler, DataLoader, SequentialSampler, TensorDataset
 
-from powercast.io.atomic import atomic_write_bytes, atomic_write_json, resolve_filesystem
 from powercast.core.config import TrainConfig
 from powercast.core.errors import SourceFileError, TrainingError
-from powercast.models.rnn import RNNForecaster, count_parameters
-from powercast.models.registry import champion_version, read_card
 from powercast.core.schemas import UCI_HEADER
+from powercast.io.atomic import atomic_write_bytes, atomic_write_json, resolve_filesystem
+from powercast.models.registry import champion_version, read_card
+from powercast.models.rnn import RNNForecaster, count_parameters
 from powercast.training.fit import fit_module, local_log_dir, plot_loss_curves
 
 SEED_HIDDEN_SIZES: tuple[int, ...] = (75, 30, 30)

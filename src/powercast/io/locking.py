@@ -27,9 +27,9 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from powercast.io.atomic import is_uri
 from powercast.core.errors import ConfigError, LockedError
 from powercast.core.schemas import METER_ID_PATTERN, METER_ID_RULE
+from powercast.io.atomic import is_uri
 
 LOCKS_DIRNAME = "locks"
 DEFAULT_LOCK_TIMEOUT_S = 600.0

@@ -30,15 +30,15 @@ import pyarrow.fs as pafs
 from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 
-import powercast
-from powercast.io.atomic import atomic_write_bytes, atomic_write_json, read_bytes, resolve_filesystem
 from powercast.core.config import PrepareConfig, TrainConfig, parse_timezone
-from powercast.models.conformal import offsets_for
 from powercast.core.errors import RegistryError
-from powercast.prepare.features import slot_of_day
-from powercast.models.rnn import RNNForecaster
-from powercast.prepare.scaling import FeatureScaler
 from powercast.core.schemas import METER_ID_PATTERN, METER_ID_RULE
+from powercast.core.version import PACKAGE_VERSION
+from powercast.io.atomic import atomic_write_bytes, atomic_write_json, read_bytes, resolve_filesystem
+from powercast.models.conformal import offsets_for
+from powercast.models.rnn import RNNForecaster
+from powercast.prepare.features import slot_of_day
+from powercast.prepare.scaling import FeatureScaler
 
 # /2: ensembles (``members.*`` tensors, ``n_members``), held-out weights, per-slot interval offsets.
 MODEL_FORMAT = "powercast.model/2"
@@ -144,15 +144,15 @@ class LoadedModel:
 
 def code_version() -> dict[str, str | None]:
     """Return the package version and, when the source lives in a git checkout, its commit."""
-    source_dir = Path(powercast.__file__).resolve().parent
+    source_dir = Path(__file__).resolve().parent
     try:
         completed = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=source_dir, capture_output=True, text=True, timeout=10, check=False
         )
     except (OSError, subprocess.TimeoutExpired):
-        return {"powercast": powercast.__version__, "git_sha": None}
+        return {"powercast": PACKAGE_VERSION, "git_sha": None}
     sha = completed.stdout.strip() if completed.returncode == 0 else None
-    return {"powercast": powercast.__version__, "git_sha": sha or None}
+    return {"powercast": PACKAGE_VERSION, "git_sha": sha or None}
 
 
 def _checked_name(kind: str, value: str) -> str:

@@ -10,11 +10,11 @@ import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from powercast.io.atomic import atomic_write_bytes
 from powercast.core.config import PowercastConfig
 from powercast.core.errors import ForecastError, StoreError
-from powercast.prepare.resample import resample_readings
 from powercast.core.schemas import TARGET_COLUMN
+from powercast.io.atomic import atomic_write_bytes
+from powercast.prepare.resample import resample_readings
 
 # Hours of actual readings drawn before the issue time, for context.
 CONTEXT_STEPS = 48

@@ -24,16 +24,16 @@ from datetime import date, timedelta
 import numpy as np
 import pandas as pd
 
-from powercast.io.atomic import atomic_write_json, resolve_filesystem
 from powercast.core.config import PowercastConfig, parse_timezone
 from powercast.core.errors import DataPreparationError, ForecastError
-from powercast.serving.forecast import FALLBACK_MODEL, baseline_per_window, forecast_at, grid_row
+from powercast.io.atomic import atomic_write_json, resolve_filesystem
 from powercast.models.metrics import mae_kw, mae_kw_by_step
-from powercast.prepare.series import prepare_meter
-from powercast.serving.publish import publish_batch
 from powercast.models.registry import LoadedModel, load_champion
 from powercast.prepare.resample import freq_timedelta
+from powercast.prepare.series import prepare_meter
 from powercast.prepare.splits import local_midnight_utc, split_bounds_utc
+from powercast.serving.forecast import FALLBACK_MODEL, baseline_per_window, forecast_at, grid_row
+from powercast.serving.publish import publish_batch
 
 REPORT_NAME = "backtest.json"
 # Scored on the same days for reference: the forecast every model must beat.

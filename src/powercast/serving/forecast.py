@@ -23,17 +23,17 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from powercast.models.baselines import BASELINES, steps_per_day
 from powercast.core.config import ForecastConfig, PowercastConfig, SplitConfig, parse_timezone
-from powercast.models.conformal import ConformalIntervals
 from powercast.core.errors import DataPreparationError, ForecastError
+from powercast.core.schemas import FORECAST_SCHEMA
+from powercast.models.baselines import BASELINES, steps_per_day
+from powercast.models.conformal import ConformalIntervals
+from powercast.models.registry import LoadedModel, load_champion
 from powercast.prepare.features import interval_slots_of
 from powercast.prepare.gaps import find_gaps
+from powercast.prepare.resample import freq_timedelta
 from powercast.prepare.series import PreparedSeries, input_window, prepare_meter
 from powercast.serving.publish import ForecastBatch, iso_utc, to_utc_timestamp
-from powercast.models.registry import LoadedModel, load_champion
-from powercast.prepare.resample import freq_timedelta
-from powercast.core.schemas import FORECAST_SCHEMA
 
 FALLBACK_MODEL = "seasonal_naive"
 # Baselines whose forecasts may be published under model = "seasonal_naive", tried best first.

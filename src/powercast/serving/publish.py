@@ -32,7 +32,6 @@ import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from powercast.io.atomic import atomic_write_bytes, parquet_bytes, read_bytes, resolve_filesystem
 from powercast.core.errors import ForecastError
 from powercast.core.schemas import (
     FORECAST_CONTRACT_VERSION,
@@ -40,6 +39,7 @@ from powercast.core.schemas import (
     FORECAST_MODELS,
     FORECAST_SCHEMA,
 )
+from powercast.io.atomic import atomic_write_bytes, parquet_bytes, read_bytes, resolve_filesystem
 
 FORECASTS_DIR = "forecasts"
 LATEST_NAME = "latest.json"

@@ -14,9 +14,9 @@ import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from powercast.io.atomic import atomic_write_parquet, resolve_filesystem
 from powercast.core.errors import StoreError
 from powercast.core.schemas import MANIFEST_SCHEMA
+from powercast.io.atomic import atomic_write_parquet, resolve_filesystem
 
 MANIFEST_PATH = "store/manifest.parquet"
 

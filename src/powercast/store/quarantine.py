@@ -10,9 +10,9 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from powercast.io.atomic import atomic_write_parquet, resolve_filesystem
 from powercast.core.errors import StoreError
 from powercast.core.schemas import QUARANTINE_SCHEMA
+from powercast.io.atomic import atomic_write_parquet, resolve_filesystem
 
 QUARANTINE_DIR = "store/quarantine"
 

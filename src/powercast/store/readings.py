@@ -26,9 +26,9 @@ import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from powercast.io.atomic import atomic_write_parquet, resolve_filesystem
 from powercast.core.errors import StoreError
 from powercast.core.schemas import MEASURED_COLUMNS, READINGS_FILE_SCHEMA, READINGS_SCHEMA, TARGET_COLUMN, UTC_US
+from powercast.io.atomic import atomic_write_parquet, resolve_filesystem
 
 READINGS_DIR = "store/readings"
 PARTITION_FILE = "part-0.parquet"

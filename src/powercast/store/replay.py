@@ -19,9 +19,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.fs as pafs
 
-from powercast.io.atomic import atomic_write_bytes, resolve_filesystem
 from powercast.core.errors import ConfigError, SourceFileError
 from powercast.core.schemas import UCI_HEADER
+from powercast.io.atomic import atomic_write_bytes, resolve_filesystem
 from powercast.store.sources import iter_raw_batches, open_source
 from powercast.store.validation import parse_uci_dates
 

@@ -34,9 +34,9 @@ from pytorch_lightning.loggers import CSVLogger
 from torch.utils.data import DataLoader
 
 from powercast.core.config import TrainConfig
-from powercast.prepare.datamodule import WindowDataModule
 from powercast.core.errors import ConfigError, TrainingError
 from powercast.models.rnn import RNNForecaster
+from powercast.prepare.datamodule import WindowDataModule
 from powercast.prepare.series import PreparedSeries
 from powercast.prepare.windows import window_has_invalid
 

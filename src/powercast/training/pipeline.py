@@ -25,15 +25,12 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from powercast.core.config import PowercastConfig, parse_timezone
+from powercast.core.errors import DataPreparationError, TrainingError
 from powercast.io.atomic import atomic_write_bytes, atomic_write_json, atomic_write_parquet, resolve_filesystem
 from powercast.models.baselines import BASELINES, steps_per_day
-from powercast.core.config import PowercastConfig, parse_timezone
 from powercast.models.conformal import ConformalIntervals
-from powercast.core.errors import DataPreparationError, TrainingError
-from powercast.prepare.features import interval_slots_of
 from powercast.models.metrics import ForecastScores, score_forecast, seasonal_naive_scale_kw
-from powercast.models.rnn import RNNForecaster
-from powercast.prepare.series import PreparedSeries, prepare_meter
 from powercast.models.registry import (
     LoadedModel,
     ModelRecord,
@@ -43,9 +40,12 @@ from powercast.models.registry import (
     register_model,
     version_name,
 )
-from powercast.training.selection import Decision, select_winner
-from powercast.training.fit import FitResult, fit_forecaster, local_log_dir, plot_loss_curves, refit_forecaster
+from powercast.models.rnn import RNNForecaster
+from powercast.prepare.features import interval_slots_of
+from powercast.prepare.series import PreparedSeries, prepare_meter
 from powercast.prepare.windows import sliding_windows, window_has_invalid
+from powercast.training.fit import FitResult, fit_forecaster, local_log_dir, plot_loss_curves, refit_forecaster
+from powercast.training.selection import Decision, select_winner
 
 # "val" (every validation window) decides the winner; the day-ahead window sets hold only
 # windows issued at local midnight, as forecasts are in service.
