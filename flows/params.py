@@ -14,8 +14,15 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from pydantic.fields import FieldInfo
 
-from powercast.core.config import PowercastConfig, PrepareConfig, TrainConfig, load_config, parse_timezone
+from powercast.core.config import (
+    PowercastConfig,
+    PrepareConfig,
+    TrainConfig,
+    load_config,
+    parse_timezone,
+)
 from powercast.core.schemas import METER_ID_PATTERN
+from powercast.io import layout
 from powercast.io.locking import DEFAULT_LOCK_TIMEOUT_S
 
 MeterId = Annotated[str, StringConstraints(pattern=METER_ID_PATTERN)]
@@ -90,7 +97,7 @@ class IngestParams(RunParams):
 
     def landing_path(self, config: PowercastConfig) -> str:
         """Return the landing folder to read for ``config``."""
-        return self.landing_dir or f"{config.root.rstrip('/')}/landing"
+        return self.landing_dir or layout.landing_dir(config.root)
 
 
 class MeterParams(RunParams):
@@ -218,7 +225,7 @@ class NightlyParams(TrainingParams):
 
     def landing_path(self, config: PowercastConfig) -> str:
         """Return the landing folder to read for ``config``."""
-        return self.landing_dir or f"{config.root.rstrip('/')}/landing"
+        return self.landing_dir or layout.landing_dir(config.root)
 
     def ingest_params(self) -> IngestParams:
         """Return the ingest flow's parameters for this night."""

@@ -19,7 +19,11 @@ import numpy as np
 import pandas as pd
 import pyarrow.fs as pafs
 from prefect import Task, get_run_logger, task
-from prefect.artifacts import create_image_artifact, create_markdown_artifact, create_table_artifact
+from prefect.artifacts import (
+    create_image_artifact,
+    create_markdown_artifact,
+    create_table_artifact,
+)
 from prefect.cache_policies import NO_CACHE
 from prefect.client.schemas.objects import TaskRun
 from prefect.runtime import flow_run
@@ -35,6 +39,7 @@ import powercast.store.readings
 import powercast.training.pipeline
 from powercast.core.config import PowercastConfig
 from powercast.core.errors import TrainingError
+from powercast.io import layout
 from powercast.io.atomic import is_uri, resolve_filesystem
 from powercast.io.locking import PUBLISH_LOCK_NAME, named_lock
 from powercast.prepare.resample import freq_timedelta
@@ -258,7 +263,7 @@ def plot_forecasts(config: PowercastConfig, published: Sequence[PublishedBatch])
             meter_id: actual_kw(config, meter_id, batch.issued_at_utc - CONTEXT_STEPS * step, end_utc)
             for meter_id in batch.meters
         }
-        out = Path(config.root) / "plots" / f"forecast-{compact_utc(batch.issued_at_utc)}.png"
+        out = Path(layout.plots_dir(config.root)) / f"forecast-{compact_utc(batch.issued_at_utc)}.png"
         coverage = float(frame.attrs["powercast"]["powercast.interval_coverage"])
         paths.append(plot_forecast(frame, actuals, out, coverage=coverage))
     return paths

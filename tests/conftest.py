@@ -176,7 +176,11 @@ def champion_root(tmp_path_factory: pytest.TempPathFactory, ingested_sample_root
     from powercast.models.registry import ModelRecord, promote, register_model
     from powercast.models.rnn import RNNForecaster
     from powercast.prepare.series import prepare_meter
-    from powercast.training.pipeline import interval_slots, window_inputs, window_targets_kw
+    from powercast.training.pipeline import (
+        interval_slots,
+        window_inputs,
+        window_targets_kw,
+    )
 
     root = tmp_path_factory.mktemp("champion") / "root"
     shutil.copytree(Path(ingested_sample_root) / "store", root / "store")

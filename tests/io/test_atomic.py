@@ -9,7 +9,13 @@ import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pytest
 
-from powercast.io.atomic import TEMP_PREFIX, atomic_write_bytes, atomic_write_parquet, read_bytes, resolve_filesystem
+from powercast.io.atomic import (
+    TEMP_PREFIX,
+    atomic_write_bytes,
+    atomic_write_parquet,
+    read_bytes,
+    resolve_filesystem,
+)
 
 
 def test_write_replaces_the_whole_file(tmp_path: Path) -> None:

@@ -12,7 +12,13 @@ from pathlib import Path
 import pytest
 
 from powercast.core.errors import ConfigError, LockedError
-from powercast.io.locking import PUBLISH_LOCK_NAME, lock_path, meter_lock, named_lock, read_holder
+from powercast.io.locking import (
+    PUBLISH_LOCK_NAME,
+    lock_path,
+    meter_lock,
+    named_lock,
+    read_holder,
+)
 
 # A child process that takes the lock, says so through a marker file, and holds it for a while.
 HOLDER_SCRIPT = textwrap.dedent(

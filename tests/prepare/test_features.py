@@ -11,7 +11,12 @@ import pytest
 
 from powercast.core.config import PrepareConfig
 from powercast.core.errors import ConfigError
-from powercast.prepare.features import CALENDAR_FEATURES, calendar_features, feature_names, slot_of_day
+from powercast.prepare.features import (
+    CALENDAR_FEATURES,
+    calendar_features,
+    feature_names,
+    slot_of_day,
+)
 
 PARIS_WINTER = timezone(timedelta(hours=1))
 

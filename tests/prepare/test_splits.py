@@ -11,8 +11,17 @@ import pytest
 from uci_readings import read_uci_readings
 
 from powercast.core.config import PrepareConfig, SplitConfig
-from powercast.prepare.series import EXCLUDED_CROSSES_SPLIT, PreparedSeries, prepare_series
-from powercast.prepare.splits import local_midnight_utc, split_bounds_utc, split_row_ranges, split_window_starts
+from powercast.prepare.series import (
+    EXCLUDED_CROSSES_SPLIT,
+    PreparedSeries,
+    prepare_series,
+)
+from powercast.prepare.splits import (
+    local_midnight_utc,
+    split_bounds_utc,
+    split_row_ranges,
+    split_window_starts,
+)
 
 PARIS_WINTER = timezone(timedelta(hours=1))
 

@@ -9,7 +9,12 @@ import pandas as pd
 import pytest
 
 from powercast.core.errors import DataPreparationError
-from powercast.prepare.windows import local_midnight_rows, midnight_origin_starts, sliding_windows, window_has_invalid
+from powercast.prepare.windows import (
+    local_midnight_rows,
+    midnight_origin_starts,
+    sliding_windows,
+    window_has_invalid,
+)
 
 PARIS_WINTER = timezone(timedelta(hours=1))
 

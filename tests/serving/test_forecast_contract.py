@@ -11,7 +11,11 @@ import polars as pl
 import pyarrow.parquet as pq
 import pytest
 
-from powercast.core.schemas import FORECAST_CONTRACT_VERSION, FORECAST_METADATA_KEYS, FORECAST_SCHEMA
+from powercast.core.schemas import (
+    FORECAST_CONTRACT_VERSION,
+    FORECAST_METADATA_KEYS,
+    FORECAST_SCHEMA,
+)
 from powercast.serving.publish import latest_pointer, publish_batch
 
 CONTRACT_DOC = Path(__file__).resolve().parents[2] / "docs" / "forecast-contract.md"

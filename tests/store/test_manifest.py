@@ -11,7 +11,13 @@ import pytest
 
 from powercast.core.errors import StoreError
 from powercast.core.schemas import MANIFEST_SCHEMA
-from powercast.store.manifest import MANIFEST_PATH, append_manifest, find_ingested, ingested_sha256s, read_manifest
+from powercast.io.layout import MANIFEST
+from powercast.store.manifest import (
+    append_manifest,
+    find_ingested,
+    ingested_sha256s,
+    read_manifest,
+)
 
 
 def _row(sha: str, rows_in: int = 3) -> pa.Table:
@@ -48,7 +54,7 @@ def test_appended_rows_are_read_back(tmp_path: Path) -> None:
 
 def test_manifest_file_matches_the_schema(tmp_path: Path) -> None:
     append_manifest(str(tmp_path), _row("a" * 64))
-    assert pq.read_schema(tmp_path / MANIFEST_PATH).remove_metadata() == MANIFEST_SCHEMA
+    assert pq.read_schema(tmp_path / MANIFEST).remove_metadata() == MANIFEST_SCHEMA
 
 
 def test_appending_an_ingested_sha256_again_is_refused(tmp_path: Path) -> None:
@@ -60,7 +66,7 @@ def test_appending_an_ingested_sha256_again_is_refused(tmp_path: Path) -> None:
 
 def test_unreadable_manifest_is_a_store_error(tmp_path: Path) -> None:
     (tmp_path / "store").mkdir()
-    (tmp_path / MANIFEST_PATH).write_bytes(b"garbage")
+    (tmp_path / MANIFEST).write_bytes(b"garbage")
     with pytest.raises(StoreError, match="manifest"):
         read_manifest(str(tmp_path))
 

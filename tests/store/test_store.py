@@ -12,7 +12,11 @@ import pyarrow.parquet as pq
 import pytest
 
 from powercast.core.errors import StoreError
-from powercast.core.schemas import MEASURED_COLUMNS, READINGS_FILE_SCHEMA, READINGS_SCHEMA
+from powercast.core.schemas import (
+    MEASURED_COLUMNS,
+    READINGS_FILE_SCHEMA,
+    READINGS_SCHEMA,
+)
 from powercast.store.readings import (
     list_meters,
     read_readings,

@@ -24,7 +24,12 @@ from powercast.core.schemas import (
     REASON_WRONG_COLUMN_COUNT,
 )
 from powercast.store.sources import iter_raw_batches, open_source
-from powercast.store.validation import ValidatedBatch, parse_uci_dates, resolve_duplicates, validate_batch
+from powercast.store.validation import (
+    ValidatedBatch,
+    parse_uci_dates,
+    resolve_duplicates,
+    validate_batch,
+)
 
 GOOD = "16/12/2006;17:24:00;4.216;0.418;234.840;18.400;0.000;1.000;17.000"
 CSV_HEADER = "timestamp,meter_id,active_power_kw,voltage_v"

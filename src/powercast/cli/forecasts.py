@@ -10,6 +10,7 @@ import pandas as pd
 
 from powercast.core.config import PowercastConfig, parse_timezone
 from powercast.core.errors import ConfigError, ForecastError
+from powercast.io import layout
 from powercast.io.locking import PUBLISH_LOCK_NAME, meter_lock, named_lock
 from powercast.io.runs import new_run_id
 from powercast.prepare.resample import freq_timedelta
@@ -78,7 +79,9 @@ def parse_issue_time(text: str | None, config: PowercastConfig) -> pd.Timestamp 
 
 def run_forecast(args: argparse.Namespace, config: PowercastConfig) -> int:
     """Make every requested meter's batch, publish them together, print where and what; return 0."""
-    from powercast.serving.forecast import make_forecast_batch  # torch: only when forecasting
+    from powercast.serving.forecast import (
+        make_forecast_batch,  # torch: only when forecasting
+    )
     from powercast.store.readings import list_meters
 
     meters = [args.meter] if args.meter else list_meters(config.root)
@@ -124,14 +127,18 @@ def run_show(args: argparse.Namespace, config: PowercastConfig) -> int:
 
 def run_plot(args: argparse.Namespace, config: PowercastConfig) -> int:
     """Draw a published batch against the actual readings to a PNG; print its path; return 0."""
-    from powercast.reporting.forecast_plot import CONTEXT_STEPS, actual_kw, plot_forecast  # matplotlib
+    from powercast.reporting.forecast_plot import (  # matplotlib
+        CONTEXT_STEPS,
+        actual_kw,
+        plot_forecast,
+    )
 
     frame = read_forecasts(config.root, issued_at=parse_issue_time(args.issued_at, config), meter_id=args.meter)
     issued = frame["issued_at"].iloc[0]
     step = freq_timedelta(config.prepare.freq)
     end = frame["target_time"].max() + step
     actuals = {meter_id: actual_kw(config, meter_id, issued - CONTEXT_STEPS * step, end) for meter_id in frame["meter_id"].unique()}
-    out = Path(args.out) if args.out else Path(config.root) / "plots" / f"forecast-{compact_utc(issued)}.png"
+    out = Path(args.out) if args.out else Path(layout.plots_dir(config.root)) / f"forecast-{compact_utc(issued)}.png"
     path = plot_forecast(frame, actuals, out, coverage=frame.attrs["powercast"]["powercast.interval_coverage"])
     print(f"wrote {path}")
     return 0
@@ -139,7 +146,10 @@ def run_plot(args: argparse.Namespace, config: PowercastConfig) -> int:
 
 def run_backtest_command(args: argparse.Namespace, config: PowercastConfig) -> int:
     """Replay the champion over the date range, print the scores; return 0."""
-    from powercast.serving.backtest import format_report, run_backtest  # torch: only when backtesting
+    from powercast.serving.backtest import (  # torch: only when backtesting
+        format_report,
+        run_backtest,
+    )
 
     meter_id = args.meter or config.ingest.default_meter_id
     run_id = args.run_id or new_run_id("backtest")

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from powercast.core.config import PowercastConfig, SplitConfig
 from powercast.core.errors import ConfigError
+from powercast.io import layout
 from powercast.io.locking import meter_lock
 from powercast.io.runs import new_run_id
 
@@ -158,7 +159,7 @@ def run_train(args: argparse.Namespace, config: PowercastConfig) -> int:
             raise ConfigError("--preset seed needs --source PATH, the raw UCI file to reproduce the experiment on")
         result = run_seed_preset(
             args.source,
-            f"{config.root.rstrip('/')}/runs/{run_id}/seed",
+            layout.run_dir(config.root, run_id, "seed"),
             max_rows=args.max_rows,
             epochs=args.epochs,
             accelerator=config.train.accelerator,

@@ -34,7 +34,12 @@ from torch.utils.data import BatchSampler, DataLoader, SequentialSampler, Tensor
 from powercast.core.config import TrainConfig
 from powercast.core.errors import SourceFileError, TrainingError
 from powercast.core.schemas import UCI_HEADER
-from powercast.io.atomic import atomic_write_bytes, atomic_write_json, resolve_filesystem
+from powercast.io import layout
+from powercast.io.atomic import (
+    atomic_write_bytes,
+    atomic_write_json,
+    resolve_filesystem,
+)
 from powercast.models.registry import champion_version, read_card
 from powercast.models.rnn import RNNForecaster, count_parameters
 from powercast.training.fit import fit_module, local_log_dir, plot_loss_curves
@@ -299,7 +304,7 @@ def honest_figures(root: str, meter_id: str) -> list[dict[str, Any]] | None:
         return None
     card = read_card(root, meter_id, version)
     filesystem, base = resolve_filesystem(root)
-    path = f"{base.rstrip('/')}/runs/{card['run_id']}/{meter_id}/leaderboard.json"
+    path = layout.under(layout.run_dir(base, card["run_id"], meter_id), "leaderboard.json")
     if filesystem.get_file_info(path).type != pafs.FileType.File:
         return None
     with filesystem.open_input_stream(path) as stream:

@@ -29,9 +29,9 @@ from pathlib import Path
 
 from powercast.core.errors import ConfigError, LockedError
 from powercast.core.schemas import METER_ID_PATTERN, METER_ID_RULE
+from powercast.io import layout
 from powercast.io.atomic import is_uri
 
-LOCKS_DIRNAME = "locks"
 DEFAULT_LOCK_TIMEOUT_S = 600.0
 POLL_INTERVAL_S = 0.2
 # Meter ids become file names (powercast.core.schemas.METER_ID_PATTERN); names starting with "_" are
@@ -72,7 +72,7 @@ def lock_path(root: str | Path, name: str) -> Path:
         raise ConfigError(
             f"meter id {name!r} cannot name a lock file: use {METER_ID_RULE}"
         )
-    return Path(text).absolute() / LOCKS_DIRNAME / f"{name}.lock"
+    return Path(layout.locks_dir(str(Path(text).absolute()))) / f"{name}.lock"
 
 
 def read_holder(path: str | Path) -> dict[str, str]:

@@ -34,7 +34,13 @@ from powercast.core.config import PrepareConfig, TrainConfig, parse_timezone
 from powercast.core.errors import RegistryError
 from powercast.core.schemas import METER_ID_PATTERN, METER_ID_RULE
 from powercast.core.version import PACKAGE_VERSION
-from powercast.io.atomic import atomic_write_bytes, atomic_write_json, read_bytes, resolve_filesystem
+from powercast.io import layout
+from powercast.io.atomic import (
+    atomic_write_bytes,
+    atomic_write_json,
+    read_bytes,
+    resolve_filesystem,
+)
 from powercast.models.conformal import offsets_for
 from powercast.models.rnn import RNNForecaster
 from powercast.prepare.features import slot_of_day
@@ -168,7 +174,7 @@ def _meter_dir(root: str, meter_id: str) -> tuple[pafs.FileSystem, str]:
     filesystem, base = resolve_filesystem(root)
     if not _METER_ID_RE.match(meter_id):
         raise RegistryError(f"meter_id {meter_id!r} cannot name a registry folder: use {METER_ID_RULE}")
-    return filesystem, f"{base.rstrip('/')}/models/{meter_id}"
+    return filesystem, layout.meter_models_dir(base, meter_id)
 
 
 def _timestamp_text(value: pd.Timestamp) -> str:

@@ -17,11 +17,20 @@ import pyarrow as pa
 from powercast.core.config import PowercastConfig, PrepareConfig, parse_timezone
 from powercast.core.errors import DataPreparationError
 from powercast.core.schemas import TARGET_COLUMN, TIMESTAMP_COLUMN
-from powercast.prepare.features import calendar_features, feature_names, measured_feature_names
+from powercast.prepare.features import (
+    calendar_features,
+    feature_names,
+    measured_feature_names,
+)
 from powercast.prepare.gaps import GapReport, interpolate_short_gaps
 from powercast.prepare.resample import freq_timedelta, resample_readings
 from powercast.prepare.scaling import FeatureScaler
-from powercast.prepare.splits import SPLIT_NAMES, split_bounds_utc, split_row_ranges, split_window_starts
+from powercast.prepare.splits import (
+    SPLIT_NAMES,
+    split_bounds_utc,
+    split_row_ranges,
+    split_window_starts,
+)
 from powercast.prepare.windows import midnight_origin_starts, window_has_invalid
 from powercast.store.readings import read_readings
 

@@ -26,13 +26,19 @@ import pandas as pd
 
 from powercast.core.config import PowercastConfig, parse_timezone
 from powercast.core.errors import DataPreparationError, ForecastError
+from powercast.io import layout
 from powercast.io.atomic import atomic_write_json, resolve_filesystem
 from powercast.models.metrics import mae_kw, mae_kw_by_step
 from powercast.models.registry import LoadedModel, load_champion
 from powercast.prepare.resample import freq_timedelta
 from powercast.prepare.series import prepare_meter
 from powercast.prepare.splits import local_midnight_utc, split_bounds_utc
-from powercast.serving.forecast import FALLBACK_MODEL, baseline_per_window, forecast_at, grid_row
+from powercast.serving.forecast import (
+    FALLBACK_MODEL,
+    baseline_per_window,
+    forecast_at,
+    grid_row,
+)
 from powercast.serving.publish import publish_batch
 
 REPORT_NAME = "backtest.json"
@@ -115,7 +121,7 @@ def _validation_end_utc(champion: LoadedModel) -> pd.Timestamp:
 
 def backtest_root(config: PowercastConfig, meter_id: str, version: str) -> str:
     """Return the data root a replay of ``version`` publishes into (separate from live forecasts)."""
-    return f"{str(config.root).rstrip('/')}/backtests/{meter_id}/{version}"
+    return layout.backtest_dir(config.root, meter_id, version)
 
 
 def run_backtest(config: PowercastConfig, meter_id: str, start: date, end: date, run_id: str) -> BacktestReport:

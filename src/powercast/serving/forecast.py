@@ -23,7 +23,12 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from powercast.core.config import ForecastConfig, PowercastConfig, SplitConfig, parse_timezone
+from powercast.core.config import (
+    ForecastConfig,
+    PowercastConfig,
+    SplitConfig,
+    parse_timezone,
+)
 from powercast.core.errors import DataPreparationError, ForecastError
 from powercast.core.schemas import FORECAST_SCHEMA
 from powercast.models.baselines import BASELINES, steps_per_day

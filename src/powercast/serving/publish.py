@@ -39,9 +39,14 @@ from powercast.core.schemas import (
     FORECAST_MODELS,
     FORECAST_SCHEMA,
 )
-from powercast.io.atomic import atomic_write_bytes, parquet_bytes, read_bytes, resolve_filesystem
+from powercast.io import layout
+from powercast.io.atomic import (
+    atomic_write_bytes,
+    parquet_bytes,
+    read_bytes,
+    resolve_filesystem,
+)
 
-FORECASTS_DIR = "forecasts"
 LATEST_NAME = "latest.json"
 MANIFEST_SUFFIX = ".manifest.json"
 KEY_CONTRACT_VERSION, KEY_COVERAGE, KEY_TRAINING_START, KEY_TRAINING_END, KEY_VALIDATION_MAE = FORECAST_METADATA_KEYS
@@ -202,7 +207,7 @@ def manifest_relpath(issued_at_utc: datetime | pd.Timestamp) -> str:
 
 def _forecasts_dir(root: str) -> tuple[pafs.FileSystem, str]:
     filesystem, base = resolve_filesystem(root)
-    return filesystem, f"{base.rstrip('/')}/{FORECASTS_DIR}"
+    return filesystem, layout.forecasts_dir(base)
 
 
 def _read_json(filesystem: pafs.FileSystem, path: str) -> dict[str, Any] | None:

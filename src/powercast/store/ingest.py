@@ -25,7 +25,12 @@ import pyarrow.fs as pafs
 
 from powercast.core.config import PowercastConfig
 from powercast.core.errors import SourceFileError, StoreError
-from powercast.core.schemas import MANIFEST_SCHEMA, QUARANTINE_SCHEMA, TARGET_COLUMN, UTC_US
+from powercast.core.schemas import (
+    MANIFEST_SCHEMA,
+    QUARANTINE_SCHEMA,
+    TARGET_COLUMN,
+    UTC_US,
+)
 from powercast.io.atomic import TEMP_PREFIX, is_uri, resolve_filesystem
 from powercast.io.locking import DEFAULT_LOCK_TIMEOUT_S, INGEST_LOCK_NAME, named_lock
 from powercast.io.runs import new_run_id
@@ -33,7 +38,12 @@ from powercast.store.manifest import append_manifest, find_ingested, ingested_sh
 from powercast.store.quarantine import write_quarantine
 from powercast.store.readings import upsert_readings
 from powercast.store.sources import SourceFile, iter_raw_batches, open_source
-from powercast.store.validation import REJECTED_SCHEMA, VALIDATED_SCHEMA, resolve_duplicates, validate_batch
+from powercast.store.validation import (
+    REJECTED_SCHEMA,
+    VALIDATED_SCHEMA,
+    resolve_duplicates,
+    validate_batch,
+)
 
 
 @dataclass(frozen=True)

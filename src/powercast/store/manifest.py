@@ -16,14 +16,13 @@ import pyarrow.parquet as pq
 
 from powercast.core.errors import StoreError
 from powercast.core.schemas import MANIFEST_SCHEMA
+from powercast.io import layout
 from powercast.io.atomic import atomic_write_parquet, resolve_filesystem
-
-MANIFEST_PATH = "store/manifest.parquet"
 
 
 def _manifest_location(root: str) -> tuple[pafs.FileSystem, str]:
     filesystem, base = resolve_filesystem(root)
-    return filesystem, f"{base.rstrip('/')}/{MANIFEST_PATH}"
+    return filesystem, layout.manifest_path(base)
 
 
 def read_manifest(root: str) -> pa.Table:

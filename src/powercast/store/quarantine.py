@@ -12,14 +12,13 @@ import pyarrow.parquet as pq
 
 from powercast.core.errors import StoreError
 from powercast.core.schemas import QUARANTINE_SCHEMA
+from powercast.io import layout
 from powercast.io.atomic import atomic_write_parquet, resolve_filesystem
-
-QUARANTINE_DIR = "store/quarantine"
 
 
 def _quarantine_base(root: str) -> tuple[pafs.FileSystem, str]:
     filesystem, base = resolve_filesystem(root)
-    return filesystem, f"{base.rstrip('/')}/{QUARANTINE_DIR}"
+    return filesystem, layout.quarantine_dir(base)
 
 
 def write_quarantine(root: str, run_id: str, source_sha256: str, rows: pa.Table) -> str | None:

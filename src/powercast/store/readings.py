@@ -27,10 +27,16 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from powercast.core.errors import StoreError
-from powercast.core.schemas import MEASURED_COLUMNS, READINGS_FILE_SCHEMA, READINGS_SCHEMA, TARGET_COLUMN, UTC_US
+from powercast.core.schemas import (
+    MEASURED_COLUMNS,
+    READINGS_FILE_SCHEMA,
+    READINGS_SCHEMA,
+    TARGET_COLUMN,
+    UTC_US,
+)
+from powercast.io import layout
 from powercast.io.atomic import atomic_write_parquet, resolve_filesystem
 
-READINGS_DIR = "store/readings"
 PARTITION_FILE = "part-0.parquet"
 _UTC = timezone.utc
 _PARTITION_RE = re.compile(r"meter_id=(?P<meter>[^/]+)/year=(?P<year>\d{4})/month=(?P<month>\d{1,2})/" + PARTITION_FILE + "$")
@@ -83,7 +89,7 @@ def partition_folder(meter_id: str, year: int, month: int) -> str:
 
 def _readings_base(root: str) -> tuple[pafs.FileSystem, str]:
     filesystem, base = resolve_filesystem(root)
-    return filesystem, f"{base.rstrip('/')}/{READINGS_DIR}"
+    return filesystem, layout.readings_dir(base)
 
 
 def _read_partition_file(filesystem: pafs.FileSystem, path: str, columns: Sequence[str] | None = None) -> pa.Table:

@@ -38,7 +38,11 @@ import pyarrow.fs as pafs
 from tqdm import tqdm
 
 from powercast.core.errors import SourceFileError
-from powercast.core.schemas import GENERIC_REQUIRED_COLUMNS, MEASURED_COLUMNS, UCI_HEADER
+from powercast.core.schemas import (
+    GENERIC_REQUIRED_COLUMNS,
+    MEASURED_COLUMNS,
+    UCI_HEADER,
+)
 
 GZIP_MAGIC = b"\x1f\x8b"
 # A byte that never occurs in text: each physical line becomes exactly one field.

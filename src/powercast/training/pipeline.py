@@ -27,10 +27,20 @@ import pyarrow as pa
 
 from powercast.core.config import PowercastConfig, parse_timezone
 from powercast.core.errors import DataPreparationError, TrainingError
-from powercast.io.atomic import atomic_write_bytes, atomic_write_json, atomic_write_parquet, resolve_filesystem
+from powercast.io import layout
+from powercast.io.atomic import (
+    atomic_write_bytes,
+    atomic_write_json,
+    atomic_write_parquet,
+    resolve_filesystem,
+)
 from powercast.models.baselines import BASELINES, steps_per_day
 from powercast.models.conformal import ConformalIntervals
-from powercast.models.metrics import ForecastScores, score_forecast, seasonal_naive_scale_kw
+from powercast.models.metrics import (
+    ForecastScores,
+    score_forecast,
+    seasonal_naive_scale_kw,
+)
 from powercast.models.registry import (
     LoadedModel,
     ModelRecord,
@@ -44,7 +54,13 @@ from powercast.models.rnn import RNNForecaster
 from powercast.prepare.features import interval_slots_of
 from powercast.prepare.series import PreparedSeries, prepare_meter
 from powercast.prepare.windows import sliding_windows, window_has_invalid
-from powercast.training.fit import FitResult, fit_forecaster, local_log_dir, plot_loss_curves, refit_forecaster
+from powercast.training.fit import (
+    FitResult,
+    fit_forecaster,
+    local_log_dir,
+    plot_loss_curves,
+    refit_forecaster,
+)
 from powercast.training.selection import Decision, select_winner
 
 # "val" (every validation window) decides the winner; the day-ahead window sets hold only
@@ -202,7 +218,7 @@ def _score_row(
 
 def _run_dir(config: PowercastConfig, run_id: str, meter_id: str) -> str:
     _, base = resolve_filesystem(config.root)
-    return f"{base.rstrip('/')}/runs/{run_id}/{meter_id}"
+    return layout.run_dir(base, run_id, meter_id)
 
 
 @dataclass(frozen=True, eq=False)
