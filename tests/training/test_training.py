@@ -13,10 +13,10 @@ import torch
 from powercast.core.config import PowercastConfig, TrainConfig
 from powercast.core.errors import ConfigError, TrainingError
 from powercast.prepare.series import PreparedSeries
+from powercast.reporting.curves import plot_loss_curves
 from powercast.training.fit import (
     fit_forecaster,
     local_log_dir,
-    plot_loss_curves,
     refit_forecaster,
     resolve_accelerator,
 )

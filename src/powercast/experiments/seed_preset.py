@@ -42,7 +42,8 @@ from powercast.io.atomic import (
 )
 from powercast.models.registry import champion_version, read_card
 from powercast.models.rnn import RNNForecaster, count_parameters
-from powercast.training.fit import fit_module, local_log_dir, plot_loss_curves
+from powercast.reporting.curves import plot_loss_curves
+from powercast.training.fit import fit_module, local_log_dir
 
 SEED_HIDDEN_SIZES: tuple[int, ...] = (75, 30, 30)
 SEED_CELLS: tuple[str, ...] = ("lstm", "gru")

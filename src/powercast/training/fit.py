@@ -9,7 +9,6 @@ soon as a loss is NaN/inf, before anything could be registered.
 
 from __future__ import annotations
 
-import io
 import logging
 import shutil
 import sys
@@ -27,8 +26,6 @@ import pandas as pd
 import pyarrow.fs as pafs
 import pytorch_lightning as pl
 import torch
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 from pytorch_lightning.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from pytorch_lightning.loggers import CSVLogger
 from torch.utils.data import DataLoader
@@ -390,35 +387,3 @@ class _quiet_lightning:
         for logger_name, level in self.levels.items():
             logging.getLogger(logger_name).setLevel(level)
         self.warning_filters.__exit__(*exc)
-
-
-def plot_loss_curves(curves: Mapping[str, pd.DataFrame], title: str, loss_label: str = "L1 loss (scaled)") -> bytes:
-    """Return a PNG of training and validation loss per epoch, one colour per model.
-
-    Parameters
-    ----------
-    curves : mapping
-        Model name → per-epoch frame with ``epoch``, ``train_loss`` and ``val_mae``.
-    title : str
-        Figure title.
-    loss_label : str
-        Y-axis label.
-    """
-    figure = Figure(figsize=(8, 4.5), dpi=110)
-    FigureCanvasAgg(figure)
-    axes = figure.add_subplot(1, 1, 1)
-    for index, (name, frame) in enumerate(curves.items()):
-        colour = f"C{index}"
-        if "train_loss" in frame and frame["train_loss"].notna().any():
-            axes.plot(frame["epoch"] + 1, frame["train_loss"], color=colour, linestyle="-", marker=".", label=f"{name} train")
-        if MONITOR in frame and frame[MONITOR].notna().any():
-            axes.plot(frame["epoch"] + 1, frame[MONITOR], color=colour, linestyle="--", marker=".", label=f"{name} validation")
-    axes.set_xlabel("epoch")
-    axes.set_ylabel(loss_label)
-    axes.set_title(title)
-    axes.grid(alpha=0.3)
-    axes.legend()
-    figure.tight_layout()
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png")
-    return buffer.getvalue()

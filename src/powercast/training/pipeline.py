@@ -54,11 +54,11 @@ from powercast.models.rnn import RNNForecaster
 from powercast.prepare.features import interval_slots_of
 from powercast.prepare.series import PreparedSeries, prepare_meter
 from powercast.prepare.windows import sliding_windows, window_has_invalid
+from powercast.reporting.curves import plot_loss_curves
 from powercast.training.fit import (
     FitResult,
     fit_forecaster,
     local_log_dir,
-    plot_loss_curves,
     refit_forecaster,
 )
 from powercast.training.selection import Decision, select_winner
