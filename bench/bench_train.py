@@ -7,7 +7,9 @@ day-ahead windows (issued at local midnight) of validation and test, with traini
 device per model. Writes ``bench/results/train.json``. Never asserts on time.
 
     .venv/bin/python bench/bench_train.py [--cpu-threads 1] [--max-epochs N] [--accelerator cpu]
-                                          [--ensemble-members K] [--no-refit]
+                                          [--ensemble-members K] [--no-refit-on-validation]
+
+Every training setting of ``powercast train`` is an option here too (``--help`` lists them).
 """
 
 from __future__ import annotations
@@ -21,7 +23,9 @@ from pathlib import Path
 
 import torch
 
+from powercast.cli.options import add_setting_options, setting_overrides
 from powercast.core.config import PowercastConfig, SplitConfig
+from powercast.core.settings import TRAINING_SETTINGS, settings
 from powercast.store.ingest import ingest_paths
 from powercast.training.pipeline import train_meter
 
@@ -29,6 +33,7 @@ REPO = Path(__file__).resolve().parents[1]
 DEFAULT_SOURCE = REPO.parent / "shared" / "data" / "household_power_consumption.txt.gz"
 RESULTS = REPO / "bench" / "results"
 SETS = ("val_day_ahead", "test_day_ahead")
+BENCH_OPTIONS = settings(TRAINING_SETTINGS)
 
 
 def main() -> int:
@@ -36,14 +41,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--source", default=str(DEFAULT_SOURCE), help="the full UCI file")
     parser.add_argument("--root", default=str(RESULTS / "train_root"), help="scratch data root")
-    parser.add_argument("--cells", nargs="+", choices=("gru", "lstm"), help="cells (default: train.cells)")
-    parser.add_argument("--max-epochs", type=int, help="train.max_epochs override")
-    parser.add_argument("--accelerator", choices=("auto", "cpu", "gpu"), help="train.accelerator override")
-    parser.add_argument("--cpu-threads", type=int, help="train.cpu_threads override (1 on a busy shared machine)")
-    parser.add_argument("--ensemble-members", type=int, help="train.ensemble_members override (1: a single network)")
-    parser.add_argument(
-        "--no-refit", action="store_true", help="serve the held-out fit (train.refit_on_validation off) for an ablation"
-    )
+    add_setting_options(parser.add_argument_group("training settings"), BENCH_OPTIONS)
     parser.add_argument("--seed", type=int, help="train.seed override (the spread across seeds is part of the figure)")
     parser.add_argument(
         "--set",
@@ -57,13 +55,8 @@ def main() -> int:
 
     overrides = {
         "prepare.split": SplitConfig.reference().model_dump(),
-        "train.cells": args.cells,
-        "train.max_epochs": args.max_epochs,
-        "train.accelerator": args.accelerator,
-        "train.cpu_threads": args.cpu_threads,
-        "train.ensemble_members": args.ensemble_members,
         "train.seed": args.seed,
-        "train.refit_on_validation": False if args.no_refit else None,
+        **setting_overrides(args, BENCH_OPTIONS),
     }
     for item in args.set:
         key, _, value = item.partition("=")

@@ -9,29 +9,21 @@ bounds before a run starts. Settings left empty keep the configured value (confi
 from __future__ import annotations
 
 from datetime import date, datetime, time, timezone
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, create_model
 from pydantic.fields import FieldInfo
 
-from powercast.core.config import (
-    PowercastConfig,
-    PrepareConfig,
-    TrainConfig,
-    load_config,
-    parse_timezone,
-)
+from powercast.core.config import PowercastConfig, load_config, parse_timezone
 from powercast.core.schemas import METER_ID_PATTERN
+from powercast.core.settings import TRAINING_SETTINGS, Setting, settings
 from powercast.io import layout
 from powercast.io.locking import DEFAULT_LOCK_TIMEOUT_S
 
 MeterId = Annotated[str, StringConstraints(pattern=METER_ID_PATTERN)]
-Cell = Literal["gru", "lstm"]
-HiddenSize = Annotated[int, Field(ge=1, le=2048)]
 
-_TRAIN_DEFAULTS = TrainConfig()
-_PREPARE_DEFAULTS = PrepareConfig()
-# Labels of the form fields in the Prefect UI (the field name otherwise, title-cased).
+TRAINING_FORM: tuple[Setting, ...] = settings(TRAINING_SETTINGS)
+# Labels of the run-level form fields; training fields carry their titles from the config models.
 FIELD_TITLES: dict[str, str] = {
     "root": "Data root",
     "config_file": "Configuration file",
@@ -39,17 +31,6 @@ FIELD_TITLES: dict[str, str] = {
     "landing_dir": "Landing folder",
     "meters": "Meters",
     "as_of": "As of (local day)",
-    "cells": "Cells to train",
-    "horizon_steps": "Horizon (steps)",
-    "lookback_steps": "Lookback (steps)",
-    "hidden_sizes": "Hidden sizes",
-    "batch_size": "Batch size",
-    "max_epochs": "Max epochs",
-    "ensemble_members": "Ensemble members",
-    "refit_on_validation": "Refit on train + validation",
-    "max_time_s": "Time budget per model (s)",
-    "cpu_threads": "CPU threads",
-    "accelerator": "Accelerator",
     "force_retrain": "Force retrain",
     "dry_run": "Dry run",
 }
@@ -122,80 +103,23 @@ class MeterParams(RunParams):
         return local_midnight.astimezone(timezone.utc)
 
 
-class TrainingParams(MeterParams):
-    """How challengers are trained; empty fields keep the configured value."""
-
-    cells: list[Cell] = Field(
-        default_factory=lambda: list(_TRAIN_DEFAULTS.cells),
-        min_length=1,
-        max_length=2,
-        description="Recurrent cells to train as challengers, one task each.",
-    )
-    horizon_steps: int | None = Field(
-        None, ge=1, le=168, description=f"Forecast horizon in steps (default {_PREPARE_DEFAULTS.horizon_steps})."
-    )
-    lookback_steps: int | None = Field(
-        None, ge=1, le=24 * 7 * 8, description=f"Input window in steps (default {_PREPARE_DEFAULTS.lookback_steps})."
-    )
-    hidden_sizes: list[HiddenSize] | None = Field(
-        None,
-        min_length=1,
-        max_length=4,
-        description=f"Hidden units per recurrent layer (default {_TRAIN_DEFAULTS.hidden_sizes}).",
-    )
-    batch_size: int | None = Field(
-        None, ge=1, le=65536, description=f"Windows per training batch (default {_TRAIN_DEFAULTS.batch_size})."
-    )
-    max_epochs: int | None = Field(
-        None, ge=1, le=1000, description=f"Most epochs per model (default {_TRAIN_DEFAULTS.max_epochs})."
-    )
-    ensemble_members: int | None = Field(
-        None,
-        ge=1,
-        le=16,
-        description="Independently initialised copies of each model, averaged; cost grows with it "
-        f"(default {_TRAIN_DEFAULTS.ensemble_members}).",
-    )
-    refit_on_validation: bool | None = Field(
-        None,
-        description="Retrain on train + validation for the chosen epochs and serve that model "
-        f"(default {_TRAIN_DEFAULTS.refit_on_validation}).",
-    )
-    max_time_s: float | None = Field(
-        None,
-        gt=0,
-        le=24 * 3600,
-        description="Wall-clock budget per model in seconds, held-out fit and refit together "
-        f"(default {_TRAIN_DEFAULTS.max_time_s:g}).",
-    )
-    cpu_threads: int | None = Field(
-        None,
-        ge=0,
-        le=256,
-        description="torch threads when training on CPU; 0 = one per core, 1 on a busy shared machine "
-        f"(default {_TRAIN_DEFAULTS.cpu_threads}).",
-    )
-    accelerator: Literal["auto", "cpu", "gpu"] | None = Field(
-        None,
-        description=f"Device for training: auto picks a GPU when present (default {_TRAIN_DEFAULTS.accelerator!r}).",
-    )
+class _TrainingSettingsMap(MeterParams):
+    """Maps the training fields (built below from ``TRAINING_SETTINGS``) onto their dotted keys."""
 
     def config_overrides(self) -> dict[str, Any]:
         """Return the dotted configuration keys these parameters set (empty ones left out)."""
-        return {
-            **super().config_overrides(),
-            "train.cells": list(self.cells),
-            "prepare.horizon_steps": self.horizon_steps,
-            "prepare.lookback_steps": self.lookback_steps,
-            "train.hidden_sizes": self.hidden_sizes,
-            "train.batch_size": self.batch_size,
-            "train.max_epochs": self.max_epochs,
-            "train.ensemble_members": self.ensemble_members,
-            "train.refit_on_validation": self.refit_on_validation,
-            "train.max_time_s": self.max_time_s,
-            "train.cpu_threads": self.cpu_threads,
-            "train.accelerator": self.accelerator,
-        }
+        return {**super().config_overrides(), **{item.key: getattr(self, item.name) for item in TRAINING_FORM}}
+
+
+# One form field per training setting, with the config field's type, bounds, title and description;
+# empty (None) keeps the configured value.
+TrainingParams = create_model(
+    "TrainingParams",
+    __base__=_TrainingSettingsMap,
+    __doc__="How challengers are trained; empty fields keep the configured value.",
+    __module__=__name__,
+    **{item.name: item.optional_field() for item in TRAINING_FORM},
+)
 
 
 class TrainParams(TrainingParams):
@@ -226,12 +150,3 @@ class NightlyParams(TrainingParams):
     def landing_path(self, config: PowercastConfig) -> str:
         """Return the landing folder to read for ``config``."""
         return self.landing_dir or layout.landing_dir(config.root)
-
-    def ingest_params(self) -> IngestParams:
-        """Return the ingest flow's parameters for this night."""
-        return IngestParams(
-            root=self.root,
-            config_file=self.config_file,
-            lock_timeout_s=self.lock_timeout_s,
-            landing_dir=self.landing_dir,
-        )

@@ -63,3 +63,12 @@ def test_form_schema_carries_titles_descriptions_and_bounds() -> None:
     assert schema["title"] == "Lock timeout (s)"
     assert schema["minimum"] == 0 and schema["maximum"] == 6 * 3600
     assert "lock" in schema["description"]
+
+
+def test_every_training_setting_is_a_form_field_with_the_config_title() -> None:
+    from powercast.core.settings import TRAINING_SETTINGS, settings
+
+    properties = NightlyParams.model_json_schema()["properties"]
+    for item in settings(TRAINING_SETTINGS):
+        assert properties[item.name]["title"] == item.title
+        assert properties[item.name]["default"] is None  # empty: the configured value

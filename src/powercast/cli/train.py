@@ -9,11 +9,15 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING, Any
 
+from powercast.cli.options import add_setting_options, setting_overrides
 from powercast.core.config import PowercastConfig, SplitConfig
 from powercast.core.errors import ConfigError
+from powercast.core.settings import TRAINING_SETTINGS, settings
 from powercast.io import layout
 from powercast.io.locking import meter_lock
 from powercast.io.runs import new_run_id
+
+TRAIN_OPTIONS = settings(TRAINING_SETTINGS)
 
 if TYPE_CHECKING:
     from powercast.experiments.seed_preset import SeedPresetResult
@@ -33,20 +37,7 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
     )
     parser.add_argument("--meter", help="meter_id (default: ingest.default_meter_id)")
     parser.add_argument("--preset", choices=("default", "seed"), default="default", help="what to train (default: default)")
-    parser.add_argument("--cells", nargs="+", choices=("gru", "lstm"), help="cells to train (train.cells)")
-    parser.add_argument("--max-epochs", type=int, help="upper bound on epochs per model (train.max_epochs)")
-    parser.add_argument(
-        "--ensemble-members", type=int, help="independently initialised copies per model, averaged (train.ensemble_members)"
-    )
-    parser.add_argument(
-        "--refit",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="serve a model refit on train + validation for the chosen epochs (train.refit_on_validation)",
-    )
-    parser.add_argument("--max-time-s", type=float, help="wall-clock budget per model in seconds, held-out fit and refit together (train.max_time_s)")
-    parser.add_argument("--accelerator", choices=("auto", "cpu", "gpu"), help="where to train (train.accelerator)")
-    parser.add_argument("--cpu-threads", type=int, help="torch threads on CPU, 0 = one per core (train.cpu_threads)")
+    add_setting_options(parser.add_argument_group("training settings"), TRAIN_OPTIONS)
     parser.add_argument(
         "--split",
         choices=("reference", "trailing"),
@@ -62,15 +53,7 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
 
 def train_overrides(args: argparse.Namespace) -> dict[str, Any]:
     """Return the dotted configuration keys set by the command line."""
-    overrides: dict[str, Any] = {
-        "train.cells": args.cells,
-        "train.max_epochs": args.max_epochs,
-        "train.ensemble_members": args.ensemble_members,
-        "train.refit_on_validation": args.refit,
-        "train.max_time_s": args.max_time_s,
-        "train.accelerator": args.accelerator,
-        "train.cpu_threads": args.cpu_threads,
-    }
+    overrides = setting_overrides(args, TRAIN_OPTIONS)
     if args.split == "reference":
         overrides["prepare.split"] = SplitConfig.reference().model_dump()
     elif args.split == "trailing":

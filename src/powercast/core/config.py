@@ -13,7 +13,7 @@ import os
 import tomllib
 from datetime import date, timedelta, timezone, tzinfo
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
@@ -30,6 +30,13 @@ from powercast.core.errors import ConfigError
 DEFAULT_ROOT = "var"
 ENV_ROOT = "POWERCAST_ROOT"
 ENV_CONFIG = "POWERCAST_CONFIG"
+
+# The recurrent cells a night can train; the CLI choices and the Prefect form read this one list.
+Cell = Literal["gru", "lstm"]
+CELL_NAMES: tuple[str, ...] = get_args(Cell)
+Scheduler = Literal["onecycle", "plateau", "none"]
+SCHEDULER_NAMES: tuple[str, ...] = get_args(Scheduler)
+HiddenSize = Annotated[int, Field(ge=1, le=2048)]
 
 
 def parse_timezone(name: str) -> tzinfo:
@@ -115,8 +122,12 @@ class PrepareConfig(_Section):
     max_interpolate_gap_steps: int = Field(
         3, ge=0, description="Gaps up to this many steps are interpolated; longer gaps stay missing."
     )
-    lookback_steps: int = Field(168, ge=1, description="Input window length in steps (168 h = one week at 1 h).")
-    horizon_steps: int = Field(24, ge=1, description="Forecast horizon in steps (24 h = day-ahead at 1 h).")
+    lookback_steps: int = Field(
+        168, ge=1, le=24 * 7 * 8, title="Lookback (steps)", description="Input window length in steps (168 h = one week at 1 h)."
+    )
+    horizon_steps: int = Field(
+        24, ge=1, le=168, title="Horizon (steps)", description="Forecast horizon in steps (24 h = day-ahead at 1 h)."
+    )
     calendar_features: bool = Field(True, description="Add cyclical hour-of-day and day-of-week features.")
     extra_features: list[str] = Field(
         default_factory=list, description="Other measured reading columns to use as inputs (e.g. 'voltage_v')."
@@ -136,18 +147,28 @@ class PrepareConfig(_Section):
 class TrainConfig(_Section):
     """How challengers are trained."""
 
-    cells: list[Literal["gru", "lstm"]] = Field(
-        default_factory=lambda: ["gru", "lstm"], min_length=1, description="Recurrent cells trained each night."
+    cells: list[Cell] = Field(
+        default_factory=lambda: list(CELL_NAMES),
+        min_length=1,
+        max_length=len(CELL_NAMES),
+        title="Cells to train",
+        description="Recurrent cells trained each night as challengers.",
     )
-    hidden_sizes: list[int] = Field(
-        default_factory=lambda: [64], min_length=1, description="Hidden size of each stacked recurrent layer."
+    hidden_sizes: list[HiddenSize] = Field(
+        default_factory=lambda: [64],
+        min_length=1,
+        max_length=4,
+        title="Hidden sizes",
+        description="Hidden units of each stacked recurrent layer.",
     )
     dropout: float = Field(0.2, ge=0, lt=1, description="Dropout between stacked layers and before the head.")
     ensemble_members: int = Field(
         3,
         ge=1,
         le=16,
-        description="Independently initialised copies of each model trained together; forecasts are their mean.",
+        title="Ensemble members",
+        description="Independently initialised copies of each model trained together; forecasts are their mean "
+        "(cost grows with it).",
     )
     segment_steps: int = Field(
         24,
@@ -158,30 +179,43 @@ class TrainConfig(_Section):
         True, description="Add a linear shortcut from the lookback's target values to the forecast (LSTNet style)."
     )
     learning_rate: float = Field(3e-3, gt=0, description="Adam learning rate (peak rate of the one-cycle schedule).")
-    scheduler: Literal["onecycle", "plateau", "none"] = Field(
+    scheduler: Scheduler = Field(
         "onecycle", description="Learning-rate schedule: one-cycle over max_epochs, halve on plateau, or constant."
     )
     weight_decay: float = Field(0.0, ge=0, description="Adam weight decay.")
-    batch_size: int = Field(128, ge=1, description="Windows per training batch.")
+    batch_size: int = Field(128, ge=1, le=65536, title="Batch size", description="Windows per training batch.")
     max_epochs: int = Field(
-        12, ge=1, description="Upper bound on training epochs (the one-cycle schedule anneals over exactly these)."
+        12,
+        ge=1,
+        le=1000,
+        title="Max epochs",
+        description="Upper bound on training epochs (the one-cycle schedule anneals over exactly these).",
     )
     patience_epochs: int = Field(5, ge=1, description="Early stopping patience on validation MAE.")
     refit_on_validation: bool = Field(
         True,
+        title="Refit on train + validation",
         description="After validation has chosen the epoch count, retrain on train + validation for that many "
         "epochs and serve that model (the most recent data matters most); selection still scores the held-out fit.",
     )
     max_time_s: float = Field(
-        1800.0, gt=0, description="Wall-clock budget per model: its held-out fit and its refit together."
+        1800.0,
+        gt=0,
+        le=24 * 3600,
+        title="Time budget per model (s)",
+        description="Wall-clock budget per model in seconds: its held-out fit and its refit together.",
     )
     gradient_clip: float = Field(1.0, gt=0, description="Clip the gradient norm to this value.")
     accelerator: Literal["auto", "cpu", "gpu"] = Field(
-        "auto", description="'auto' trains on a GPU when one is present (bf16 mixed precision), else on CPU."
+        "auto",
+        title="Accelerator",
+        description="'auto' trains on a GPU when one is present (bf16 mixed precision), else on CPU.",
     )
     cpu_threads: int = Field(
         0,
         ge=0,
+        le=256,
+        title="CPU threads",
         description="torch intra-op threads while training on CPU; 0 keeps torch's default (one per core). "
         "Use 1 on a machine shared with other busy processes: oversubscribed threads spin and slow training.",
     )

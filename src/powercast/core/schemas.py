@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pyarrow as pa
 
+from powercast.core.config import CELL_NAMES
+
 UTC_US = pa.timestamp("us", tz="UTC")
 
 # ---- readings store -------------------------------------------------------------------------
@@ -85,7 +87,7 @@ MANIFEST_SCHEMA = pa.schema(
 # Consumers depend on this. Any change to columns or types bumps FORECAST_CONTRACT_VERSION and
 # docs/forecast-contract.md.
 FORECAST_CONTRACT_VERSION = "1.0"
-FORECAST_MODELS: tuple[str, ...] = ("gru", "lstm", "seasonal_naive")
+FORECAST_MODELS: tuple[str, ...] = (*CELL_NAMES, "seasonal_naive")
 FORECAST_SCHEMA = pa.schema(
     [
         pa.field("meter_id", pa.string(), nullable=False),

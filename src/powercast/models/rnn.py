@@ -24,19 +24,15 @@ averaging members removes part of that variance and lowers the error (see docs/a
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import pytorch_lightning as pl
 import torch
 from torch import nn
 
+from powercast.core.config import CELL_NAMES, SCHEDULER_NAMES
 from powercast.core.errors import ConfigError, DataPreparationError
-
-Cell = Literal["gru", "lstm"]
-Scheduler = Literal["onecycle", "plateau", "none"]
-CELLS: tuple[str, ...] = ("gru", "lstm")
-SCHEDULERS: tuple[str, ...] = ("onecycle", "plateau", "none")
 
 
 class RNNForecaster(pl.LightningModule):
@@ -91,10 +87,10 @@ class RNNForecaster(pl.LightningModule):
         n_members: int = 1,
     ) -> None:
         super().__init__()
-        if cell not in CELLS:
-            raise ConfigError(f"cell must be one of {CELLS}, got {cell!r}")
-        if scheduler not in SCHEDULERS:
-            raise ConfigError(f"scheduler must be one of {SCHEDULERS}, got {scheduler!r}")
+        if cell not in CELL_NAMES:
+            raise ConfigError(f"cell must be one of {CELL_NAMES}, got {cell!r}")
+        if scheduler not in SCHEDULER_NAMES:
+            raise ConfigError(f"scheduler must be one of {SCHEDULER_NAMES}, got {scheduler!r}")
         if n_features < 1 or lookback_steps < 1 or horizon_steps < 1:
             raise ConfigError(
                 f"n_features, lookback_steps and horizon_steps must be >= 1, got {n_features}, {lookback_steps}, {horizon_steps}"
