@@ -21,7 +21,8 @@ from flows.tasks import (
 )
 from powercast.core.config import PowercastConfig
 from powercast.io.locking import meter_lock
-from powercast.serving.publish import ForecastBatch, PublishedBatch
+from powercast.serving.contract import ForecastBatch
+from powercast.serving.publish import PublishedBatch
 
 
 @flow(name="forecast-meter", flow_run_name="forecast {meter_id}")

@@ -40,7 +40,8 @@ from flows.train import MeterTraining, record_trainings, train_meter
 from powercast.core.config import PowercastConfig
 from powercast.io.atomic import is_uri
 from powercast.io.locking import meter_lock
-from powercast.serving.publish import ForecastBatch, PublishedBatch
+from powercast.serving.contract import ForecastBatch
+from powercast.serving.publish import PublishedBatch
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SAMPLE_FILE = REPO_ROOT / "data" / "sample" / "household_power_consumption_last120d.txt.gz"

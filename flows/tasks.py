@@ -45,7 +45,8 @@ from powercast.io.locking import PUBLISH_LOCK_NAME, named_lock
 from powercast.prepare.resample import freq_timedelta
 from powercast.prepare.series import PreparedSeries
 from powercast.reporting.forecast_plot import CONTEXT_STEPS, actual_kw, plot_forecast
-from powercast.serving.publish import ForecastBatch, PublishedBatch, compact_utc
+from powercast.serving.contract import ForecastBatch, compact_utc
+from powercast.serving.publish import PublishedBatch
 from powercast.store.ingest import IngestReport
 from powercast.training.pipeline import SELECTION_SET, ChallengerFit, TrainingOutcome
 

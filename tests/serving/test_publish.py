@@ -16,13 +16,8 @@ import pytest
 from powercast.core.errors import ForecastError
 from powercast.core.schemas import FORECAST_METADATA_KEYS, FORECAST_SCHEMA
 from powercast.serving import publish
-from powercast.serving.publish import (
-    ForecastBatch,
-    latest_pointer,
-    list_issue_times,
-    publish_batch,
-    read_forecasts,
-)
+from powercast.serving.contract import ForecastBatch
+from powercast.serving.publish import latest_pointer, list_issue_times, publish_batch, read_forecasts
 
 DAY_1 = "2010-08-16T23:00Z"
 DAY_2 = "2010-08-17T23:00Z"

@@ -14,7 +14,8 @@ from powercast.io import layout
 from powercast.io.locking import PUBLISH_LOCK_NAME, meter_lock, named_lock
 from powercast.io.runs import new_run_id
 from powercast.prepare.resample import freq_timedelta
-from powercast.serving.publish import compact_utc, publish_batch, read_forecasts
+from powercast.serving.contract import compact_utc
+from powercast.serving.publish import publish_batch, read_forecasts
 
 
 def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:

@@ -38,7 +38,7 @@ from powercast.prepare.features import interval_slots_of
 from powercast.prepare.gaps import find_gaps
 from powercast.prepare.resample import freq_timedelta
 from powercast.prepare.series import PreparedSeries, input_window, prepare_meter
-from powercast.serving.publish import ForecastBatch, iso_utc, to_utc_timestamp
+from powercast.serving.contract import ForecastBatch, iso_utc, to_utc_timestamp
 
 FALLBACK_MODEL = "seasonal_naive"
 # Baselines whose forecasts may be published under model = "seasonal_naive", tried best first.
