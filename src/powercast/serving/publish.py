@@ -187,6 +187,39 @@ def publish_batch(root: str, batches: Sequence[ForecastBatch] | ForecastBatch) -
         Paths of the batch file and manifest, its sha256, row count, meters, and whether
         ``latest.json`` now points at it.
     """
+    group = _checked_group(batches)
+    issued_at = group[0].issued_at_utc
+    filesystem, directory = _forecasts_dir(root)
+    path = f"{directory}/{batch_relpath(issued_at)}"
+    manifest_path = f"{directory}/{manifest_relpath(issued_at)}"
+    existing, existing_metadata = _read_published(filesystem, path)
+    rows, per_meter, coverage = _merged_with_existing(group, existing, existing_metadata)
+    validate_forecast_table(rows, source=f"batch for {iso_utc(issued_at)}")
+
+    metadata = {
+        KEY_CONTRACT_VERSION: FORECAST_CONTRACT_VERSION,
+        KEY_COVERAGE: repr(float(coverage)),
+        **{key: json.dumps(per_meter[key], sort_keys=True) for key in PER_METER_KEYS},
+    }
+    payload = parquet_bytes(rows, metadata)
+    atomic_write_bytes(path, payload, filesystem)
+    previous_manifest = _read_json(filesystem, manifest_path) if existing is not None else None
+    manifest = _manifest(group, rows, payload, {**metadata, **per_meter}, previous_manifest)
+    atomic_write_bytes(manifest_path, _json_bytes(manifest), filesystem)
+    latest_updated = _move_latest_pointer(filesystem, directory, manifest, issued_at)
+    return PublishedBatch(
+        issued_at_utc=issued_at,
+        path=path,
+        manifest_path=manifest_path,
+        sha256=manifest["sha256"],
+        rows=rows.num_rows,
+        meters=tuple(manifest["meters"]),
+        latest_updated=latest_updated,
+    )
+
+
+def _checked_group(batches: Sequence[ForecastBatch] | ForecastBatch) -> list[ForecastBatch]:
+    """Return the batches as a list, or raise ForecastError unless they can share one file."""
     group = [batches] if isinstance(batches, ForecastBatch) else list(batches)
     if not group:
         raise ForecastError("publish_batch got no batches; make at least one with make_forecast_batch")
@@ -201,38 +234,35 @@ def publish_batch(root: str, batches: Sequence[ForecastBatch] | ForecastBatch) -
         raise ForecastError(f"publish_batch needs one run_id per call, got {sorted(run_ids)}")
     if len({batch.interval_coverage for batch in group}) != 1:
         raise ForecastError("publish_batch got batches with different interval coverages; use one coverage per batch")
+    return group
+
+
+def _read_published(filesystem: pafs.FileSystem, path: str) -> tuple[pa.Table | None, dict[str, Any] | None]:
+    """Return the rows and decoded metadata already published at ``path``, or (None, None)."""
+    payload = read_bytes(path, filesystem)
+    if payload is None:
+        return None, None
+    table = _table_from_parquet(payload, path)
+    return table, _decoded_metadata(table, path)
+
+
+def _manifest(
+    group: Sequence[ForecastBatch],
+    rows: pa.Table,
+    payload: bytes,
+    metadata: dict[str, Any],
+    previous_manifest: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """Return the manifest of a batch file: what it holds, per meter which model made it and why."""
     issued_at = group[0].issued_at_utc
-
-    filesystem, directory = _forecasts_dir(root)
-    path = f"{directory}/{batch_relpath(issued_at)}"
-    manifest_path = f"{directory}/{manifest_relpath(issued_at)}"
-    existing_payload = read_bytes(path, filesystem)
-    existing = existing_metadata = None
-    if existing_payload is not None:
-        existing = _table_from_parquet(existing_payload, path)
-        existing_metadata = _decoded_metadata(existing, path)
-    rows, per_meter, coverage = _merged_with_existing(group, existing, existing_metadata)
-    validate_forecast_table(rows, source=f"batch for {iso_utc(issued_at)}")
-
-    metadata = {
-        KEY_CONTRACT_VERSION: FORECAST_CONTRACT_VERSION,
-        KEY_COVERAGE: repr(float(coverage)),
-        **{key: json.dumps(per_meter[key], sort_keys=True) for key in PER_METER_KEYS},
-    }
-    payload = parquet_bytes(rows, metadata)
-    digest = hashlib.sha256(payload).hexdigest()
-    atomic_write_bytes(path, payload, filesystem)
-
     meter_rows = rows.group_by("meter_id").aggregate([("model", "max"), ("model_version", "max"), ("run_id", "max")])
-    previous_manifest = _read_json(filesystem, manifest_path) if existing is not None else None
     notes = {meter: entry.get("notes", []) for meter, entry in (previous_manifest or {}).get("models", {}).items()}
     notes.update({batch.meter_id: list(batch.notes) for batch in group})
-    published_at = iso_utc(pd.Timestamp.now(tz="UTC"))
-    manifest = {
+    return {
         "contract_version": FORECAST_CONTRACT_VERSION,
         "issued_at": iso_utc(issued_at),
         "path": batch_relpath(issued_at),
-        "sha256": digest,
+        "sha256": hashlib.sha256(payload).hexdigest(),
         "bytes": len(payload),
         "rows": rows.num_rows,
         "meters": sorted(set(rows["meter_id"].to_pylist())),
@@ -246,27 +276,23 @@ def publish_batch(root: str, batches: Sequence[ForecastBatch] | ForecastBatch) -
             for row in meter_rows.to_pylist()
         },
         "run_id": group[0].run_id,
-        "published_at": published_at,
-        "metadata": {**metadata, **{key: per_meter[key] for key in PER_METER_KEYS}},
+        "published_at": iso_utc(pd.Timestamp.now(tz="UTC")),
+        "metadata": metadata,
     }
-    atomic_write_bytes(manifest_path, _json_bytes(manifest), filesystem)
 
+
+def _move_latest_pointer(
+    filesystem: pafs.FileSystem, directory: str, manifest: dict[str, Any], issued_at: pd.Timestamp
+) -> bool:
+    """Point ``latest.json`` at this batch unless a newer issue time is published; return whether it moved."""
     latest_path = f"{directory}/{LATEST_NAME}"
     latest = _read_json(filesystem, latest_path)
-    latest_updated = latest is None or to_utc_timestamp(latest["issued_at"], f"{latest_path} issued_at") <= issued_at
-    if latest_updated:
-        pointer = {key: manifest[key] for key in ("contract_version", "issued_at", "path", "sha256", "rows", "meters")}
-        pointer.update({"manifest": manifest_relpath(issued_at), "published_at": published_at})
-        atomic_write_bytes(latest_path, _json_bytes(pointer), filesystem)
-    return PublishedBatch(
-        issued_at_utc=issued_at,
-        path=path,
-        manifest_path=manifest_path,
-        sha256=digest,
-        rows=rows.num_rows,
-        meters=tuple(manifest["meters"]),
-        latest_updated=latest_updated,
-    )
+    if latest is not None and to_utc_timestamp(latest["issued_at"], f"{latest_path} issued_at") > issued_at:
+        return False
+    pointer = {key: manifest[key] for key in ("contract_version", "issued_at", "path", "sha256", "rows", "meters")}
+    pointer.update({"manifest": manifest_relpath(issued_at), "published_at": manifest["published_at"]})
+    atomic_write_bytes(latest_path, _json_bytes(pointer), filesystem)
+    return True
 
 
 def _json_bytes(payload: dict[str, Any]) -> bytes:
