@@ -18,7 +18,7 @@ figures are not read as more than they are.
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import date, timedelta
 
 import numpy as np
@@ -31,8 +31,9 @@ from powercast.io.atomic import atomic_write_json, resolve_filesystem
 from powercast.models.metrics import mae_kw, mae_kw_by_step
 from powercast.models.registry import LoadedModel, load_champion
 from powercast.prepare.resample import freq_timedelta
-from powercast.prepare.series import prepare_meter
+from powercast.prepare.series import PreparedSeries, prepare_meter
 from powercast.prepare.splits import local_midnight_utc, split_bounds_utc
+from powercast.serving.contract import ForecastBatch
 from powercast.serving.forecast import (
     FALLBACK_MODEL,
     baseline_per_window,
@@ -143,76 +144,105 @@ def run_backtest(config: PowercastConfig, meter_id: str, start: date, end: date,
     champion = load_champion(config.root, meter_id)
     if champion is None:
         raise ForecastError(f"meter {meter_id!r} has no champion to replay; run `powercast train` first")
-    prepare_config = champion.prepare_config
-    local_tz = parse_timezone(prepare_config.local_timezone)
+    local_tz = parse_timezone(champion.prepare_config.local_timezone)
     days = [start + timedelta(days=offset) for offset in range((end - start).days + 1)]
     origins = [local_midnight_utc(day, local_tz) for day in days]
-    horizon_end = origins[-1] + prepare_config.horizon_steps * freq_timedelta(prepare_config.freq)
-    try:
-        prepared = prepare_meter(
-            config.model_copy(update={"prepare": prepare_config}), meter_id, end_utc=horizon_end, scaler=champion.scaler
-        )
-    except DataPreparationError as exc:
-        raise ForecastError(f"cannot replay meter {meter_id!r} from {start} to {end}: {exc}") from exc
+    prepared = _prepared_through(config, champion, meter_id, origins[-1], f"from {start} to {end}")
     root = backtest_root(config, meter_id, champion.version)
-    seen_until = _validation_end_utc(champion)
-
-    truths, forecasts, lowers, uppers, by_champion, scored_rows = [], [], [], [], [], []
-    versions: Counter[str] = Counter()
-    skipped: dict[str, str] = {}
+    max_gap_steps = champion.prepare_config.max_interpolate_gap_steps
+    replay = _Replay()
     for day, origin in zip(days, origins):
         try:
-            batch = forecast_at(
-                prepared, champion, origin, run_id, config.forecast, prepare_config.max_interpolate_gap_steps, local_tz
-            )
+            batch = forecast_at(prepared, champion, origin, run_id, config.forecast, max_gap_steps, local_tz)
         except ForecastError as exc:
-            skipped[day.isoformat()] = str(exc)
+            replay.skipped[day.isoformat()] = str(exc)
             continue
         publish_batch(root, batch)
-        versions[batch.model_version] += 1
-        row = grid_row(prepared, origin)
-        actual_kw = prepared.target_kw[row : row + prepared.horizon_steps]
-        if actual_kw.size < prepared.horizon_steps or not np.isfinite(actual_kw).all():
-            continue
-        truths.append(actual_kw)
-        forecasts.append(batch.table["yhat_kw"].to_numpy())
-        lowers.append(batch.table["yhat_lo_kw"].to_numpy())
-        uppers.append(batch.table["yhat_hi_kw"].to_numpy())
-        by_champion.append(batch.model != FALLBACK_MODEL)
-        scored_rows.append(row)
-
-    horizon = prepared.horizon_steps
-    truth = np.asarray(truths, dtype=np.float32).reshape(-1, horizon)  # [D, H]
-    yhat = np.asarray(forecasts, dtype=np.float32).reshape(-1, horizon)  # [D, H]
-    champion_rows = np.asarray(by_champion, dtype=bool)
-    scored = len(truths) > 0
-    starts = np.asarray(scored_rows, dtype=np.int64) - prepared.lookback_steps
-    reference = baseline_per_window(REFERENCE_BASELINE, prepared, starts) if scored else np.empty((0, horizon))
-    has_reference = np.isfinite(reference).all(axis=1)
-    report = BacktestReport(
-        meter_id=meter_id,
-        champion_version=champion.version,
-        root=root,
-        start=start,
-        end=end,
-        batches=sum(versions.values()),
-        batches_by_model=dict(sorted(versions.items())),
-        scored_days=len(truths),
-        mae_kw=mae_kw(truth, yhat) if scored else float("nan"),
-        mae_kw_by_step=tuple(float(v) for v in mae_kw_by_step(truth, yhat)) if scored else (),
-        champion_mae_kw=mae_kw(truth[champion_rows], yhat[champion_rows]) if champion_rows.any() else float("nan"),
-        interval_coverage=float(((truth >= np.asarray(lowers)) & (truth <= np.asarray(uppers))).mean())
-        if scored
-        else float("nan"),
-        nominal_coverage=champion.interval_coverage,
-        reference_mae_kw=mae_kw(truth[has_reference], reference[has_reference]) if has_reference.any() else float("nan"),
-        reference_days=int(has_reference.sum()),
-        skipped=skipped,
-        overlap_days=sum(origin < seen_until for origin in origins),
+        replay.add(prepared, origin, batch)
+    seen_until = _validation_end_utc(champion)
+    report = replay.report(
+        prepared, champion, root, start, end, overlap_days=sum(origin < seen_until for origin in origins)
     )
     filesystem, base = resolve_filesystem(root)
     atomic_write_json(f"{base}/{REPORT_NAME}", report.to_dict(), filesystem)
     return report
+
+
+def _prepared_through(
+    config: PowercastConfig, champion: LoadedModel, meter_id: str, last_origin_utc: pd.Timestamp, span: str
+) -> PreparedSeries:
+    """Return the meter's series prepared the champion's way, up to the last forecast's horizon."""
+    prepare_config = champion.prepare_config
+    horizon_end = last_origin_utc + prepare_config.horizon_steps * freq_timedelta(prepare_config.freq)
+    try:
+        return prepare_meter(
+            config.model_copy(update={"prepare": prepare_config}), meter_id, end_utc=horizon_end, scaler=champion.scaler
+        )
+    except DataPreparationError as exc:
+        raise ForecastError(f"cannot replay meter {meter_id!r} {span}: {exc}") from exc
+
+
+@dataclass
+class _Replay:
+    """The replayed days so far: each scored day's actuals, forecasts and interval, and what was skipped."""
+
+    truths: list[np.ndarray] = field(default_factory=list)
+    forecasts: list[np.ndarray] = field(default_factory=list)
+    lowers: list[np.ndarray] = field(default_factory=list)
+    uppers: list[np.ndarray] = field(default_factory=list)
+    by_champion: list[bool] = field(default_factory=list)
+    scored_rows: list[int] = field(default_factory=list)
+    versions: Counter[str] = field(default_factory=Counter)
+    skipped: dict[str, str] = field(default_factory=dict)
+
+    def add(self, prepared: PreparedSeries, origin_utc: pd.Timestamp, batch: ForecastBatch) -> None:
+        """Count a published batch; score it when every hour of its horizon has a reading."""
+        self.versions[batch.model_version] += 1
+        row = grid_row(prepared, origin_utc)
+        actual_kw = prepared.target_kw[row : row + prepared.horizon_steps]
+        if actual_kw.size < prepared.horizon_steps or not np.isfinite(actual_kw).all():
+            return
+        self.truths.append(actual_kw)
+        self.forecasts.append(batch.table["yhat_kw"].to_numpy())
+        self.lowers.append(batch.table["yhat_lo_kw"].to_numpy())
+        self.uppers.append(batch.table["yhat_hi_kw"].to_numpy())
+        self.by_champion.append(batch.model != FALLBACK_MODEL)
+        self.scored_rows.append(row)
+
+    def report(
+        self, prepared: PreparedSeries, champion: LoadedModel, root: str, start: date, end: date, overlap_days: int
+    ) -> BacktestReport:
+        """Return the scores of the replayed days against actuals and the reference baseline."""
+        horizon = prepared.horizon_steps
+        truth = np.asarray(self.truths, dtype=np.float32).reshape(-1, horizon)  # [D, H]
+        yhat = np.asarray(self.forecasts, dtype=np.float32).reshape(-1, horizon)  # [D, H]
+        champion_rows = np.asarray(self.by_champion, dtype=bool)
+        scored = len(self.truths) > 0
+        starts = np.asarray(self.scored_rows, dtype=np.int64) - prepared.lookback_steps
+        reference = baseline_per_window(REFERENCE_BASELINE, prepared, starts) if scored else np.empty((0, horizon))
+        has_reference = np.isfinite(reference).all(axis=1)
+        inside = (truth >= np.asarray(self.lowers)) & (truth <= np.asarray(self.uppers)) if scored else None
+        return BacktestReport(
+            meter_id=prepared.meter_id,
+            champion_version=champion.version,
+            root=root,
+            start=start,
+            end=end,
+            batches=sum(self.versions.values()),
+            batches_by_model=dict(sorted(self.versions.items())),
+            scored_days=len(self.truths),
+            mae_kw=mae_kw(truth, yhat) if scored else float("nan"),
+            mae_kw_by_step=tuple(float(v) for v in mae_kw_by_step(truth, yhat)) if scored else (),
+            champion_mae_kw=mae_kw(truth[champion_rows], yhat[champion_rows]) if champion_rows.any() else float("nan"),
+            interval_coverage=float(inside.mean()) if scored else float("nan"),
+            nominal_coverage=champion.interval_coverage,
+            reference_mae_kw=mae_kw(truth[has_reference], reference[has_reference])
+            if has_reference.any()
+            else float("nan"),
+            reference_days=int(has_reference.sum()),
+            skipped=self.skipped,
+            overlap_days=overlap_days,
+        )
 
 
 def format_report(report: BacktestReport) -> str:
