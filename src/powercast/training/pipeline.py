@@ -1,7 +1,7 @@
 """The library-level nightly training step for one meter: train, score, select, register, report.
 
-``train_meter`` is the story of one night for one meter, told in two steps an orchestrator can
-also call one by one (one task per cell, then one to decide):
+``train_meter`` is the story of one night for one meter, in three steps; an orchestrator calls
+the last two itself (one task per cell, then one to decide):
 
 1. prepare the meter's series (or take the given ``PreparedSeries``);
 2. ``fit_challenger`` per configured cell: train it (a NaN/inf loss stops here, before anything
@@ -427,21 +427,71 @@ def select_and_register(
     _check_series_of(prepared, meter_id)
     windows = selectable_windows(prepared)
     _check_fits(meter_id, fits, windows)
+    board = _score_contestants(config, meter_id, prepared, fits, windows)
+    decision = _decide(board, [challenger.cell for challenger in fits])
+    versions = {challenger.cell: version_name(run_id, challenger.cell) for challenger in fits}
+    intervals = _calibrate_intervals(config, board, fits)
+    leaderboard = _leaderboard(run_id, meter_id, board, fits, versions, intervals, decision)
+    for challenger in fits:
+        _register_challenger(
+            config, run_id, prepared, challenger, versions[challenger.cell], leaderboard, intervals[challenger.cell]
+        )
+    champion_after = _promote_and_record(config, meter_id, run_id, decision, versions)
     run_dir = _run_dir(config, run_id, meter_id)
+    curves = {challenger.cell: challenger.fit.curves for challenger in fits}
+    _write_run_report(config, run_dir, run_id, meter_id, leaderboard, decision, champion_after, curves)
+    return TrainingOutcome(
+        meter_id=meter_id,
+        run_id=run_id,
+        leaderboard=leaderboard,
+        decision=decision,
+        champion_version=champion_after,
+        versions=versions,
+        devices={challenger.cell: challenger.device for challenger in fits},
+        elapsed_s={challenger.cell: challenger.elapsed_s for challenger in fits},
+        run_dir=run_dir,
+    )
+
+
+@dataclass(frozen=True)
+class _Scoreboard:
+    """Tonight's windows, their actuals, and every contestant's forecasts of them in kW."""
+
+    windows: dict[str, np.ndarray]
+    actual_kw: dict[str, np.ndarray]
+    mase_scale_kw: float
+    forecasts_kw: dict[str, dict[str, np.ndarray]]  # challengers' and baselines', by window set
+    champion: LoadedModel | None
+    champion_kw: dict[str, np.ndarray]  # only the windows the champion could forecast
+    champion_masks: dict[str, np.ndarray]
+    selection_mask: np.ndarray  # validation windows every contestant forecast
+    slots: dict[str, np.ndarray]  # each window's interval slot (local time of day it is issued at)
+    n_slots: int
+
+    def selection_mae_kw(self, yhat_kw: np.ndarray) -> float:
+        """Return the selection MAE of a forecast of every validation window, on the shared windows."""
+        truth = self.actual_kw[SELECTION_SET][self.selection_mask]
+        return float(np.abs(yhat_kw[self.selection_mask] - truth).mean())
+
+
+def _score_contestants(
+    config: PowercastConfig,
+    meter_id: str,
+    prepared: PreparedSeries,
+    fits: Sequence[ChallengerFit],
+    windows: dict[str, np.ndarray],
+) -> _Scoreboard:
+    """Return the scoreboard: actuals, challengers', baselines' and the champion's forecasts."""
     actual_kw = {name: window_targets_kw(prepared, starts) for name, starts in windows.items()}
     train_start, train_end = prepared.split_bounds_utc["train"]
     train_rows = (prepared.index_utc >= train_start) & (prepared.index_utc < train_end)
-    mase_scale_kw = seasonal_naive_scale_kw(prepared.target_kw[train_rows], steps_per_day(prepared))
-
     forecasts_kw: dict[str, dict[str, np.ndarray]] = {challenger.cell: challenger.forecasts_kw for challenger in fits}
     for name, baseline in BASELINES.items():
         forecasts_kw[name] = {set_name: baseline(prepared, starts) for set_name, starts in windows.items()}
-    challenger_by_cell = {challenger.cell: challenger for challenger in fits}
-
     champion = load_champion(config.root, meter_id)
-    selection_mask = np.ones(len(windows[SELECTION_SET]), dtype=bool)
     champion_kw: dict[str, np.ndarray] = {}
     champion_masks: dict[str, np.ndarray] = {}
+    selection_mask = np.ones(len(windows[SELECTION_SET]), dtype=bool)
     if champion is not None:
         for name, starts in windows.items():
             champion_kw[name], champion_masks[name] = forecast_champion_kw(
@@ -452,95 +502,144 @@ def select_and_register(
             raise TrainingError(
                 f"champion {champion.version} of meter {meter_id!r} cannot forecast any of today's validation windows"
             )
-
-    def selection_mae_kw(yhat_kw: np.ndarray) -> float:
-        truth = actual_kw[SELECTION_SET][selection_mask]
-        return float(np.abs(yhat_kw[selection_mask] - truth).mean())
-
-    decision = select_winner(
-        challenger_val_mae_kw={cell: selection_mae_kw(forecasts_kw[cell][SELECTION_SET]) for cell in challenger_by_cell},
-        baseline_val_mae_kw={name: selection_mae_kw(forecasts_kw[name][SELECTION_SET]) for name in BASELINES},
-        champion_val_mae_kw=(
-            float(np.abs(champion_kw[SELECTION_SET] - actual_kw[SELECTION_SET][selection_mask]).mean())
-            if champion is not None
-            else None
-        ),
-        champion_version=champion.version if champion is not None else None,
-        n_val_windows=int(selection_mask.sum()),
+    slots, n_slots = interval_slots(prepared, config, windows)
+    return _Scoreboard(
+        windows=windows,
+        actual_kw=actual_kw,
+        mase_scale_kw=seasonal_naive_scale_kw(prepared.target_kw[train_rows], steps_per_day(prepared)),
+        forecasts_kw=forecasts_kw,
+        champion=champion,
+        champion_kw=champion_kw,
+        champion_masks=champion_masks,
+        selection_mask=selection_mask,
+        slots=slots,
+        n_slots=n_slots,
     )
 
-    versions = {cell: version_name(run_id, cell) for cell in challenger_by_cell}
-    leaderboard: list[dict[str, Any]] = []
-    intervals: dict[str, ConformalIntervals] = {}
-    slots, n_slots = interval_slots(prepared, config, windows)
-    for cell, challenger in challenger_by_cell.items():
-        intervals[cell] = ConformalIntervals(config.forecast.interval_coverage).fit(
-            actual_kw[SELECTION_SET], forecasts_kw[cell][SELECTION_SET], slots[SELECTION_SET], n_slots
+
+def _decide(board: _Scoreboard, cells: Sequence[str]) -> Decision:
+    """Return the selection decision on the validation windows every contestant forecast."""
+    champion = board.champion
+    validation_kw = {name: forecasts[SELECTION_SET] for name, forecasts in board.forecasts_kw.items()}
+    truth_kw = board.actual_kw[SELECTION_SET][board.selection_mask]
+    return select_winner(
+        challenger_val_mae_kw={cell: board.selection_mae_kw(validation_kw[cell]) for cell in cells},
+        baseline_val_mae_kw={name: board.selection_mae_kw(validation_kw[name]) for name in BASELINES},
+        champion_val_mae_kw=(
+            float(np.abs(board.champion_kw[SELECTION_SET] - truth_kw).mean()) if champion is not None else None
+        ),
+        champion_version=champion.version if champion is not None else None,
+        n_val_windows=int(board.selection_mask.sum()),
+    )
+
+
+def _calibrate_intervals(
+    config: PowercastConfig, board: _Scoreboard, fits: Sequence[ChallengerFit]
+) -> dict[str, ConformalIntervals]:
+    """Return each challenger's conformal intervals, fitted on its held-out validation residuals."""
+    truth_kw, slots = board.actual_kw[SELECTION_SET], board.slots[SELECTION_SET]
+    return {
+        challenger.cell: ConformalIntervals(config.forecast.interval_coverage).fit(
+            truth_kw, board.forecasts_kw[challenger.cell][SELECTION_SET], slots, board.n_slots
         )
-        for name in windows:
-            leaderboard.append(
+        for challenger in fits
+    }
+
+
+def _leaderboard(
+    run_id: str,
+    meter_id: str,
+    board: _Scoreboard,
+    fits: Sequence[ChallengerFit],
+    versions: dict[str, str],
+    intervals: dict[str, ConformalIntervals],
+    decision: Decision,
+) -> list[dict[str, Any]]:
+    """Return one row per contestant and window set: challengers, then baselines, then the champion."""
+    rows: list[dict[str, Any]] = []
+    for challenger in fits:
+        cell = challenger.cell
+        for name in board.windows:
+            forecast_kw = board.forecasts_kw[cell][name]
+            coverage = intervals[cell].coverage_of(board.actual_kw[name], forecast_kw, board.slots[name])
+            rows.append(
                 _score_row(
                     run_id, meter_id, cell, "challenger", name,
-                    score_forecast(actual_kw[name], forecasts_kw[cell][name], mase_scale_kw),
+                    score_forecast(board.actual_kw[name], forecast_kw, board.mase_scale_kw),
                     version=versions[cell],
-                    interval_coverage=intervals[cell].coverage_of(
-                        actual_kw[name], forecasts_kw[cell][name], slots[name]
-                    ),
+                    interval_coverage=coverage,
                     train_time_s=challenger.elapsed_s, device=challenger.device, epochs=challenger.fit.epochs_run,
                     promoted=decision.winner == cell,
                 )
             )
     for name in BASELINES:
-        for set_name in windows:
-            scores = score_forecast(actual_kw[set_name], forecasts_kw[name][set_name], mase_scale_kw)
-            leaderboard.append(_score_row(run_id, meter_id, name, "baseline", set_name, scores))
-    if champion is not None:
-        for set_name in windows:
-            if champion_masks[set_name].any():
-                scores = score_forecast(
-                    actual_kw[set_name][champion_masks[set_name]], champion_kw[set_name], mase_scale_kw
-                )
-                leaderboard.append(
-                    _score_row(run_id, meter_id, "champion", "champion", set_name, scores, version=champion.version)
-                )
+        for set_name in board.windows:
+            scores = score_forecast(board.actual_kw[set_name], board.forecasts_kw[name][set_name], board.mase_scale_kw)
+            rows.append(_score_row(run_id, meter_id, name, "baseline", set_name, scores))
+    if board.champion is not None:
+        for set_name in board.windows:
+            mask = board.champion_masks[set_name]
+            if not mask.any():
+                continue
+            truth_kw = board.actual_kw[set_name][mask]
+            scores = score_forecast(truth_kw, board.champion_kw[set_name], board.mase_scale_kw)
+            version = board.champion.version
+            rows.append(_score_row(run_id, meter_id, "champion", "champion", set_name, scores, version=version))
+    return rows
 
-    data_range = (prepared.index_utc[0], prepared.index_utc[-1] + (prepared.index_utc[1] - prepared.index_utc[0]))
-    for cell, challenger in challenger_by_cell.items():
-        fit, refit = challenger.fit, challenger.refit
-        served_start, served_end = prepared.split_bounds_utc["train"]
-        if refit is not None:
-            served_end = prepared.split_bounds_utc["val"][1]
-        record = ModelRecord(
-            cell=cell,
-            scaler=prepared.scaler,
-            feature_names=prepared.feature_names,
-            prepare_config=config.prepare,
-            train_config=config.train,
-            training_range_utc=(served_start, served_end),
-            data_range_utc=data_range,
-            validation_mae_kw=_row_mae(leaderboard, cell, SELECTION_SET),
-            metrics={row["window_set"]: _metrics_of(row) for row in leaderboard if row["model"] == cell},
-            interval_lo_kw=intervals[cell].lo_kw_,
-            interval_hi_kw=intervals[cell].hi_kw_,
-            interval_coverage=config.forecast.interval_coverage,
-            run_id=run_id,
-            training={
-                "device": fit.device,
-                "precision": fit.precision,
-                "elapsed_s": challenger.elapsed_s,
-                "epochs_run": fit.epochs_run,
-                "best_epoch": fit.best_epoch,
-                "stopped_by": fit.stopped_by,
-                "refit_epochs": refit.epochs_run if refit is not None else None,
-                "refit_skipped": challenger.refit_skipped,
-                "ensemble_members": int(fit.module.hparams.n_members),
-            },
-        )
-        register_model(
-            config.root, meter_id, versions[cell], challenger.served_module, record,
-            holdout_module=fit.module if refit is not None else None,
-        )
-    champion_after = champion.version if champion is not None else None
+
+def _register_challenger(
+    config: PowercastConfig,
+    run_id: str,
+    prepared: PreparedSeries,
+    challenger: ChallengerFit,
+    version: str,
+    leaderboard: list[dict[str, Any]],
+    intervals: ConformalIntervals,
+) -> None:
+    """Write a challenger's served (and held-out) weights and its model card to the registry."""
+    cell, fit, refit = challenger.cell, challenger.fit, challenger.refit
+    served_start, served_end = prepared.split_bounds_utc["train"]
+    if refit is not None:
+        served_end = prepared.split_bounds_utc["val"][1]
+    index = prepared.index_utc
+    record = ModelRecord(
+        cell=cell,
+        scaler=prepared.scaler,
+        feature_names=prepared.feature_names,
+        prepare_config=config.prepare,
+        train_config=config.train,
+        training_range_utc=(served_start, served_end),
+        data_range_utc=(index[0], index[-1] + (index[1] - index[0])),
+        validation_mae_kw=_row_mae(leaderboard, cell, SELECTION_SET),
+        metrics={row["window_set"]: _metrics_of(row) for row in leaderboard if row["model"] == cell},
+        interval_lo_kw=intervals.lo_kw_,
+        interval_hi_kw=intervals.hi_kw_,
+        interval_coverage=config.forecast.interval_coverage,
+        run_id=run_id,
+        training={
+            "device": fit.device,
+            "precision": fit.precision,
+            "elapsed_s": challenger.elapsed_s,
+            "epochs_run": fit.epochs_run,
+            "best_epoch": fit.best_epoch,
+            "stopped_by": fit.stopped_by,
+            "refit_epochs": refit.epochs_run if refit is not None else None,
+            "refit_skipped": challenger.refit_skipped,
+            "ensemble_members": int(fit.module.hparams.n_members),
+        },
+    )
+    register_model(
+        config.root, prepared.meter_id, version, challenger.served_module, record,
+        holdout_module=fit.module if refit is not None else None,
+    )
+
+
+def _promote_and_record(
+    config: PowercastConfig, meter_id: str, run_id: str, decision: Decision, versions: dict[str, str]
+) -> str | None:
+    """Move the champion pointer when the decision promotes, record the decision; return the champion after."""
+    champion_after = decision.champion_version
     if decision.promoted and decision.winner is not None:
         champion_after = versions[decision.winner]
         promote(config.root, meter_id, champion_after, run_id)
@@ -556,19 +655,7 @@ def select_and_register(
             "decided_at": datetime.now(timezone.utc).isoformat(),
         },
     )
-    curves = {cell: challenger.fit.curves for cell, challenger in challenger_by_cell.items()}
-    _write_run_report(config, run_dir, run_id, meter_id, leaderboard, decision, champion_after, curves)
-    return TrainingOutcome(
-        meter_id=meter_id,
-        run_id=run_id,
-        leaderboard=leaderboard,
-        decision=decision,
-        champion_version=champion_after,
-        versions=versions,
-        devices={cell: challenger.device for cell, challenger in challenger_by_cell.items()},
-        elapsed_s={cell: challenger.elapsed_s for cell, challenger in challenger_by_cell.items()},
-        run_dir=run_dir,
-    )
+    return champion_after
 
 
 def train_meter(
