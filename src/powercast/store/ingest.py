@@ -36,7 +36,7 @@ from powercast.io.locking import DEFAULT_LOCK_TIMEOUT_S, INGEST_LOCK_NAME, named
 from powercast.io.runs import new_run_id
 from powercast.store.manifest import append_manifest, find_ingested, ingested_sha256s
 from powercast.store.quarantine import write_quarantine
-from powercast.store.readings import upsert_readings
+from powercast.store.readings import UpsertOutcome, upsert_readings
 from powercast.store.sources import SourceFile, iter_raw_batches, open_source
 from powercast.store.validation import (
     REJECTED_SCHEMA,
@@ -138,6 +138,88 @@ def _skipped_report(source: SourceFile, first_run_id: str, started: float) -> In
     )
 
 
+def _validated_lines(
+    source: SourceFile, config: PowercastConfig, progress: bool | None
+) -> tuple[pa.Table, pa.Table, int]:
+    """Return (readings with one line per meter and timestamp, rejected lines, data lines read) of one file."""
+    readings_parts = [VALIDATED_SCHEMA.empty_table()]
+    rejected_parts = [REJECTED_SCHEMA.empty_table()]
+    rows_in = 0
+    for batch in iter_raw_batches(source, progress=_should_show_progress(source, config, progress)):
+        validated = validate_batch(batch, source.source_format, config.ingest)
+        readings_parts.append(validated.readings)
+        rejected_parts.append(validated.rejected)
+        rows_in += len(batch.lines)
+    # Drop each intermediate as soon as the next one exists: a full UCI file is millions of rows.
+    all_readings = pa.concat_tables(readings_parts)
+    del readings_parts
+    readings, duplicates = resolve_duplicates(all_readings)
+    del all_readings
+    rejected = pa.concat_tables(rejected_parts)
+    if duplicates.num_rows:
+        # Validation kept no raw text for good lines; a duplicate's text is read back from the file.
+        with_text = duplicates.join(_raw_lines_at(source, duplicates["line_number"]), keys="line_number")
+        rejected = pa.concat_tables([rejected, with_text.select(REJECTED_SCHEMA.names).cast(REJECTED_SCHEMA)])
+    return readings, rejected, rows_in
+
+
+def _check_every_line_counted(source: SourceFile, rows_in: int, readings: pa.Table, rejected: pa.Table) -> None:
+    """Raise ``StoreError`` unless every line read is either a reading or a rejected line."""
+    if readings.num_rows + rejected.num_rows != rows_in:
+        raise StoreError(
+            f"{source.path}: {rows_in} lines read but {readings.num_rows} stored + {rejected.num_rows} quarantined; "
+            "nothing was written (this is a bug in powercast, please report it)"
+        )
+
+
+def _store_readings(root: str, source: SourceFile, readings: pa.Table) -> UpsertOutcome:
+    """Return what upserting ``readings`` (tagged with the file's sha256) into the store changed."""
+    # Dictionary-encoded in memory (4 bytes a row, not 64); the store casts each partition to string.
+    sha_column = pa.DictionaryArray.from_arrays(
+        pa.array(np.zeros(readings.num_rows, dtype=np.int32)), pa.array([source.sha256])
+    )
+    to_store = readings.drop_columns(["line_number"]).append_column("source_sha256", sha_column)
+    return upsert_readings(root, to_store)
+
+
+def _quarantine_rows(source: SourceFile, run_id: str, rejected: pa.Table, now: pa.Scalar) -> pa.Table:
+    """Return the rejected lines, in line order, as ``QUARANTINE_SCHEMA`` rows of this file and run."""
+    quarantined = rejected.sort_by("line_number")
+    n_quarantined = quarantined.num_rows
+    return pa.table(
+        {
+            "source_file": pa.repeat(pa.scalar(source.path), n_quarantined),
+            "source_sha256": pa.repeat(pa.scalar(source.sha256), n_quarantined),
+            "line_number": quarantined["line_number"],
+            "raw_line": quarantined["raw_line"],
+            "reason": quarantined["reason"],
+            "detail": quarantined["detail"],
+            "run_id": pa.repeat(pa.scalar(run_id), n_quarantined),
+            "quarantined_at": pa.repeat(now, n_quarantined),
+        },
+        schema=QUARANTINE_SCHEMA,
+    )
+
+
+def _manifest_row(report: IngestReport, now: pa.Scalar) -> pa.Table:
+    """Return the one ``MANIFEST_SCHEMA`` row recording an ingested file."""
+    return pa.table(
+        {
+            "source_file": [report.source_file],
+            "source_sha256": [report.source_sha256],
+            "run_id": [report.run_id],
+            "ingested_at": pa.array([now.as_py()], UTC_US),
+            "rows_in": [report.rows_in],
+            "rows_stored": [report.rows_stored],
+            "rows_missing": [report.rows_missing],
+            "rows_quarantined": [report.rows_quarantined],
+            "rows_replaced": [report.rows_replaced],
+            "partitions_written": [len(report.partitions_written)],
+        },
+        schema=MANIFEST_SCHEMA,
+    )
+
+
 def ingest_file(source: SourceFile, config: PowercastConfig, run_id: str, progress: bool | None = None) -> IngestReport:
     """Return the report of ingesting one opened source file (not yet in the manifest).
 
@@ -149,54 +231,14 @@ def ingest_file(source: SourceFile, config: PowercastConfig, run_id: str, progre
         If the store, quarantine or manifest cannot be written.
     """
     started = time.perf_counter()
-    readings_parts = [VALIDATED_SCHEMA.empty_table()]
-    rejected_parts = [REJECTED_SCHEMA.empty_table()]
-    rows_in = 0
-    for batch in iter_raw_batches(source, progress=_should_show_progress(source, config, progress)):
-        validated = validate_batch(batch, source.source_format, config.ingest)
-        readings_parts.append(validated.readings)
-        rejected_parts.append(validated.rejected)
-        rows_in += len(batch.lines)
-    all_readings = pa.concat_tables(readings_parts)
-    del readings_parts
-    readings, duplicates = resolve_duplicates(all_readings)
-    del all_readings
-    rejected = pa.concat_tables(rejected_parts)
-    if duplicates.num_rows:
-        with_text = duplicates.join(_raw_lines_at(source, duplicates["line_number"]), keys="line_number")
-        rejected = pa.concat_tables([rejected, with_text.select(REJECTED_SCHEMA.names).cast(REJECTED_SCHEMA)])
-    if readings.num_rows + rejected.num_rows != rows_in:
-        raise StoreError(
-            f"{source.path}: {rows_in} lines read but {readings.num_rows} stored + {rejected.num_rows} quarantined; "
-            "nothing was written (this is a bug in powercast, please report it)"
-        )
+    readings, rejected, rows_in = _validated_lines(source, config, progress)
+    _check_every_line_counted(source, rows_in, readings, rejected)
     now = pa.scalar(datetime.now(timezone.utc), type=UTC_US)
-    # Dictionary-encoded in memory (4 bytes a row, not 64); the store casts each partition to string.
-    sha_column = pa.DictionaryArray.from_arrays(
-        pa.array(np.zeros(readings.num_rows, dtype=np.int32)), pa.array([source.sha256])
-    )
-    to_store = readings.drop_columns(["line_number"]).append_column("source_sha256", sha_column)
-    outcome = upsert_readings(config.root, to_store)
-    quarantined = rejected.sort_by("line_number")
-    n_quarantined = quarantined.num_rows
-    write_quarantine(
-        config.root,
-        run_id,
-        source.sha256,
-        pa.table(
-            {
-                "source_file": pa.repeat(pa.scalar(source.path), n_quarantined),
-                "source_sha256": pa.repeat(pa.scalar(source.sha256), n_quarantined),
-                "line_number": quarantined["line_number"],
-                "raw_line": quarantined["raw_line"],
-                "reason": quarantined["reason"],
-                "detail": quarantined["detail"],
-                "run_id": pa.repeat(pa.scalar(run_id), n_quarantined),
-                "quarantined_at": pa.repeat(now, n_quarantined),
-            },
-            schema=QUARANTINE_SCHEMA,
-        ),
-    )
+    # Store, then quarantine, then manifest: the manifest row is written last, so a file whose
+    # writes failed part-way is not recorded as ingested and is ingested again next time.
+    outcome = _store_readings(config.root, source, readings)
+    quarantine = _quarantine_rows(source, run_id, rejected, now)
+    write_quarantine(config.root, run_id, source.sha256, quarantine)
     report = IngestReport(
         source_file=source.path,
         source_sha256=source.sha256,
@@ -205,29 +247,12 @@ def ingest_file(source: SourceFile, config: PowercastConfig, run_id: str, progre
         rows_in=rows_in,
         rows_stored=readings.num_rows,
         rows_missing=readings[TARGET_COLUMN].null_count,
-        rows_quarantined=n_quarantined,
+        rows_quarantined=quarantine.num_rows,
         rows_replaced=outcome.rows_replaced,
         partitions_written=outcome.partitions_written,
         elapsed_s=time.perf_counter() - started,
     )
-    append_manifest(
-        config.root,
-        pa.table(
-            {
-                "source_file": [report.source_file],
-                "source_sha256": [report.source_sha256],
-                "run_id": [run_id],
-                "ingested_at": pa.array([now.as_py()], UTC_US),
-                "rows_in": [report.rows_in],
-                "rows_stored": [report.rows_stored],
-                "rows_missing": [report.rows_missing],
-                "rows_quarantined": [report.rows_quarantined],
-                "rows_replaced": [report.rows_replaced],
-                "partitions_written": [len(report.partitions_written)],
-            },
-            schema=MANIFEST_SCHEMA,
-        ),
-    )
+    append_manifest(config.root, _manifest_row(report, now))
     return report
 
 

@@ -17,6 +17,8 @@ reason that applies, in this order:
 7. ``power_out_of_range``: active power above ``ingest.max_active_power_kw``.
 8. ``voltage_out_of_range``: voltage outside ``[ingest.voltage_min_v, ingest.voltage_max_v]``.
 
+Rules 2 to 8 are declared, in this order, in the table ``_ROW_RULES``.
+
 A line whose measured fields are *all* missing is not bad: it is stored as a missing reading
 (nulls), so gaps stay visible downstream.
 
@@ -31,7 +33,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta, timezone
-from functools import reduce
+from functools import partial, reduce
 
 import numpy as np
 import pyarrow as pa
@@ -237,6 +239,254 @@ def _parse_measured(text: pa.Array) -> tuple[pa.Array, pa.Array, pa.Array]:
     return is_missing.take(encoded.indices), is_number.take(encoded.indices), value.take(encoded.indices)
 
 
+@dataclass(frozen=True)
+class _Lines:
+    """The well-formed lines of one batch, parsed: what the row rules read and the output tables keep."""
+
+    raw_lines: pa.Array
+    line_numbers: pa.Array
+    meter_ids: pa.Array
+    meter_id_in_file: bool  # False for UCI: its meter id is ingest.default_meter_id, not a field to check
+    timestamps: pa.Array
+    timestamp_ok: pa.Array
+    timestamp_detail: Callable[[], pa.Array]
+    field_names: dict[str, str]  # measured column -> the file's name for it, in file order
+    texts: dict[str, pa.Array]  # measured column -> the field's raw text
+    is_missing: dict[str, pa.Array]
+    is_number: dict[str, pa.Array]
+    values: dict[str, pa.Array]  # measured column -> float32, null unless a number
+    limits: IngestConfig
+
+    @property
+    def n_rows(self) -> int:
+        return len(self.raw_lines)
+
+
+# ---- the row rules ---------------------------------------------------------------------------
+# Each rule reads the lines and, for one column at a time, returns the mask of lines it fails
+# and (built only when some line fails) their detail text. A rule's columns come from a selector,
+# because which columns a batch has depends on its format.
+
+
+@dataclass(frozen=True)
+class _RowRule:
+    """One row rule: lines that fail it on any of its columns get ``reason`` unless they already have one."""
+
+    reason: str
+    columns: Callable[[_Lines], tuple[str, ...]]  # checked one at a time, in this order
+    failing: Callable[[_Lines, str], pa.Array]
+    detail: Callable[[_Lines, str], pa.Array | str]
+
+
+_WHOLE_LINE = "line"  # the one "column" of a rule that reads the whole line
+
+
+def _meter_id_field(lines: _Lines) -> tuple[str, ...]:
+    return ("meter_id",) if lines.meter_id_in_file else ()
+
+
+def _timestamp_field(lines: _Lines) -> tuple[str, ...]:
+    return ("timestamp",)
+
+
+def _each_measured_field(lines: _Lines) -> tuple[str, ...]:
+    return tuple(lines.values)  # file order, so a line's detail names its first bad field
+
+
+def _whole_line(lines: _Lines) -> tuple[str, ...]:
+    return (_WHOLE_LINE,)
+
+
+def _measured_among(*columns: str) -> Callable[[_Lines], tuple[str, ...]]:
+    """Return a selector of those of ``columns`` the file has, in the order given."""
+
+    def present(lines: _Lines) -> tuple[str, ...]:
+        return tuple(column for column in columns if column in lines.values)
+
+    return present
+
+
+def _meter_id_empty(lines: _Lines, column: str) -> pa.Array:
+    return pc.equal(lines.meter_ids, "")
+
+
+def _meter_id_empty_detail(lines: _Lines, column: str) -> str:
+    return "meter_id is empty"
+
+
+def _meter_id_malformed(lines: _Lines, column: str) -> pa.Array:
+    return pc.invert(pc.match_substring_regex(lines.meter_ids, METER_ID_PATTERN))
+
+
+def _meter_id_malformed_detail(lines: _Lines, column: str) -> pa.Array:
+    return _joined("meter_id '", lines.meter_ids, f"' is not a valid meter id: use {METER_ID_RULE}")
+
+
+def _timestamp_invalid(lines: _Lines, column: str) -> pa.Array:
+    return pc.invert(lines.timestamp_ok)
+
+
+def _timestamp_invalid_detail(lines: _Lines, column: str) -> pa.Array:
+    return lines.timestamp_detail()
+
+
+def _not_numeric(lines: _Lines, column: str) -> pa.Array:
+    return pc.invert(pc.or_(lines.is_missing[column], lines.is_number[column]))
+
+
+def _not_numeric_detail(lines: _Lines, column: str) -> pa.Array:
+    text = pc.utf8_trim_whitespace(lines.texts[column])
+    return _joined(f"{lines.field_names[column]}='", text, "' is not a number, '?' or empty")
+
+
+def _partly_missing(lines: _Lines, column: str) -> pa.Array:
+    missing_flags = list(lines.is_missing.values())
+    all_missing = reduce(pc.and_, missing_flags)
+    any_missing = reduce(pc.or_, missing_flags)
+    return pc.and_(any_missing, pc.invert(all_missing))
+
+
+def _partly_missing_detail(lines: _Lines, column: str) -> str:
+    return "some measured values are missing ('?' or empty) and others are not"
+
+
+def _negative(lines: _Lines, column: str) -> pa.Array:
+    return pc.less(lines.values[column], 0)
+
+
+def _negative_detail(lines: _Lines, column: str) -> pa.Array:
+    return _joined(f"{column}=", pc.cast(lines.values[column], pa.string()), " is negative")
+
+
+def _power_above_max(lines: _Lines, column: str) -> pa.Array:
+    return pc.greater(lines.values[column], lines.limits.max_active_power_kw)
+
+
+def _power_above_max_detail(lines: _Lines, column: str) -> pa.Array:
+    limit_kw = lines.limits.max_active_power_kw
+    return _joined(f"{column}=", pc.cast(lines.values[column], pa.string()), f" is above {limit_kw:g} kW")
+
+
+def _voltage_outside_range(lines: _Lines, column: str) -> pa.Array:
+    voltage = lines.values[column]
+    return pc.or_(pc.less(voltage, lines.limits.voltage_min_v), pc.greater(voltage, lines.limits.voltage_max_v))
+
+
+def _voltage_outside_range_detail(lines: _Lines, column: str) -> pa.Array:
+    low_v, high_v = lines.limits.voltage_min_v, lines.limits.voltage_max_v
+    return _joined(f"{column}=", pc.cast(lines.values[column], pa.string()), f" is outside [{low_v:g}, {high_v:g}] V")
+
+
+# Every rule after wrong_column_count, in order of precedence (see the module docstring). That
+# first rule is applied by _split_off_wrong_column_count: a line without the header's fields
+# cannot be parsed, so it never reaches this table.
+_ROW_RULES: tuple[_RowRule, ...] = (
+    _RowRule(REASON_MISSING_METER, _meter_id_field, _meter_id_empty, _meter_id_empty_detail),
+    _RowRule(REASON_BAD_METER_ID, _meter_id_field, _meter_id_malformed, _meter_id_malformed_detail),
+    _RowRule(REASON_BAD_TIMESTAMP, _timestamp_field, _timestamp_invalid, _timestamp_invalid_detail),
+    _RowRule(REASON_NON_NUMERIC, _each_measured_field, _not_numeric, _not_numeric_detail),
+    _RowRule(REASON_PARTIAL_MISSING, _whole_line, _partly_missing, _partly_missing_detail),
+    _RowRule(REASON_NEGATIVE_POWER, _measured_among(*NON_NEGATIVE_COLUMNS), _negative, _negative_detail),
+    _RowRule(REASON_POWER_OUT_OF_RANGE, _measured_among(TARGET_COLUMN), _power_above_max, _power_above_max_detail),
+    _RowRule(
+        REASON_VOLTAGE_OUT_OF_RANGE, _measured_among("voltage_v"), _voltage_outside_range, _voltage_outside_range_detail
+    ),
+)
+
+
+def _split_off_wrong_column_count(batch: RawBatch, source_format: SourceFormat) -> tuple[pa.Array, pa.Table]:
+    """Return (mask of lines with the header's field count, rejected table of the other lines)."""
+    counts = pc.list_value_length(batch.fields)
+    well_formed = pc.equal(counts, source_format.n_fields)
+    malformed = pc.invert(well_formed)
+    wrong_count = pa.table(
+        {
+            "line_number": batch.line_numbers.filter(malformed),
+            "raw_line": batch.lines.filter(malformed),
+            "reason": pa.repeat(pa.scalar(REASON_WRONG_COLUMN_COUNT), int(pc.sum(malformed).as_py() or 0)),
+            "detail": _joined(
+                f"expected {source_format.n_fields} fields, found ", pc.cast(counts.filter(malformed), pa.string())
+            ),
+        },
+        schema=REJECTED_SCHEMA,
+    )
+    return well_formed, wrong_count
+
+
+def _parse_lines(batch: RawBatch, well_formed: pa.Array, source_format: SourceFormat, rules: IngestConfig) -> _Lines:
+    """Return the well-formed lines of ``batch`` with their meter ids, timestamps and measured values parsed."""
+    split = batch.fields.filter(well_formed)
+    fields = {name: pc.list_element(split, index) for index, name in enumerate(source_format.field_names)}
+    n_rows = len(split)
+    if source_format.kind == "uci":
+        meter_ids = pa.repeat(pa.scalar(rules.default_meter_id), n_rows)
+        timestamps, timestamp_ok, timestamp_detail = _uci_timestamps(fields, rules)
+    else:
+        meter_ids = pc.utf8_trim_whitespace(fields["meter_id"])
+        timestamps, timestamp_ok, timestamp_detail = _iso_timestamps(fields["timestamp"], rules)
+    # The measured fields are the last ones, in the order of source_format.measured_columns.
+    measured_fields = source_format.field_names[len(source_format.field_names) - len(source_format.measured_columns) :]
+    field_names = dict(zip(source_format.measured_columns, measured_fields, strict=True))
+    texts = {column: fields[field_name] for column, field_name in field_names.items()}
+    is_missing: dict[str, pa.Array] = {}
+    is_number: dict[str, pa.Array] = {}
+    values: dict[str, pa.Array] = {}
+    for column, text in texts.items():
+        is_missing[column], is_number[column], values[column] = _parse_measured(text)
+    return _Lines(
+        raw_lines=batch.lines.filter(well_formed),
+        line_numbers=batch.line_numbers.filter(well_formed),
+        meter_ids=meter_ids,
+        meter_id_in_file=source_format.kind != "uci",
+        timestamps=timestamps,
+        timestamp_ok=timestamp_ok,
+        timestamp_detail=timestamp_detail,
+        field_names=field_names,
+        texts=texts,
+        is_missing=is_missing,
+        is_number=is_number,
+        values=values,
+        limits=rules,
+    )
+
+
+def _apply_row_rules(lines: _Lines) -> _Verdicts:
+    """Return each line's first failing rule (reason and detail), null for a good line."""
+    verdicts = _Verdicts(lines.n_rows)
+    for rule in _ROW_RULES:
+        for column in rule.columns(lines):
+            verdicts.flag(rule.failing(lines, column), rule.reason, partial(rule.detail, lines, column))
+    return verdicts
+
+
+def _readings_table(lines: _Lines, good: pa.Array) -> pa.Table:
+    """Return the good lines as a ``VALIDATED_SCHEMA`` table; measured columns the file lacks are null."""
+    absent = pa.nulls(lines.n_rows, pa.float32())
+    return pa.table(
+        {
+            "meter_id": lines.meter_ids.filter(good),
+            "timestamp": lines.timestamps.filter(good),
+            **{name: lines.values.get(name, absent).filter(good) for name in MEASURED_COLUMNS},
+            "line_number": lines.line_numbers.filter(good),
+        },
+        schema=VALIDATED_SCHEMA,
+    )
+
+
+def _rejected_table(lines: _Lines, verdicts: _Verdicts) -> pa.Table:
+    """Return the lines that failed a rule as a ``REJECTED_SCHEMA`` table."""
+    bad = pc.invert(verdicts.good)
+    return pa.table(
+        {
+            "line_number": lines.line_numbers.filter(bad),
+            "raw_line": lines.raw_lines.filter(bad),
+            "reason": verdicts.reason.filter(bad),
+            "detail": verdicts.detail.filter(bad),
+        },
+        schema=REJECTED_SCHEMA,
+    )
+
+
 def validate_batch(batch: RawBatch, source_format: SourceFormat, rules: IngestConfig) -> ValidatedBatch:
     """Return the batch's lines split into readings and rejected lines (each with a reason code).
 
@@ -249,111 +499,13 @@ def validate_batch(batch: RawBatch, source_format: SourceFormat, rules: IngestCo
     rules : IngestConfig
         Physical limits and the source clock.
     """
-    line_numbers = batch.line_numbers
-    counts = pc.list_value_length(batch.fields)
-    well_formed = pc.equal(counts, source_format.n_fields)
-    malformed = pc.invert(well_formed)
-    wrong_count = pa.table(
-        {
-            "line_number": line_numbers.filter(malformed),
-            "raw_line": batch.lines.filter(malformed),
-            "reason": pa.repeat(pa.scalar(REASON_WRONG_COLUMN_COUNT), int(pc.sum(malformed).as_py() or 0)),
-            "detail": _joined(
-                f"expected {source_format.n_fields} fields, found ", pc.cast(counts.filter(malformed), pa.string())
-            ),
-        },
-        schema=REJECTED_SCHEMA,
+    well_formed, wrong_count = _split_off_wrong_column_count(batch, source_format)
+    lines = _parse_lines(batch, well_formed, source_format, rules)
+    verdicts = _apply_row_rules(lines)
+    return ValidatedBatch(
+        readings=_readings_table(lines, verdicts.good),
+        rejected=pa.concat_tables([wrong_count, _rejected_table(lines, verdicts)]),
     )
-    lines = batch.lines.filter(well_formed)
-    line_numbers = line_numbers.filter(well_formed)
-    split = batch.fields.filter(well_formed)
-    n_rows = len(lines)
-    fields = {name: pc.list_element(split, index) for index, name in enumerate(source_format.field_names)}
-    verdicts = _Verdicts(n_rows)
-
-    if source_format.kind == "uci":
-        meter_ids = pa.repeat(pa.scalar(rules.default_meter_id), n_rows)
-        timestamps, timestamp_ok, timestamp_detail = _uci_timestamps(fields, rules)
-    else:
-        meter_ids = pc.utf8_trim_whitespace(fields["meter_id"])
-        verdicts.flag(pc.equal(meter_ids, ""), REASON_MISSING_METER, "meter_id is empty")
-        verdicts.flag(
-            pc.invert(pc.match_substring_regex(meter_ids, METER_ID_PATTERN)),
-            REASON_BAD_METER_ID,
-            lambda: _joined("meter_id '", meter_ids, f"' is not a valid meter id: use {METER_ID_RULE}"),
-        )
-        timestamps, timestamp_ok, timestamp_detail = _iso_timestamps(fields["timestamp"], rules)
-    verdicts.flag(pc.invert(timestamp_ok), REASON_BAD_TIMESTAMP, timestamp_detail)
-
-    values: dict[str, pa.Array] = {}
-    missing_flags: list[pa.Array] = []
-    measured_fields = source_format.field_names[len(source_format.field_names) - len(source_format.measured_columns) :]
-    for column, field_name in zip(source_format.measured_columns, measured_fields, strict=True):
-        is_missing, is_number, values[column] = _parse_measured(fields[field_name])
-        verdicts.flag(
-            pc.invert(pc.or_(is_missing, is_number)),
-            REASON_NON_NUMERIC,
-            lambda text=fields[field_name], field_name=field_name: _joined(
-                f"{field_name}='", pc.utf8_trim_whitespace(text), "' is not a number, '?' or empty"
-            ),
-        )
-        missing_flags.append(is_missing)
-    all_missing = reduce(pc.and_, missing_flags)
-    any_missing = reduce(pc.or_, missing_flags)
-    verdicts.flag(
-        pc.and_(any_missing, pc.invert(all_missing)),
-        REASON_PARTIAL_MISSING,
-        "some measured values are missing ('?' or empty) and others are not",
-    )
-    for column in NON_NEGATIVE_COLUMNS:
-        if column in values:
-            verdicts.flag(
-                pc.less(values[column], 0),
-                REASON_NEGATIVE_POWER,
-                lambda column=column: _joined(f"{column}=", pc.cast(values[column], pa.string()), " is negative"),
-            )
-    power = values[TARGET_COLUMN]
-    verdicts.flag(
-        pc.greater(power, rules.max_active_power_kw),
-        REASON_POWER_OUT_OF_RANGE,
-        lambda: _joined(f"{TARGET_COLUMN}=", pc.cast(power, pa.string()), f" is above {rules.max_active_power_kw:g} kW"),
-    )
-    if "voltage_v" in values:
-        voltage = values["voltage_v"]
-        verdicts.flag(
-            pc.or_(pc.less(voltage, rules.voltage_min_v), pc.greater(voltage, rules.voltage_max_v)),
-            REASON_VOLTAGE_OUT_OF_RANGE,
-            lambda: _joined(
-                "voltage_v=",
-                pc.cast(voltage, pa.string()),
-                f" is outside [{rules.voltage_min_v:g}, {rules.voltage_max_v:g}] V",
-            ),
-        )
-
-    good = verdicts.good
-    bad = pc.invert(good)
-    readings = pa.table(
-        {
-            "meter_id": meter_ids.filter(good),
-            "timestamp": timestamps.filter(good),
-            **{
-                name: (values[name] if name in values else pa.nulls(n_rows, pa.float32())).filter(good)
-                for name in MEASURED_COLUMNS
-            },
-            "line_number": line_numbers.filter(good),
-        },
-        schema=VALIDATED_SCHEMA,
-    )
-    rejected = pa.table(
-        {
-            "line_number": line_numbers.filter(bad),
-            "raw_line": lines.filter(bad),
-            "reason": verdicts.reason.filter(bad),
-            "detail": verdicts.detail.filter(bad),
-        },
-        schema=REJECTED_SCHEMA,
-    )
-    return ValidatedBatch(readings=readings, rejected=pa.concat_tables([wrong_count, rejected]))
 
 
 def _in_key_order(readings: pa.Table) -> bool:
