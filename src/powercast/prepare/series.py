@@ -134,6 +134,83 @@ def _usable_windows(
     return window_starts, origin_starts, exclusions
 
 
+def _check_scaler_columns(scaler: FeatureScaler | None, measured: tuple[str, ...]) -> None:
+    """Raise ``DataPreparationError`` when a given scaler scales other columns than the config asks for."""
+    if scaler is not None and scaler.columns != measured:
+        raise DataPreparationError(
+            f"the given scaler scales {list(scaler.columns)} but prepare.extra_features asks for {list(measured)}: "
+            "prepare with the model's own prepare config"
+        )
+
+
+def _check_holds_one_window(meter_id: str, n_rows: int, config: PrepareConfig) -> None:
+    """Raise ``DataPreparationError`` when a grid of ``n_rows`` steps is shorter than one window."""
+    lookback, horizon = config.lookback_steps, config.horizon_steps
+    if n_rows < lookback + horizon:
+        raise DataPreparationError(
+            f"meter {meter_id!r}: {n_rows} steps at {config.freq} are fewer than one window "
+            f"(lookback {lookback} + horizon {horizon}); read a longer range or shorten the window"
+        )
+
+
+def _fill_short_gaps(
+    grid: pd.DataFrame, measured: tuple[str, ...], max_gap_steps: int
+) -> tuple[pd.DataFrame, dict[str, GapReport]]:
+    """Return the measured columns with short gaps interpolated, and each column's gap report."""
+    filled: dict[str, np.ndarray] = {}
+    gap_reports: dict[str, GapReport] = {}
+    for name in measured:
+        filled[name], gap_reports[name] = interpolate_short_gaps(grid[name].to_numpy(), max_gap_steps)
+    return pd.DataFrame(filled, index=grid.index), gap_reports
+
+
+def _split_rows(
+    meter_id: str, index_utc: pd.DatetimeIndex, target_kw: np.ndarray, config: PrepareConfig, local_tz: tzinfo
+) -> tuple[dict[str, tuple[pd.Timestamp, pd.Timestamp]], dict[str, tuple[int, int]]]:
+    """Return each split's [start, end) in UTC and its [first, end) grid rows."""
+    real_target = np.flatnonzero(~np.isnan(target_kw))
+    if real_target.size == 0:
+        raise DataPreparationError(f"meter {meter_id!r}: no bucket has enough readings (prepare.min_coverage)")
+    # A trailing split counts back from the last real reading, not from missing steps padded after it.
+    data_end_utc = index_utc[real_target[-1]] + freq_timedelta(config.freq)
+    grid_end_utc = index_utc[-1] + freq_timedelta(config.freq)
+    bounds = split_bounds_utc(config.split, index_utc[0], grid_end_utc, data_end_utc, local_tz)
+    return bounds, split_row_ranges(bounds, index_utc)
+
+
+def _fit_training_scaler(
+    meter_id: str,
+    grid: pd.DataFrame,
+    measured: tuple[str, ...],
+    train_rows: tuple[int, int],
+    val_start_utc: pd.Timestamp,
+    freq: str,
+) -> FeatureScaler:
+    """Return a scaler fit on the training rows' real readings (``grid`` before gap interpolation)."""
+    train_first, train_end = train_rows
+    if train_end - train_first == 0:
+        grid_end_utc = grid.index[-1] + freq_timedelta(freq)
+        raise DataPreparationError(
+            f"meter {meter_id!r}: the training split is empty (readings span {grid.index[0]} to {grid_end_utc}, "
+            f"validation starts {val_start_utc}); use split mode 'trailing' or ingest earlier readings"
+        )
+    # real readings only (NaN is ignored): a short gap at the end of training is interpolated
+    # towards the first validation reading, which must not shape the scaler
+    return FeatureScaler(measured).fit(grid[list(measured)].iloc[train_first:train_end])
+
+
+def _model_inputs(
+    scaler: FeatureScaler, measured_frame: pd.DataFrame, target_kw: np.ndarray, config: PrepareConfig, local_tz: tzinfo
+) -> np.ndarray:
+    """Return the float32 [T, F] model inputs: scaled measured columns, then calendar features when enabled."""
+    parts = [scaler.transform(measured_frame)]  # [T, 1 + E]
+    if config.calendar_features:
+        parts.append(calendar_features(measured_frame.index, local_tz))  # [T, 4]
+    inputs = np.concatenate(parts, axis=1)  # [T, F]
+    inputs[np.isnan(target_kw)] = np.nan  # column 0 (scaled target) is NaN exactly where target_kw is
+    return inputs
+
+
 def prepare_series(
     readings: pa.Table | pd.DataFrame,
     config: PrepareConfig,
@@ -158,64 +235,27 @@ def prepare_series(
         just before an issue time exists even when the last readings are late.
     """
     measured = measured_feature_names(config)
-    names = feature_names(config)
     local_tz = parse_timezone(config.local_timezone)
-    if scaler is not None and scaler.columns != measured:
-        raise DataPreparationError(
-            f"the given scaler scales {list(scaler.columns)} but prepare.extra_features asks for {list(measured)}: "
-            "prepare with the model's own prepare config"
-        )
+    _check_scaler_columns(scaler, measured)
     resampled = resample_readings(
         _readings_frame(readings, measured), config.freq, config.min_coverage, measured, grid_end_utc
     )
     index_utc = resampled.frame.index
-    n_rows = len(index_utc)
-    lookback, horizon = config.lookback_steps, config.horizon_steps
-    if n_rows < lookback + horizon:
-        raise DataPreparationError(
-            f"meter {meter_id!r}: {n_rows} steps at {config.freq} are fewer than one window "
-            f"(lookback {lookback} + horizon {horizon}); read a longer range or shorten the window"
-        )
-    filled: dict[str, np.ndarray] = {}
-    gap_reports: dict[str, GapReport] = {}
-    for name in measured:
-        filled[name], gap_reports[name] = interpolate_short_gaps(
-            resampled.frame[name].to_numpy(), config.max_interpolate_gap_steps
-        )
-    measured_frame = pd.DataFrame(filled, index=index_utc)
+    _check_holds_one_window(meter_id, len(index_utc), config)
+    measured_frame, gap_reports = _fill_short_gaps(resampled.frame, measured, config.max_interpolate_gap_steps)
     target_kw = measured_frame[TARGET_COLUMN].to_numpy(dtype=np.float32)
-
-    real_target = np.flatnonzero(~np.isnan(target_kw))
-    if real_target.size == 0:
-        raise DataPreparationError(f"meter {meter_id!r}: no bucket has enough readings (prepare.min_coverage)")
-    data_end_utc = index_utc[real_target[-1]] + freq_timedelta(config.freq)
-    grid_end = index_utc[-1] + freq_timedelta(config.freq)
-    bounds = split_bounds_utc(config.split, index_utc[0], grid_end, data_end_utc, local_tz)
-    rows = split_row_ranges(bounds, index_utc)
-
+    bounds, rows = _split_rows(meter_id, index_utc, target_kw, config, local_tz)
     if scaler is None:
-        train_first, train_end = rows["train"]
-        if train_end - train_first == 0:
-            raise DataPreparationError(
-                f"meter {meter_id!r}: the training split is empty (readings span {index_utc[0]} to {grid_end}, "
-                f"validation starts {bounds['val'][0]}); use split mode 'trailing' or ingest earlier readings"
-            )
-        # real readings only (NaN is ignored): a short gap at the end of training is interpolated
-        # towards the first validation reading, which must not shape the scaler
-        scaler = FeatureScaler(measured).fit(resampled.frame[list(measured)].iloc[train_first:train_end])
-    parts = [scaler.transform(measured_frame)]  # [T, 1 + E]
-    if config.calendar_features:
-        parts.append(calendar_features(index_utc, local_tz))  # [T, 4]
-    inputs = np.concatenate(parts, axis=1)  # [T, F]
-    inputs[np.isnan(target_kw)] = np.nan  # column 0 (scaled target) is NaN exactly where target_kw is
-
+        scaler = _fit_training_scaler(meter_id, resampled.frame, measured, rows["train"], bounds["val"][0], config.freq)
+    inputs = _model_inputs(scaler, measured_frame, target_kw, config, local_tz)
+    lookback, horizon = config.lookback_steps, config.horizon_steps
     window_starts, origin_starts, exclusions = _usable_windows(inputs, rows, lookback, horizon, index_utc, local_tz)
     return PreparedSeries(
         meter_id=meter_id,
         index_utc=index_utc,
         target_kw=target_kw,
         inputs=inputs,
-        feature_names=names,
+        feature_names=feature_names(config),
         lookback_steps=lookback,
         horizon_steps=horizon,
         window_starts=window_starts,

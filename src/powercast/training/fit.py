@@ -167,6 +167,71 @@ def check_windows_finite(prepared: PreparedSeries, name: str) -> None:
             )
 
 
+def _fresh_log_dir(log_dir: str | Path) -> Path:
+    """Return ``log_dir`` as a Path, emptied of any earlier log and checkpoint."""
+    folder = Path(log_dir)
+    # A re-run of the same run replaces this model's log and checkpoint rather than mixing with them.
+    if folder.exists():
+        shutil.rmtree(folder)
+    return folder
+
+
+def _fit_callbacks(
+    name: str, folder: Path, config: TrainConfig, early_stopping: bool
+) -> tuple[ModelCheckpoint, list[Callback]]:
+    """Return (the best-validation checkpoint, every callback of the fit: NaN guard, checkpoint, early stopping)."""
+    checkpoint = ModelCheckpoint(
+        dirpath=folder / "checkpoints", filename=f"{name}-best", monitor=MONITOR, mode="min", save_top_k=1,
+        enable_version_counter=False,
+    )
+    callbacks: list[Callback] = [NonFiniteLossGuard(name), checkpoint]
+    if early_stopping:
+        stopper = EarlyStopping(monitor=MONITOR, mode="min", patience=config.patience_epochs, check_finite=False)
+        callbacks.append(stopper)
+    return checkpoint, callbacks
+
+
+def _trainer(
+    config: TrainConfig,
+    accelerator: str,
+    precision: str,
+    callbacks: list[Callback],
+    logger: CSVLogger,
+    n_train_batches: int,
+    show_progress: bool,
+    folder: Path,
+) -> pl.Trainer:
+    """Return the Lightning Trainer of one fit (deterministic on CPU, stopped at the epoch or time budget)."""
+    return pl.Trainer(
+        accelerator=accelerator,
+        devices=1,
+        precision=precision,
+        max_epochs=config.max_epochs,
+        max_time=timedelta(seconds=config.max_time_s),
+        gradient_clip_val=config.gradient_clip,
+        deterministic=accelerator == "cpu",
+        callbacks=callbacks,
+        logger=logger,
+        log_every_n_steps=max(1, min(50, n_train_batches)),
+        enable_progress_bar=show_progress,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        default_root_dir=str(folder),
+    )
+
+
+def _kept_module(trained: RNNForecaster, best_checkpoint_path: str, restore_best: bool) -> RNNForecaster:
+    """Return a CPU copy of the weights to keep, in eval mode: the best checkpoint's, or the last epoch's."""
+    kept = RNNForecaster(**trained.hparams)
+    if restore_best:
+        state = torch.load(best_checkpoint_path, map_location="cpu", weights_only=True)["state_dict"]
+    else:
+        state = {key: tensor.detach().to("cpu") for key, tensor in trained.state_dict().items()}
+    kept.load_state_dict(state)
+    kept.eval()
+    return kept
+
+
 def fit_module(
     module: RNNForecaster,
     train_loader: DataLoader,
@@ -202,36 +267,13 @@ def fit_module(
     accelerator = resolve_accelerator(config.accelerator)
     precision = "bf16-mixed" if accelerator == "gpu" else "32-true"
     show_progress = sys.stderr.isatty() if progress is None else progress
-    folder = Path(log_dir)
-    # A re-run of the same run replaces this model's log and checkpoint rather than mixing with them.
-    if folder.exists():
-        shutil.rmtree(folder)
-    checkpoint = ModelCheckpoint(
-        dirpath=folder / "checkpoints", filename=f"{name}-best", monitor=MONITOR, mode="min", save_top_k=1,
-        enable_version_counter=False,
-    )
-    callbacks: list[Callback] = [NonFiniteLossGuard(name), checkpoint]
-    if early_stopping:
-        callbacks.append(EarlyStopping(monitor=MONITOR, mode="min", patience=config.patience_epochs, check_finite=False))
+    folder = _fresh_log_dir(log_dir)
+    checkpoint, callbacks = _fit_callbacks(name, folder, config, early_stopping)
     logger = CSVLogger(save_dir=str(folder), name="csv", version=name)
     threads = config.cpu_threads if accelerator == "cpu" else 0
+    # The Trainer is built inside the quiet block too: Lightning logs its device lines when it is created.
     with _quiet_lightning(show_progress), _cpu_threads(threads):
-        trainer = pl.Trainer(
-            accelerator=accelerator,
-            devices=1,
-            precision=precision,
-            max_epochs=config.max_epochs,
-            max_time=timedelta(seconds=config.max_time_s),
-            gradient_clip_val=config.gradient_clip,
-            deterministic=accelerator == "cpu",
-            callbacks=callbacks,
-            logger=logger,
-            log_every_n_steps=max(1, min(50, len(train_loader))),
-            enable_progress_bar=show_progress,
-            enable_model_summary=False,
-            num_sanity_val_steps=0,
-            default_root_dir=str(folder),
-        )
+        trainer = _trainer(config, accelerator, precision, callbacks, logger, len(train_loader), show_progress, folder)
         started = time.perf_counter()
         trainer.fit(module, train_dataloaders=train_loader, val_dataloaders=val_loader)
     elapsed_s = time.perf_counter() - started
@@ -239,16 +281,9 @@ def fit_module(
         raise TrainingError(
             f"model {name}: no validation epoch finished within train.max_time_s={config.max_time_s}; raise the budget"
         )
-    kept = RNNForecaster(**module.hparams)
-    if restore_best:
-        state = torch.load(checkpoint.best_model_path, map_location="cpu", weights_only=True)["state_dict"]
-    else:
-        state = {name: tensor.detach().to("cpu") for name, tensor in module.state_dict().items()}
-    kept.load_state_dict(state)
-    kept.eval()
+    kept = _kept_module(module, checkpoint.best_model_path, restore_best)
     curves = _epoch_curves(Path(logger.log_dir) / "metrics.csv")
     kept_row = curves[MONITOR].idxmin() if restore_best else curves[MONITOR].last_valid_index()
-    stopped_by = _stop_reason(trainer, callbacks, config)
     return FitResult(
         name=name,
         module=kept,
@@ -258,7 +293,7 @@ def fit_module(
         epochs_run=int(trainer.current_epoch),
         best_epoch=int(curves.loc[kept_row, "epoch"]),
         best_val_mae=float(curves.loc[kept_row, MONITOR]),
-        stopped_by=stopped_by,
+        stopped_by=_stop_reason(trainer, callbacks, config),
         curves=curves,
         log_dir=str(folder),
     )
