@@ -108,7 +108,7 @@ class SplitConfig(_Section):
 
     @classmethod
     def reference(cls) -> SplitConfig:
-        """The split used for every reported figure (DESIGN.md)."""
+        """The split used for every reported figure: train < 2009-07-01 <= validation < 2010-01-01 <= test."""
         return cls(mode="dates", train_end=date(2009, 7, 1), val_end=date(2010, 1, 1))
 
 
