@@ -36,7 +36,7 @@ from flows.tasks import (
     report_run,
     split_by_outcome,
 )
-from flows.train import MeterTraining, record_trainings, train_meter
+from flows.train import MeterTraining, record_trainings, retrain_meter
 from powercast.core.config import PowercastConfig
 from powercast.io.atomic import is_uri
 from powercast.io.locking import meter_lock
@@ -74,7 +74,7 @@ def meter_night(
     """Retrain one meter when it has new readings (or when forced), then forecast it, under its lock."""
     with meter_lock(config.root, meter_id, timeout_s=lock_timeout_s, holder=run_id):
         retrain = force_retrain or has_new_readings(config, meter_id)
-        training = train_meter(config, meter_id, run_id, as_of_utc, lock_timeout_s) if retrain else None
+        training = retrain_meter(config, meter_id, run_id, as_of_utc, lock_timeout_s) if retrain else None
         batch = forecast_one_meter(config, meter_id, run_id, as_of_utc, lock_timeout_s)
     return MeterNight(training, None if retrain else "no readings newer than the champion's data", batch)
 

@@ -42,6 +42,7 @@ from powercast.core.errors import TrainingError
 from powercast.io import layout
 from powercast.io.atomic import is_uri, resolve_filesystem
 from powercast.io.locking import PUBLISH_LOCK_NAME, named_lock
+from powercast.io.runs import new_run_id
 from powercast.prepare.resample import freq_timedelta
 from powercast.prepare.series import PreparedSeries
 from powercast.reporting.forecast_plot import CONTEXT_STEPS, actual_kw, plot_forecast
@@ -69,8 +70,7 @@ io_task = task(
 def current_run_id() -> str:
     """Return this flow run's id for the data root: ``<flow>-<UTC start>-<8 hex of the flow run id>``."""
     started = flow_run.scheduled_start_time or datetime.now(timezone.utc)
-    stamp = pd.Timestamp(started).tz_convert("UTC").strftime("%Y%m%dT%H%M%SZ")
-    return f"{flow_run.flow_name}-{stamp}-{str(flow_run.id).replace('-', '')[:8]}"
+    return new_run_id(flow_run.flow_name, pd.Timestamp(started).to_pydatetime(), str(flow_run.id).replace("-", "")[:8])
 
 
 @io_task
@@ -127,7 +127,7 @@ def has_new_readings(config: PowercastConfig, meter_id: str) -> bool:
 
 
 @io_task
-def prepare_meter(config: PowercastConfig, meter_id: str, end_utc: datetime | None) -> PreparedSeries:
+def prepare_training_series(config: PowercastConfig, meter_id: str, end_utc: datetime | None) -> PreparedSeries:
     """Return the meter's prepared series (readings before ``end_utc``; all when None)."""
     prepared = powercast.prepare.series.prepare_meter(config, meter_id, end_utc=end_utc)
     get_run_logger().info(
@@ -179,7 +179,7 @@ def train_candidates(
 
 
 @task(cache_policy=NO_CACHE)
-def select_winner(
+def decide_champion(
     config: PowercastConfig, prepared: PreparedSeries, run_id: str, fits: Sequence[ChallengerFit]
 ) -> TrainingOutcome:
     """Score the trained cells against the baselines and champion, register them and promote a winner."""

@@ -1,7 +1,7 @@
 """Flow: retrain the challengers of some meters now and promote a winner that beats baseline and champion.
 
 Each meter's ``train-meter`` sub-flow trains every cell as its own ``train_candidate`` task, then
-one ``select_winner`` task scores, selects and registers. The cells are submitted together but
+one ``decide_champion`` task scores, selects and registers. The cells are submitted together but
 the sub-flow's task runner runs one at a time: threads in one process share torch's global
 random state and the same CPU cores, so side-by-side training would break the seeded,
 reproducible fits (a process- or cluster-based task runner could run them in parallel). A cell
@@ -21,11 +21,11 @@ from flows.params import TrainParams
 from flows.tasks import (
     RunRecord,
     current_run_id,
+    decide_champion,
     fail_on,
     find_meters,
-    prepare_meter,
+    prepare_training_series,
     report_run,
-    select_winner,
     split_by_outcome,
     train_candidates,
 )
@@ -45,14 +45,14 @@ class MeterTraining:
 
 
 @flow(name="train-meter", flow_run_name="train {meter_id}", task_runner=ThreadPoolTaskRunner(max_workers=1))
-def train_meter(
+def retrain_meter(
     config: PowercastConfig, meter_id: str, run_id: str, end_utc: datetime | None, lock_timeout_s: float
 ) -> MeterTraining:
     """Prepare one meter, train each cell as its own task, then select and register, holding the meter's lock."""
     with meter_lock(config.root, meter_id, timeout_s=lock_timeout_s, holder=run_id):
-        prepared = prepare_meter(config, meter_id, end_utc)
+        prepared = prepare_training_series(config, meter_id, end_utc)
         fits, failed_cells = train_candidates(config, prepared, run_id)
-        outcome = select_winner(config, prepared, run_id, fits)
+        outcome = decide_champion(config, prepared, run_id, fits)
     return MeterTraining(prepared=prepared, outcome=outcome, failed_cells=failed_cells)
 
 
@@ -75,7 +75,7 @@ def train(params: TrainParams = TrainParams()) -> dict[str, TrainingOutcome]:
     record = RunRecord(run_id=current_run_id())
     meters = find_meters(config, params.meters)
     states = {
-        meter_id: train_meter(
+        meter_id: retrain_meter(
             config, meter_id, record.run_id, params.as_of_utc(config), params.lock_timeout_s, return_state=True
         )
         for meter_id in meters

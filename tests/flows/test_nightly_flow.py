@@ -92,7 +92,7 @@ def test_each_cell_trains_in_its_own_task_run_before_one_selection(three_nights:
         )
     names = sorted(run.name for run in task_runs)
     assert [name for name in names if name.startswith("train-")] == ["train-gru", "train-lstm"]
-    assert sum(name.startswith("select_winner") for name in names) == 1
+    assert sum(name.startswith("decide_champion") for name in names) == 1
     assert all(run.state_type == StateType.COMPLETED for run in task_runs)
 
 

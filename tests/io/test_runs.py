@@ -19,3 +19,8 @@ def test_run_id_names_its_kind_and_utc_start_time() -> None:
 
 def test_two_run_ids_started_in_the_same_second_differ() -> None:
     assert len({new_run_id("train") for _ in range(20)}) == 20
+
+
+def test_a_flow_run_names_its_start_and_id_by_the_same_rule() -> None:
+    started = datetime(2010, 11, 26, 3, 2, tzinfo=timezone(timedelta(hours=1)))
+    assert new_run_id("nightly", started, "1a2b3c4d") == "nightly-20101126T020200Z-1a2b3c4d"

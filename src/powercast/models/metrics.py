@@ -9,8 +9,7 @@ seasonal-naive forecast was in-sample.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -28,10 +27,6 @@ class ForecastScores:
     mae_kw_by_step: tuple[float, ...]
     rmse_kw_by_step: tuple[float, ...]
     mase_by_step: tuple[float, ...]
-
-    def to_dict(self) -> dict[str, Any]:
-        """Return a JSON-able dict of the scores (tuples as lists)."""
-        return {key: list(value) if isinstance(value, tuple) else value for key, value in asdict(self).items()}
 
 
 def _checked_pair(y_true_kw: np.ndarray, yhat_kw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

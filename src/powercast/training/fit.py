@@ -66,8 +66,6 @@ class FitResult:
         ``"early_stopping"``, ``"max_time"`` or ``"max_epochs"``.
     curves : pd.DataFrame
         One row per epoch: ``epoch``, ``train_loss``, ``val_mae`` (scaled) and ``val_mae_kw`` when logged.
-    log_dir : str
-        Folder of the CSV log and the best checkpoint.
     """
 
     name: str
@@ -80,7 +78,6 @@ class FitResult:
     best_val_mae: float
     stopped_by: str
     curves: pd.DataFrame
-    log_dir: str
 
 
 class NonFiniteLossGuard(Callback):
@@ -295,7 +292,6 @@ def fit_module(
         best_val_mae=float(curves.loc[kept_row, MONITOR]),
         stopped_by=_stop_reason(trainer, callbacks, config),
         curves=curves,
-        log_dir=str(folder),
     )
 
 
