@@ -17,9 +17,9 @@ With ``n_members`` K > 1 the module is a deep ensemble: K copies of that network
 independently and trained together on the same batches, forecasting their mean. The training
 loss is the mean of the members' own L1 losses (not the loss of their mean), so each member's
 gradient comes from its own forecast only; gradient-norm clipping applies to all members at
-once, and the logged ``train_loss`` (members' mean loss) sits above ``val_mae`` (loss of the mean). On
-one noisy household, single networks' test MAE moves by up to 0.004 kW from seed to seed;
-averaging members removes part of that variance and lowers the error (see docs/architecture.md).
+once, and the logged ``train_loss`` (members' mean loss) sits above ``val_mae`` (loss of the mean).
+Averaging members removes part of the seed-to-seed variance of single networks and lowers the
+error; docs/architecture.md gives the measured spread and the ablation.
 """
 
 from __future__ import annotations
