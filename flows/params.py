@@ -9,20 +9,19 @@ bounds before a run starts. Settings left empty keep the configured value (confi
 from __future__ import annotations
 
 from datetime import date, datetime, time, timezone
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, create_model
 from pydantic.fields import FieldInfo
 
 from powercast.core.config import PowercastConfig, load_config, parse_timezone
 from powercast.core.schemas import METER_ID_PATTERN
-from powercast.core.settings import TRAINING_SETTINGS, Setting, settings
+from powercast.core.settings import INGEST_SETTINGS, TRAINING_SETTINGS, setting, settings
 from powercast.io import layout
 from powercast.io.locking import DEFAULT_LOCK_TIMEOUT_S
 
 MeterId = Annotated[str, StringConstraints(pattern=METER_ID_PATTERN)]
 
-TRAINING_FORM: tuple[Setting, ...] = settings(TRAINING_SETTINGS)
 # Labels of the run-level form fields; training fields carry their titles from the config models.
 FIELD_TITLES: dict[str, str] = {
     "root": "Data root",
@@ -60,25 +59,17 @@ class RunParams(BaseModel):
         description="Seconds to wait when another run holds a meter's lock before failing that meter.",
     )
 
+    # Dotted keys of the configuration settings this form carries as fields (see with_settings).
+    SETTING_KEYS: ClassVar[tuple[str, ...]] = ()
+
     def config_overrides(self) -> dict[str, Any]:
         """Return the dotted configuration keys these parameters set (empty ones left out)."""
-        return {"root": self.root}
+        settings_set = {key: getattr(self, setting(key).name) for key in self.SETTING_KEYS}
+        return {"root": self.root, **settings_set}
 
     def load_config(self) -> PowercastConfig:
         """Return the run's configuration: file and environment first, these parameters on top."""
         return load_config(self.config_file, overrides=self.config_overrides())
-
-
-class IngestParams(RunParams):
-    """Parameters of the ingest flow: which landing folder to read."""
-
-    landing_dir: str | None = Field(
-        None, description="Folder of raw files to ingest (already ingested files are skipped). Empty: <root>/landing."
-    )
-
-    def landing_path(self, config: PowercastConfig) -> str:
-        """Return the landing folder to read for ``config``."""
-        return self.landing_dir or layout.landing_dir(config.root)
 
 
 class MeterParams(RunParams):
@@ -103,22 +94,46 @@ class MeterParams(RunParams):
         return local_midnight.astimezone(timezone.utc)
 
 
-class _TrainingSettingsMap(MeterParams):
-    """Maps the training fields (built below from ``TRAINING_SETTINGS``) onto their dotted keys."""
+def with_settings(name: str, base: type[RunParams], keys: tuple[str, ...], doc: str) -> type[RunParams]:
+    """Return a subclass of ``base`` with one form field per setting in ``keys``.
 
-    def config_overrides(self) -> dict[str, Any]:
-        """Return the dotted configuration keys these parameters set (empty ones left out)."""
-        return {**super().config_overrides(), **{item.key: getattr(self, item.name) for item in TRAINING_FORM}}
+    Each field has the config field's type, bounds, title and description; empty (None) keeps
+    the configured value. ``config_overrides`` maps the fields back onto their dotted keys.
+    """
+    model = create_model(
+        name,
+        __base__=base,
+        __doc__=doc,
+        __module__=__name__,
+        **{item.name: item.optional_field() for item in settings(keys)},
+    )
+    model.SETTING_KEYS = (*base.SETTING_KEYS, *keys)
+    return model
 
 
-# One form field per training setting, with the config field's type, bounds, title and description;
-# empty (None) keeps the configured value.
-TrainingParams = create_model(
+class _LandingParams(RunParams):
+    """Which landing folder to read."""
+
+    landing_dir: str | None = Field(
+        None, description="Folder of raw files to ingest (already ingested files are skipped). Empty: <root>/landing."
+    )
+
+    def landing_path(self, config: PowercastConfig) -> str:
+        """Return the landing folder to read for ``config``."""
+        return self.landing_dir or layout.landing_dir(config.root)
+
+
+IngestParams = with_settings(
+    "IngestParams",
+    _LandingParams,
+    INGEST_SETTINGS,
+    "Parameters of the ingest flow: which landing folder to read, and how.",
+)
+TrainingParams = with_settings(
     "TrainingParams",
-    __base__=_TrainingSettingsMap,
-    __doc__="How challengers are trained; empty fields keep the configured value.",
-    __module__=__name__,
-    **{item.name: item.optional_field() for item in TRAINING_FORM},
+    MeterParams,
+    TRAINING_SETTINGS,
+    "How challengers are trained; empty fields keep the configured value.",
 )
 
 
@@ -134,12 +149,9 @@ class ForecastParams(MeterParams):
     )
 
 
-class NightlyParams(TrainingParams):
-    """Parameters of the nightly flow: ingest, retrain when there is news, forecast, publish."""
+class _NightlyOptions(TrainingParams, _LandingParams):
+    """What the nightly run does besides training: which files, whether to force, whether to write."""
 
-    landing_dir: str | None = Field(
-        None, description="Folder of raw files to ingest (already ingested files are skipped). Empty: <root>/landing."
-    )
     force_retrain: bool = Field(
         False, description="Retrain even for meters with no readings newer than their champion's training data."
     )
@@ -147,6 +159,10 @@ class NightlyParams(TrainingParams):
         False, description="Only report what would run (files to ingest, meters, effective settings); write nothing."
     )
 
-    def landing_path(self, config: PowercastConfig) -> str:
-        """Return the landing folder to read for ``config``."""
-        return self.landing_dir or layout.landing_dir(config.root)
+
+NightlyParams = with_settings(
+    "NightlyParams",
+    _NightlyOptions,
+    INGEST_SETTINGS,
+    "Parameters of the nightly flow: ingest, retrain when there is news, forecast, publish.",
+)

@@ -9,6 +9,7 @@ import pytest
 
 from powercast.cli.main import main
 from powercast.io.locking import INGEST_LOCK_NAME, named_lock
+from powercast.store.readings import list_meters
 
 
 def _line(day: str, minute: int, power: str = "1.000") -> str:
@@ -110,3 +111,10 @@ def test_every_subcommand_has_help(argv: list[str], capsys) -> None:
         main(argv)
     assert exit_info.value.code == 0
     assert "usage: powercast" in capsys.readouterr().out
+
+
+def test_channel_meters_option_stores_each_channel_as_a_meter(tmp_path: Path, sample_path: Path) -> None:
+    root = tmp_path / "root"
+    status = main(["ingest", str(sample_path), "--root", str(root), "--quiet", "--channel-meters", "total", "kitchen"])
+    assert status == 0
+    assert list_meters(str(root)) == ["sceaux_household", "sceaux_household.kitchen"]

@@ -8,12 +8,21 @@ from collections.abc import Sequence
 from datetime import date
 from pathlib import Path
 
+from powercast.cli.options import add_setting_options, setting_overrides
 from powercast.core.config import PowercastConfig
 from powercast.core.errors import ConfigError
+from powercast.core.settings import INGEST_SETTINGS, settings
 from powercast.store.ingest import IngestReport, ingest_paths
 from powercast.store.quarantine import read_quarantine
 from powercast.store.readings import PartitionSummary, summarize_partitions
 from powercast.store.replay import replay_days
+
+INGEST_OPTIONS = settings(INGEST_SETTINGS)
+
+
+def ingest_overrides(args: argparse.Namespace) -> dict[str, object]:
+    """Return the dotted configuration keys set by ``powercast ingest``'s options."""
+    return setting_overrides(args, INGEST_OPTIONS)
 
 
 def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -28,7 +37,8 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
     )
     ingest.add_argument("paths", nargs="+", metavar="PATH", help="file or landing folder (local path or URI)")
     ingest.add_argument("--run-id", help="run id to record in the manifest and quarantine (default: a fresh one)")
-    ingest.set_defaults(handler=run_ingest)
+    add_setting_options(ingest, INGEST_OPTIONS)
+    ingest.set_defaults(handler=run_ingest, config_overrides=ingest_overrides)
 
     replay = subparsers.add_parser(
         "replay",

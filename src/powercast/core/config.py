@@ -36,6 +36,9 @@ Cell = Literal["gru", "lstm"]
 CELL_NAMES: tuple[str, ...] = get_args(Cell)
 Scheduler = Literal["onecycle", "plateau", "none"]
 SCHEDULER_NAMES: tuple[str, ...] = get_args(Scheduler)
+# What a UCI file's house can be split into: its total and the channels measured inside it.
+Channel = Literal["total", "kitchen", "laundry", "heater_ac", "rest"]
+CHANNEL_NAMES: tuple[str, ...] = get_args(Channel)
 HiddenSize = Annotated[int, Field(ge=1, le=2048)]
 
 
@@ -69,6 +72,15 @@ class IngestConfig(_Section):
     )
     default_meter_id: str = Field(
         "sceaux_household", description="meter_id given to UCI-format rows, which carry no meter column."
+    )
+    channel_meters: list[Channel] = Field(
+        default_factory=lambda: ["total"],
+        min_length=1,
+        max_length=len(CHANNEL_NAMES),
+        title="Channel meters",
+        description="Which channels of a UCI file become meters: 'total' (the house, default_meter_id), the "
+        "sub-meters 'kitchen', 'laundry', 'heater_ac' and 'rest' (total minus the three), each stored as "
+        "<default_meter_id>.<channel> in kW.",
     )
     voltage_min_v: float = Field(180.0, description="Readings with a voltage below this are quarantined.")
     voltage_max_v: float = Field(280.0, description="Readings with a voltage above this are quarantined.")

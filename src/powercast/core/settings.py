@@ -18,6 +18,9 @@ from pydantic.fields import FieldInfo
 from powercast.core.config import PowercastConfig
 from powercast.core.errors import ConfigError
 
+# What an ingest (and the nightly run's ingest) lets a person change.
+INGEST_SETTINGS: tuple[str, ...] = ("ingest.channel_meters",)
+
 # What the train and nightly runs let a person change, in form order.
 TRAINING_SETTINGS: tuple[str, ...] = (
     "train.cells",
@@ -110,4 +113,4 @@ def settings(keys: tuple[str, ...]) -> tuple[Setting, ...]:
     return tuple(setting(key) for key in keys)
 
 
-__all__ = ["TRAINING_SETTINGS", "Setting", "setting", "settings"]
+__all__ = ["INGEST_SETTINGS", "TRAINING_SETTINGS", "Setting", "setting", "settings"]

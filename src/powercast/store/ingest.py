@@ -34,6 +34,7 @@ from powercast.core.schemas import (
 from powercast.io.atomic import TEMP_PREFIX, is_uri, resolve_filesystem
 from powercast.io.locking import DEFAULT_LOCK_TIMEOUT_S, INGEST_LOCK_NAME, named_lock
 from powercast.io.runs import new_run_id
+from powercast.store.channels import split_channels
 from powercast.store.manifest import append_manifest, find_ingested, ingested_sha256s
 from powercast.store.quarantine import write_quarantine
 from powercast.store.readings import UpsertOutcome, upsert_readings
@@ -172,14 +173,19 @@ def _check_every_line_counted(source: SourceFile, rows_in: int, readings: pa.Tab
         )
 
 
-def _store_readings(root: str, source: SourceFile, readings: pa.Table) -> UpsertOutcome:
-    """Return what upserting ``readings`` (tagged with the file's sha256) into the store changed."""
+def _store_readings(config: PowercastConfig, source: SourceFile, readings: pa.Table) -> UpsertOutcome:
+    """Return what upserting ``readings`` (tagged with the file's sha256) into the store changed.
+
+    A UCI file's lines become one row per line and configured channel meter (``ingest.channel_meters``).
+    """
+    if source.source_format.kind == "uci":
+        readings = split_channels(readings, config.ingest.channel_meters)
     # Dictionary-encoded in memory (4 bytes a row, not 64); the store casts each partition to string.
     sha_column = pa.DictionaryArray.from_arrays(
         pa.array(np.zeros(readings.num_rows, dtype=np.int32)), pa.array([source.sha256])
     )
     to_store = readings.drop_columns(["line_number"]).append_column("source_sha256", sha_column)
-    return upsert_readings(root, to_store)
+    return upsert_readings(config.root, to_store)
 
 
 def _quarantine_rows(source: SourceFile, run_id: str, rejected: pa.Table, now: pa.Scalar) -> pa.Table:
@@ -236,7 +242,7 @@ def ingest_file(source: SourceFile, config: PowercastConfig, run_id: str, progre
     now = pa.scalar(datetime.now(timezone.utc), type=UTC_US)
     # Store, then quarantine, then manifest: the manifest row is written last, so a file whose
     # writes failed part-way is not recorded as ingested and is ingested again next time.
-    outcome = _store_readings(config.root, source, readings)
+    outcome = _store_readings(config, source, readings)
     quarantine = _quarantine_rows(source, run_id, rejected, now)
     write_quarantine(config.root, run_id, source.sha256, quarantine)
     report = IngestReport(
