@@ -25,7 +25,8 @@ from powercast.serving.contract import ForecastBatch
 from powercast.serving.publish import PublishedBatch
 
 
-@flow(name="forecast-meter", flow_run_name="forecast {meter_id}")
+# validate_parameters=False: an internal subflow that may run on a Dask worker (see flows/fleet.py).
+@flow(name="forecast-meter", flow_run_name="forecast {meter_id}", validate_parameters=False)
 def forecast_one_meter(
     config: PowercastConfig, meter_id: str, run_id: str, issued_at_utc: datetime | None, lock_timeout_s: float
 ) -> ForecastBatch:

@@ -12,8 +12,6 @@ import os
 import sys
 import time
 from collections import Counter
-from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 
 if __package__ in (None, ""):  # run as a script: `flows` is imported from the repository root
@@ -21,26 +19,21 @@ if __package__ in (None, ""):  # run as a script: `flows` is imported from the r
 
 from prefect import flow
 
-from flows.forecast import forecast_one_meter
+from flows.fleet import fleet_task_runner, serve_fleet
 from flows.params import NightlyParams
 from flows.tasks import (
     RunRecord,
     current_run_id,
     fail_on,
     find_meters,
-    has_new_readings,
     ingest_new_files,
     plot_forecasts,
     publish_forecasts,
     report_plan,
     report_run,
-    split_by_outcome,
 )
-from flows.train import MeterTraining, record_trainings, retrain_meter
-from powercast.core.config import PowercastConfig
+from flows.train import record_trainings
 from powercast.io.atomic import is_uri
-from powercast.io.locking import meter_lock
-from powercast.serving.contract import ForecastBatch
 from powercast.serving.publish import PublishedBatch
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -51,32 +44,6 @@ SAMPLE_TRAINING = {
     "max_epochs": 8,
     "max_time_s": 90.0,
 }
-
-
-@dataclass(frozen=True, eq=False)
-class MeterNight:
-    """One meter's night: its training (None when there was nothing new) and its forecast batch."""
-
-    training: MeterTraining | None
-    skipped_training: str | None
-    batch: ForecastBatch
-
-
-@flow(name="meter-night", flow_run_name="night {meter_id}")
-def meter_night(
-    config: PowercastConfig,
-    meter_id: str,
-    run_id: str,
-    as_of_utc: datetime | None,
-    force_retrain: bool,
-    lock_timeout_s: float,
-) -> MeterNight:
-    """Retrain one meter when it has new readings (or when forced), then forecast it, under its lock."""
-    with meter_lock(config.root, meter_id, timeout_s=lock_timeout_s, holder=run_id):
-        retrain = force_retrain or has_new_readings(config, meter_id)
-        training = retrain_meter(config, meter_id, run_id, as_of_utc, lock_timeout_s) if retrain else None
-        batch = forecast_one_meter(config, meter_id, run_id, as_of_utc, lock_timeout_s)
-    return MeterNight(training, None if retrain else "no readings newer than the champion's data", batch)
 
 
 @flow(name="nightly")
@@ -92,13 +59,11 @@ def nightly(params: NightlyParams = NightlyParams()) -> list[PublishedBatch]:
     record.ingested = ingest_new_files(config, landing_dir, record.run_id, params.lock_timeout_s)
     meters = find_meters(config, params.meters)
     as_of_utc = params.as_of_utc(config)
-    states = {
-        meter_id: meter_night(
-            config, meter_id, record.run_id, as_of_utc, params.force_retrain, params.lock_timeout_s, return_state=True
-        )
-        for meter_id in meters
-    }
-    nights, record.failures = split_by_outcome(states)
+    fleet = serve_fleet.with_options(task_runner=fleet_task_runner(config))
+    nights, record.failures = fleet(
+        config, meters, record.run_id, as_of_utc, params.force_retrain, params.lock_timeout_s
+    )
+    record.meter_seconds = {meter_id: night.elapsed_s for meter_id, night in nights.items()}
     record_trainings(record, {meter_id: night.training for meter_id, night in nights.items() if night.training})
     record.not_retrained = {
         meter_id: night.skipped_training for meter_id, night in nights.items() if not night.training

@@ -16,7 +16,7 @@ from pydantic.fields import FieldInfo
 
 from powercast.core.config import PowercastConfig, load_config, parse_timezone
 from powercast.core.schemas import METER_ID_PATTERN
-from powercast.core.settings import INGEST_SETTINGS, TRAINING_SETTINGS, setting, settings
+from powercast.core.settings import FLEET_SETTINGS, INGEST_SETTINGS, TRAINING_SETTINGS, setting, settings
 from powercast.io import layout
 from powercast.io.locking import DEFAULT_LOCK_TIMEOUT_S
 
@@ -163,6 +163,6 @@ class _NightlyOptions(TrainingParams, _LandingParams):
 NightlyParams = with_settings(
     "NightlyParams",
     _NightlyOptions,
-    INGEST_SETTINGS,
+    (*INGEST_SETTINGS, *FLEET_SETTINGS),
     "Parameters of the nightly flow: ingest, retrain when there is news, forecast, publish.",
 )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import re
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -44,7 +45,7 @@ from powercast.io.atomic import is_uri, resolve_filesystem
 from powercast.io.locking import PUBLISH_LOCK_NAME, named_lock
 from powercast.io.runs import new_run_id
 from powercast.prepare.resample import freq_timedelta
-from powercast.prepare.series import PreparedSeries
+from powercast.prepare.series import PreparedSeries, SeriesSummary
 from powercast.reporting.forecast_plot import CONTEXT_STEPS, actual_kw, plot_forecast
 from powercast.serving.contract import ForecastBatch, compact_utc
 from powercast.serving.publish import PublishedBatch
@@ -79,6 +80,11 @@ def ingest_new_files(
 ) -> list[IngestReport]:
     """Ingest every landing file not ingested yet; return one report per file ingested."""
     logger = get_run_logger()
+    filesystem, landing_path = resolve_filesystem(landing_dir)
+    if filesystem.get_file_info(landing_path).type == pafs.FileType.NotFound:
+        # A night with no landing folder yet (nothing has arrived) still forecasts from the store.
+        logger.warning("landing folder %s does not exist: nothing to ingest tonight", landing_dir)
+        return []
     # ingest_paths holds the ingest lock itself.
     reports = powercast.store.ingest.ingest_paths(
         [landing_dir], config, run_id=run_id, progress=False, lock_timeout_s=lock_timeout_s
@@ -240,7 +246,8 @@ class RunRecord:
 
     run_id: str
     ingested: list[IngestReport] = field(default_factory=list)
-    prepared: dict[str, PreparedSeries] = field(default_factory=dict)
+    series: dict[str, SeriesSummary] = field(default_factory=dict)
+    meter_seconds: dict[str, float] = field(default_factory=dict)
     outcomes: dict[str, TrainingOutcome] = field(default_factory=dict)
     not_retrained: dict[str, str] = field(default_factory=dict)
     batches: list[ForecastBatch] = field(default_factory=list)
@@ -285,11 +292,11 @@ def _data_lines(record: RunRecord) -> list[str]:
         f"rows quarantined: {sum(r.rows_quarantined for r in ingested)}; "
         f"rows replaced: {sum(r.rows_replaced for r in ingested)}"
     ]
-    for meter_id, series in record.prepared.items():
-        excluded = ", ".join(f"{split} {sum(reasons.values())}" for split, reasons in series.exclusions.items())
+    for meter_id, series in record.series.items():
+        excluded = ", ".join(f"{split} {count}" for split, count in series.windows_excluded.items())
         lines.append(
-            f"- {meter_id}: {len(series.index_utc)} steps of {series.index_utc[0]:%Y-%m-%d} .. "
-            f"{series.index_utc[-1]:%Y-%m-%d}, {int(np.isnan(series.target_kw).sum())} still missing after "
+            f"- {meter_id}: {series.steps} steps of {series.first_utc:%Y-%m-%d} .. "
+            f"{series.last_utc:%Y-%m-%d}, {series.missing_steps} still missing after "
             f"interpolation (long gaps); windows left out: {excluded or 'none'}"
         )
     return lines
@@ -310,6 +317,24 @@ def _decision_lines(record: RunRecord) -> list[str]:
         )
     lines += [f"- **{meter_id}**: not retrained: {why}" for meter_id, why in record.not_retrained.items()]
     lines += [f"- **{meter_id}**: FAILED: {error}" for meter_id, error in record.failures.items()]
+    return lines
+
+
+SLOWEST_SHOWN = 5
+
+
+def _fleet_lines(record: RunRecord) -> list[str]:
+    """Return the fleet at a glance: meters served and failed, which model served them, the slowest."""
+    by_model = Counter(batch.model for batch in record.batches)
+    served = ", ".join(f"{model} {count}" for model, count in sorted(by_model.items())) or "none"
+    slowest = sorted(record.meter_seconds.items(), key=lambda item: item[1], reverse=True)[:SLOWEST_SHOWN]
+    lines = [
+        f"- meters served: {len(record.batches)} of {len(record.batches) + len(record.failures)}; "
+        f"failed: {len(record.failures)}" + (f" ({', '.join(sorted(record.failures))})" if record.failures else ""),
+        f"- served by: {served}",
+    ]
+    if slowest:
+        lines.append("- slowest meters: " + ", ".join(f"{meter_id} {seconds:.1f} s" for meter_id, seconds in slowest))
     return lines
 
 
@@ -357,7 +382,8 @@ def report_run(record: RunRecord) -> None:
             description=f"Validation scores (kW) of challengers, baselines and champion; run {record.run_id}",
         )
     lines = [f"# powercast {flow_name} run `{record.run_id}`", ""]
-    lines += ["## Decisions", "", *_decision_lines(record), ""] if record.prepared or record.failures else []
+    lines += ["## Fleet", "", *_fleet_lines(record), ""] if record.meter_seconds or record.failures else []
+    lines += ["## Decisions", "", *_decision_lines(record), ""] if record.series or record.failures else []
     lines += ["## Data", "", *_data_lines(record), "", "## Forecasts", "", *_forecast_lines(record)]
     create_markdown_artifact(
         key=_artifact_key(f"report-{flow_name}"),

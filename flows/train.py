@@ -31,20 +31,26 @@ from flows.tasks import (
 )
 from powercast.core.config import PowercastConfig
 from powercast.io.locking import meter_lock
-from powercast.prepare.series import PreparedSeries
+from powercast.prepare.series import SeriesSummary
 from powercast.training.pipeline import TrainingOutcome
 
 
 @dataclass(frozen=True, eq=False)
 class MeterTraining:
-    """One meter's training: the series it learned from, what was decided, and the cells that failed (cell → error)."""
+    """One meter's training: the series it learned from (in numbers), what was decided, the cells that failed."""
 
-    prepared: PreparedSeries
+    series: SeriesSummary
     outcome: TrainingOutcome
     failed_cells: dict[str, str]
 
 
-@flow(name="train-meter", flow_run_name="train {meter_id}", task_runner=ThreadPoolTaskRunner(max_workers=1))
+# validate_parameters=False: an internal subflow that may run on a Dask worker (see flows/fleet.py).
+@flow(
+    name="train-meter",
+    flow_run_name="train {meter_id}",
+    task_runner=ThreadPoolTaskRunner(max_workers=1),
+    validate_parameters=False,
+)
 def retrain_meter(
     config: PowercastConfig, meter_id: str, run_id: str, end_utc: datetime | None, lock_timeout_s: float
 ) -> MeterTraining:
@@ -53,12 +59,12 @@ def retrain_meter(
         prepared = prepare_training_series(config, meter_id, end_utc)
         fits, failed_cells = train_candidates(config, prepared, run_id)
         outcome = decide_champion(config, prepared, run_id, fits)
-    return MeterTraining(prepared=prepared, outcome=outcome, failed_cells=failed_cells)
+    return MeterTraining(series=prepared.summary(), outcome=outcome, failed_cells=failed_cells)
 
 
 def record_trainings(record: RunRecord, trainings: dict[str, MeterTraining]) -> None:
     """Put each meter's series and outcome in ``record``, and its failed cells among the failures."""
-    record.prepared |= {meter_id: training.prepared for meter_id, training in trainings.items()}
+    record.series |= {meter_id: training.series for meter_id, training in trainings.items()}
     record.outcomes |= {meter_id: training.outcome for meter_id, training in trainings.items()}
     record.failures |= {
         meter_id: "cells left out of the selection: "

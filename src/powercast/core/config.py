@@ -246,6 +246,29 @@ class ForecastConfig(_Section):
     )
 
 
+class FleetConfig(_Section):
+    """How a night spreads its per-meter work: one meter after another, or over a Dask cluster."""
+
+    task_runner: Literal["sequential", "dask"] = Field(
+        "sequential",
+        title="Task runner",
+        description="'sequential': one meter after another in the flow's process; 'dask': every meter as a task "
+        "on a Dask cluster (a local cluster of processes, or dask_address).",
+    )
+    dask_address: str | None = Field(
+        None,
+        title="Dask scheduler address",
+        description="Address of an existing Dask scheduler (tcp://host:8786); empty: start a local cluster.",
+    )
+    dask_workers: int = Field(
+        2,
+        ge=1,
+        le=512,
+        title="Local Dask workers",
+        description="Worker processes of the local Dask cluster, one thread each (training is not thread-safe).",
+    )
+
+
 class PowercastConfig(_Section):
     """Everything a run needs, passed down explicitly."""
 
@@ -254,6 +277,7 @@ class PowercastConfig(_Section):
     prepare: PrepareConfig = Field(default_factory=PrepareConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     forecast: ForecastConfig = Field(default_factory=ForecastConfig)
+    fleet: FleetConfig = Field(default_factory=FleetConfig)
 
     def with_overrides(self, overrides: dict[str, Any]) -> PowercastConfig:
         """Return a copy with dotted-key overrides applied (``{"train.max_epochs": 3}``)."""

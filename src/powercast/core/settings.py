@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal, Optional, get_args, get_origin
+from types import UnionType
+from typing import Annotated, Any, Literal, Optional, Union, get_args, get_origin
 
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
@@ -20,6 +21,9 @@ from powercast.core.errors import ConfigError
 
 # What an ingest (and the nightly run's ingest) lets a person change.
 INGEST_SETTINGS: tuple[str, ...] = ("ingest.channel_meters",)
+
+# How the nightly run spreads per-meter work.
+FLEET_SETTINGS: tuple[str, ...] = ("fleet.task_runner", "fleet.dask_address", "fleet.dask_workers")
 
 # What the train and nightly runs let a person change, in form order.
 TRAINING_SETTINGS: tuple[str, ...] = (
@@ -73,6 +77,8 @@ class Setting:
     def scalar_type(self) -> tuple[type, tuple[Any, ...] | None, bool]:
         """Return ``(python type, allowed values or None, is a list)`` of the setting's values."""
         annotation = self.field.annotation
+        if get_origin(annotation) in (Union, UnionType):  # ``str | None``: the value's type is the other one
+            (annotation,) = [arg for arg in get_args(annotation) if arg is not type(None)]
         is_list = get_origin(annotation) is list
         if is_list:
             (annotation,) = get_args(annotation)
@@ -113,4 +119,4 @@ def settings(keys: tuple[str, ...]) -> tuple[Setting, ...]:
     return tuple(setting(key) for key in keys)
 
 
-__all__ = ["INGEST_SETTINGS", "TRAINING_SETTINGS", "Setting", "setting", "settings"]
+__all__ = ["FLEET_SETTINGS", "INGEST_SETTINGS", "TRAINING_SETTINGS", "Setting", "setting", "settings"]

@@ -90,6 +90,29 @@ class PreparedSeries:
     split_bounds_utc: dict[str, tuple[pd.Timestamp, pd.Timestamp]]
     gap_report: GapReport
 
+    def summary(self) -> SeriesSummary:
+        """Return what the series holds in a few numbers (for run reports; cheap to send between processes)."""
+        return SeriesSummary(
+            meter_id=self.meter_id,
+            steps=len(self.index_utc),
+            first_utc=self.index_utc[0],
+            last_utc=self.index_utc[-1],
+            missing_steps=int(np.isnan(self.target_kw).sum()),
+            windows_excluded={split: sum(reasons.values()) for split, reasons in self.exclusions.items()},
+        )
+
+
+@dataclass(frozen=True)
+class SeriesSummary:
+    """A prepared series in a few numbers: its grid, what stayed missing, and windows left out per split."""
+
+    meter_id: str
+    steps: int
+    first_utc: pd.Timestamp
+    last_utc: pd.Timestamp
+    missing_steps: int  # still missing after short-gap interpolation (long gaps)
+    windows_excluded: dict[str, int]
+
 
 def _readings_frame(readings: pa.Table | pd.DataFrame, columns: tuple[str, ...]) -> pd.DataFrame:
     if isinstance(readings, pa.Table):
