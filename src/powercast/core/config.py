@@ -231,6 +231,28 @@ class TrainConfig(_Section):
         description="torch intra-op threads while training on CPU; 0 keeps torch's default (one per core). "
         "Use 1 on a machine shared with other busy processes: oversubscribed threads spin and slow training.",
     )
+    scope: Literal["local", "global", "both"] = Field(
+        "local",
+        title="Model scope",
+        description="'local': a model per meter; 'global': one model per cell trained on every meter's windows "
+        "(each meter scaled by its own training statistics); 'both': both compete. Selection is always per meter.",
+    )
+    global_steps_per_epoch: int = Field(
+        200,
+        ge=1,
+        le=100_000,
+        title="Global steps per epoch",
+        description="Batches a global model trains on per epoch, sampled from every meter's training windows: "
+        "its cost follows this budget, not the size of the fleet.",
+    )
+    global_val_windows: int = Field(
+        4096,
+        ge=1,
+        le=1_000_000,
+        title="Global validation windows",
+        description="Validation windows, sampled across meters, that early-stop a global model (each meter's "
+        "selection then scores it on all of that meter's validation windows).",
+    )
     seed: int = Field(42, description="Seed of weights and shuffling; CPU runs with one seed give identical metrics.")
 
 

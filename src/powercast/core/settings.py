@@ -38,6 +38,8 @@ TRAINING_SETTINGS: tuple[str, ...] = (
     "train.max_time_s",
     "train.cpu_threads",
     "train.accelerator",
+    "train.scope",
+    "train.global_steps_per_epoch",
 )
 
 

@@ -6,10 +6,12 @@ base array when asked for, so memory stays O(series length) rather than O(window
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import pytorch_lightning as pl
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import ConcatDataset, DataLoader, Dataset, RandomSampler, Subset
 
 from powercast.core.errors import DataPreparationError
 from powercast.prepare.series import PreparedSeries
@@ -146,3 +148,38 @@ class WindowDataModule(pl.LightningDataModule):
     def test_dataloader(self) -> DataLoader[tuple[torch.Tensor, torch.Tensor]]:
         """Return the test loader, in time order."""
         return self._loader("test", False)
+
+
+def _fleet_windows(series: Sequence[PreparedSeries], split: str) -> ConcatDataset:
+    """Return every meter's ``split`` windows as one dataset; each window reads its own meter's scaled arrays."""
+    datasets = [window_dataset(item, item.window_starts[split]) for item in series if len(item.window_starts[split])]
+    if not datasets:
+        raise DataPreparationError(
+            f"no meter of the {len(series)} given has a usable {split} window; ingest more readings or widen the split"
+        )
+    return ConcatDataset(datasets)
+
+
+def fleet_train_loader(
+    series: Sequence[PreparedSeries], batch_size: int, n_batches: int, seed: int
+) -> DataLoader[tuple[torch.Tensor, torch.Tensor]]:
+    """Return a loader of ``n_batches`` batches per pass, sampled with replacement from every meter's training windows.
+
+    A pass costs ``n_batches`` batches however many meters there are: a global model trains on a
+    budget of steps, not on full passes over the fleet's windows.
+    """
+    dataset = _fleet_windows(series, "train")
+    generator = torch.Generator().manual_seed(seed)
+    sampler = RandomSampler(dataset, replacement=True, num_samples=n_batches * batch_size, generator=generator)
+    return DataLoader(dataset, batch_size=batch_size, sampler=sampler)
+
+
+def fleet_val_loader(
+    series: Sequence[PreparedSeries], batch_size: int, max_windows: int, seed: int
+) -> DataLoader[tuple[torch.Tensor, torch.Tensor]]:
+    """Return a loader over at most ``max_windows`` validation windows drawn once (seeded) across meters."""
+    dataset = _fleet_windows(series, "val")
+    if len(dataset) > max_windows:
+        chosen = np.sort(np.random.default_rng(seed).choice(len(dataset), size=max_windows, replace=False))
+        dataset = Subset(dataset, chosen.tolist())
+    return DataLoader(dataset, batch_size=batch_size, shuffle=False)

@@ -125,9 +125,18 @@ def device_label(accelerator: str) -> str:
     return "cpu"
 
 
-def build_forecaster(prepared: PreparedSeries, config: TrainConfig, cell: str) -> RNNForecaster:
-    """Return an untrained ``RNNForecaster`` sized for ``prepared`` and configured by ``config``."""
-    target_scale_kw = float(prepared.scaler.inverse_target_kw(np.array(1.0)) - prepared.scaler.inverse_target_kw(np.array(0.0)))
+def target_scale_kw(prepared: PreparedSeries) -> float:
+    """Return how many kW one scaled unit of ``prepared``'s target is (to log validation MAE in kW)."""
+    return float(prepared.scaler.inverse_target_kw(np.array(1.0)) - prepared.scaler.inverse_target_kw(np.array(0.0)))
+
+
+def build_forecaster(
+    prepared: PreparedSeries, config: TrainConfig, cell: str, scale_kw: float | None = None
+) -> RNNForecaster:
+    """Return an untrained ``RNNForecaster`` sized for ``prepared`` and configured by ``config``.
+
+    ``scale_kw`` (kW per scaled unit, for the logged ``val_mae_kw``) defaults to ``prepared``'s own.
+    """
     return RNNForecaster(
         n_features=len(prepared.feature_names),
         lookback_steps=prepared.lookback_steps,
@@ -140,7 +149,7 @@ def build_forecaster(prepared: PreparedSeries, config: TrainConfig, cell: str) -
         learning_rate=config.learning_rate,
         weight_decay=config.weight_decay,
         scheduler=config.scheduler,
-        target_scale_kw=target_scale_kw,
+        target_scale_kw=target_scale_kw(prepared) if scale_kw is None else scale_kw,
         n_members=config.ensemble_members,
     )
 

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -65,6 +65,8 @@ from powercast.training.selection import Decision, select_winner
 
 # "val" (every validation window) decides the winner; the day-ahead window sets hold only
 # windows issued at local midnight, as forecasts are in service.
+# Contestant names of global models end in this: "gru_global".
+GLOBAL_SUFFIX = "global"
 SELECTION_SET = "val"
 # Window sets scored with a challenger's held-out fit (and a champion's): a model refit on the
 # validation windows has seen their targets, so it is scored only on the test sets.
@@ -242,6 +244,9 @@ class ChallengerFit:
         Why there was no refit (switched off, the time budget, or a failed refit); None after a refit.
     discarded_refit_s : float
         Seconds spent on a refit that was then not served (cut by the budget or failed).
+    scope : {"local", "global"}
+        Trained on this meter alone, or one model trained on every meter's windows (the same
+        module for every meter; its forecasts here are this meter's).
     """
 
     cell: str
@@ -250,6 +255,12 @@ class ChallengerFit:
     refit: FitResult | None = None
     refit_skipped: str | None = None
     discarded_refit_s: float = 0.0
+    scope: Literal["local", "global"] = "local"
+
+    @property
+    def name(self) -> str:
+        """Return the contestant's name on the leaderboard and in version names (``gru``, ``gru_global``)."""
+        return self.cell if self.scope == "local" else f"{self.cell}_{GLOBAL_SUFFIX}"
 
     @property
     def served_module(self) -> RNNForecaster:
@@ -383,14 +394,14 @@ def _check_fits(meter_id: str, fits: Sequence[ChallengerFit], windows: dict[str,
     """Raise TrainingError unless ``fits`` are distinct cells forecasting exactly ``windows``."""
     if not fits:
         raise TrainingError(f"meter {meter_id!r}: no trained challenger to select from; train at least one cell")
-    cells = [challenger.cell for challenger in fits]
-    if len(set(cells)) != len(cells):
-        raise TrainingError(f"meter {meter_id!r}: cells {cells} were given more than once; pass one fit per cell")
+    names = [challenger.name for challenger in fits]
+    if len(set(names)) != len(names):
+        raise TrainingError(f"meter {meter_id!r}: challengers {names} were given more than once; pass one fit each")
     for challenger in fits:
         shapes = {name: forecast.shape[0] for name, forecast in challenger.forecasts_kw.items()}
         if shapes != {name: len(starts) for name, starts in windows.items()}:
             raise TrainingError(
-                f"meter {meter_id!r}: the {challenger.cell} challenger was scored on other windows than the given "
+                f"meter {meter_id!r}: the {challenger.name} challenger was scored on other windows than the given "
                 "series has; fit it on this series with fit_challenger"
             )
 
@@ -428,17 +439,20 @@ def select_and_register(
     windows = selectable_windows(prepared)
     _check_fits(meter_id, fits, windows)
     board = _score_contestants(config, meter_id, prepared, fits, windows)
-    decision = _decide(board, [challenger.cell for challenger in fits])
-    versions = {challenger.cell: version_name(run_id, challenger.cell) for challenger in fits}
+    decision = _decide(board, [challenger.name for challenger in fits])
+    versions = {challenger.name: version_name(run_id, challenger.name) for challenger in fits}
     intervals = _calibrate_intervals(config, board, fits)
     leaderboard = _leaderboard(run_id, meter_id, board, fits, versions, intervals, decision)
     for challenger in fits:
-        _register_challenger(
-            config, run_id, prepared, challenger, versions[challenger.cell], leaderboard, intervals[challenger.cell]
-        )
+        # A global model is one network for the whole fleet: it is written under a meter only where
+        # it wins, so the registry does not hold a copy per meter per night.
+        if challenger.scope == "local" or decision.winner == challenger.name:
+            _register_challenger(
+                config, run_id, prepared, challenger, versions[challenger.name], leaderboard, intervals[challenger.name]
+            )
     champion_after = _promote_and_record(config, meter_id, run_id, decision, versions)
     run_dir = _run_dir(config, run_id, meter_id)
-    curves = {challenger.cell: challenger.fit.curves for challenger in fits}
+    curves = {challenger.name: challenger.fit.curves for challenger in fits}
     _write_run_report(config, run_dir, run_id, meter_id, leaderboard, decision, champion_after, curves)
     return TrainingOutcome(
         meter_id=meter_id,
@@ -447,8 +461,8 @@ def select_and_register(
         decision=decision,
         champion_version=champion_after,
         versions=versions,
-        devices={challenger.cell: challenger.device for challenger in fits},
-        elapsed_s={challenger.cell: challenger.elapsed_s for challenger in fits},
+        devices={challenger.name: challenger.device for challenger in fits},
+        elapsed_s={challenger.name: challenger.elapsed_s for challenger in fits},
         run_dir=run_dir,
     )
 
@@ -485,7 +499,7 @@ def _score_contestants(
     actual_kw = {name: window_targets_kw(prepared, starts) for name, starts in windows.items()}
     train_start, train_end = prepared.split_bounds_utc["train"]
     train_rows = (prepared.index_utc >= train_start) & (prepared.index_utc < train_end)
-    forecasts_kw: dict[str, dict[str, np.ndarray]] = {challenger.cell: challenger.forecasts_kw for challenger in fits}
+    forecasts_kw: dict[str, dict[str, np.ndarray]] = {challenger.name: challenger.forecasts_kw for challenger in fits}
     for name, baseline in BASELINES.items():
         forecasts_kw[name] = {set_name: baseline(prepared, starts) for set_name, starts in windows.items()}
     champion = load_champion(config.root, meter_id)
@@ -539,8 +553,8 @@ def _calibrate_intervals(
     """Return each challenger's conformal intervals, fitted on its held-out validation residuals."""
     truth_kw, slots = board.actual_kw[SELECTION_SET], board.slots[SELECTION_SET]
     return {
-        challenger.cell: ConformalIntervals(config.forecast.interval_coverage).fit(
-            truth_kw, board.forecasts_kw[challenger.cell][SELECTION_SET], slots, board.n_slots
+        challenger.name: ConformalIntervals(config.forecast.interval_coverage).fit(
+            truth_kw, board.forecasts_kw[challenger.name][SELECTION_SET], slots, board.n_slots
         )
         for challenger in fits
     }
@@ -558,7 +572,7 @@ def _leaderboard(
     """Return one row per contestant and window set: challengers, then baselines, then the champion."""
     rows: list[dict[str, Any]] = []
     for challenger in fits:
-        cell = challenger.cell
+        cell = challenger.name
         for name in board.windows:
             forecast_kw = board.forecasts_kw[cell][name]
             coverage = intervals[cell].coverage_of(board.actual_kw[name], forecast_kw, board.slots[name])
@@ -598,21 +612,21 @@ def _register_challenger(
     intervals: ConformalIntervals,
 ) -> None:
     """Write a challenger's served (and held-out) weights and its model card to the registry."""
-    cell, fit, refit = challenger.cell, challenger.fit, challenger.refit
+    fit, refit = challenger.fit, challenger.refit
     served_start, served_end = prepared.split_bounds_utc["train"]
     if refit is not None:
         served_end = prepared.split_bounds_utc["val"][1]
     index = prepared.index_utc
     record = ModelRecord(
-        cell=cell,
+        cell=challenger.cell,
         scaler=prepared.scaler,
         feature_names=prepared.feature_names,
         prepare_config=config.prepare,
         train_config=config.train,
         training_range_utc=(served_start, served_end),
         data_range_utc=(index[0], index[-1] + (index[1] - index[0])),
-        validation_mae_kw=_row_mae(leaderboard, cell, SELECTION_SET),
-        metrics={row["window_set"]: _metrics_of(row) for row in leaderboard if row["model"] == cell},
+        validation_mae_kw=_row_mae(leaderboard, challenger.name, SELECTION_SET),
+        metrics={row["window_set"]: _metrics_of(row) for row in leaderboard if row["model"] == challenger.name},
         interval_lo_kw=intervals.lo_kw_,
         interval_hi_kw=intervals.hi_kw_,
         interval_coverage=config.forecast.interval_coverage,
@@ -627,6 +641,7 @@ def _register_challenger(
             "refit_epochs": refit.epochs_run if refit is not None else None,
             "refit_skipped": challenger.refit_skipped,
             "ensemble_members": int(fit.module.hparams.n_members),
+            "scope": challenger.scope,
         },
     )
     register_model(

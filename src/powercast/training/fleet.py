@@ -1,0 +1,145 @@
+"""One night's training for a fleet: local models per meter, global models over every meter, selection per meter.
+
+``train.scope`` chooses the contestants. ``local`` (the default) trains each configured cell on
+each meter alone, as ``pipeline.train_meter`` does. ``global`` trains one network per cell on the
+training windows of every meter, each meter scaled by its own training statistics (its
+``PreparedSeries`` already is), on a budget of ``train.global_steps_per_epoch`` sampled batches
+per epoch, early-stopped on a seeded sample of ``train.global_val_windows`` validation windows
+across meters: its cost follows that budget, not the number of meters. ``both`` lets the two
+compete. Selection is per meter, on that meter's own validation windows, among its local cells,
+the global cells (named ``gru_global``, ``lstm_global``), the baselines and its champion.
+
+A global model is served as fitted (no refit on validation: its early stopping already saw a
+sample of every meter's validation windows) and is written to a meter's registry only where it
+wins that meter.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytorch_lightning as pl
+
+from powercast.core.config import PowercastConfig
+from powercast.core.errors import PowercastError, TrainingError
+from powercast.io import layout
+from powercast.io.atomic import resolve_filesystem
+from powercast.prepare.datamodule import fleet_train_loader, fleet_val_loader
+from powercast.prepare.series import PreparedSeries, prepare_meter
+from powercast.training.fit import FitResult, build_forecaster, fit_module, local_log_dir, target_scale_kw
+from powercast.training.pipeline import (
+    ChallengerFit,
+    TrainingOutcome,
+    fit_challenger,
+    forecast_module_kw,
+    scoring_windows,
+    select_and_register,
+)
+
+# Where the global models' logs and checkpoints go: runs/<run_id>/<FLEET_RUN_FOLDER>/<cell>_global.
+FLEET_RUN_FOLDER = "_fleet"
+
+
+@dataclass
+class FleetOutcome:
+    """What a fleet's night of training did: each meter's outcome, and the meters that failed (meter → error)."""
+
+    outcomes: dict[str, TrainingOutcome] = field(default_factory=dict)
+    failures: dict[str, str] = field(default_factory=dict)
+    global_fits: dict[str, FitResult] = field(default_factory=dict)
+
+
+def fit_global(
+    config: PowercastConfig, series: Sequence[PreparedSeries], cell: str, log_dir: str | Path, progress: bool | None
+) -> FitResult:
+    """Return one ``cell`` network trained on the windows of every series, early-stopped on a sample of theirs."""
+    _check_same_inputs(series)
+    train = config.train
+    pl.seed_everything(train.seed, workers=True, verbose=False)
+    train_loader = fleet_train_loader(series, train.batch_size, train.global_steps_per_epoch, train.seed)
+    val_loader = fleet_val_loader(series, train.batch_size, train.global_val_windows, train.seed)
+    # The logged val_mae_kw of a global model is in a typical meter's kW (the median scale).
+    scale_kw = statistics.median(target_scale_kw(item) for item in series)
+    module = build_forecaster(series[0], train, cell, scale_kw=scale_kw)
+    return fit_module(module, train_loader, val_loader, train, f"{cell}_global", log_dir, progress)
+
+
+def _check_same_inputs(series: Sequence[PreparedSeries]) -> None:
+    """Raise TrainingError unless every series has the same features, lookback and horizon."""
+    if not series:
+        raise TrainingError("a global model needs at least one meter's series")
+    shapes = {(item.feature_names, item.lookback_steps, item.horizon_steps) for item in series}
+    if len(shapes) > 1:
+        raise TrainingError(
+            f"a global model needs one input layout, the series have {len(shapes)}: {sorted(map(str, shapes))}"
+        )
+
+
+def global_challengers(
+    config: PowercastConfig, series: Sequence[PreparedSeries], run_id: str, progress: bool | None = None
+) -> tuple[dict[str, list[ChallengerFit]], dict[str, FitResult]]:
+    """Return (meter → its global challengers, cell → the global fit) for every configured cell."""
+    filesystem, base = resolve_filesystem(config.root)
+    fits: dict[str, FitResult] = {}
+    with local_log_dir(filesystem, layout.run_dir(base, run_id, FLEET_RUN_FOLDER), "powercast-global-") as log_dir:
+        for cell in config.train.cells:
+            fits[cell] = fit_global(config, series, cell, log_dir / f"{cell}_global", progress)
+    by_meter = {item.meter_id: [_as_challenger(fit, cell, item) for cell, fit in fits.items()] for item in series}
+    return by_meter, fits
+
+
+def _as_challenger(fit: FitResult, cell: str, prepared: PreparedSeries) -> ChallengerFit:
+    """Return a global fit as one meter's challenger: the shared module, this meter's forecasts."""
+    windows = scoring_windows(prepared)
+    return ChallengerFit(
+        cell=cell,
+        fit=fit,
+        forecasts_kw={name: forecast_module_kw(fit.module, prepared, starts) for name, starts in windows.items()},
+        refit=None,
+        refit_skipped="a global model is served as fitted",
+        scope="global",
+    )
+
+
+def train_fleet(
+    config: PowercastConfig,
+    meter_ids: Sequence[str],
+    run_id: str,
+    progress: bool | None = None,
+) -> FleetOutcome:
+    """Return the outcome of training, selecting and registering tonight's models for every meter.
+
+    A meter whose series cannot be prepared or whose selection fails is recorded in
+    ``failures`` and the others carry on; a global model that cannot be trained fails the call.
+    """
+    outcome = FleetOutcome()
+    series: list[PreparedSeries] = []
+    for meter_id in meter_ids:
+        try:
+            series.append(prepare_meter(config, meter_id))
+        except PowercastError as exc:
+            outcome.failures[meter_id] = str(exc)
+    usable = [item for item in series if len(item.window_starts["val"])]
+    no_validation = [item.meter_id for item in series if not len(item.window_starts["val"])]
+    outcome.failures |= {meter_id: "no validation window to select a model on" for meter_id in no_validation}
+    global_by_meter: dict[str, list[ChallengerFit]] = {}
+    if config.train.scope in ("global", "both") and usable:
+        global_by_meter, outcome.global_fits = global_challengers(config, usable, run_id, progress)
+    for prepared in usable:
+        try:
+            local = (
+                [fit_challenger(config, prepared, cell, run_id, progress) for cell in config.train.cells]
+                if config.train.scope in ("local", "both")
+                else []
+            )
+            fits = local + global_by_meter.get(prepared.meter_id, [])
+            outcome.outcomes[prepared.meter_id] = select_and_register(config, prepared.meter_id, run_id, prepared, fits)
+        except PowercastError as exc:
+            outcome.failures[prepared.meter_id] = str(exc)
+    return outcome
+
+
+__all__ = ["FleetOutcome", "fit_global", "global_challengers", "train_fleet"]
