@@ -1,1 +1,4 @@
-"""Layer 7, reproductions outside the nightly path (the seed preset). Imports any library layer below."""
+"""Layer 7, work outside the nightly path: the seed preset and the synthetic fleet for scale tests.
+
+Imports any library layer below.
+"""
