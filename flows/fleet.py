@@ -19,21 +19,23 @@ from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
 from flows.forecast import forecast_one_meter
-from flows.tasks import has_new_readings, split_by_outcome
+from flows.tasks import has_new_readings, split_by_outcome, split_state
 from flows.train import MeterTraining, retrain_meter
 from powercast.core.config import PowercastConfig
 from powercast.io.locking import meter_lock
 from powercast.serving.contract import ForecastBatch
+from powercast.training.fit import FitResult
 
 
 @dataclass(frozen=True, eq=False)
 class MeterNight:
-    """One meter's night: its training (None when there was nothing new), its batch, and how long it took."""
+    """One meter's night: its training (None when skipped or failed, and why), its batch, how long it took."""
 
     training: MeterTraining | None
     skipped_training: str | None
     batch: ForecastBatch
     elapsed_s: float
+    training_error: str | None = None
 
 
 def fleet_task_runner(config: PowercastConfig) -> TaskRunner:
@@ -60,15 +62,25 @@ def meter_night(
     as_of_utc: datetime | None,
     force_retrain: bool,
     lock_timeout_s: float,
+    global_models: dict[str, FitResult],
 ) -> MeterNight:
-    """Retrain one meter when it has new readings (or when forced), then forecast it, under its lock."""
+    """Retrain one meter when it has new readings (or when forced), then forecast it, under its lock.
+
+    A training that fails leaves the champion in place and the meter is still forecast (by its
+    champion, else the fallback); the failure is reported with the night.
+    """
     started = time.perf_counter()
+    training, training_error = None, None
     with meter_lock(config.root, meter_id, timeout_s=lock_timeout_s, holder=run_id):
         retrain = force_retrain or has_new_readings(config, meter_id)
-        training = retrain_meter(config, meter_id, run_id, as_of_utc, lock_timeout_s) if retrain else None
+        if retrain:
+            state = retrain_meter(
+                config, meter_id, run_id, as_of_utc, lock_timeout_s, global_models, return_state=True
+            )
+            training, training_error = split_state(state)
         batch = forecast_one_meter(config, meter_id, run_id, as_of_utc, lock_timeout_s)
     skipped = None if retrain else "no readings newer than the champion's data"
-    return MeterNight(training, skipped, batch, time.perf_counter() - started)
+    return MeterNight(training, skipped, batch, time.perf_counter() - started, training_error)
 
 
 @task(name="serve-meter", task_run_name="serve {meter_id}", cache_policy=NO_CACHE)
@@ -79,9 +91,10 @@ def serve_meter(
     as_of_utc: datetime | None,
     force_retrain: bool,
     lock_timeout_s: float,
+    global_models: dict[str, FitResult],
 ) -> MeterNight:
     """Return one meter's night, run wherever the task runner put this task."""
-    return meter_night(config, meter_id, run_id, as_of_utc, force_retrain, lock_timeout_s)
+    return meter_night(config, meter_id, run_id, as_of_utc, force_retrain, lock_timeout_s, global_models)
 
 
 # validate_parameters=False: an internal subflow that may run on a Dask worker (see flows/fleet.py).
@@ -93,10 +106,11 @@ def serve_fleet(
     as_of_utc: datetime | None,
     force_retrain: bool,
     lock_timeout_s: float,
+    global_models: dict[str, FitResult],
 ) -> tuple[dict[str, MeterNight], dict[str, str]]:
     """Return (meter → its night, meter → error) after serving every meter on this flow's task runner."""
     futures = {
-        meter_id: serve_meter.submit(config, meter_id, run_id, as_of_utc, force_retrain, lock_timeout_s)
+        meter_id: serve_meter.submit(config, meter_id, run_id, as_of_utc, force_retrain, lock_timeout_s, global_models)
         for meter_id in meters
     }
     for future in futures.values():

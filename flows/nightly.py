@@ -31,10 +31,12 @@ from flows.tasks import (
     publish_forecasts,
     report_plan,
     report_run,
+    train_global_models,
 )
 from flows.train import record_trainings
 from powercast.io.atomic import is_uri
 from powercast.serving.publish import PublishedBatch
+from powercast.training.fleet import trains_global
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SAMPLE_FILE = REPO_ROOT / "data" / "sample" / "household_power_consumption_last120d.txt.gz"
@@ -59,14 +61,20 @@ def nightly(params: NightlyParams = NightlyParams()) -> list[PublishedBatch]:
     record.ingested = ingest_new_files(config, landing_dir, record.run_id, params.lock_timeout_s)
     meters = find_meters(config, params.meters)
     as_of_utc = params.as_of_utc(config)
+    global_models = train_global_models(config, meters, record.run_id, as_of_utc) if trains_global(config) else {}
     fleet = serve_fleet.with_options(task_runner=fleet_task_runner(config))
     nights, record.failures = fleet(
-        config, meters, record.run_id, as_of_utc, params.force_retrain, params.lock_timeout_s
+        config, meters, record.run_id, as_of_utc, params.force_retrain, params.lock_timeout_s, global_models
     )
     record.meter_seconds = {meter_id: night.elapsed_s for meter_id, night in nights.items()}
+    record.failures |= {
+        meter_id: f"training failed, forecast by the model in service: {night.training_error}"
+        for meter_id, night in nights.items()
+        if night.training_error
+    }
     record_trainings(record, {meter_id: night.training for meter_id, night in nights.items() if night.training})
     record.not_retrained = {
-        meter_id: night.skipped_training for meter_id, night in nights.items() if not night.training
+        meter_id: night.skipped_training for meter_id, night in nights.items() if night.skipped_training
     }
     record.batches = [night.batch for night in nights.values()]
     if record.batches:

@@ -37,9 +37,10 @@ import powercast.serving.forecast
 import powercast.serving.publish
 import powercast.store.ingest
 import powercast.store.readings
+import powercast.training.fleet
 import powercast.training.pipeline
 from powercast.core.config import PowercastConfig
-from powercast.core.errors import TrainingError
+from powercast.core.errors import PowercastError, TrainingError
 from powercast.io import layout
 from powercast.io.atomic import is_uri, resolve_filesystem
 from powercast.io.locking import PUBLISH_LOCK_NAME, named_lock
@@ -50,6 +51,7 @@ from powercast.reporting.forecast_plot import CONTEXT_STEPS, actual_kw, plot_for
 from powercast.serving.contract import ForecastBatch, compact_utc
 from powercast.serving.publish import PublishedBatch
 from powercast.store.ingest import IngestReport
+from powercast.training.fit import FitResult
 from powercast.training.pipeline import SELECTION_SET, ChallengerFit, TrainingOutcome
 
 IO_RETRIES = 3
@@ -166,22 +168,52 @@ def train_candidate(config: PowercastConfig, prepared: PreparedSeries, cell: str
 
 
 def train_candidates(
-    config: PowercastConfig, prepared: PreparedSeries, run_id: str
+    config: PowercastConfig, prepared: PreparedSeries, run_id: str, global_models: dict[str, FitResult]
 ) -> tuple[list[ChallengerFit], dict[str, str]]:
-    """Return the trained cells and (cell → error) of those that failed, one ``train_candidate`` task each.
+    """Return the challengers (local cells trained here, tonight's global models) and (cell → error) of failures.
 
-    Every cell is submitted before any is awaited, so the flow's task runner decides whether they
-    run one after the other or side by side. A failed cell is left out and the others still
-    compete; when every cell fails the meter fails with their errors.
+    Local cells (when ``train.scope`` includes them) are one ``train_candidate`` task each, all
+    submitted before any is awaited, so the flow's task runner decides whether they run one after
+    the other or side by side. A failed cell is left out and the others still compete; when no
+    challenger is left the meter fails with their errors.
     """
-    futures = {cell: train_candidate.submit(config, prepared, cell, run_id) for cell in config.train.cells}
+    cells = config.train.cells if config.train.scope in ("local", "both") else []
+    futures = {cell: train_candidate.submit(config, prepared, cell, run_id) for cell in cells}
     for future in futures.values():
         future.wait()
     trained, failed = split_by_outcome({cell: future.state for cell, future in futures.items()})
-    if not trained:
-        detail = "; ".join(f"{cell}: {error}" for cell, error in failed.items())
-        raise TrainingError(f"meter {prepared.meter_id!r}: every cell failed to train ({detail})")
-    return list(trained.values()), failed
+    challengers = list(trained.values()) + [
+        powercast.training.fleet.global_challenger(fit, cell, prepared) for cell, fit in global_models.items()
+    ]
+    if not challengers:
+        detail = "; ".join(f"{cell}: {error}" for cell, error in failed.items()) or "no global model was trained tonight"
+        raise TrainingError(f"meter {prepared.meter_id!r}: no challenger to select from ({detail})")
+    return challengers, failed
+
+
+@task(cache_policy=NO_CACHE, task_run_name="train-global-models")
+def train_global_models(
+    config: PowercastConfig, meters: Sequence[str], run_id: str, end_utc: datetime | None
+) -> dict[str, FitResult]:
+    """Train one network per cell on every meter's windows (``train.scope`` global or both); return cell → fit."""
+    logger = get_run_logger()
+    series = []
+    for meter_id in meters:
+        try:
+            series.append(powercast.prepare.series.prepare_meter(config, meter_id, end_utc=end_utc))
+        except PowercastError as exc:
+            logger.warning("%s left out of the global models: %s", meter_id, exc)
+    usable = [item for item in series if len(item.window_starts["val"])]
+    if not usable:
+        raise TrainingError(f"none of the {len(meters)} meter(s) has validation windows to train a global model on")
+    fits = powercast.training.fleet.fit_global_models(config, usable, run_id, progress=False)
+    for cell, fit in fits.items():
+        logger.info(
+            "global %s trained on %d meters in %.1f s on %s (%d epochs of %d batches, stopped by %s)",
+            cell, len(usable), fit.elapsed_s, fit.device, fit.epochs_run, config.train.global_steps_per_epoch,
+            fit.stopped_by,
+        )
+    return fits
 
 
 @task(cache_policy=NO_CACHE)
@@ -434,6 +466,13 @@ def split_by_outcome(states: dict[str, State[Any]]) -> tuple[dict[str, Any], dic
         if not state.is_completed()
     }
     return completed, failed
+
+
+def split_state(state: State[Any]) -> tuple[Any, str | None]:
+    """Return (result, None) of a completed run, or (None, its error message) of a failed one."""
+    if state.is_completed():
+        return state.result(), None
+    return None, state.message or type(state.result(raise_on_failure=False)).__name__
 
 
 def fail_on(failures: dict[str, str], result: Any) -> Any:

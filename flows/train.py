@@ -28,10 +28,13 @@ from flows.tasks import (
     report_run,
     split_by_outcome,
     train_candidates,
+    train_global_models,
 )
 from powercast.core.config import PowercastConfig
 from powercast.io.locking import meter_lock
 from powercast.prepare.series import SeriesSummary
+from powercast.training.fit import FitResult
+from powercast.training.fleet import trains_global
 from powercast.training.pipeline import TrainingOutcome
 
 
@@ -52,12 +55,18 @@ class MeterTraining:
     validate_parameters=False,
 )
 def retrain_meter(
-    config: PowercastConfig, meter_id: str, run_id: str, end_utc: datetime | None, lock_timeout_s: float
+    config: PowercastConfig,
+    meter_id: str,
+    run_id: str,
+    end_utc: datetime | None,
+    lock_timeout_s: float,
+    global_models: dict[str, FitResult] | None = None,
 ) -> MeterTraining:
-    """Prepare one meter, train each cell as its own task, then select and register, holding the meter's lock."""
+    """Prepare one meter, train each local cell as its own task, then select among them, tonight's global
+    models, the baselines and the champion, and register, holding the meter's lock."""
     with meter_lock(config.root, meter_id, timeout_s=lock_timeout_s, holder=run_id):
         prepared = prepare_training_series(config, meter_id, end_utc)
-        fits, failed_cells = train_candidates(config, prepared, run_id)
+        fits, failed_cells = train_candidates(config, prepared, run_id, global_models or {})
         outcome = decide_champion(config, prepared, run_id, fits)
     return MeterTraining(series=prepared.summary(), outcome=outcome, failed_cells=failed_cells)
 
@@ -80,9 +89,11 @@ def train(params: TrainParams = TrainParams()) -> dict[str, TrainingOutcome]:
     config = params.load_config()
     record = RunRecord(run_id=current_run_id())
     meters = find_meters(config, params.meters)
+    as_of_utc = params.as_of_utc(config)
+    global_models = train_global_models(config, meters, record.run_id, as_of_utc) if trains_global(config) else {}
     states = {
         meter_id: retrain_meter(
-            config, meter_id, record.run_id, params.as_of_utc(config), params.lock_timeout_s, return_state=True
+            config, meter_id, record.run_id, as_of_utc, params.lock_timeout_s, global_models, return_state=True
         )
         for meter_id in meters
     }

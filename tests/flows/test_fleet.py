@@ -9,6 +9,7 @@ report must name it.
 
 from __future__ import annotations
 
+import json
 import shutil
 from dataclasses import dataclass
 from datetime import date
@@ -18,7 +19,12 @@ from typing import Any
 import pandas as pd
 import pytest
 from prefect import get_client
-from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+from prefect.client.schemas.filters import (
+    ArtifactFilter,
+    ArtifactFilterFlowRunId,
+    TaskRunFilter,
+    TaskRunFilterFlowRunId,
+)
 
 from flows.nightly import nightly
 from flows.params import NightlyParams
@@ -119,3 +125,30 @@ def test_the_run_report_names_the_failed_meter_and_the_fleet(sequential_night: F
 def test_dask_and_sequential_runs_publish_identical_batches(sequential_night: FleetNight, dask_night: FleetNight) -> None:
     assert dask_night.state.is_failed() and BROKEN_METER in dask_night.state.message
     pd.testing.assert_frame_equal(_published(dask_night.root), _published(sequential_night.root))
+
+
+def test_a_global_night_trains_one_model_per_cell_for_the_fleet(
+    prefect_harness: None, fleet_store: Path, tmp_path_factory: pytest.TempPathFactory, tiny_training: dict[str, Any]
+) -> None:
+    root = tmp_path_factory.mktemp("night-global") / "root"
+    shutil.copytree(fleet_store, root)
+    params = NightlyParams(
+        root=str(root),
+        lock_timeout_s=30,
+        as_of=date(2010, 11, 5),
+        scope="global",
+        global_steps_per_epoch=10,
+        **{**tiny_training, "cpu_threads": 1},
+    )
+    state = nightly(params, return_state=True)
+    assert state.is_failed() and BROKEN_METER in state.message  # the broken meter still fails alone
+    flow_run_id = state.state_details.flow_run_id
+    with get_client(sync_client=True) as client:
+        task_runs = client.read_task_runs(task_run_filter=TaskRunFilter(flow_run_id=TaskRunFilterFlowRunId(any_=[flow_run_id])))
+    assert [run.name for run in task_runs].count("train-global-models") == 1
+    healthy = {f"sceaux_household{suffix}" for suffix in ("", ".kitchen", ".heater_ac", ".rest")}
+    assert set(_published(root)["meter_id"]) == healthy
+    for meter_id in healthy:
+        (leaderboard,) = (root / "runs").glob(f"*/{meter_id}/leaderboard.json")
+        models = {row["model"] for row in json.loads(leaderboard.read_text())["rows"]}
+        assert {"gru_global", "lstm_global"} <= models and not {"gru", "lstm"} & models

@@ -78,21 +78,18 @@ def _check_same_inputs(series: Sequence[PreparedSeries]) -> None:
         )
 
 
-def global_challengers(
+def fit_global_models(
     config: PowercastConfig, series: Sequence[PreparedSeries], run_id: str, progress: bool | None = None
-) -> tuple[dict[str, list[ChallengerFit]], dict[str, FitResult]]:
-    """Return (meter → its global challengers, cell → the global fit) for every configured cell."""
+) -> dict[str, FitResult]:
+    """Return one global fit per configured cell, trained on ``series`` (logs under ``runs/<run_id>/_fleet``)."""
     filesystem, base = resolve_filesystem(config.root)
-    fits: dict[str, FitResult] = {}
     with local_log_dir(filesystem, layout.run_dir(base, run_id, FLEET_RUN_FOLDER), "powercast-global-") as log_dir:
-        for cell in config.train.cells:
-            fits[cell] = fit_global(config, series, cell, log_dir / f"{cell}_global", progress)
-    by_meter = {item.meter_id: [_as_challenger(fit, cell, item) for cell, fit in fits.items()] for item in series}
-    return by_meter, fits
+        cells = config.train.cells
+        return {cell: fit_global(config, series, cell, log_dir / f"{cell}_global", progress) for cell in cells}
 
 
-def _as_challenger(fit: FitResult, cell: str, prepared: PreparedSeries) -> ChallengerFit:
-    """Return a global fit as one meter's challenger: the shared module, this meter's forecasts."""
+def global_challenger(fit: FitResult, cell: str, prepared: PreparedSeries) -> ChallengerFit:
+    """Return a global fit as one meter's challenger: the shared module, this meter's forecasts in kW."""
     windows = scoring_windows(prepared)
     return ChallengerFit(
         cell=cell,
@@ -102,6 +99,20 @@ def _as_challenger(fit: FitResult, cell: str, prepared: PreparedSeries) -> Chall
         refit_skipped="a global model is served as fitted",
         scope="global",
     )
+
+
+def local_challengers(
+    config: PowercastConfig, prepared: PreparedSeries, run_id: str, progress: bool | None = None
+) -> list[ChallengerFit]:
+    """Return this meter's own fit of each configured cell when ``train.scope`` includes local models."""
+    if config.train.scope not in ("local", "both"):
+        return []
+    return [fit_challenger(config, prepared, cell, run_id, progress) for cell in config.train.cells]
+
+
+def trains_global(config: PowercastConfig) -> bool:
+    """Return whether ``train.scope`` asks for global models tonight."""
+    return config.train.scope in ("global", "both")
 
 
 def train_fleet(
@@ -125,21 +136,25 @@ def train_fleet(
     usable = [item for item in series if len(item.window_starts["val"])]
     no_validation = [item.meter_id for item in series if not len(item.window_starts["val"])]
     outcome.failures |= {meter_id: "no validation window to select a model on" for meter_id in no_validation}
-    global_by_meter: dict[str, list[ChallengerFit]] = {}
-    if config.train.scope in ("global", "both") and usable:
-        global_by_meter, outcome.global_fits = global_challengers(config, usable, run_id, progress)
+    if trains_global(config) and usable:
+        outcome.global_fits = fit_global_models(config, usable, run_id, progress)
     for prepared in usable:
         try:
-            local = (
-                [fit_challenger(config, prepared, cell, run_id, progress) for cell in config.train.cells]
-                if config.train.scope in ("local", "both")
-                else []
-            )
-            fits = local + global_by_meter.get(prepared.meter_id, [])
+            fits = local_challengers(config, prepared, run_id, progress) + [
+                global_challenger(fit, cell, prepared) for cell, fit in outcome.global_fits.items()
+            ]
             outcome.outcomes[prepared.meter_id] = select_and_register(config, prepared.meter_id, run_id, prepared, fits)
         except PowercastError as exc:
             outcome.failures[prepared.meter_id] = str(exc)
     return outcome
 
 
-__all__ = ["FleetOutcome", "fit_global", "global_challengers", "train_fleet"]
+__all__ = [
+    "FleetOutcome",
+    "fit_global",
+    "fit_global_models",
+    "global_challenger",
+    "local_challengers",
+    "train_fleet",
+    "trains_global",
+]
