@@ -52,3 +52,22 @@ def test_help_does_not_load_torch() -> None:
     probe = "import sys; from powercast.cli.main import build_parser; build_parser(); print('torch' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"
+
+
+def test_train_all_meters_with_a_global_scope_prints_one_line_per_meter(
+    tiny_config_file: Path, sample_path: Path, tmp_path: Path, capsys
+) -> None:
+    root = str(tmp_path / "fleet-root")
+    channels = ["total", "kitchen", "rest"]
+    assert main(["ingest", str(sample_path), "--root", root, "--quiet", "--channel-meters", *channels]) == 0
+    capsys.readouterr()
+    status = main(
+        ["train", "--config", str(tiny_config_file), "--root", root, "--all-meters", "--scope", "global", "--quiet"]
+        + ["--run-id", "fleet1"]
+    )
+    out = capsys.readouterr().out
+    assert status == 0
+    assert "train.scope=global" in out and "global gru:" in out and "global lstm:" in out
+    for meter_id in ("sceaux_household", "sceaux_household.kitchen", "sceaux_household.rest"):
+        assert meter_id in out
+        assert read_history(root, meter_id)[-1]["run_id"] == "fleet1"

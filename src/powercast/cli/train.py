@@ -16,6 +16,7 @@ from powercast.core.settings import TRAINING_SETTINGS, settings
 from powercast.io import layout
 from powercast.io.locking import meter_lock
 from powercast.io.runs import new_run_id
+from powercast.store.readings import list_meters
 
 TRAIN_OPTIONS = settings(TRAINING_SETTINGS)
 
@@ -35,7 +36,9 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
         "and print the leaderboard and the decision. --preset seed reproduces the original tutorial "
         "experiment from a raw UCI file instead.",
     )
-    parser.add_argument("--meter", help="meter_id (default: ingest.default_meter_id)")
+    meters = parser.add_mutually_exclusive_group()
+    meters.add_argument("--meter", nargs="+", help="meter id(s) to train (default: ingest.default_meter_id)")
+    meters.add_argument("--all-meters", action="store_true", help="train every meter in the store (a fleet)")
     parser.add_argument("--preset", choices=("default", "seed"), default="default", help="what to train (default: default)")
     add_setting_options(parser.add_argument_group("training settings"), TRAIN_OPTIONS)
     parser.add_argument(
@@ -134,7 +137,7 @@ def run_train(args: argparse.Namespace, config: PowercastConfig) -> int:
     from powercast.experiments.seed_preset import honest_figures, run_seed_preset
     from powercast.training.pipeline import train_meter
 
-    meter_id = args.meter or config.ingest.default_meter_id
+    meter_id = args.meter[0] if args.meter else config.ingest.default_meter_id
     run_id = args.run_id or new_run_id("train")
     progress = False if args.quiet else None
     if args.preset == "seed":
@@ -153,6 +156,9 @@ def run_train(args: argparse.Namespace, config: PowercastConfig) -> int:
         )
         print(seed_summary(result))
         return 0
+    meter_ids = list_meters(config.root) if args.all_meters else (args.meter or [config.ingest.default_meter_id])
+    if len(meter_ids) > 1 or config.train.scope != "local":
+        return _train_fleet(config, meter_ids, run_id, args.lock_timeout_s, progress)
     with meter_lock(config.root, meter_id, args.lock_timeout_s, holder=run_id):
         outcome = train_meter(config, meter_id, run_id, progress=progress)
     print(f"run {run_id}, meter {meter_id}")
@@ -162,3 +168,33 @@ def run_train(args: argparse.Namespace, config: PowercastConfig) -> int:
     print(f"decision: {verdict}: {outcome.decision.reason}")
     print(f"champion: {outcome.champion_version or 'none'}; leaderboard and curves in {outcome.run_dir}")
     return 0
+
+
+def _train_fleet(
+    config: PowercastConfig, meter_ids: list[str], run_id: str, lock_timeout_s: float, progress: bool | None
+) -> int:
+    """Train a fleet (train.scope decides local, global or both), print one line per meter; return the status."""
+    from powercast.training.fleet import train_fleet
+
+    result = train_fleet(config, meter_ids, run_id, progress=progress, lock_timeout_s=lock_timeout_s)
+    print(f"run {run_id}: {len(meter_ids)} meter(s), train.scope={config.train.scope}")
+    for cell, fit in result.global_fits.items():
+        print(f"  global {cell}: {fit.elapsed_s:.1f} s on {fit.device}, {fit.epochs_run} epochs, stopped by {fit.stopped_by}")
+    print(fleet_table(result.outcomes))
+    for meter_id, error in result.failures.items():
+        print(f"{meter_id}: FAILED: {error}")
+    return 1 if result.failures else 0
+
+
+def fleet_table(outcomes: dict[str, TrainingOutcome]) -> str:
+    """Return one line per meter: best challenger and baseline on validation (kW), and the decision."""
+    header = f"{'meter':<32} {'best challenger':<16} {'val MAE':>8} {'best baseline':<20} {'val MAE':>8}  decision"
+    lines = [header, "-" * len(header)]
+    for meter_id, outcome in sorted(outcomes.items()):
+        decision = outcome.decision
+        verdict = f"promoted {decision.winner}" if decision.promoted else f"kept {decision.champion_version or 'none'}"
+        lines.append(
+            f"{meter_id:<32} {decision.best_challenger:<16} {decision.best_challenger_val_mae_kw:>8.4f} "
+            f"{decision.best_baseline:<20} {decision.best_baseline_val_mae_kw:>8.4f}  {verdict}"
+        )
+    return "\n".join(lines)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import statistics
 from collections.abc import Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,7 +27,8 @@ import pytorch_lightning as pl
 from powercast.core.config import PowercastConfig
 from powercast.core.errors import PowercastError, TrainingError
 from powercast.io import layout
-from powercast.io.atomic import resolve_filesystem
+from powercast.io.atomic import is_uri, resolve_filesystem
+from powercast.io.locking import meter_lock
 from powercast.prepare.datamodule import fleet_train_loader, fleet_val_loader
 from powercast.prepare.series import PreparedSeries, prepare_meter
 from powercast.training.fit import FitResult, build_forecaster, fit_module, local_log_dir, target_scale_kw
@@ -120,11 +122,13 @@ def train_fleet(
     meter_ids: Sequence[str],
     run_id: str,
     progress: bool | None = None,
+    lock_timeout_s: float | None = None,
 ) -> FleetOutcome:
     """Return the outcome of training, selecting and registering tonight's models for every meter.
 
     A meter whose series cannot be prepared or whose selection fails is recorded in
     ``failures`` and the others carry on; a global model that cannot be trained fails the call.
+    With ``lock_timeout_s`` (local roots), each meter's registry writes happen under its lock.
     """
     outcome = FleetOutcome()
     series: list[PreparedSeries] = []
@@ -143,10 +147,22 @@ def train_fleet(
             fits = local_challengers(config, prepared, run_id, progress) + [
                 global_challenger(fit, cell, prepared) for cell, fit in outcome.global_fits.items()
             ]
-            outcome.outcomes[prepared.meter_id] = select_and_register(config, prepared.meter_id, run_id, prepared, fits)
+            with _meter_lock(config, prepared.meter_id, run_id, lock_timeout_s):
+                outcome.outcomes[prepared.meter_id] = select_and_register(
+                    config, prepared.meter_id, run_id, prepared, fits
+                )
         except PowercastError as exc:
             outcome.failures[prepared.meter_id] = str(exc)
     return outcome
+
+
+def _meter_lock(
+    config: PowercastConfig, meter_id: str, run_id: str, lock_timeout_s: float | None
+) -> AbstractContextManager[object]:
+    """Return the meter's lock when asked for and the root is local, else a no-op."""
+    if lock_timeout_s is None or is_uri(config.root):
+        return nullcontext()
+    return meter_lock(config.root, meter_id, lock_timeout_s, holder=run_id)
 
 
 __all__ = [
