@@ -220,7 +220,10 @@ def _print_table(rows: list[dict[str, Any]], local: dict[str, Any]) -> None:
         cells = " ".join(f"{row['stages_s'][name]:>10.1f}" for name in stages)
         print(f"{row['meters']:>6} {cells} {row['night_s']:>8.1f} {row['per_meter_s']:>8.2f} {row['peak_rss_mib']:>8}")
     if local:
-        print(f"\nlocal alternative: one meter's own GRU + LSTM, same settings: {local['local_fit_s']:.1f} s per meter")
+        print(
+            f"\nlocal alternative: one meter's own GRU + LSTM, same settings, no refit (the default refits too): "
+            f"{local['local_fit_s']:.1f} s per meter"
+        )
     print("synthetic meters (derived from the real UCI channels): cost figures only, never accuracy")
 
 

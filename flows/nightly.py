@@ -26,17 +26,16 @@ from flows.tasks import (
     current_run_id,
     fail_on,
     find_meters,
+    fit_global_models_or_none,
     ingest_new_files,
     plot_forecasts,
     publish_forecasts,
     report_plan,
     report_run,
-    train_global_models,
 )
 from flows.train import record_trainings
 from powercast.io.atomic import is_uri
 from powercast.serving.publish import PublishedBatch
-from powercast.training.fleet import trains_global
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SAMPLE_FILE = REPO_ROOT / "data" / "sample" / "household_power_consumption_last120d.txt.gz"
@@ -60,8 +59,9 @@ def nightly(params: NightlyParams = NightlyParams()) -> list[PublishedBatch]:
         return []
     record.ingested = ingest_new_files(config, landing_dir, record.run_id, params.lock_timeout_s)
     meters = find_meters(config, params.meters)
+    record.meters = list(meters)
     as_of_utc = params.as_of_utc(config)
-    global_models = train_global_models(config, meters, record.run_id, as_of_utc) if trains_global(config) else {}
+    global_models = fit_global_models_or_none(config, meters, record, as_of_utc)
     fleet = serve_fleet.with_options(task_runner=fleet_task_runner(config))
     nights, record.failures = fleet(
         config, meters, record.run_id, as_of_utc, params.force_retrain, params.lock_timeout_s, global_models

@@ -203,7 +203,7 @@ def train_global_models(
             series.append(powercast.prepare.series.prepare_meter(config, meter_id, end_utc=end_utc))
         except PowercastError as exc:
             logger.warning("%s left out of the global models: %s", meter_id, exc)
-    usable = [item for item in series if len(item.window_starts["val"])]
+    usable = sorted((item for item in series if len(item.window_starts["val"])), key=lambda item: item.meter_id)
     if not usable:
         raise TrainingError(f"none of the {len(meters)} meter(s) has validation windows to train a global model on")
     fits = powercast.training.fleet.fit_global_models(config, usable, run_id, progress=False)
@@ -213,6 +213,24 @@ def train_global_models(
             cell, len(usable), fit.elapsed_s, fit.device, fit.epochs_run, config.train.global_steps_per_epoch,
             fit.stopped_by,
         )
+    return fits
+
+
+def fit_global_models_or_none(
+    config: PowercastConfig, meters: Sequence[str], record: RunRecord, end_utc: datetime | None
+) -> dict[str, FitResult]:
+    """Return tonight's global models (cell → fit), or none when the scope is local or their training failed.
+
+    A failed global fit is recorded among the run's failures and the night goes on: local cells
+    (with ``train.scope = both``) still compete, and every meter is still forecast by its champion
+    or the fallback.
+    """
+    if config.train.scope not in ("global", "both"):
+        return {}
+    fits, error = split_state(train_global_models(config, sorted(meters), record.run_id, end_utc, return_state=True))
+    if error is not None:
+        record.failures["global models"] = error
+        return {}
     return fits
 
 
@@ -278,6 +296,7 @@ class RunRecord:
 
     run_id: str
     ingested: list[IngestReport] = field(default_factory=list)
+    meters: list[str] = field(default_factory=list)
     series: dict[str, SeriesSummary] = field(default_factory=dict)
     meter_seconds: dict[str, float] = field(default_factory=dict)
     outcomes: dict[str, TrainingOutcome] = field(default_factory=dict)
@@ -358,13 +377,18 @@ SLOWEST_SHOWN = 5
 def _fleet_lines(record: RunRecord) -> list[str]:
     """Return the fleet at a glance: meters served and failed, which model served them, the slowest."""
     by_model = Counter(batch.model for batch in record.batches)
-    served = ", ".join(f"{model} {count}" for model, count in sorted(by_model.items())) or "none"
+    served_by = ", ".join(f"{model} {count}" for model, count in sorted(by_model.items())) or "none"
     slowest = sorted(record.meter_seconds.items(), key=lambda item: item[1], reverse=True)[:SLOWEST_SHOWN]
+    served = {batch.meter_id for batch in record.batches}
+    not_served = sorted(set(record.meters) - served)
+    retrain_failed = sorted(meter_id for meter_id in record.failures if meter_id in served)
     lines = [
-        f"- meters served: {len(record.batches)} of {len(record.batches) + len(record.failures)}; "
-        f"failed: {len(record.failures)}" + (f" ({', '.join(sorted(record.failures))})" if record.failures else ""),
-        f"- served by: {served}",
+        f"- meters served: {len(served)} of {len(record.meters)}; failed: {len(not_served)}"
+        + (f" ({', '.join(not_served)})" if not_served else ""),
+        f"- served by: {served_by}",
     ]
+    if retrain_failed:
+        lines.append(f"- forecast by the model in service after a failed training: {', '.join(retrain_failed)}")
     if slowest:
         lines.append("- slowest meters: " + ", ".join(f"{meter_id} {seconds:.1f} s" for meter_id, seconds in slowest))
     return lines
@@ -414,7 +438,7 @@ def report_run(record: RunRecord) -> None:
             description=f"Validation scores (kW) of challengers, baselines and champion; run {record.run_id}",
         )
     lines = [f"# powercast {flow_name} run `{record.run_id}`", ""]
-    lines += ["## Fleet", "", *_fleet_lines(record), ""] if record.meter_seconds or record.failures else []
+    lines += ["## Fleet", "", *_fleet_lines(record), ""] if record.meters else []
     lines += ["## Decisions", "", *_decision_lines(record), ""] if record.series or record.failures else []
     lines += ["## Data", "", *_data_lines(record), "", "## Forecasts", "", *_forecast_lines(record)]
     create_markdown_artifact(

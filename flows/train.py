@@ -24,17 +24,16 @@ from flows.tasks import (
     decide_champion,
     fail_on,
     find_meters,
+    fit_global_models_or_none,
     prepare_training_series,
     report_run,
     split_by_outcome,
     train_candidates,
-    train_global_models,
 )
 from powercast.core.config import PowercastConfig
 from powercast.io.locking import meter_lock
 from powercast.prepare.series import SeriesSummary
 from powercast.training.fit import FitResult
-from powercast.training.fleet import trains_global
 from powercast.training.pipeline import TrainingOutcome
 
 
@@ -90,7 +89,7 @@ def train(params: TrainParams = TrainParams()) -> dict[str, TrainingOutcome]:
     record = RunRecord(run_id=current_run_id())
     meters = find_meters(config, params.meters)
     as_of_utc = params.as_of_utc(config)
-    global_models = train_global_models(config, meters, record.run_id, as_of_utc) if trains_global(config) else {}
+    global_models = fit_global_models_or_none(config, meters, record, as_of_utc)
     states = {
         meter_id: retrain_meter(
             config, meter_id, record.run_id, as_of_utc, params.lock_timeout_s, global_models, return_state=True

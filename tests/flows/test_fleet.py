@@ -98,9 +98,21 @@ def dask_night(
 
 
 def _published(root: Path) -> pd.DataFrame:
+    """Return the night's published rows without the run id (each run has its own), in a fixed order."""
     (batch,) = sorted((root / "forecasts").rglob("*.parquet"))
     frame = pd.read_parquet(batch)
+    # A network's version is <run_id>-<cell>: keep the cell, drop the run's own id.
+    frame["model_version"] = [version.rpartition("-")[2] for version in frame["model_version"]]
     return frame.drop(columns=["run_id"]).sort_values(["meter_id", "horizon_h"]).reset_index(drop=True)
+
+
+def _validation_scores(root: Path) -> pd.DataFrame:
+    """Return every meter's leaderboard scores (model, window set, MAE, RMSE) of the night's training."""
+    frames = []
+    for path in sorted((root / "runs").glob("*/*/leaderboard.parquet")):
+        frame = pd.read_parquet(path, columns=["meter_id", "model", "window_set", "mae_kw", "rmse_kw"])
+        frames.append(frame)
+    return pd.concat(frames).sort_values(["meter_id", "model", "window_set"]).reset_index(drop=True)
 
 
 def test_a_broken_meter_fails_alone_and_the_others_are_published(sequential_night: FleetNight) -> None:
@@ -125,6 +137,13 @@ def test_the_run_report_names_the_failed_meter_and_the_fleet(sequential_night: F
 def test_dask_and_sequential_runs_publish_identical_batches(sequential_night: FleetNight, dask_night: FleetNight) -> None:
     assert dask_night.state.is_failed() and BROKEN_METER in dask_night.state.message
     pd.testing.assert_frame_equal(_published(dask_night.root), _published(sequential_night.root))
+
+
+def test_dask_and_sequential_training_give_identical_metrics(sequential_night: FleetNight, dask_night: FleetNight) -> None:
+    sequential = _validation_scores(sequential_night.root)
+    assert {"gru", "lstm"} <= set(sequential["model"])  # the networks trained on every healthy meter
+    assert sequential["meter_id"].nunique() == 4
+    pd.testing.assert_frame_equal(_validation_scores(dask_night.root), sequential)
 
 
 def test_a_global_night_trains_one_model_per_cell_for_the_fleet(

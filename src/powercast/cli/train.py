@@ -157,8 +157,11 @@ def run_train(args: argparse.Namespace, config: PowercastConfig) -> int:
         print(seed_summary(result))
         return 0
     meter_ids = list_meters(config.root) if args.all_meters else (args.meter or [config.ingest.default_meter_id])
+    if not meter_ids:
+        raise ConfigError(f"the store under {config.root} holds no meter; ingest readings first (powercast ingest)")
     if len(meter_ids) > 1 or config.train.scope != "local":
         return _train_fleet(config, meter_ids, run_id, args.lock_timeout_s, progress)
+    meter_id = meter_ids[0]
     with meter_lock(config.root, meter_id, args.lock_timeout_s, holder=run_id):
         outcome = train_meter(config, meter_id, run_id, progress=progress)
     print(f"run {run_id}, meter {meter_id}")
@@ -179,8 +182,11 @@ def _train_fleet(
     result = train_fleet(config, meter_ids, run_id, progress=progress, lock_timeout_s=lock_timeout_s)
     print(f"run {run_id}: {len(meter_ids)} meter(s), train.scope={config.train.scope}")
     for cell, fit in result.global_fits.items():
-        print(f"  global {cell}: {fit.elapsed_s:.1f} s on {fit.device}, {fit.epochs_run} epochs, stopped by {fit.stopped_by}")
+        stopped = f"{fit.epochs_run} epochs, stopped by {fit.stopped_by}"
+        print(f"  global {cell}: {fit.elapsed_s:.1f} s on {fit.device}, {stopped}")
     print(fleet_table(result.outcomes))
+    for meter_id, cells in result.failed_cells.items():
+        print(f"{meter_id}: cells left out: " + "; ".join(f"{cell}: {error}" for cell, error in cells.items()))
     for meter_id, error in result.failures.items():
         print(f"{meter_id}: FAILED: {error}")
     return 1 if result.failures else 0

@@ -3,9 +3,9 @@
 A fleet of N meters is needed to measure a night at fleet size, and the reference data holds
 five real meters (the house total and its four channels, see ``store.channels``). Each derived
 meter mixes two of those real channels at 15-minute resolution (as smart meters report), scales
-the mix, and shifts it by a whole number of weeks (a circular shift over the chosen period, so
-weekdays stay weekdays); a bucket missing in either channel stays missing, so the real gaps
-travel with the data. Every id starts with ``synthetic-`` and the rows carry the source tag
+the mix, and delays it by a whole number of weeks (so weekdays stay weekdays; the first weeks of
+a delayed meter are missing, as for a meter installed later); a bucket missing in either channel
+stays missing, so the real gaps travel with the data. Every id starts with ``synthetic-`` and the rows carry the source tag
 ``synthetic``: these meters measure cost, never accuracy.
 """
 
@@ -68,7 +68,8 @@ def plan_fleet(channel_names: Sequence[str], n_meters: int, n_steps: int, seed: 
     if n_meters < 1:
         raise ConfigError(f"a fleet needs at least one meter, got {n_meters}")
     rng = np.random.default_rng(seed)
-    n_weeks = max(1, n_steps // STEPS_PER_WEEK)
+    # Delays up to a quarter of the period: every meter keeps most of its history.
+    n_weeks = max(1, n_steps // STEPS_PER_WEEK // 4)
     recipes = []
     for index in range(n_meters):
         first, second = rng.choice(len(channel_names), size=2, replace=False)
@@ -84,11 +85,23 @@ def plan_fleet(channel_names: Sequence[str], n_meters: int, n_steps: int, seed: 
     return recipes
 
 
+def shifted(values: np.ndarray, steps: int) -> np.ndarray:
+    """Return ``values`` delayed by ``steps`` (``out[t] = values[t - steps]``), missing where nothing was before.
+
+    Never circular: wrapping the last weeks round to the start would put a period's future (its
+    validation and test readings) into every shifted meter's past.
+    """
+    out = np.full(values.shape, np.nan)
+    if steps < len(values):
+        out[steps:] = values[: len(values) - steps]
+    return out
+
+
 def derived_kw(channels: pd.DataFrame, meter: DerivedMeter) -> np.ndarray:
     """Return a synthetic meter's float32 kW on the channels' grid (NaN where either channel is missing)."""
     first, second = (channels[name].to_numpy(dtype=np.float64) for name in meter.channels)
     mix_kw = meter.scale * (meter.weight * first + (1.0 - meter.weight) * second)
-    return np.roll(mix_kw, meter.shift_weeks * STEPS_PER_WEEK).astype(np.float32)
+    return shifted(mix_kw, meter.shift_weeks * STEPS_PER_WEEK).astype(np.float32)
 
 
 def _readings_table(index_utc: pd.DatetimeIndex, meter_ids: list[str], values_kw: list[np.ndarray]) -> pa.Table:

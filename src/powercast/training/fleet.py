@@ -52,6 +52,7 @@ class FleetOutcome:
     outcomes: dict[str, TrainingOutcome] = field(default_factory=dict)
     failures: dict[str, str] = field(default_factory=dict)
     global_fits: dict[str, FitResult] = field(default_factory=dict)
+    failed_cells: dict[str, dict[str, str]] = field(default_factory=dict)  # meter → cell → error, left out
 
 
 def fit_global(
@@ -105,11 +106,18 @@ def global_challenger(fit: FitResult, cell: str, prepared: PreparedSeries) -> Ch
 
 def local_challengers(
     config: PowercastConfig, prepared: PreparedSeries, run_id: str, progress: bool | None = None
-) -> list[ChallengerFit]:
-    """Return this meter's own fit of each configured cell when ``train.scope`` includes local models."""
+) -> tuple[list[ChallengerFit], dict[str, str]]:
+    """Return this meter's own fits of the configured cells (when ``train.scope`` includes local models)
+    and (cell → error) of those that failed; a failed cell is left out and the others still compete."""
     if config.train.scope not in ("local", "both"):
-        return []
-    return [fit_challenger(config, prepared, cell, run_id, progress) for cell in config.train.cells]
+        return [], {}
+    fits, failed = [], {}
+    for cell in config.train.cells:
+        try:
+            fits.append(fit_challenger(config, prepared, cell, run_id, progress))
+        except PowercastError as exc:
+            failed[cell] = str(exc)
+    return fits, failed
 
 
 def trains_global(config: PowercastConfig) -> bool:
@@ -137,16 +145,20 @@ def train_fleet(
             series.append(prepare_meter(config, meter_id))
         except PowercastError as exc:
             outcome.failures[meter_id] = str(exc)
-    usable = [item for item in series if len(item.window_starts["val"])]
+    # Sorted by meter, so the global models see the same order of windows whatever order was asked.
+    usable = sorted((item for item in series if len(item.window_starts["val"])), key=lambda item: item.meter_id)
     no_validation = [item.meter_id for item in series if not len(item.window_starts["val"])]
     outcome.failures |= {meter_id: "no validation window to select a model on" for meter_id in no_validation}
     if trains_global(config) and usable:
         outcome.global_fits = fit_global_models(config, usable, run_id, progress)
     for prepared in usable:
         try:
-            fits = local_challengers(config, prepared, run_id, progress) + [
-                global_challenger(fit, cell, prepared) for cell, fit in outcome.global_fits.items()
-            ]
+            local, failed_cells = local_challengers(config, prepared, run_id, progress)
+            if failed_cells:
+                outcome.failed_cells[prepared.meter_id] = failed_cells
+            fits = local + [global_challenger(fit, cell, prepared) for cell, fit in outcome.global_fits.items()]
+            if not fits:
+                raise TrainingError(f"meter {prepared.meter_id!r}: no challenger to select from ({failed_cells})")
             with _meter_lock(config, prepared.meter_id, run_id, lock_timeout_s):
                 outcome.outcomes[prepared.meter_id] = select_and_register(
                     config, prepared.meter_id, run_id, prepared, fits

@@ -440,16 +440,16 @@ def select_and_register(
     _check_fits(meter_id, fits, windows)
     board = _score_contestants(config, meter_id, prepared, fits, windows)
     decision = _decide(board, [challenger.name for challenger in fits])
-    versions = {challenger.name: version_name(run_id, challenger.name) for challenger in fits}
+    # A global model is one network for the whole fleet: it is written under a meter only where it
+    # wins, so the registry holds no copy per meter per night, and only written models get a version.
+    registered = [c for c in fits if c.scope == "local" or decision.winner == c.name]
+    versions = {challenger.name: version_name(run_id, challenger.name) for challenger in registered}
     intervals = _calibrate_intervals(config, board, fits)
     leaderboard = _leaderboard(run_id, meter_id, board, fits, versions, intervals, decision)
-    for challenger in fits:
-        # A global model is one network for the whole fleet: it is written under a meter only where
-        # it wins, so the registry does not hold a copy per meter per night.
-        if challenger.scope == "local" or decision.winner == challenger.name:
-            _register_challenger(
-                config, run_id, prepared, challenger, versions[challenger.name], leaderboard, intervals[challenger.name]
-            )
+    for challenger in registered:
+        _register_challenger(
+            config, run_id, prepared, challenger, versions[challenger.name], leaderboard, intervals[challenger.name]
+        )
     champion_after = _promote_and_record(config, meter_id, run_id, decision, versions)
     run_dir = _run_dir(config, run_id, meter_id)
     curves = {challenger.name: challenger.fit.curves for challenger in fits}
@@ -580,7 +580,7 @@ def _leaderboard(
                 _score_row(
                     run_id, meter_id, cell, "challenger", name,
                     score_forecast(board.actual_kw[name], forecast_kw, board.mase_scale_kw),
-                    version=versions[cell],
+                    version=versions.get(cell),
                     interval_coverage=coverage,
                     train_time_s=challenger.elapsed_s, device=challenger.device, epochs=challenger.fit.epochs_run,
                     promoted=decision.winner == cell,
