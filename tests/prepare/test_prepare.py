@@ -187,7 +187,7 @@ def test_prepare_meter_of_an_unknown_meter_raises_store_error(ingested_config: P
 def test_prepare_command_prints_splits_windows_and_exclusions(
     ingested_sample_root: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert main(["prepare", "--root", ingested_sample_root, "--lookback", "48"]) == 0
+    assert main(["prepare", "--root", ingested_sample_root, "--lookback-steps", "48"]) == 0
     printed = capsys.readouterr().out
     assert "features     active_power_kw, hour_sin" in printed
     assert "lookback 48 steps" in printed

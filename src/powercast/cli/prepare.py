@@ -5,9 +5,13 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from powercast.cli.options import add_setting_options, setting_overrides
 from powercast.core.config import PowercastConfig
+from powercast.core.settings import PREPARE_SETTINGS, settings
 from powercast.prepare.series import EXCLUSION_REASONS, PreparedSeries, prepare_meter
 from powercast.prepare.splits import SPLIT_NAMES
+
+PREPARE_OPTIONS = settings(PREPARE_SETTINGS)
 
 
 def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -20,14 +24,13 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
         "feature names, split bounds, usable windows per split and excluded windows by reason.",
     )
     parser.add_argument("--meter", help="meter_id (default: ingest.default_meter_id)")
-    parser.add_argument("--freq", help="resampling frequency, a pandas alias such as 1h or 1min (prepare.freq)")
-    parser.add_argument("--lookback", type=int, help="input window length in steps (prepare.lookback_steps)")
+    add_setting_options(parser.add_argument_group("preparation settings"), PREPARE_OPTIONS)
     parser.set_defaults(handler=run_prepare, config_overrides=prepare_overrides)
 
 
 def prepare_overrides(args: argparse.Namespace) -> dict[str, Any]:
-    """Return the dotted configuration keys set by ``--freq`` and ``--lookback``."""
-    return {"prepare.freq": args.freq, "prepare.lookback_steps": args.lookback}
+    """Return the dotted configuration keys set by the preparation options."""
+    return setting_overrides(args, PREPARE_OPTIONS)
 
 
 def describe(prepared: PreparedSeries, freq: str) -> str:

@@ -127,7 +127,9 @@ class SplitConfig(_Section):
 class PrepareConfig(_Section):
     """How stored readings become model-ready windows."""
 
-    freq: str = Field("1h", description="Resampling frequency (pandas offset alias: '1h', '1min', '15min').")
+    freq: str = Field(
+        "1h", title="Frequency", description="Resampling frequency (pandas offset alias: '1h', '1min', '15min')."
+    )
     min_coverage: float = Field(
         0.5, gt=0, le=1, description="A bucket needs at least this fraction of its expected readings, else it is missing."
     )
@@ -135,7 +137,11 @@ class PrepareConfig(_Section):
         3, ge=0, description="Gaps up to this many steps are interpolated; longer gaps stay missing."
     )
     lookback_steps: int = Field(
-        168, ge=1, le=24 * 7 * 8, title="Lookback (steps)", description="Input window length in steps (168 h = one week at 1 h)."
+        168,
+        ge=1,
+        le=24 * 7 * 8,
+        title="Lookback (steps)",
+        description="Input window length in steps (168 h = one week at 1 h).",
     )
     horizon_steps: int = Field(
         24, ge=1, le=168, title="Horizon (steps)", description="Forecast horizon in steps (24 h = day-ahead at 1 h)."

@@ -22,6 +22,14 @@ from powercast.core.errors import ConfigError
 # What an ingest (and the nightly run's ingest) lets a person change.
 INGEST_SETTINGS: tuple[str, ...] = ("ingest.channel_meters",)
 
+# What `powercast prepare` lets a person try on a meter.
+PREPARE_SETTINGS: tuple[str, ...] = (
+    "prepare.freq",
+    "prepare.lookback_steps",
+    "prepare.horizon_steps",
+    "prepare.max_interpolate_gap_steps",
+)
+
 # How the nightly run spreads per-meter work.
 FLEET_SETTINGS: tuple[str, ...] = ("fleet.task_runner", "fleet.dask_address", "fleet.dask_workers")
 
@@ -121,4 +129,4 @@ def settings(keys: tuple[str, ...]) -> tuple[Setting, ...]:
     return tuple(setting(key) for key in keys)
 
 
-__all__ = ["FLEET_SETTINGS", "INGEST_SETTINGS", "TRAINING_SETTINGS", "Setting", "setting", "settings"]
+__all__ = ["FLEET_SETTINGS", "INGEST_SETTINGS", "PREPARE_SETTINGS", "TRAINING_SETTINGS", "Setting", "setting", "settings"]
