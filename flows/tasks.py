@@ -40,7 +40,7 @@ import powercast.store.readings
 import powercast.training.fleet
 import powercast.training.pipeline
 from powercast.core.config import PowercastConfig
-from powercast.core.errors import PowercastError, TrainingError
+from powercast.core.errors import PowercastError, TrainingError, transient_io_cause
 from powercast.io import layout
 from powercast.io.atomic import is_uri, resolve_filesystem
 from powercast.io.locking import PUBLISH_LOCK_NAME, named_lock
@@ -58,8 +58,11 @@ IO_RETRIES = 3
 
 
 def _retry_on_io_error(task: Task[Any, Any], task_run: TaskRun, state: State[Any]) -> bool:
-    """Retry only I/O failures (a flaky disk or object store), never bad data or bad settings."""
-    return isinstance(state.result(raise_on_failure=False), OSError)
+    """Retry only transient I/O failures (a flaky disk or object store), never bad data or bad settings.
+
+    The library raises its own errors with the I/O error as their cause, so the whole chain is read.
+    """
+    return transient_io_cause(state.result(raise_on_failure=False)) is not None
 
 
 io_task = task(

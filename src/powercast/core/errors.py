@@ -37,3 +37,30 @@ class ForecastError(PowercastError):
 
 class LockedError(PowercastError):
     """Another run holds the lock for this meter; nothing was written."""
+
+
+# I/O failures that come back the same however often they are retried.
+PERMANENT_IO_ERRORS: tuple[type[OSError], ...] = (
+    FileNotFoundError,
+    FileExistsError,
+    IsADirectoryError,
+    NotADirectoryError,
+    PermissionError,
+)
+
+
+def transient_io_cause(exc: BaseException | None) -> OSError | None:
+    """Return the I/O error behind ``exc`` (itself, or a cause in its chain) worth retrying, else None.
+
+    The library wraps I/O failures in its own errors (``StoreError`` from an ``OSError``), so an
+    orchestrator deciding whether to retry must look down the chain, not at the outer type. A
+    missing file or a permission error is permanent; a full disk, a reset connection or an
+    object store's throttling may pass.
+    """
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, OSError) and not isinstance(exc, PERMANENT_IO_ERRORS):
+            return exc
+        exc = exc.__cause__ or exc.__context__
+    return None
