@@ -40,7 +40,7 @@ import powercast.store.readings
 import powercast.training.fleet
 import powercast.training.pipeline
 from powercast.core.config import PowercastConfig
-from powercast.core.errors import PowercastError, TrainingError, transient_io_cause
+from powercast.core.errors import TrainingError, transient_io_cause
 from powercast.io import layout
 from powercast.io.atomic import is_uri, resolve_filesystem
 from powercast.io.locking import PUBLISH_LOCK_NAME, named_lock
@@ -180,7 +180,7 @@ def train_candidates(
     the other or side by side. A failed cell is left out and the others still compete; when no
     challenger is left the meter fails with their errors.
     """
-    cells = config.train.cells if config.train.scope in ("local", "both") else []
+    cells = config.train.cells if powercast.training.fleet.trains_local(config) else []
     futures = {cell: train_candidate.submit(config, prepared, cell, run_id) for cell in cells}
     for future in futures.values():
         future.wait()
@@ -200,13 +200,9 @@ def train_global_models(
 ) -> dict[str, FitResult]:
     """Train one network per cell on every meter's windows (``train.scope`` global or both); return cell → fit."""
     logger = get_run_logger()
-    series = []
-    for meter_id in meters:
-        try:
-            series.append(powercast.prepare.series.prepare_meter(config, meter_id, end_utc=end_utc))
-        except PowercastError as exc:
-            logger.warning("%s left out of the global models: %s", meter_id, exc)
-    usable = sorted((item for item in series if len(item.window_starts["val"])), key=lambda item: item.meter_id)
+    usable, left_out = powercast.training.fleet.prepare_fleet(config, meters, end_utc)
+    for meter_id, why in left_out.items():
+        logger.warning("%s left out of the global models: %s", meter_id, why)
     if not usable:
         raise TrainingError(f"none of the {len(meters)} meter(s) has validation windows to train a global model on")
     fits = powercast.training.fleet.fit_global_models(config, usable, run_id, progress=False)
@@ -228,9 +224,9 @@ def fit_global_models_or_none(
     (with ``train.scope = both``) still compete, and every meter is still forecast by its champion
     or the fallback.
     """
-    if config.train.scope not in ("global", "both"):
+    if not powercast.training.fleet.trains_global(config):
         return {}
-    fits, error = split_state(train_global_models(config, sorted(meters), record.run_id, end_utc, return_state=True))
+    fits, error = split_state(train_global_models(config, meters, record.run_id, end_utc, return_state=True))
     if error is not None:
         record.failures["global models"] = error
         return {}

@@ -137,7 +137,9 @@ def run_train(args: argparse.Namespace, config: PowercastConfig) -> int:
     from powercast.experiments.seed_preset import honest_figures, run_seed_preset
     from powercast.training.pipeline import train_meter
 
-    meter_id = args.meter[0] if args.meter else config.ingest.default_meter_id
+    meter_ids = list_meters(config.root) if args.all_meters else (args.meter or [config.ingest.default_meter_id])
+    if not meter_ids:
+        raise ConfigError(f"the store under {config.root} holds no meter; ingest readings first (powercast ingest)")
     run_id = args.run_id or new_run_id("train")
     progress = False if args.quiet else None
     if args.preset == "seed":
@@ -152,13 +154,10 @@ def run_train(args: argparse.Namespace, config: PowercastConfig) -> int:
             seed=config.train.seed,
             cpu_threads=config.train.cpu_threads,
             progress=progress,
-            honest_rows=honest_figures(config.root, meter_id),
+            honest_rows=honest_figures(config.root, meter_ids[0]),
         )
         print(seed_summary(result))
         return 0
-    meter_ids = list_meters(config.root) if args.all_meters else (args.meter or [config.ingest.default_meter_id])
-    if not meter_ids:
-        raise ConfigError(f"the store under {config.root} holds no meter; ingest readings first (powercast ingest)")
     if len(meter_ids) > 1 or config.train.scope != "local":
         return _train_fleet(config, meter_ids, run_id, args.lock_timeout_s, progress)
     meter_id = meter_ids[0]

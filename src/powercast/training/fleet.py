@@ -20,6 +20,7 @@ import statistics
 from collections.abc import Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -109,7 +110,7 @@ def local_challengers(
 ) -> tuple[list[ChallengerFit], dict[str, str]]:
     """Return this meter's own fits of the configured cells (when ``train.scope`` includes local models)
     and (cell → error) of those that failed; a failed cell is left out and the others still compete."""
-    if config.train.scope not in ("local", "both"):
+    if not trains_local(config):
         return [], {}
     fits, failed = [], {}
     for cell in config.train.cells:
@@ -123,6 +124,33 @@ def local_challengers(
 def trains_global(config: PowercastConfig) -> bool:
     """Return whether ``train.scope`` asks for global models tonight."""
     return config.train.scope in ("global", "both")
+
+
+def trains_local(config: PowercastConfig) -> bool:
+    """Return whether ``train.scope`` asks for each meter's own models tonight."""
+    return config.train.scope in ("local", "both")
+
+
+def prepare_fleet(
+    config: PowercastConfig, meter_ids: Sequence[str], end_utc: datetime | None = None
+) -> tuple[list[PreparedSeries], dict[str, str]]:
+    """Return (the meters' series that can select a model, sorted by meter; meter → why it cannot).
+
+    Sorted, so global models see the same order of windows whatever order the meters were asked in.
+    """
+    series: list[PreparedSeries] = []
+    left_out: dict[str, str] = {}
+    for meter_id in meter_ids:
+        try:
+            prepared = prepare_meter(config, meter_id, end_utc=end_utc)
+        except PowercastError as exc:
+            left_out[meter_id] = str(exc)
+            continue
+        if len(prepared.window_starts["val"]):
+            series.append(prepared)
+        else:
+            left_out[meter_id] = "no validation window to select a model on"
+    return sorted(series, key=lambda item: item.meter_id), left_out
 
 
 def train_fleet(
@@ -139,16 +167,7 @@ def train_fleet(
     With ``lock_timeout_s`` (local roots), each meter's registry writes happen under its lock.
     """
     outcome = FleetOutcome()
-    series: list[PreparedSeries] = []
-    for meter_id in meter_ids:
-        try:
-            series.append(prepare_meter(config, meter_id))
-        except PowercastError as exc:
-            outcome.failures[meter_id] = str(exc)
-    # Sorted by meter, so the global models see the same order of windows whatever order was asked.
-    usable = sorted((item for item in series if len(item.window_starts["val"])), key=lambda item: item.meter_id)
-    no_validation = [item.meter_id for item in series if not len(item.window_starts["val"])]
-    outcome.failures |= {meter_id: "no validation window to select a model on" for meter_id in no_validation}
+    usable, outcome.failures = prepare_fleet(config, meter_ids)
     if trains_global(config) and usable:
         outcome.global_fits = fit_global_models(config, usable, run_id, progress)
     for prepared in usable:
@@ -183,6 +202,8 @@ __all__ = [
     "fit_global_models",
     "global_challenger",
     "local_challengers",
+    "prepare_fleet",
     "train_fleet",
     "trains_global",
+    "trains_local",
 ]
