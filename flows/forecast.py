@@ -28,11 +28,11 @@ from powercast.serving.publish import PublishedBatch
 # validate_parameters=False: an internal subflow that may run on a Dask worker (see flows/fleet.py).
 @flow(name="forecast-meter", flow_run_name="forecast {meter_id}", validate_parameters=False)
 def forecast_one_meter(
-    config: PowercastConfig, meter_id: str, run_id: str, issued_at_utc: datetime | None, lock_timeout_s: float
+    config: PowercastConfig, meter_id: str, run_id: str, as_of_utc: datetime | None, lock_timeout_s: float
 ) -> ForecastBatch:
     """Make one meter's forecast batch, holding the meter's lock."""
     with meter_lock(config.root, meter_id, timeout_s=lock_timeout_s, holder=run_id):
-        return forecast_meter(config, meter_id, issued_at_utc, run_id)
+        return forecast_meter(config, meter_id, as_of_utc, run_id)
 
 
 @flow(name="forecast")
@@ -41,13 +41,13 @@ def forecast(params: ForecastParams = ForecastParams()) -> list[PublishedBatch]:
     config = params.load_config()
     record = RunRecord(run_id=current_run_id())
     meters = find_meters(config, params.meters)
-    issued_at_utc = params.as_of_utc(config)
+    as_of_utc = params.as_of_utc(config)
     if params.dry_run:
-        report_plan(config, None, meters, {"issued_at_utc": issued_at_utc})
+        report_plan(config, None, meters, {"as_of_utc": as_of_utc})
         return []
     states = {
         meter_id: forecast_one_meter(
-            config, meter_id, record.run_id, issued_at_utc, params.lock_timeout_s, return_state=True
+            config, meter_id, record.run_id, as_of_utc, params.lock_timeout_s, return_state=True
         )
         for meter_id in meters
     }

@@ -138,9 +138,9 @@ def has_new_readings(config: PowercastConfig, meter_id: str) -> bool:
 
 
 @io_task
-def prepare_training_series(config: PowercastConfig, meter_id: str, end_utc: datetime | None) -> PreparedSeries:
-    """Return the meter's prepared series (readings before ``end_utc``; all when None)."""
-    prepared = powercast.prepare.series.prepare_meter(config, meter_id, end_utc=end_utc)
+def prepare_training_series(config: PowercastConfig, meter_id: str, as_of_utc: datetime | None) -> PreparedSeries:
+    """Return the meter's prepared series (readings before the run's ``as_of_utc``; all when None)."""
+    prepared = powercast.prepare.series.prepare_meter(config, meter_id, end_utc=as_of_utc)
     get_run_logger().info(
         "%s: %d steps, windows train/val/test %s",
         meter_id,
@@ -196,11 +196,11 @@ def train_candidates(
 
 @task(cache_policy=NO_CACHE, task_run_name="train-global-models")
 def train_global_models(
-    config: PowercastConfig, meters: Sequence[str], run_id: str, end_utc: datetime | None
+    config: PowercastConfig, meters: Sequence[str], run_id: str, as_of_utc: datetime | None
 ) -> dict[str, FitResult]:
     """Train one network per cell on every meter's windows (``train.scope`` global or both); return cell → fit."""
     logger = get_run_logger()
-    usable, left_out = powercast.training.fleet.prepare_fleet(config, meters, end_utc)
+    usable, left_out = powercast.training.fleet.prepare_fleet(config, meters, as_of_utc)
     for meter_id, why in left_out.items():
         logger.warning("%s left out of the global models: %s", meter_id, why)
     if not usable:
@@ -216,7 +216,7 @@ def train_global_models(
 
 
 def fit_global_models_or_none(
-    config: PowercastConfig, meters: Sequence[str], record: RunRecord, end_utc: datetime | None
+    config: PowercastConfig, meters: Sequence[str], record: RunRecord, as_of_utc: datetime | None
 ) -> dict[str, FitResult]:
     """Return tonight's global models (cell → fit), or none when the scope is local or their training failed.
 
@@ -226,7 +226,7 @@ def fit_global_models_or_none(
     """
     if not powercast.training.fleet.trains_global(config):
         return {}
-    fits, error = split_state(train_global_models(config, meters, record.run_id, end_utc, return_state=True))
+    fits, error = split_state(train_global_models(config, meters, record.run_id, as_of_utc, return_state=True))
     if error is not None:
         record.failures["global models"] = error
         return {}
@@ -245,10 +245,10 @@ def decide_champion(
 
 @io_task
 def forecast_meter(
-    config: PowercastConfig, meter_id: str, issued_at_utc: datetime | None, run_id: str
+    config: PowercastConfig, meter_id: str, as_of_utc: datetime | None, run_id: str
 ) -> ForecastBatch:
-    """Return the meter's forecast batch at ``issued_at_utc`` (champion, or seasonal-naive fallback)."""
-    batch = powercast.serving.forecast.make_forecast_batch(config, meter_id, issued_at_utc, run_id)
+    """Return the meter's forecast batch issued at the run's ``as_of_utc`` (champion, or seasonal-naive fallback)."""
+    batch = powercast.serving.forecast.make_forecast_batch(config, meter_id, as_of_utc, run_id)
     get_run_logger().info(
         "%s: %d-step forecast issued at %s by %s %s%s",
         meter_id,

@@ -57,14 +57,14 @@ def retrain_meter(
     config: PowercastConfig,
     meter_id: str,
     run_id: str,
-    end_utc: datetime | None,
+    as_of_utc: datetime | None,
     lock_timeout_s: float,
     global_models: dict[str, FitResult] | None = None,
 ) -> MeterTraining:
     """Prepare one meter, train each local cell as its own task, then select among them, tonight's global
     models, the baselines and the champion, and register, holding the meter's lock."""
     with meter_lock(config.root, meter_id, timeout_s=lock_timeout_s, holder=run_id):
-        prepared = prepare_training_series(config, meter_id, end_utc)
+        prepared = prepare_training_series(config, meter_id, as_of_utc)
         fits, failed_cells = train_candidates(config, prepared, run_id, global_models or {})
         outcome = decide_champion(config, prepared, run_id, fits)
     return MeterTraining(series=prepared.summary(), outcome=outcome, failed_cells=failed_cells)
