@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
@@ -202,10 +203,28 @@ def test_rerunning_a_run_id_replaces_its_versions_and_history_line(tiny_config: 
     assert len(read_history(tiny_config.root, METER)) == 1
 
 
-def test_a_given_prepared_series_is_used_as_is(tiny_config: PowercastConfig, tiny_prepared) -> None:
-    outcome = train_meter(tiny_config.with_overrides({"train.cells": ["gru"]}), METER, "night1", tiny_prepared, False)
-    val_rows = outcome.leaderboard_frame().query("window_set == 'val'")
-    assert (val_rows["n_windows"] == len(tiny_prepared.window_starts["val"])).all()
+def test_a_given_prepared_series_is_used_as_is(tiny_config: PowercastConfig) -> None:
+    # A series cut at 1 November: the store holds readings up to 26 November, so preparing the
+    # meter from the store (what train_meter does without `prepared`) gives other windows.
+    cut_utc = pd.Timestamp("2010-11-01T00:00Z")
+    given = prepare_meter(tiny_config, METER, end_utc=cut_utc.to_pydatetime())
+    from_store = prepare_meter(tiny_config, METER)
+    assert from_store.index_utc[-1] > given.index_utc[-1] + pd.Timedelta(days=20)
+
+    outcome = train_meter(tiny_config.with_overrides({"train.cells": ["gru"]}), METER, "night1", given, False)
+
+    card = read_card(tiny_config.root, METER, "night1-gru")
+    assert pd.Timestamp(card["data_range_utc"][1]) == cut_utc  # the given series' end, not the store's
+    assert [pd.Timestamp(t) for t in card["training_range_utc"]] == [
+        given.split_bounds_utc["train"][0],
+        given.split_bounds_utc["val"][1],
+    ]
+    # the baselines were scored on the given series' validation windows
+    board = outcome.leaderboard_frame().query("window_set == 'val'").set_index("model")
+    starts = given.window_starts["val"]
+    expected_mae = float(np.abs(BASELINES["seasonal_naive_24h"](given, starts) - window_targets_kw(given, starts)).mean())
+    assert board.loc["seasonal_naive_24h", "mae_kw"] == pytest.approx(expected_mae, rel=1e-5)
+    assert outcome.decision.n_val_windows == len(starts)
 
 
 def test_promoted_champion_loads_and_forecasts_the_test_windows(tiny_config: PowercastConfig) -> None:
