@@ -20,14 +20,16 @@ from powercast.io.locking import (
     read_holder,
 )
 
-# A child process that takes the lock, says so through a marker file, and holds it for a while.
+# A child process that takes a lock (``meter_lock`` or ``named_lock``, named by its last argument),
+# says so through a marker file, and holds it for a while.
 HOLDER_SCRIPT = textwrap.dedent(
     """
     import sys, time
     from pathlib import Path
-    from powercast.io.locking import meter_lock
-    root, meter, marker, hold_s = sys.argv[1], sys.argv[2], Path(sys.argv[3]), float(sys.argv[4])
-    with meter_lock(root, meter, timeout_s=30, holder="night-run-1"):
+    from powercast.io import locking
+    root, name, marker, hold_s = sys.argv[1], sys.argv[2], Path(sys.argv[3]), float(sys.argv[4])
+    take_lock = {"meter_lock": locking.meter_lock, "named_lock": locking.named_lock}[sys.argv[5]]
+    with take_lock(root, name, timeout_s=30, holder="night-run-1"):
         marker.write_text("held")
         time.sleep(hold_s)
     """
@@ -50,10 +52,11 @@ WAITER_SCRIPT = textwrap.dedent(
 )
 
 
-def _start_holder(root: Path, meter: str, hold_s: float) -> subprocess.Popen[str]:
-    marker = root / f"{meter}.held"
+def _start_holder(root: Path, name: str, hold_s: float, lock: str = "meter_lock") -> subprocess.Popen[str]:
+    """Start a process holding ``lock`` (meter_lock or named_lock) on ``name``; return once it holds it."""
+    marker = root / f"{name}.held"
     process = subprocess.Popen(
-        [sys.executable, "-c", HOLDER_SCRIPT, str(root), meter, str(marker), str(hold_s)], text=True
+        [sys.executable, "-c", HOLDER_SCRIPT, str(root), name, str(marker), str(hold_s), lock], text=True
     )
     deadline = time.monotonic() + 30
     while not marker.exists():
@@ -154,21 +157,18 @@ def test_locked_error_is_raised_in_process_against_other_process(tmp_path: Path)
 
 
 def test_shared_lock_is_named_as_a_lock_not_a_meter(tmp_path: Path) -> None:
-    script = HOLDER_SCRIPT.replace("meter_lock(root, meter,", "named_lock(root, meter,").replace(
-        "import meter_lock", "import named_lock"
-    )
-    marker = tmp_path / "publish.held"
-    holder = subprocess.Popen([sys.executable, "-c", script, str(tmp_path), PUBLISH_LOCK_NAME, str(marker), "20"])
+    holder = _start_holder(tmp_path, PUBLISH_LOCK_NAME, hold_s=20, lock="named_lock")
     try:
-        deadline = time.monotonic() + 30
-        while not marker.exists() and time.monotonic() < deadline and holder.poll() is None:
-            time.sleep(0.05)
-        with pytest.raises(LockedError, match="lock '_publish' is locked by pid"):
+        with pytest.raises(LockedError) as raised:
             with named_lock(tmp_path, PUBLISH_LOCK_NAME, timeout_s=0.2):
                 pass
     finally:
         holder.kill()
         holder.wait()
+    message = str(raised.value)
+    assert message.startswith(f"lock '_publish' is locked by pid {holder.pid}")
+    assert "run night-run-1" in message
+    assert f"(lock file {lock_path(tmp_path, PUBLISH_LOCK_NAME)})" in message
 
 
 def test_second_thread_waits_for_the_first_to_release(tmp_path: Path) -> None:
