@@ -63,8 +63,11 @@ test-all: $(STAMP) browser-deps
 	@mkdir -p "$(PREFECT_HOME)"
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+# SERVE_ARGS, e.g. "--port 4300" or "--host 0.0.0.0" (the latter only with
+# PREFECT_SERVER_API_AUTH_STRING set in the environment: docs/operations.md).
+SERVE_ARGS ?=
 serve: $(STAMP)
-	$(PY) deployments/serve.py
+	$(PY) deployments/serve.py $(SERVE_ARGS)
 
 bench: $(STAMP)
 	for script in bench/bench_*.py; do $(PY) $$script || exit 1; done
