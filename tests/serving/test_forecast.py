@@ -12,6 +12,8 @@ from powercast.core.errors import ForecastError
 from powercast.models.conformal import ConformalIntervals
 from powercast.models.registry import load_champion
 from powercast.prepare.features import slot_of_day
+from powercast.prepare.gaps import find_gaps
+from powercast.prepare.series import input_window, prepare_meter
 from powercast.serving.forecast import (
     FALLBACK_BASELINES,
     FALLBACK_MODEL,
@@ -53,15 +55,62 @@ def test_champion_forecasts_when_the_input_window_is_complete(champion_config):
     assert batch.training_end_utc == champion.training_range_utc[1]
 
 
+def _longest_hours_without_readings(config: PowercastConfig, start_utc: pd.Timestamp, end_utc: pd.Timestamp) -> int:
+    """Return the longest run of whole hours in [start, end) with no stored active-power reading."""
+    readings = read_readings(config.root, METER, start_utc.to_pydatetime(), end_utc.to_pydatetime()).to_pandas()
+    stamps = readings.loc[readings["active_power_kw"].notna(), "timestamp"]
+    hours = pd.date_range(start_utc, end_utc, freq="1h", inclusive="left")
+    empty = ~hours.isin(stamps.dt.floor("1h"))
+    _, lengths = find_gaps(empty)
+    return int(lengths.max()) if lengths.size else 0
+
+
+def test_champion_forecast_comes_from_the_served_refit_not_the_held_out_fit(champion_config):
+    champion = load_champion(champion_config.root, METER)
+    assert champion.holdout_module is not None  # a pipeline-written card: refit on validation, held-out fit kept
+    issued = pd.Timestamp(COMPLETE_DAY).tz_convert("UTC")
+    prepared = prepare_meter(
+        champion_config.model_copy(update={"prepare": champion.prepare_config}), METER, end_utc=issued,
+        scaler=champion.scaler,
+    )
+    window = input_window(prepared, issued)[None]
+    served_kw = champion.scaler.inverse_target_kw(champion.module.forecast_scaled(window))[0]
+    held_out_kw = champion.scaler.inverse_target_kw(champion.holdout_module.forecast_scaled(window))[0]
+    assert np.abs(served_kw - held_out_kw).max() > 0.01  # the two fits disagree, so the check below can tell
+
+    batch = make_forecast_batch(champion_config, METER, issued, run_id="run-1")
+
+    np.testing.assert_allclose(batch.table["yhat_kw"].to_numpy(), np.maximum(served_kw, 0), rtol=1e-5, atol=1e-6)
+    # the served model learned from train + validation: its training range ends with the validation weeks
+    assert batch.training_end_utc == pd.Timestamp("2010-11-12", tz=champion.prepare_config.local_timezone)
+
+
 @pytest.mark.parametrize("issued_at", AFTER_OUTAGES)
 def test_long_gap_in_the_input_window_falls_back_to_seasonal_naive(champion_config, issued_at):
-    batch = make_forecast_batch(champion_config, METER, pd.Timestamp(issued_at), run_id="run-1")
+    issued = pd.Timestamp(issued_at).tz_convert("UTC")
+    champion = load_champion(champion_config.root, METER)
+    lookback, max_gap = champion.prepare_config.lookback_steps, champion.prepare_config.max_interpolate_gap_steps
+    window_start = issued - pd.Timedelta(hours=lookback)
+    assert _longest_hours_without_readings(champion_config, window_start, issued) > max_gap  # the real outage
+    # the meter's grid as the forecast reads it: the champion's preparation and scaler, readings before the issue
+    prepared = prepare_meter(
+        champion_config.model_copy(update={"prepare": champion.prepare_config}), METER, end_utc=issued,
+        scaler=champion.scaler,
+    )
+    assert input_window(prepared, issued) is None
+    fallback = baseline_forecast(
+        prepared, grid_row(prepared, issued), champion_config.forecast.interval_coverage,
+        champion_config.forecast.baseline_calibration_days, parse_timezone(champion.prepare_config.local_timezone),
+    )
 
-    assert batch.model == FALLBACK_MODEL and batch.model_version in FALLBACK_BASELINES
-    assert "champion gru fixture-gru not used" in batch.notes[0]
-    longest_gap_steps = int(batch.notes[0].split("longest gap ")[1].split(" ")[0])
-    assert longest_gap_steps > champion_config.prepare.max_interpolate_gap_steps
-    assert batch.training_start_utc is None and batch.validation_mae_kw > 0
+    batch = make_forecast_batch(champion_config, METER, issued, run_id="run-1")
+
+    assert (batch.model, batch.model_version) == (FALLBACK_MODEL, fallback.name)
+    assert fallback.name in FALLBACK_BASELINES
+    np.testing.assert_allclose(batch.table["yhat_kw"].to_numpy(), np.maximum(fallback.yhat_kw, 0), rtol=1e-6)
+    assert batch.validation_mae_kw == pytest.approx(fallback.validation_mae_kw) and batch.validation_mae_kw > 0
+    assert (batch.training_start_utc, batch.training_end_utc) == (None, None)
+    assert len(batch.notes) == 1 and f"champion gru {champion.version} not used" in batch.notes[0]
 
 
 def test_fallback_repeats_real_readings_from_one_season_earlier(champion_config):
@@ -117,7 +166,7 @@ def test_forecast_command_publishes_and_show_prints_the_batch(champion_root, tmp
 
     out = capsys.readouterr().out
     assert (published, shown) == (0, 0)
-    assert "issue_date=2010-11-09/issued_at=20101109T230000Z.parquet" in out
+    assert "issue_date=2010-11-09/issued_at=20101109T230000Z" in out
     assert "fixture-gru" in out and "yhat_lo_kw" in out
 
 
