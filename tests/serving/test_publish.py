@@ -1,11 +1,12 @@
-"""Publishing forecast batches: layout, atomic replace, the latest pointer, concurrent readers."""
+"""Publishing forecast batches: layout, immutable files, the latest pointer, retention and sweep."""
 
 from __future__ import annotations
 
+import errno
 import json
-import multiprocessing
 import os
-import time
+import re
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pandas as pd
@@ -14,7 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from powercast.core.errors import ForecastError
-from powercast.core.schemas import FORECAST_METADATA_KEYS, FORECAST_SCHEMA
+from powercast.core.schemas import FORECAST_SCHEMA
 from powercast.serving import publish
 from powercast.serving.contract import ForecastBatch
 from powercast.serving.publish import latest_pointer, list_issue_times, publish_batch, read_forecasts
@@ -27,44 +28,72 @@ def _forecasts(root: Path) -> Path:
     return root / "forecasts"
 
 
+def _batch_files(root: Path) -> list[Path]:
+    return sorted(_forecasts(root).rglob("*.parquet"))
+
+
 def test_batch_lands_under_issue_date_with_manifest_and_latest(tmp_path, forecast_batch_factory):
     published = publish_batch(str(tmp_path), forecast_batch_factory("m1", DAY_2))
 
-    batch_file = _forecasts(tmp_path) / "issue_date=2010-08-17" / "issued_at=20100817T230000Z.parquet"
-    manifest = json.loads(batch_file.with_name("issued_at=20100817T230000Z.manifest.json").read_text())
+    folder = _forecasts(tmp_path) / "issue_date=2010-08-17"
+    manifest = json.loads((folder / "issued_at=20100817T230000Z.manifest.json").read_text())
     latest = json.loads((_forecasts(tmp_path) / "latest.json").read_text())
-    assert Path(published.path) == batch_file
+    assert _batch_files(tmp_path) == [Path(published.path)]
+    assert re.fullmatch(
+        r"issued_at=20100817T230000Z\.published=\d{8}T\d{6}\.\d{6}Z\.parquet", Path(published.path).name
+    )
+    assert manifest["path"] == latest["path"] == f"issue_date=2010-08-17/{Path(published.path).name}"
+    assert latest["manifest"] == "issue_date=2010-08-17/issued_at=20100817T230000Z.manifest.json"
     assert manifest["sha256"] == published.sha256 == latest["sha256"]
     assert (manifest["rows"], manifest["meters"], manifest["run_id"]) == (24, ["m1"], "run-test")
     assert manifest["models"]["m1"]["model"] == "gru"
-    assert latest["path"] == "issue_date=2010-08-17/issued_at=20100817T230000Z.parquet"
+    assert manifest["superseded"] == [] and published.swept == ()
 
 
 def test_one_file_holds_every_meter_of_an_issue_time(tmp_path, forecast_batch_factory):
     publish_batch(str(tmp_path), [forecast_batch_factory("m1", DAY_2), forecast_batch_factory("m2", DAY_2)])
 
-    files = sorted(p.name for p in _forecasts(tmp_path).rglob("*.parquet"))
+    files = _batch_files(tmp_path)
     frame = read_forecasts(str(tmp_path))
-    assert files == ["issued_at=20100817T230000Z.parquet"]
+    assert len(files) == 1 and files[0].name.startswith("issued_at=20100817T230000Z.")
     assert frame.groupby("meter_id").size().to_dict() == {"m1": 24, "m2": 24}
 
 
-def test_republish_replaces_batch_and_leaves_other_days_untouched(tmp_path, forecast_batch_factory):
+def test_republish_writes_a_new_file_and_never_touches_the_old_one(tmp_path, forecast_batch_factory):
     publish_batch(str(tmp_path), forecast_batch_factory("m1", DAY_1, level_kw=1.0))
-    publish_batch(str(tmp_path), forecast_batch_factory("m1", DAY_2, level_kw=1.0))
+    first = publish_batch(str(tmp_path), forecast_batch_factory("m1", DAY_2, level_kw=1.0))
     other_day = _forecasts(tmp_path) / "issue_date=2010-08-16"
     before = {p.name: (p.read_bytes(), p.stat().st_ino, p.stat().st_mtime_ns) for p in other_day.iterdir()}
-    replaced = _forecasts(tmp_path) / "issue_date=2010-08-17" / "issued_at=20100817T230000Z.parquet"
-    inode_before = replaced.stat().st_ino
+    old_file = Path(first.path)
+    old_state = (old_file.read_bytes(), old_file.stat().st_ino, old_file.stat().st_mtime_ns)
 
-    publish_batch(str(tmp_path), forecast_batch_factory("m1", DAY_2, run_id="run-again", level_kw=5.0))
+    second = publish_batch(str(tmp_path), forecast_batch_factory("m1", DAY_2, run_id="run-again", level_kw=5.0))
 
     after = {p.name: (p.read_bytes(), p.stat().st_ino, p.stat().st_mtime_ns) for p in other_day.iterdir()}
     frame = read_forecasts(str(tmp_path), issued_at=DAY_2)
+    manifest = json.loads(Path(second.manifest_path).read_text())
     assert after == before
-    assert replaced.stat().st_ino != inode_before  # a rename of a new file, not an in-place rewrite
+    assert second.path != first.path and second.path > first.path  # a new name, sorting after the old one
+    assert (old_file.read_bytes(), old_file.stat().st_ino, old_file.stat().st_mtime_ns) == old_state
     assert set(frame["run_id"]) == {"run-again"} and frame["yhat_kw"].min() > 4
+    assert [entry["path"] for entry in manifest["superseded"]] == [f"issue_date=2010-08-17/{old_file.name}"]
+    kept_until = pd.Timestamp(manifest["superseded"][0]["kept_until"]) - pd.Timestamp(
+        manifest["superseded"][0]["superseded_at"]
+    )
+    assert kept_until == pd.Timedelta(seconds=publish.SUPERSEDED_RETENTION_S)
     assert not [p for p in tmp_path.rglob("*") if p.name.startswith(".tmp-")]
+
+
+def test_republishing_identical_rows_writes_nothing(tmp_path, forecast_batch_factory):
+    first = publish_batch(str(tmp_path), [forecast_batch_factory("m1", DAY_2), forecast_batch_factory("m2", DAY_2)])
+    pointers = [Path(first.manifest_path), _forecasts(tmp_path) / "latest.json"]
+    before = [(p.read_bytes(), p.stat().st_mtime_ns) for p in pointers]
+
+    again = publish_batch(str(tmp_path), [forecast_batch_factory("m1", DAY_2), forecast_batch_factory("m2", DAY_2)])
+
+    assert again.path == first.path and again.sha256 == first.sha256 and again.latest_updated
+    assert _batch_files(tmp_path) == [Path(first.path)]
+    assert [(p.read_bytes(), p.stat().st_mtime_ns) for p in pointers] == before
 
 
 def test_republishing_one_meter_keeps_the_other_meters_rows(tmp_path, forecast_batch_factory):
@@ -151,7 +180,9 @@ def test_batch_with_interval_not_around_yhat_is_refused(forecast_batch_factory):
 def test_batch_with_wrong_column_type_is_refused(forecast_batch_factory):
     good = forecast_batch_factory("m1", DAY_2)
     index = FORECAST_SCHEMA.get_field_index("horizon_h")
-    widened = good.table.set_column(index, pa.field("horizon_h", pa.int64(), nullable=False), good.table["horizon_h"].cast(pa.int64()))
+    widened = good.table.set_column(
+        index, pa.field("horizon_h", pa.int64(), nullable=False), good.table["horizon_h"].cast(pa.int64())
+    )
 
     with pytest.raises(ForecastError, match="does not match forecast contract"):
         ForecastBatch(widened, 0.8, None, None, None)
@@ -162,52 +193,140 @@ def test_two_issue_times_in_one_publish_are_refused(tmp_path, forecast_batch_fac
         publish_batch(str(tmp_path), [forecast_batch_factory("m1", DAY_1), forecast_batch_factory("m2", DAY_2)])
 
 
-def _poll_latest(root: str, ready, stop, results) -> None:
-    """Reader process: follow latest.json the way a consumer would until told to stop."""
-    reads, problems = 0, []
-    ready.set()
-    while not stop.is_set():
-        try:
-            pointer = json.loads((Path(root) / "forecasts" / "latest.json").read_text())
-            # one open handle, as docs/forecast-contract.md advises: a path-based read_table opens
-            # the file twice and can straddle a re-publish of the same issue time
-            with open(Path(root) / "forecasts" / pointer["path"], "rb") as handle:
-                raw = pq.read_table(handle)
-            keys = {k.decode() for k in raw.schema.metadata}
-            if not raw.schema.remove_metadata().equals(FORECAST_SCHEMA) or not set(FORECAST_METADATA_KEYS) <= keys:
-                problems.append(f"schema/metadata differ from the contract in {pointer['path']}")
-            if raw.num_rows != pointer["rows"]:
-                problems.append(f"{pointer['path']}: {raw.num_rows} rows, pointer says {pointer['rows']}")
-            frame = read_forecasts(root)
-            if len(frame) != 48 or frame["issued_at"].nunique() != 1:
-                problems.append(f"read_forecasts returned {len(frame)} rows")
-            reads += 1
-        except Exception as exc:  # noqa: BLE001 - any failure is what this reader reports
-            problems.append(f"{type(exc).__name__}: {exc}")
-    results.put((reads, problems))
+class _Clock:
+    """Stands in for publish._utc_now: the publish clock, moved by hand."""
+
+    def __init__(self, start: str = "2024-05-01T00:00Z") -> None:
+        self.now = pd.Timestamp(start).to_pydatetime()
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **delta: float) -> None:
+        self.now += timedelta(**delta)
 
 
-def test_reader_polling_latest_never_sees_a_partial_batch(tmp_path, forecast_batch_factory):
+def test_superseded_file_stays_for_the_retention_then_a_later_publish_sweeps_it(
+    tmp_path, forecast_batch_factory, monkeypatch
+):
+    clock = _Clock()
+    monkeypatch.setattr(publish, "_utc_now", clock)
+    first = publish_batch(str(tmp_path), forecast_batch_factory("m1", DAY_1, run_id="run-1"))
+    clock.advance(hours=1)
+    second = publish_batch(str(tmp_path), forecast_batch_factory("m1", DAY_1, run_id="run-2"))
+
+    clock.advance(hours=24, seconds=-1)  # 1 s before the first file's time is up
+    kept = publish_batch(str(tmp_path), forecast_batch_factory("m1", DAY_2))
+    clock.advance(seconds=1)
+    swept = publish_batch(str(tmp_path), forecast_batch_factory("m1", "2010-08-18T23:00Z"))
+
+    assert kept.swept == () and swept.swept == (first.path,)
+    assert _batch_files(tmp_path) == sorted(Path(p) for p in (second.path, kept.path, swept.path))
+    assert json.loads(Path(second.manifest_path).read_text())["path"].endswith(Path(second.path).name)
+    assert set(read_forecasts(str(tmp_path), issued_at=DAY_1)["run_id"]) == {"run-2"}
+
+
+def test_a_zero_retention_sweeps_at_once_but_never_the_current_file(tmp_path, forecast_batch_factory):
+    for run in range(4):
+        published = publish_batch(
+            str(tmp_path), forecast_batch_factory("m1", DAY_2, run_id=f"run-{run}"), retention_s=0
+        )
+
+    assert _batch_files(tmp_path) == [Path(published.path)]
+    assert set(read_forecasts(str(tmp_path))["run_id"]) == {"run-3"}
+    assert json.loads(Path(published.manifest_path).read_text())["superseded"] == []
+
+
+def test_file_names_stay_unique_and_ordered_when_the_clock_stands_or_steps_back(
+    tmp_path, forecast_batch_factory, monkeypatch
+):
+    clock = _Clock()
+    monkeypatch.setattr(publish, "_utc_now", clock)
+    paths = []
+    for run in range(3):
+        paths.append(publish_batch(str(tmp_path), forecast_batch_factory("m1", DAY_2, run_id=f"run-{run}")).path)
+        clock.advance(seconds=-5 * run)
+
+    assert len(set(paths)) == 3 and paths == sorted(paths)
+    assert set(read_forecasts(str(tmp_path))["run_id"]) == {"run-2"}
+
+
+def test_leftovers_of_a_failed_publish_are_swept_after_the_retention(tmp_path, forecast_batch_factory, monkeypatch):
+    clock = _Clock()
+    monkeypatch.setattr(publish, "_utc_now", clock)
+    current = publish_batch(str(tmp_path), forecast_batch_factory("m1", DAY_2))
+    folder = Path(current.path).parent
+    # a publish that wrote its file but died before the manifest, and one killed mid-write
+    orphan = folder / "issued_at=20100817T230000Z.published=20240501T000001.000000Z.parquet"
+    orphan.write_bytes(Path(current.path).read_bytes())
+    stale_temp = folder / ".tmp-issued_at=20100817T230000Z.parquet-0123abcd.tmp"
+    stale_temp.write_bytes(b"PAR1 half written")
+    day_old = clock.now.timestamp() - 25 * 3600
+    os.utime(stale_temp, (day_old, day_old))
+    clock.advance(hours=24, seconds=2)
+    fresh_temp = folder / ".tmp-issued_at=20100817T230000Z.manifest.json-4567cdef.tmp"
+    fresh_temp.write_bytes(b"{")
+    os.utime(fresh_temp, (clock.now.timestamp() - 60, clock.now.timestamp() - 60))
+    published = publish_batch(str(tmp_path), forecast_batch_factory("m1", DAY_1))
+
+    assert sorted(published.swept) == sorted([str(orphan), str(stale_temp)])
+    assert fresh_temp.exists() and Path(current.path).exists()
+
+
+def test_a_failed_manifest_write_leaves_the_previous_batch_current(tmp_path, forecast_batch_factory, monkeypatch):
     root = str(tmp_path)
-    context = multiprocessing.get_context("spawn")
-    ready, stop, results = context.Event(), context.Event(), context.Queue()
-    reader = context.Process(target=_poll_latest, args=(root, ready, stop, results))
-    publish_batch(root, [forecast_batch_factory("m1", DAY_1), forecast_batch_factory("m2", DAY_1)])
-    reader.start()
-    try:
-        assert ready.wait(60), "reader process did not start"
-        publishes, started = 0, time.monotonic()
-        while publishes < 60 or time.monotonic() - started < 2.0:
-            # every issue time is published three times: it becomes latest, then is replaced twice
-            issued = (pd.Timestamp(DAY_2) + pd.Timedelta(days=publishes // 3)).isoformat()
-            level = 1.0 + publishes % 7
-            batch = [forecast_batch_factory(m, issued, run_id=f"run-{publishes}", level_kw=level) for m in ("m1", "m2")]
-            publish_batch(root, batch)
-            publishes += 1
-    finally:
-        stop.set()
-        reads, problems = results.get(timeout=60)
-        reader.join(timeout=60)
-    assert problems == []
-    assert reads >= 10, f"reader only completed {reads} reads; the test did not overlap with publishing"
-    assert os.path.isfile(Path(root) / "forecasts" / latest_pointer(root)["path"])
+    before = publish_batch(root, forecast_batch_factory("m1", DAY_2, run_id="run-before"))
+    pointers = {p: p.read_bytes() for p in (Path(before.manifest_path), _forecasts(tmp_path) / "latest.json")}
+    real_write = publish.atomic_write_bytes
+
+    def disk_full_on_json(path, payload, filesystem=None):
+        if str(path).endswith(".json"):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        real_write(path, payload, filesystem)
+
+    monkeypatch.setattr(publish, "atomic_write_bytes", disk_full_on_json)
+    with pytest.raises(
+        ForecastError, match=rf"could not write {re.escape(before.manifest_path)}: No space left"
+    ) as failed:
+        publish_batch(root, forecast_batch_factory("m1", DAY_2, run_id="run-after"))
+
+    assert isinstance(failed.value.__cause__, OSError)  # the flows see the full disk and retry
+    assert {p: p.read_bytes() for p in pointers} == pointers
+    assert set(read_forecasts(root)["run_id"]) == {"run-before"}
+    assert len(_batch_files(tmp_path)) == 2  # the new file, named by nothing, waits for the sweep
+
+
+def test_a_root_in_the_1_0_layout_is_read_and_its_old_file_swept_after_a_republish(
+    tmp_path, forecast_batch_factory, monkeypatch
+):
+    clock = _Clock()
+    monkeypatch.setattr(publish, "_utc_now", clock)
+    root = str(tmp_path)
+    published = publish_batch(root, forecast_batch_factory("m1", DAY_2, run_id="run-1-0"))
+    legacy = Path(published.path).with_name("issued_at=20100817T230000Z.parquet")  # the name powercast 1.0 wrote
+    Path(published.path).rename(legacy)
+    for pointer in (Path(published.manifest_path), _forecasts(tmp_path) / "latest.json"):
+        pointer.write_text(pointer.read_text().replace(Path(published.path).name, legacy.name))
+    assert set(read_forecasts(root)["run_id"]) == {"run-1-0"}
+
+    kept = publish_batch(root, forecast_batch_factory("m1", DAY_2, run_id="run-new"))
+    clock.advance(hours=24)
+    swept = publish_batch(root, forecast_batch_factory("m1", DAY_1))
+
+    assert kept.swept == () and swept.swept == (str(legacy),) and not legacy.exists()
+    assert set(read_forecasts(root)["run_id"]) == {"run-new"}
+
+
+@pytest.mark.parametrize("retention_s", [-1, float("nan"), float("inf"), "24h"])
+def test_a_retention_that_is_not_a_finite_non_negative_number_is_refused(tmp_path, forecast_batch_factory, retention_s):
+    with pytest.raises(ForecastError, match="retention_s=.* must be a finite number of seconds >= 0"):
+        publish_batch(str(tmp_path), forecast_batch_factory("m1", DAY_2), retention_s=retention_s)
+
+
+def test_a_pointer_naming_a_path_outside_forecasts_is_refused(tmp_path, forecast_batch_factory):
+    publish_batch(str(tmp_path), forecast_batch_factory("m1", DAY_2))
+    latest = _forecasts(tmp_path) / "latest.json"
+    latest.write_text(json.dumps({**json.loads(latest.read_text()), "path": "../../etc/passwd"}))
+
+    with pytest.raises(ForecastError, match=r"latest.json field 'path' must be a path inside forecasts/"):
+        read_forecasts(str(tmp_path))

@@ -7,6 +7,9 @@ layout works on any pyarrow filesystem. ``docs/architecture.md`` draws the tree.
 
 from __future__ import annotations
 
+import re
+from datetime import datetime, timezone
+
 LANDING = "landing"
 READINGS = "store/readings"
 QUARANTINE = "store/quarantine"
@@ -57,6 +60,61 @@ def run_dir(root: str, run_id: str, *parts: str) -> str:
 def forecasts_dir(root: str) -> str:
     """Return the published forecast batches' folder (the consumers' contract)."""
     return under(root, FORECASTS)
+
+
+# Inside forecasts/ (docs/forecast-contract.md, "Layout"); paths below are relative to that folder,
+# the form the manifests and latest.json store them in.
+FORECAST_LATEST = "latest.json"
+FORECAST_MANIFEST_SUFFIX = ".manifest.json"
+FORECAST_MANIFEST_GLOB = "issue_date=*/issued_at=*.manifest.json"
+_ISSUED_AT_FORMAT = "%Y%m%dT%H%M%SZ"
+_PUBLISHED_FORMAT = "%Y%m%dT%H%M%S.%fZ"
+# issued_at=<T>.published=<P>.parquet, and the 1.0 name issued_at=<T>.parquet (no publish time)
+_BATCH_NAME = re.compile(r"issued_at=(\d{8}T\d{6}Z)(?:\.published=(\d{8}T\d{6}\.\d{6}Z))?\.parquet")
+_MANIFEST_NAME = re.compile(r"issued_at=(\d{8}T\d{6}Z)" + re.escape(FORECAST_MANIFEST_SUFFIX))
+
+
+def _utc(stamp: datetime, name: str) -> datetime:
+    if stamp.tzinfo is None:
+        raise ValueError(f"{name}={stamp!r} has no timezone; forecast paths are named in UTC")
+    return stamp.astimezone(timezone.utc)
+
+
+def forecast_issue_dir(issued_at_utc: datetime) -> str:
+    """Return the hive folder of an issue time, ``issue_date=YYYY-MM-DD`` (its UTC date)."""
+    return f"issue_date={_utc(issued_at_utc, 'issued_at').strftime('%Y-%m-%d')}"
+
+
+def forecast_manifest_relpath(issued_at_utc: datetime) -> str:
+    """Return the manifest of an issue time: its one stable name, which names the current batch file."""
+    stamp = _utc(issued_at_utc, "issued_at").strftime(_ISSUED_AT_FORMAT)
+    return f"{forecast_issue_dir(issued_at_utc)}/issued_at={stamp}{FORECAST_MANIFEST_SUFFIX}"
+
+
+def forecast_batch_relpath(issued_at_utc: datetime, published_at_utc: datetime) -> str:
+    """Return the batch file of one publish of an issue time; a new name per publish, never reused."""
+    issued = _utc(issued_at_utc, "issued_at").strftime(_ISSUED_AT_FORMAT)
+    published = _utc(published_at_utc, "published_at").strftime(_PUBLISHED_FORMAT)
+    return f"{forecast_issue_dir(issued_at_utc)}/issued_at={issued}.published={published}.parquet"
+
+
+def _parsed(text: str, pattern: str) -> datetime:
+    return datetime.strptime(text, pattern).replace(tzinfo=timezone.utc)
+
+
+def parse_forecast_batch_name(name: str) -> tuple[datetime, datetime | None] | None:
+    """Return (issued_at, published_at) of a batch file name, published_at None for a 1.0 name; None if not a batch."""
+    match = _BATCH_NAME.fullmatch(name)
+    if match is None:
+        return None
+    issued, published = match.group(1), match.group(2)
+    return _parsed(issued, _ISSUED_AT_FORMAT), None if published is None else _parsed(published, _PUBLISHED_FORMAT)
+
+
+def parse_forecast_manifest_name(name: str) -> datetime | None:
+    """Return the issue time of a manifest file name, or None if ``name`` is not one."""
+    match = _MANIFEST_NAME.fullmatch(name)
+    return None if match is None else _parsed(match.group(1), _ISSUED_AT_FORMAT)
 
 
 def backtest_dir(root: str, meter_id: str, version: str) -> str:

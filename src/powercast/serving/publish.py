@@ -1,16 +1,22 @@
-"""The forecasts/ layout: atomic publish of forecast batches, their manifests, the ``latest`` pointer.
+"""The forecasts/ layout: publish forecast batches to immutable files, their manifests, the ``latest`` pointer.
 
-Layout under a data root (a local path or a URI, see ``powercast.io.atomic.resolve_filesystem``)::
+Layout under a data root (a local path or a URI, see ``powercast.io.atomic.resolve_filesystem``;
+the names are built in ``powercast.io.layout``)::
 
-    forecasts/issue_date=YYYY-MM-DD/issued_at=YYYYMMDDTHHMMSSZ.parquet        every meter's rows of one issue time
-    forecasts/issue_date=YYYY-MM-DD/issued_at=YYYYMMDDTHHMMSSZ.manifest.json  rows, meters, models, sha256, ...
-    forecasts/latest.json                                                    the newest complete batch
+    forecasts/issue_date=YYYY-MM-DD/issued_at=<T>.published=<P>.parquet  every meter's rows of issue time T, one publish
+    forecasts/issue_date=YYYY-MM-DD/issued_at=<T>.manifest.json           names the current file of T
+    forecasts/latest.json                                                 names the newest T's current file
 
-``issue_date`` is the UTC date of ``issued_at`` so that a consumer can find a batch from its issue
-time alone. Writes happen in this order, each one atomic (temp name → fsync → rename): the Parquet
-file, then its manifest, then ``latest.json``. A reader that follows ``latest.json`` therefore
-only ever reaches a batch whose file and manifest are both complete. Publishing an issue time that
-already exists replaces that one file; files of other issue times are never opened for writing.
+``issue_date`` is the UTC date of ``issued_at``. Every publish writes a new file whose name holds its
+publish time ``P`` (microseconds, strictly increasing per issue time): a batch file, once written,
+is never written again, renamed over or changed, so a consumer that reads a file by path (and opens
+it twice, as pandas, polars and DuckDB may) always reads the one complete batch its pointer named.
+Writes happen in this order, each one atomic (temp name → fsync → rename): the new Parquet file,
+then the manifest of its issue time, then ``latest.json``. The file a re-publish replaces
+(*superseded*) stays on disk for ``SUPERSEDED_RETENTION_S`` after that publish, listed in the
+manifest's ``superseded`` entries, so a reader that fetched the old pointer a moment earlier still
+finds it; a later publish sweeps it (and files of publishes that failed before their manifest).
+A file a manifest or ``latest.json`` names is never swept.
 ``publish_batch`` takes no lock itself: its callers (the flows' publish task, ``powercast forecast``)
 hold the data root's publish lock (``powercast.io.locking.PUBLISH_LOCK_NAME``), so one publisher
 writes at a time; readers need no lock.
@@ -20,11 +26,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pandas as pd
@@ -41,22 +48,29 @@ from powercast.core.schemas import (
 )
 from powercast.io import layout
 from powercast.io.atomic import (
+    TEMP_PREFIX,
     atomic_write_bytes,
     parquet_bytes,
     read_bytes,
     resolve_filesystem,
 )
-from powercast.serving.contract import ForecastBatch, compact_utc, iso_utc, to_utc_timestamp, validate_forecast_table
+from powercast.serving.contract import ForecastBatch, iso_utc, to_utc_timestamp, validate_forecast_table
 
-LATEST_NAME = "latest.json"
-MANIFEST_SUFFIX = ".manifest.json"
 KEY_CONTRACT_VERSION, KEY_COVERAGE, KEY_TRAINING_START, KEY_TRAINING_END, KEY_VALIDATION_MAE = FORECAST_METADATA_KEYS
 # Keys whose value differs per meter: stored as a JSON object {meter_id: value}.
 PER_METER_KEYS: tuple[str, ...] = (KEY_TRAINING_START, KEY_TRAINING_END, KEY_VALIDATION_MAE)
-# A reader that finds a file whose sha256 differs from its pointer/manifest is racing a re-publish
-# of the same issue time; it retries for this long before calling the batch broken.
+# A reader that finds no file, or one whose sha256 differs from its pointer, read the pointer just
+# before a publish moved it (and, past the retention, a sweep removed the file); it reads the
+# pointer again for this long before calling the batch broken.
 READ_RETRY_S = 5.0
 READ_RETRY_PAUSE_S = 0.02
+# How long a superseded batch file stays after the publish that replaced it: a consumer that read
+# the old pointer just before the switch must still find the file it names. A day covers any
+# reader that starts a read while the pointer names it, with room for slow and retried reads.
+# A keyword argument of publish_batch overrides it (tests; a store with tighter space).
+SUPERSEDED_RETENTION_S = 24 * 3600.0
+
+_log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -70,17 +84,7 @@ class PublishedBatch:
     rows: int
     meters: tuple[str, ...]
     latest_updated: bool
-
-
-def batch_relpath(issued_at_utc: datetime | pd.Timestamp) -> str:
-    """Return the batch file's path relative to ``forecasts/`` for an issue time."""
-    stamp = to_utc_timestamp(issued_at_utc, "issued_at")
-    return f"issue_date={stamp.strftime('%Y-%m-%d')}/issued_at={compact_utc(stamp)}.parquet"
-
-
-def manifest_relpath(issued_at_utc: datetime | pd.Timestamp) -> str:
-    """Return the manifest's path relative to ``forecasts/`` for an issue time."""
-    return batch_relpath(issued_at_utc).removesuffix(".parquet") + MANIFEST_SUFFIX
+    swept: tuple[str, ...] = ()  # superseded batch files and stale temp files this publish deleted
 
 
 def _forecasts_dir(root: str) -> tuple[pafs.FileSystem, str]:
@@ -166,13 +170,24 @@ def _merged_with_existing(
     return rows.replace_schema_metadata(None), per_meter, coverage
 
 
-def publish_batch(root: str, batches: Sequence[ForecastBatch] | ForecastBatch) -> PublishedBatch:
-    """Publish forecast batches of one issue time atomically; return where they landed.
+def publish_batch(
+    root: str,
+    batches: Sequence[ForecastBatch] | ForecastBatch,
+    *,
+    retention_s: float = SUPERSEDED_RETENTION_S,
+) -> PublishedBatch:
+    """Publish forecast batches of one issue time to a new immutable file; return where they landed.
 
-    All batches must share one issue time and one run id, one batch per meter. The file of that
-    issue time is replaced as a whole: meters given here get the new rows, meters already in the
-    file and not given here keep theirs. Then the manifest is written, then ``latest.json`` is
-    moved to this batch if its issue time is the newest published.
+    All batches must share one issue time and one run id, one batch per meter. The issue time's
+    batch is replaced as a whole: meters given here get the new rows, meters already published and
+    not given here keep theirs. The rows go to a new file (its name holds the publish time), then
+    the issue time's manifest is pointed at it, then ``latest.json`` if its issue time is the
+    newest published. The file replaced stays ``retention_s`` longer for readers that are still on
+    it; superseded files whose time is up, across all issue times, are then deleted.
+
+    Re-publishing rows identical to the current file's (a re-run) writes no new file: the
+    manifest and ``latest.json`` keep naming the file that already holds them, and are rewritten
+    only if something they say changed (the notes). A re-run is thus a no-op for readers.
 
     Parameters
     ----------
@@ -180,19 +195,25 @@ def publish_batch(root: str, batches: Sequence[ForecastBatch] | ForecastBatch) -
         Data root (local path or URI); files go under ``<root>/forecasts/``.
     batches : ForecastBatch or sequence of ForecastBatch
         The rows and metadata to publish.
+    retention_s : float
+        Seconds a superseded file stays after the publish that replaced it (default one day).
 
     Returns
     -------
     PublishedBatch
-        Paths of the batch file and manifest, its sha256, row count, meters, and whether
-        ``latest.json`` now points at it.
+        Paths of the batch file and manifest, its sha256, row count, meters, whether
+        ``latest.json`` now points at it, and the files this publish swept.
     """
     group = _checked_group(batches)
+    if isinstance(retention_s, bool) or not isinstance(retention_s, (int, float)) or not 0 <= retention_s < math.inf:
+        raise ForecastError(f"publish_batch retention_s={retention_s!r} must be a finite number of seconds >= 0")
     issued_at = group[0].issued_at_utc
     filesystem, directory = _forecasts_dir(root)
-    path = f"{directory}/{batch_relpath(issued_at)}"
-    manifest_path = f"{directory}/{manifest_relpath(issued_at)}"
-    existing, existing_metadata = _read_published(filesystem, path)
+    manifest_path = f"{directory}/{layout.forecast_manifest_relpath(issued_at)}"
+    previous_manifest = _read_json(filesystem, manifest_path)
+    existing, existing_metadata, existing_sha256 = _read_current(
+        filesystem, directory, previous_manifest, manifest_path
+    )
     rows, per_meter, coverage = _merged_with_existing(group, existing, existing_metadata)
     validate_forecast_table(rows, source=f"batch for {iso_utc(issued_at)}")
 
@@ -202,20 +223,39 @@ def publish_batch(root: str, batches: Sequence[ForecastBatch] | ForecastBatch) -
         **{key: json.dumps(per_meter[key], sort_keys=True) for key in PER_METER_KEYS},
     }
     payload = parquet_bytes(rows, metadata)
-    atomic_write_bytes(path, payload, filesystem)
-    previous_manifest = _read_json(filesystem, manifest_path) if existing is not None else None
-    manifest = _manifest(group, rows, payload, {**metadata, **per_meter}, previous_manifest)
-    atomic_write_bytes(manifest_path, _json_bytes(manifest), filesystem)
+    now = _utc_now()
+    if previous_manifest is not None and existing_sha256 == hashlib.sha256(payload).hexdigest():
+        placed = {"path": previous_manifest["path"], "published_at": previous_manifest["published_at"]}
+    else:
+        placed = _write_new_batch_file(filesystem, directory, issued_at, payload, now)
+    superseded, expired = _superseded_entries(
+        filesystem, directory, previous_manifest, manifest_path, placed["path"], now, retention_s
+    )
+    manifest = _manifest(group, rows, payload, {**metadata, **per_meter}, previous_manifest, placed, superseded)
+    unchanged = f"{placed['path']} is written but the manifest and latest.json name the previous file"
+    _write_if_changed(filesystem, manifest_path, _json_bytes(manifest), unchanged)
     latest_updated = _move_latest_pointer(filesystem, directory, manifest, issued_at)
+    swept = _sweep_superseded(filesystem, directory, now, retention_s, expired)  # only after the pointers moved
     return PublishedBatch(
         issued_at_utc=issued_at,
-        path=path,
+        path=f"{directory}/{placed['path']}",
         manifest_path=manifest_path,
         sha256=manifest["sha256"],
         rows=rows.num_rows,
         meters=tuple(manifest["meters"]),
         latest_updated=latest_updated,
+        swept=tuple(swept),
     )
+
+
+def _utc_now() -> datetime:
+    """Return the publish clock (UTC, microseconds); one function so that tests can move it."""
+    return datetime.now(timezone.utc)
+
+
+def _iso_us(stamp: datetime) -> str:
+    """Return an instant as ISO 8601 UTC with microseconds (retention deadlines: no rounding early)."""
+    return stamp.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _checked_group(batches: Sequence[ForecastBatch] | ForecastBatch) -> list[ForecastBatch]:
@@ -237,13 +277,195 @@ def _checked_group(batches: Sequence[ForecastBatch] | ForecastBatch) -> list[For
     return group
 
 
-def _read_published(filesystem: pafs.FileSystem, path: str) -> tuple[pa.Table | None, dict[str, Any] | None]:
-    """Return the rows and decoded metadata already published at ``path``, or (None, None)."""
+def _pointed_path(pointer: dict[str, Any], key: str, source: str) -> str:
+    """Return ``pointer[key]``, a path relative to ``forecasts/``, or raise ForecastError naming ``source``."""
+    relpath = pointer.get(key)
+    if not isinstance(relpath, str) or not relpath or relpath.startswith("/") or ".." in relpath.split("/"):
+        raise ForecastError(
+            f"{source} field {key!r} must be a path inside forecasts/, got {relpath!r}; "
+            "re-publish the batch with `powercast forecast`"
+        )
+    return relpath
+
+
+def _read_current(
+    filesystem: pafs.FileSystem, directory: str, manifest: dict[str, Any] | None, manifest_path: str
+) -> tuple[pa.Table | None, dict[str, Any] | None, str | None]:
+    """Return the rows, decoded metadata and sha256 of the file the manifest names, or Nones.
+
+    A manifest whose file is gone counts as nothing published: the new publish holds only the
+    meters it is given (the nightly run gives every meter), which is how such a root recovers.
+    """
+    if manifest is None:
+        return None, None, None
+    path = f"{directory}/{_pointed_path(manifest, 'path', manifest_path)}"
     payload = read_bytes(path, filesystem)
     if payload is None:
-        return None, None
+        return None, None, None
     table = _table_from_parquet(payload, path)
-    return table, _decoded_metadata(table, path)
+    return table, _decoded_metadata(table, path), hashlib.sha256(payload).hexdigest()
+
+
+def _write_new_batch_file(
+    filesystem: pafs.FileSystem, directory: str, issued_at: pd.Timestamp, payload: bytes, now: datetime
+) -> dict[str, str]:
+    """Write ``payload`` under a name no file of this issue time ever had; return its path and publish time."""
+    folder = f"{directory}/{layout.forecast_issue_dir(issued_at)}"
+    earlier = [
+        parsed[1]
+        for info in filesystem.get_file_info(pafs.FileSelector(folder, allow_not_found=True))
+        if (parsed := layout.parse_forecast_batch_name(info.base_name)) is not None and parsed[1] is not None
+    ]
+    # names must never repeat and must sort in publish order, even if the clock stands or steps back
+    published_at = max([now, *(stamp + timedelta(microseconds=1) for stamp in earlier)])
+    relpath = layout.forecast_batch_relpath(issued_at, published_at)
+    unchanged = f"the files {iso_utc(issued_at)}'s manifest and latest.json name are unchanged"
+    _write(filesystem, f"{directory}/{relpath}", payload, unchanged)
+    return {"path": relpath, "published_at": iso_utc(pd.Timestamp(published_at))}
+
+
+def _superseded_of(manifest: dict[str, Any] | None, manifest_path: str) -> list[dict[str, str]]:
+    """Return a manifest's ``superseded`` entries (path, superseded_at, kept_until), checked."""
+    entries = (manifest or {}).get("superseded", [])
+    if not isinstance(entries, list) or not all(
+        isinstance(entry, dict) and isinstance(entry.get("kept_until"), str) for entry in entries
+    ):
+        raise ForecastError(f"{manifest_path} field 'superseded' must be a list of {{path, kept_until}} objects")
+    for entry in entries:
+        _pointed_path(entry, "path", manifest_path)
+    return entries
+
+
+def _superseded_entries(
+    filesystem: pafs.FileSystem,
+    directory: str,
+    previous_manifest: dict[str, Any] | None,
+    manifest_path: str,
+    current_relpath: str,
+    now: datetime,
+    retention_s: float,
+) -> tuple[list[dict[str, str]], list[str]]:
+    """Return (the new manifest's ``superseded`` entries, paths whose time is up).
+
+    Entries are earlier files of this issue time still on disk and until when they stay; those
+    whose ``kept_until`` has passed leave the manifest and are swept once it no longer lists them.
+    """
+    entries = list(_superseded_of(previous_manifest, manifest_path))
+    if previous_manifest is not None and previous_manifest["path"] != current_relpath:
+        kept_until = _iso_us(now + timedelta(seconds=retention_s))
+        entries.append({"path": previous_manifest["path"], "superseded_at": _iso_us(now), "kept_until": kept_until})
+    on_disk = [entry for entry in entries if filesystem.get_file_info(f"{directory}/{entry['path']}").is_file]
+    source = f"{manifest_path} kept_until"
+    expired = [entry for entry in on_disk if to_utc_timestamp(entry["kept_until"], source) <= now]
+    kept = [entry for entry in on_disk if entry not in expired]
+    return kept, [f"{directory}/{entry['path']}" for entry in expired]
+
+
+def _write(filesystem: pafs.FileSystem, path: str, payload: bytes, unchanged: str) -> None:
+    """Write ``path`` atomically; on an I/O error raise ForecastError naming it and what still stands."""
+    try:
+        atomic_write_bytes(path, payload, filesystem)
+    except OSError as exc:
+        # the cause stays chained: the flows retry a full disk (core.errors.transient_io_cause)
+        raise ForecastError(
+            f"could not write {path}: {exc.strerror or exc} (errno {exc.errno}); its temporary file was removed "
+            f"and {unchanged}; free space on the data root and publish again"
+        ) from exc
+
+
+def _write_if_changed(filesystem: pafs.FileSystem, path: str, payload: bytes, unchanged: str) -> bool:
+    """Write ``path`` unless it already holds ``payload`` (a re-run rewrites nothing); return whether it wrote."""
+    if read_bytes(path, filesystem) == payload:
+        return False
+    _write(filesystem, path, payload, unchanged)
+    return True
+
+
+def _sweep_superseded(
+    filesystem: pafs.FileSystem, directory: str, now: datetime, retention_s: float, expired: list[str]
+) -> list[str]:
+    """Delete superseded batch files past their ``kept_until``, and stale temp files; return their paths.
+
+    ``expired`` are files the publish just dropped from its manifest's ``superseded`` list.
+    A file the manifest of its issue time or ``latest.json`` names is never deleted. A batch file
+    no manifest names or lists is the output of a publish that failed before its manifest: no
+    pointer ever named it, so it goes ``retention_s`` after its own publish time. Temp files that
+    old are what a publisher killed mid-write left (a live write takes seconds).
+    """
+    batch_files, manifests, stale = _forecast_files(filesystem, directory, now - timedelta(seconds=retention_s))
+    latest = _read_json(filesystem, f"{directory}/{layout.FORECAST_LATEST}") or {}
+    named = {latest.get("path")}
+    stale += [path for path in expired if path.removeprefix(f"{directory}/") not in named]
+    for issued_at, files in batch_files.items():
+        if len(files) == 1 and issued_at in manifests:  # one file and its manifest: nothing to sweep
+            continue
+        try:
+            stale += _expired_batch_files(
+                filesystem, directory, issued_at, files, issued_at in manifests, named, now, retention_s
+            )
+        except ForecastError as exc:  # another issue time's damaged manifest must not fail this publish
+            _log.warning("left the files of %s unswept: %s", iso_utc(pd.Timestamp(issued_at)), exc)
+    swept = []
+    for path in dict.fromkeys(stale):  # an expired entry is also a file no manifest lists: delete it once
+        try:
+            filesystem.delete_file(path)
+            swept.append(path)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:  # housekeeping only: the publish itself succeeded, the next one retries
+            _log.warning("could not sweep superseded forecast file %s: %s", path, exc)
+    return swept
+
+
+def _forecast_files(
+    filesystem: pafs.FileSystem, directory: str, temp_cutoff: datetime
+) -> tuple[dict[datetime, list[tuple[str, datetime | None]]], set[datetime], list[str]]:
+    """Return batch files by issue time ((relative path, publish time)), issue times with a manifest, old temp files."""
+    batch_files: dict[datetime, list[tuple[str, datetime | None]]] = {}
+    manifests: set[datetime] = set()
+    stale_temps = []
+    for info in filesystem.get_file_info(pafs.FileSelector(directory, recursive=True, allow_not_found=True)):
+        if not info.is_file:
+            continue
+        name = info.base_name
+        if name.startswith(TEMP_PREFIX) and info.mtime is not None and info.mtime < temp_cutoff:
+            stale_temps.append(info.path)
+        elif (parsed := layout.parse_forecast_batch_name(name)) is not None:
+            relpath = info.path.removeprefix(f"{directory}/")
+            batch_files.setdefault(parsed[0], []).append((relpath, parsed[1]))
+        elif (manifest_issued_at := layout.parse_forecast_manifest_name(name)) is not None:
+            manifests.add(manifest_issued_at)
+    return batch_files, manifests, stale_temps
+
+
+def _expired_batch_files(
+    filesystem: pafs.FileSystem,
+    directory: str,
+    issued_at: datetime,
+    files: list[tuple[str, datetime | None]],
+    has_manifest: bool,
+    named: set[str | None],
+    now: datetime,
+    retention_s: float,
+) -> list[str]:
+    """Return the paths of this issue time's batch files that no pointer names and whose time is up."""
+    manifest_path = f"{directory}/{layout.forecast_manifest_relpath(issued_at)}"
+    manifest = _read_json(filesystem, manifest_path) if has_manifest else None
+    keep = set(named) | ({manifest.get("path")} if manifest else set())
+    kept_until = {entry["path"]: entry["kept_until"] for entry in _superseded_of(manifest, manifest_path)}
+    expired = []
+    for relpath, published_at in files:
+        if relpath in keep:
+            continue
+        if relpath in kept_until:
+            deadline = to_utc_timestamp(kept_until[relpath], f"{manifest_path} kept_until of {relpath}")
+        elif published_at is not None:
+            deadline = pd.Timestamp(published_at) + pd.Timedelta(seconds=retention_s)
+        else:
+            continue  # a 1.0-layout file that no manifest lists: not ours to judge, left for a person
+        if deadline <= now:
+            expired.append(f"{directory}/{relpath}")
+    return expired
 
 
 def _manifest(
@@ -252,8 +474,10 @@ def _manifest(
     payload: bytes,
     metadata: dict[str, Any],
     previous_manifest: dict[str, Any] | None,
+    placed: dict[str, str],
+    superseded: list[dict[str, str]],
 ) -> dict[str, Any]:
-    """Return the manifest of a batch file: what it holds, per meter which model made it and why."""
+    """Return the manifest of an issue time: its current file (``placed``), what it holds, the files it replaced."""
     issued_at = group[0].issued_at_utc
     meter_rows = rows.group_by("meter_id").aggregate([("model", "max"), ("model_version", "max"), ("run_id", "max")])
     notes = {meter: entry.get("notes", []) for meter, entry in (previous_manifest or {}).get("models", {}).items()}
@@ -261,7 +485,7 @@ def _manifest(
     return {
         "contract_version": FORECAST_CONTRACT_VERSION,
         "issued_at": iso_utc(issued_at),
-        "path": batch_relpath(issued_at),
+        "path": placed["path"],
         "sha256": hashlib.sha256(payload).hexdigest(),
         "bytes": len(payload),
         "rows": rows.num_rows,
@@ -276,22 +500,25 @@ def _manifest(
             for row in meter_rows.to_pylist()
         },
         "run_id": group[0].run_id,
-        "published_at": iso_utc(pd.Timestamp.now(tz="UTC")),
+        "published_at": placed["published_at"],
         "metadata": metadata,
+        "superseded": superseded,
     }
 
 
 def _move_latest_pointer(
     filesystem: pafs.FileSystem, directory: str, manifest: dict[str, Any], issued_at: pd.Timestamp
 ) -> bool:
-    """Point ``latest.json`` at this batch unless a newer issue time is published; return whether it moved."""
-    latest_path = f"{directory}/{LATEST_NAME}"
+    """Point ``latest.json`` at this batch unless a newer issue time is published; return whether it points here."""
+    latest_path = f"{directory}/{layout.FORECAST_LATEST}"
     latest = _read_json(filesystem, latest_path)
-    if latest is not None and to_utc_timestamp(latest["issued_at"], f"{latest_path} issued_at") > issued_at:
+    if latest is not None and to_utc_timestamp(latest.get("issued_at"), f"{latest_path} issued_at") > issued_at:
         return False
     pointer = {key: manifest[key] for key in ("contract_version", "issued_at", "path", "sha256", "rows", "meters")}
-    pointer.update({"manifest": manifest_relpath(issued_at), "published_at": manifest["published_at"]})
-    atomic_write_bytes(latest_path, _json_bytes(pointer), filesystem)
+    pointer.update({"manifest": layout.forecast_manifest_relpath(issued_at), "published_at": manifest["published_at"]})
+    previous = latest and latest.get("path")
+    unchanged = f"{manifest['path']} is published (its manifest names it) but latest.json still names {previous}"
+    _write_if_changed(filesystem, latest_path, _json_bytes(pointer), unchanged)
     return True
 
 
@@ -302,22 +529,37 @@ def _json_bytes(payload: dict[str, Any]) -> bytes:
 def latest_pointer(root: str) -> dict[str, Any] | None:
     """Return the parsed ``forecasts/latest.json``, or None when nothing was published yet."""
     filesystem, directory = _forecasts_dir(root)
-    return _read_json(filesystem, f"{directory}/{LATEST_NAME}")
+    return _read_json(filesystem, f"{directory}/{layout.FORECAST_LATEST}")
 
 
 def list_issue_times(root: str) -> list[pd.Timestamp]:
-    """Return the issue times (UTC, ascending) that have a batch file under ``<root>/forecasts``."""
+    """Return the issue times (UTC, ascending) published under ``<root>/forecasts``: those with a manifest."""
     filesystem, directory = _forecasts_dir(root)
-    if filesystem.get_file_info(directory).type != pafs.FileType.Directory:
-        return []
-    selector = pafs.FileSelector(directory, recursive=True)
-    stamps = []
-    for info in filesystem.get_file_info(selector):
-        name = info.base_name
-        if info.type == pafs.FileType.File and name.startswith("issued_at=") and name.endswith(".parquet"):
-            compact = name.removeprefix("issued_at=").removesuffix(".parquet")
-            stamps.append(pd.Timestamp(datetime.strptime(compact, "%Y%m%dT%H%M%SZ").replace(tzinfo=timezone.utc)))
-    return sorted(stamps)
+    selector = pafs.FileSelector(directory, recursive=True, allow_not_found=True)
+    names = [info.base_name for info in filesystem.get_file_info(selector) if info.is_file]
+    stamps = {layout.parse_forecast_manifest_name(name) for name in names}
+    return sorted(pd.Timestamp(stamp) for stamp in stamps if stamp is not None)
+
+
+def _read_pointer(
+    filesystem: pafs.FileSystem, directory: str, root: str, issued_at: datetime | pd.Timestamp | str | None
+) -> tuple[dict[str, Any], str]:
+    """Return (pointer, its path): ``latest.json`` for ``issued_at=None``, else the issue time's manifest."""
+    if issued_at is None:
+        pointer_path = f"{directory}/{layout.FORECAST_LATEST}"
+        pointer = _read_json(filesystem, pointer_path)
+        if pointer is None:
+            raise ForecastError(f"no forecast batch published under {directory} yet; run `powercast forecast`")
+        return pointer, pointer_path
+    stamp = to_utc_timestamp(issued_at, "issued_at")
+    pointer_path = f"{directory}/{layout.forecast_manifest_relpath(stamp)}"
+    pointer = _read_json(filesystem, pointer_path)
+    if pointer is None:
+        known = ", ".join(iso_utc(s) for s in list_issue_times(root)[-5:]) or "none"
+        raise ForecastError(
+            f"no complete forecast batch issued at {iso_utc(stamp)} under {directory} (latest issue times: {known})"
+        )
+    return pointer, pointer_path
 
 
 def read_forecast_table(root: str, issued_at: datetime | pd.Timestamp | str | None = None) -> pa.Table:
@@ -336,32 +578,21 @@ def read_forecast_table(root: str, issued_at: datetime | pd.Timestamp | str | No
     filesystem, directory = _forecasts_dir(root)
     deadline = time.monotonic() + READ_RETRY_S
     while True:
-        if issued_at is None:
-            pointer_path = f"{directory}/{LATEST_NAME}"
-            pointer = _read_json(filesystem, pointer_path)
-            if pointer is None:
-                raise ForecastError(f"no forecast batch published under {directory} yet; run `powercast forecast`")
-        else:
-            stamp = to_utc_timestamp(issued_at, "issued_at")
-            pointer_path = f"{directory}/{manifest_relpath(stamp)}"
-            pointer = _read_json(filesystem, pointer_path)
-            if pointer is None:
-                known = ", ".join(iso_utc(s) for s in list_issue_times(root)[-5:]) or "none"
-                raise ForecastError(
-                    f"no complete forecast batch issued at {iso_utc(stamp)} under {directory} "
-                    f"(latest issue times: {known})"
-                )
-        path = f"{directory}/{pointer['path']}"
+        pointer, pointer_path = _read_pointer(filesystem, directory, root, issued_at)
+        path = f"{directory}/{_pointed_path(pointer, 'path', pointer_path)}"
         payload = read_bytes(path, filesystem)
-        if payload is not None and hashlib.sha256(payload).hexdigest() == pointer["sha256"]:
+        if payload is not None and hashlib.sha256(payload).hexdigest() == pointer.get("sha256"):
             table = _table_from_parquet(payload, path)
             _decoded_metadata(table, path)
             validate_forecast_table(table, source=path)
             return table
+        # Batch files never change, so this is a pointer read just before a publish moved it (the
+        # file since swept) - read the pointer again - or, if it persists, a damaged data root.
         if time.monotonic() > deadline:
+            problem = "is missing" if payload is None else "does not match the sha256"
             raise ForecastError(
-                f"{path} does not match the sha256 in {pointer_path}: a publish was interrupted; "
-                f"re-run `powercast forecast --issued-at {pointer['issued_at']}`"
+                f"{path} {problem} named in {pointer_path}: the file was removed or changed outside powercast; "
+                f"re-run `powercast forecast --issued-at {pointer.get('issued_at')}`"
             )
         time.sleep(READ_RETRY_PAUSE_S)
 
