@@ -25,6 +25,7 @@ from flows.tasks import (
     RunRecord,
     current_run_id,
     fail_on,
+    find_future_readings,
     find_meters,
     fit_global_models_or_none,
     ingest_new_files,
@@ -66,6 +67,7 @@ def nightly(params: NightlyParams = NightlyParams()) -> list[PublishedBatch]:
     record.ingested = ingest_new_files(config, landing_dir, record.run_id, params.lock_timeout_s)
     meters = find_meters(config, params.meters)
     record.meters = list(meters)
+    record.ignored_readings = find_future_readings(config, meters)
     as_of_utc = params.as_of_utc(config)
     global_models = fit_global_models_or_none(config, meters, record, as_of_utc)
     fleet = serve_fleet.with_options(task_runner=fleet_task_runner(config))

@@ -116,6 +116,28 @@ def find_meters(config: PowercastConfig, requested: Sequence[str]) -> list[str]:
 
 
 @io_task
+def find_future_readings(config: PowercastConfig, meters: Sequence[str]) -> dict[str, str]:
+    """Return, per meter whose store holds readings from the future, why the night ignores them.
+
+    Ingest quarantines such readings (``future_timestamp``); a store written before it did, or
+    with a larger ``ingest.future_tolerance_h`` then, may still hold some. Training and the
+    default issue time stop before them, so the meter is still trained and forecast.
+    """
+    future_from = powercast.store.readings.future_cutoff_utc(config.ingest.future_tolerance_h)
+    ignored = {}
+    for meter_id in meters:
+        count, latest_utc = powercast.store.readings.readings_from(config.root, meter_id, future_from)
+        if count:
+            ignored[meter_id] = (
+                f"{count} stored reading(s) stamped at or after {future_from:%Y-%m-%dT%H:%MZ} (now + "
+                f"ingest.future_tolerance_h={config.ingest.future_tolerance_h:g} h), the latest "
+                f"{latest_utc:%Y-%m-%dT%H:%MZ}, ignored: a clock that ran ahead"
+            )
+            get_run_logger().warning("%s: %s", meter_id, ignored[meter_id])
+    return ignored
+
+
+@io_task
 def has_new_readings(config: PowercastConfig, meter_id: str) -> bool:
     """Return True when the store holds readings newer than the data the meter's champion saw."""
     version = powercast.models.registry.champion_version(config.root, meter_id)
@@ -124,7 +146,8 @@ def has_new_readings(config: PowercastConfig, meter_id: str) -> bool:
         return True
     card = powercast.models.registry.read_card(config.root, meter_id, version)
     seen_end_utc = pd.Timestamp(card["data_range_utc"][1])
-    _, last_utc = powercast.store.readings.store_time_range(config.root, meter_id)
+    future_from = powercast.store.readings.future_cutoff_utc(config.ingest.future_tolerance_h)
+    _, last_utc = powercast.store.readings.store_time_range(config.root, meter_id, future_from)
     fresh = pd.Timestamp(last_utc) >= seen_end_utc
     get_run_logger().info(
         "%s: champion %s saw data up to %s, last reading %s: %s",
@@ -304,6 +327,7 @@ class RunRecord:
     published: list[PublishedBatch] = field(default_factory=list)
     plots: list[Path] = field(default_factory=list)
     failures: dict[str, str] = field(default_factory=dict)
+    ignored_readings: dict[str, str] = field(default_factory=dict)  # meter -> why some stored readings were ignored
 
 
 @task(cache_policy=NO_CACHE)
@@ -380,7 +404,7 @@ def _fleet_lines(record: RunRecord) -> list[str]:
     slowest = sorted(record.meter_seconds.items(), key=lambda item: item[1], reverse=True)[:SLOWEST_SHOWN]
     served = {batch.meter_id for batch in record.batches}
     not_served = sorted(set(record.meters) - served)
-    retrain_failed = sorted(meter_id for meter_id in record.failures if meter_id in served)
+    retrain_failed = []
     lines = [
         f"- meters served: {len(served)} of {len(record.meters)}; failed: {len(not_served)}"
         + (f" ({', '.join(not_served)})" if not_served else ""),
@@ -388,6 +412,7 @@ def _fleet_lines(record: RunRecord) -> list[str]:
     ]
     if retrain_failed:
         lines.append(f"- forecast by the model in service after a failed training: {', '.join(retrain_failed)}")
+    lines += [f"- {meter_id}: {why}" for meter_id, why in sorted(record.ignored_readings.items())]
     if slowest:
         lines.append("- slowest meters: " + ", ".join(f"{meter_id} {seconds:.1f} s" for meter_id, seconds in slowest))
     return lines

@@ -7,6 +7,7 @@ The flows run in this process against the session's throw-away Prefect server
 from __future__ import annotations
 
 import gzip
+import shutil
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
@@ -14,9 +15,12 @@ from typing import Any
 from uuid import UUID
 
 import pandas as pd
+import pyarrow as pa
 import pytest
 from prefect import get_client
 from prefect.client.schemas.filters import (
+    ArtifactFilter,
+    ArtifactFilterFlowRunId,
     FlowRunFilter,
     FlowRunFilterParentFlowRunId,
     TaskRunFilter,
@@ -27,9 +31,10 @@ from prefect.client.schemas.objects import FlowRun, StateType
 from flows.forecast import forecast
 from flows.nightly import nightly
 from flows.params import ForecastParams, NightlyParams
+from powercast.core.schemas import MEASURED_COLUMNS, READINGS_SCHEMA, UTC_US
 from powercast.models.registry import list_versions, promote, read_history
 from powercast.serving.publish import list_issue_times, read_forecasts
-from powercast.store.readings import read_readings
+from powercast.store.readings import read_readings, upsert_readings
 from powercast.store.replay import replay_days
 
 pytestmark = pytest.mark.prefect_server
@@ -152,3 +157,43 @@ def test_night_without_new_readings_forecasts_with_the_champion_and_does_not_tra
     assert state.is_completed()
     assert read_history(root, METER) == history_before
     assert set(read_forecasts(root)["model_version"]) == {champion}
+
+
+def _run_report(flow_run_id: UUID) -> str:
+    """Return the markdown report a flow run wrote, read back from the Prefect API."""
+    with get_client(sync_client=True) as client:
+        artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id])))
+    (report,) = [artifact.data for artifact in artifacts if artifact.type == "markdown"]
+    return report
+
+
+def test_readings_from_the_future_in_the_store_are_ignored_and_reported(three_nights: Nights, tmp_path: Path) -> None:
+    """A store written before ingest quarantined future readings: the night still forecasts, and says why."""
+    root = tmp_path / "root"
+    shutil.copytree(three_nights.root, root)
+    champion = list_versions(str(root), METER)[-1]
+    promote(str(root), METER, champion, run_id="test-promotion")
+    issued_before = list_issue_times(str(root))[-1]
+    last_real = read_readings(str(root), METER).to_pandas()["timestamp"].max()
+    # Three readings from a meter clock that jumped to 2099, stored as an older powercast would have.
+    stamps = pd.date_range("2099-01-01", periods=3, freq="1min", tz="UTC")
+    future = pa.table(
+        {
+            "meter_id": [METER] * 3,
+            "timestamp": pa.array(stamps, type=UTC_US),
+            **{name: pa.array([0.5] * 3, type=pa.float32()) for name in MEASURED_COLUMNS},
+            "source_sha256": ["0" * 64] * 3,
+        }
+    )
+    upsert_readings(str(root), future.select(READINGS_SCHEMA.names).cast(READINGS_SCHEMA))
+
+    state = nightly(NightlyParams(root=str(root), lock_timeout_s=30), return_state=True)
+
+    assert state.is_completed(), state.message
+    published = read_forecasts(str(root))
+    assert set(published["model_version"]) == {champion}, "no new readings: the champion forecasts, nothing retrains"
+    assert list_issue_times(str(root))[-1] == issued_before, "the issue time must come from the real readings"
+    assert published["target_time"].min() > last_real
+    report = _run_report(state.state_details.flow_run_id)
+    assert f"{METER}: 3 stored reading(s) stamped at or after" in report
+    assert "the latest 2099-01-01T00:02Z, ignored: a clock that ran ahead" in report

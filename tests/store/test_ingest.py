@@ -9,7 +9,7 @@ import subprocess
 import sys
 import textwrap
 import time
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -21,6 +21,7 @@ from powercast.core.schemas import (
     MEASURED_COLUMNS,
     QUARANTINE_SCHEMA,
     REASON_BAD_METER_ID,
+    REASON_FUTURE_TIMESTAMP,
     REASON_NON_NUMERIC,
     REASON_WRONG_COLUMN_COUNT,
     UCI_HEADER,
@@ -268,3 +269,24 @@ def test_full_file_ingests_every_row_with_its_missing_readings(full_data_path: P
     assert sum(s.rows_missing for s in summaries) == 26_001
     [again] = ingest_paths([full_data_path], config, progress=False)
     assert again.skipped
+
+
+def test_readings_from_the_future_are_quarantined_and_the_rest_stored(write_source, config: PowercastConfig) -> None:
+    """A meter whose clock jumped ahead: rows later than now + ingest.future_tolerance_h (2 h) never reach the store."""
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
+    stamps = [now - timedelta(hours=1), now + timedelta(hours=1), now + timedelta(hours=3), datetime(2099, 1, 1, tzinfo=UTC)]
+    lines = [f"{stamp:%Y-%m-%dT%H:%M:%S}Z,m1,1.0" for stamp in stamps]
+    [report] = ingest_paths([write_source("clock.csv", lines, header="timestamp,meter_id,active_power_kw")], config)
+    assert (report.rows_in, report.rows_stored, report.rows_quarantined) == (4, 2, 2)
+    assert read_readings(config.root, "m1")["timestamp"].to_pylist() == stamps[:2]
+    quarantine = read_quarantine(config.root).to_pydict()
+    assert quarantine["reason"] == [REASON_FUTURE_TIMESTAMP] * 2
+    assert quarantine["line_number"] == [4, 5]
+
+
+def test_the_future_tolerance_is_a_setting(write_source, config: PowercastConfig) -> None:
+    stamp = datetime.now(UTC).replace(microsecond=0) + timedelta(hours=30)
+    lines = [f"{stamp:%Y-%m-%dT%H:%M:%S}Z,m1,1.0"]
+    tolerant = config.with_overrides({"ingest.future_tolerance_h": 48})
+    [report] = ingest_paths([write_source("ahead.csv", lines, header="timestamp,meter_id,active_power_kw")], tolerant)
+    assert (report.rows_stored, report.rows_quarantined) == (1, 0)

@@ -15,6 +15,7 @@ from powercast.core.schemas import (
     REASON_BAD_TIMESTAMP,
     REASON_CONFLICTING_DUPLICATE,
     REASON_DUPLICATE_ROW,
+    REASON_FUTURE_TIMESTAMP,
     REASON_MISSING_METER,
     REASON_NEGATIVE_POWER,
     REASON_NON_NUMERIC,
@@ -164,3 +165,27 @@ def test_same_timestamp_on_two_meters_is_not_a_duplicate(write_source) -> None:
 def test_uci_dates_parse_to_days_and_invalid_ones_to_null() -> None:
     parsed = parse_uci_dates(pa.array(["1/1/2007", "29/2/2007", "29/2/2008", "x"]))
     assert parsed.to_pylist() == [date(2007, 1, 1), None, date(2008, 2, 29), None]
+
+
+def test_a_line_stamped_at_or_after_the_future_cutoff_is_quarantined_with_the_cutoff(write_source) -> None:
+    cutoff = datetime(2010, 1, 2, tzinfo=timezone.utc)
+    lines = ["2010-01-01T23:59:00Z,m1,1.0,230.0", "2010-01-02T00:00:00Z,m1,1.0,230.0", "2031-05-01T00:00:00Z,m1,1.0,230.0"]
+    batch = _validate_at(write_source, lines, cutoff)
+    assert batch.readings["timestamp"].to_pylist() == [datetime(2010, 1, 1, 23, 59, tzinfo=timezone.utc)]
+    assert batch.rejected["reason"].to_pylist() == [REASON_FUTURE_TIMESTAMP, REASON_FUTURE_TIMESTAMP]
+    assert batch.rejected["detail"].to_pylist()[1] == (
+        "stamped 2031-05-01T00:00:00Z, at or after 2010-01-02T00:00:00Z "
+        "(ingest time + ingest.future_tolerance_h=2 h)"
+    )
+
+
+def test_a_bad_timestamp_keeps_its_own_reason_before_the_future_rule(write_source) -> None:
+    batch = _validate_at(write_source, ["2010-13-01T00:00:00Z,m1,1.0,230.0"], datetime(2000, 1, 1, tzinfo=timezone.utc))
+    assert batch.rejected["reason"].to_pylist() == [REASON_BAD_TIMESTAMP]
+
+
+def _validate_at(write_source, lines: list[str], future_from_utc: datetime) -> ValidatedBatch:
+    path = write_source("rows.csv", lines, header=CSV_HEADER)
+    source = open_source(str(path), pafs.LocalFileSystem())
+    (batch,) = list(iter_raw_batches(source))
+    return validate_batch(batch, source.source_format, IngestConfig(), future_from_utc)

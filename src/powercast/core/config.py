@@ -87,6 +87,15 @@ class IngestConfig(_Section):
     max_active_power_kw: float = Field(
         50.0, gt=0, description="Readings above this (kW) are quarantined as physically implausible."
     )
+    future_tolerance_h: float = Field(
+        2.0,
+        ge=0,
+        le=24 * 366,
+        title="Future tolerance (h)",
+        description="Readings stamped later than the ingest time plus this many hours come from a clock that "
+        "ran ahead: ingest quarantines them, and readings already stored that late are ignored by training "
+        "and forecasting.",
+    )
     progress_min_bytes: int = Field(
         20_000_000, ge=0, description="Show a progress bar for files at least this large (terminal only)."
     )

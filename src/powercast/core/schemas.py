@@ -117,6 +117,7 @@ READINGS_FILE_SCHEMA = pa.schema([field for field in READINGS_SCHEMA if field.na
 # More reason codes for quarantined rows.
 REASON_DUPLICATE_ROW = "duplicate_row"  # an exact copy of an earlier line of the same file
 REASON_BAD_METER_ID = "bad_meter_id"  # a meter_id that cannot name a store partition folder
+REASON_FUTURE_TIMESTAMP = "future_timestamp"  # stamped after the ingest time + ingest.future_tolerance_h
 # Name of the UTC reading time column in READINGS_SCHEMA (the key preparation resamples on).
 TIMESTAMP_COLUMN = "timestamp"
 

@@ -32,7 +32,7 @@ from powercast.prepare.splits import (
     split_window_starts,
 )
 from powercast.prepare.windows import midnight_origin_starts, window_has_invalid
-from powercast.store.readings import read_readings
+from powercast.store.readings import future_cutoff_utc, read_readings
 
 # Why a window was left out; each excluded window is counted once, under the first reason that applies.
 EXCLUDED_CROSSES_SPLIT = "crosses_split"
@@ -321,12 +321,15 @@ def prepare_meter(
     end_utc: datetime | None = None,
     scaler: FeatureScaler | None = None,
 ) -> PreparedSeries:
-    """Return the ``PreparedSeries`` of a stored meter's readings before ``end_utc`` (all when None).
+    """Return the ``PreparedSeries`` of a stored meter's readings before ``end_utc``.
 
     ``end_utc`` also ends the grid, so the window ending just before it exists even when the last
-    readings are missing (``input_window`` then returns None rather than a stale window).
+    readings are missing (``input_window`` then returns None rather than a stale window). Without
+    it, every reading up to now plus ``ingest.future_tolerance_h`` is used: a store written before
+    ingest quarantined readings from the future may still hold some, and they are left out.
     """
     columns = [TIMESTAMP_COLUMN, *measured_feature_names(config.prepare)]
-    table = read_readings(config.root, meter_id, end_utc=end_utc, columns=columns)
+    read_end_utc = end_utc if end_utc is not None else future_cutoff_utc(config.ingest.future_tolerance_h)
+    table = read_readings(config.root, meter_id, end_utc=read_end_utc, columns=columns)
     grid_end = pd.Timestamp(end_utc).tz_convert("UTC") if end_utc is not None else None
     return prepare_series(table, config.prepare, meter_id, scaler=scaler, grid_end_utc=grid_end)

@@ -64,10 +64,11 @@ def default_issue_time(config: PowercastConfig, meter_id: str) -> pd.Timestamp:
     The last stored reading's bucket (at ``prepare.freq``) must be over, so a store whose last
     reading is 23:59 local issues at the next midnight, and one that stops at 21:02 issues at
     that day's own midnight (its input window is then complete, the day is partly observed).
+    Readings from the future (see ``ingest.future_tolerance_h``) never set it.
     """
-    from powercast.store.readings import store_time_range
+    from powercast.store.readings import future_cutoff_utc, store_time_range
 
-    _, last_utc = store_time_range(config.root, meter_id)
+    _, last_utc = store_time_range(config.root, meter_id, future_cutoff_utc(config.ingest.future_tolerance_h))
     local_tz = parse_timezone(config.prepare.local_timezone)
     data_end = pd.Timestamp(last_utc).tz_convert("UTC") + freq_timedelta(config.prepare.freq)
     return data_end.tz_convert(local_tz).normalize().tz_convert("UTC")

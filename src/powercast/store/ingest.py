@@ -37,7 +37,7 @@ from powercast.io.runs import new_run_id
 from powercast.store.channels import split_channels
 from powercast.store.manifest import append_manifest, find_ingested, ingested_sha256s
 from powercast.store.quarantine import write_quarantine
-from powercast.store.readings import UpsertOutcome, upsert_readings
+from powercast.store.readings import UpsertOutcome, future_cutoff_utc, upsert_readings
 from powercast.store.sources import SourceFile, iter_raw_batches, open_source
 from powercast.store.validation import (
     REJECTED_SCHEMA,
@@ -140,14 +140,14 @@ def _skipped_report(source: SourceFile, first_run_id: str, started: float) -> In
 
 
 def _validated_lines(
-    source: SourceFile, config: PowercastConfig, progress: bool | None
+    source: SourceFile, config: PowercastConfig, progress: bool | None, future_from_utc: datetime
 ) -> tuple[pa.Table, pa.Table, int]:
     """Return (readings with one line per meter and timestamp, rejected lines, data lines read) of one file."""
     readings_parts = [VALIDATED_SCHEMA.empty_table()]
     rejected_parts = [REJECTED_SCHEMA.empty_table()]
     rows_in = 0
     for batch in iter_raw_batches(source, progress=_should_show_progress(source, config, progress)):
-        validated = validate_batch(batch, source.source_format, config.ingest)
+        validated = validate_batch(batch, source.source_format, config.ingest, future_from_utc)
         readings_parts.append(validated.readings)
         rejected_parts.append(validated.rejected)
         rows_in += len(batch.lines)
@@ -237,9 +237,11 @@ def ingest_file(source: SourceFile, config: PowercastConfig, run_id: str, progre
         If the store, quarantine or manifest cannot be written.
     """
     started = time.perf_counter()
-    readings, rejected, rows_in = _validated_lines(source, config, progress)
+    ingested_at = datetime.now(timezone.utc)
+    future_from = future_cutoff_utc(config.ingest.future_tolerance_h, ingested_at)
+    readings, rejected, rows_in = _validated_lines(source, config, progress, future_from)
     _check_every_line_counted(source, rows_in, readings, rejected)
-    now = pa.scalar(datetime.now(timezone.utc), type=UTC_US)
+    now = pa.scalar(ingested_at, type=UTC_US)
     # Store, then quarantine, then manifest: the manifest row is written last, so a file whose
     # writes failed part-way is not recorded as ingested and is ingested again next time.
     outcome = _store_readings(config, source, readings)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import numpy as np
 import pyarrow as pa
@@ -216,18 +216,47 @@ def read_readings(
     return result.cast(pa.schema([READINGS_SCHEMA.field(name) for name in result.column_names]))
 
 
-def store_time_range(root: str, meter_id: str) -> tuple[datetime, datetime]:
-    """Return the first and last stored timestamp (UTC) of a meter.
+def future_cutoff_utc(tolerance_h: float, now_utc: datetime | None = None) -> datetime:
+    """Return the moment (UTC) from which a reading is from the future: now plus ``tolerance_h`` hours.
+
+    A meter whose clock jumps ahead sends such readings; ingest quarantines them and the readers
+    of the store (training, the default issue time) stop before this moment.
+    """
+    now = datetime.now(_UTC) if now_utc is None else now_utc
+    if now.tzinfo is None:
+        raise StoreError(f"now_utc={now_utc!r} has no timezone; pass a timezone-aware UTC datetime")
+    return now.astimezone(_UTC) + timedelta(hours=tolerance_h)
+
+
+def store_time_range(root: str, meter_id: str, end_utc: datetime | None = None) -> tuple[datetime, datetime]:
+    """Return the first and last stored timestamp (UTC) of a meter, among readings before ``end_utc``.
+
+    Only the first partition and the newest ones (back to the newest holding a reading before
+    ``end_utc``) are opened.
 
     Raises
     ------
     StoreError
-        If the meter is unknown.
+        If the meter is unknown or holds no reading before ``end_utc``.
     """
+    end = _utc_bound(end_utc, "end_utc")
     filesystem, partitions = _known_partitions(root, meter_id)
     first = _read_partition_file(filesystem, partitions[0].path, ["timestamp"])["timestamp"]
-    last = _read_partition_file(filesystem, partitions[-1].path, ["timestamp"])["timestamp"]
-    return pc.min(first).as_py(), pc.max(last).as_py()
+    for partition in reversed(partitions):
+        if end is not None and partition.start_utc >= end.as_py():
+            continue
+        stamps = _read_partition_file(filesystem, partition.path, ["timestamp"])["timestamp"]
+        if end is not None:
+            stamps = stamps.filter(pc.less(stamps, end))
+        if len(stamps):
+            return pc.min(first).as_py(), pc.max(stamps).as_py()
+    raise StoreError(f"meter {meter_id!r} has no stored reading before {end_utc}; nothing to train on or forecast")
+
+
+def readings_from(root: str, meter_id: str, start_utc: datetime) -> tuple[int, datetime | None]:
+    """Return how many readings a meter has at or after ``start_utc``, and the latest one's time."""
+    stamps = read_readings(root, meter_id, start_utc=start_utc, columns=["timestamp"])["timestamp"]
+    return len(stamps), (pc.max(stamps).as_py() if len(stamps) else None)
 
 
 def summarize_partitions(root: str) -> list[PartitionSummary]:

@@ -8,6 +8,8 @@ reason that applies, in this order:
    characters other than letters, digits, ``_``, ``-`` and ``.`` (it names a store folder).
 3. ``bad_timestamp``: not the format's timestamp pattern, an impossible date or time of day, or
    (IANA source clocks only) a local time skipped by a daylight-saving change.
+   ``future_timestamp``: at or after the ingest time plus ``ingest.future_tolerance_h`` (a meter
+   whose clock jumped ahead; stored, such a row would end every later window in the future).
 4. ``non_numeric``: a measured field that is neither a number nor a missing marker.
 5. ``partially_missing``: some measured fields missing (``?`` or empty) and others present. The UCI
    logger writes all seven values or none (``?;?;?;?;?;?;``), so a mixed line is a damaged
@@ -32,7 +34,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta, timezone
+from datetime import datetime, timedelta, timezone
 from functools import partial, reduce
 
 import numpy as np
@@ -49,6 +51,7 @@ from powercast.core.schemas import (
     REASON_BAD_TIMESTAMP,
     REASON_CONFLICTING_DUPLICATE,
     REASON_DUPLICATE_ROW,
+    REASON_FUTURE_TIMESTAMP,
     REASON_MISSING_METER,
     REASON_NEGATIVE_POWER,
     REASON_NON_NUMERIC,
@@ -256,6 +259,7 @@ class _Lines:
     is_number: dict[str, pa.Array]
     values: dict[str, pa.Array]  # measured column -> float32, null unless a number
     limits: IngestConfig
+    future_from: pa.Scalar | None  # timestamps at or after this are from the future (None: not checked)
 
     @property
     def n_rows(self) -> int:
@@ -330,6 +334,22 @@ def _timestamp_invalid_detail(lines: _Lines, column: str) -> pa.Array:
     return lines.timestamp_detail()
 
 
+def _timestamp_in_future(lines: _Lines, column: str) -> pa.Array:
+    if lines.future_from is None:
+        return pa.repeat(pa.scalar(False), lines.n_rows)
+    return pc.greater_equal(lines.timestamps, lines.future_from)
+
+
+def _timestamp_in_future_detail(lines: _Lines, column: str) -> pa.Array:
+    cutoff = f"{lines.future_from.as_py():%Y-%m-%dT%H:%M:%SZ}" if lines.future_from is not None else "-"
+    whole_seconds = pc.cast(lines.timestamps, pa.timestamp("s", tz="UTC"), safe=False)
+    return _joined(
+        "stamped ",
+        pc.strftime(whole_seconds, format="%Y-%m-%dT%H:%M:%SZ"),
+        f", at or after {cutoff} (ingest time + ingest.future_tolerance_h={lines.limits.future_tolerance_h:g} h)",
+    )
+
+
 def _not_numeric(lines: _Lines, column: str) -> pa.Array:
     return pc.invert(pc.or_(lines.is_missing[column], lines.is_number[column]))
 
@@ -384,6 +404,7 @@ _ROW_RULES: tuple[_RowRule, ...] = (
     _RowRule(REASON_MISSING_METER, _meter_id_field, _meter_id_empty, _meter_id_empty_detail),
     _RowRule(REASON_BAD_METER_ID, _meter_id_field, _meter_id_malformed, _meter_id_malformed_detail),
     _RowRule(REASON_BAD_TIMESTAMP, _timestamp_field, _timestamp_invalid, _timestamp_invalid_detail),
+    _RowRule(REASON_FUTURE_TIMESTAMP, _timestamp_field, _timestamp_in_future, _timestamp_in_future_detail),
     _RowRule(REASON_NON_NUMERIC, _each_measured_field, _not_numeric, _not_numeric_detail),
     _RowRule(REASON_PARTIAL_MISSING, _whole_line, _partly_missing, _partly_missing_detail),
     _RowRule(REASON_NEGATIVE_POWER, _measured_among(*NON_NEGATIVE_COLUMNS), _negative, _negative_detail),
@@ -413,7 +434,13 @@ def _split_off_wrong_column_count(batch: RawBatch, source_format: SourceFormat) 
     return well_formed, wrong_count
 
 
-def _parse_lines(batch: RawBatch, well_formed: pa.Array, source_format: SourceFormat, rules: IngestConfig) -> _Lines:
+def _parse_lines(
+    batch: RawBatch,
+    well_formed: pa.Array,
+    source_format: SourceFormat,
+    rules: IngestConfig,
+    future_from_utc: datetime | None,
+) -> _Lines:
     """Return the well-formed lines of ``batch`` with their meter ids, timestamps and measured values parsed."""
     split = batch.fields.filter(well_formed)
     fields = {name: pc.list_element(split, index) for index, name in enumerate(source_format.field_names)}
@@ -447,6 +474,7 @@ def _parse_lines(batch: RawBatch, well_formed: pa.Array, source_format: SourceFo
         is_number=is_number,
         values=values,
         limits=rules,
+        future_from=None if future_from_utc is None else pa.scalar(future_from_utc, type=UTC_US),
     )
 
 
@@ -487,7 +515,9 @@ def _rejected_table(lines: _Lines, verdicts: _Verdicts) -> pa.Table:
     )
 
 
-def validate_batch(batch: RawBatch, source_format: SourceFormat, rules: IngestConfig) -> ValidatedBatch:
+def validate_batch(
+    batch: RawBatch, source_format: SourceFormat, rules: IngestConfig, future_from_utc: datetime | None = None
+) -> ValidatedBatch:
     """Return the batch's lines split into readings and rejected lines (each with a reason code).
 
     Parameters
@@ -498,9 +528,12 @@ def validate_batch(batch: RawBatch, source_format: SourceFormat, rules: IngestCo
         The file's format (from its header).
     rules : IngestConfig
         Physical limits and the source clock.
+    future_from_utc : datetime, optional
+        Lines stamped at or after this are quarantined as ``future_timestamp`` (ingest passes its
+        clock plus ``rules.future_tolerance_h``, see :func:`future_cutoff_utc`); None checks nothing.
     """
     well_formed, wrong_count = _split_off_wrong_column_count(batch, source_format)
-    lines = _parse_lines(batch, well_formed, source_format, rules)
+    lines = _parse_lines(batch, well_formed, source_format, rules, future_from_utc)
     verdicts = _apply_row_rules(lines)
     return ValidatedBatch(
         readings=_readings_table(lines, verdicts.good),
