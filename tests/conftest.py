@@ -174,13 +174,13 @@ CHAMPION_TRAINING_OVERRIDES: dict[str, object] = {
 
 
 @pytest.fixture(scope="session")
-def champion_root(tmp_path_factory: pytest.TempPathFactory, ingested_sample_root: str) -> str:
-    """A data root (read-only) with the ingested sample and the champion ``fixture-gru``.
+def champion_training(tmp_path_factory: pytest.TempPathFactory, ingested_sample_root: str):
+    """The real training night behind ``champion_root``: ``(data root, TrainingOutcome)`` (read-only).
 
-    The champion is what the real training pipeline wrote: ``train_meter`` run once (tiny GRU,
-    lookback 48 steps, 2 epochs, seeded) with the split train < 2010-10-22 <= validation <
-    2010-11-12 <= test; it beat the baselines, was refit on train + validation (the held-out
-    fit is kept too) and promoted, its conformal offsets from the held-out fit's residuals.
+    ``train_meter`` run once (tiny GRU, lookback 48 steps, 2 epochs, seeded) on a copy of the
+    ingested sample with the split train < 2010-10-22 <= validation < 2010-11-12 <= test; the GRU
+    beat the baselines, was refit on train + validation (the held-out fit is kept too) and
+    promoted as ``fixture-gru``, its conformal offsets from the held-out fit's residuals.
     """
     import shutil
 
@@ -191,4 +191,14 @@ def champion_root(tmp_path_factory: pytest.TempPathFactory, ingested_sample_root
     config = PowercastConfig(root=str(root)).with_overrides(CHAMPION_TRAINING_OVERRIDES)
     outcome = train_meter(config, config.ingest.default_meter_id, "fixture", progress=False)
     assert outcome.decision.promoted and outcome.champion_version == "fixture-gru", outcome.decision.reason
-    return str(root)
+    return str(root), outcome
+
+
+@pytest.fixture(scope="session")
+def champion_root(champion_training) -> str:
+    """A data root (read-only) with the ingested sample and the champion ``fixture-gru`` the pipeline wrote.
+
+    See ``champion_training`` for how it was trained and what it decided.
+    """
+    root, _ = champion_training
+    return root
