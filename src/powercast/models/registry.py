@@ -16,6 +16,7 @@ loads on a machine without one.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import subprocess
@@ -52,6 +53,7 @@ READABLE_MODEL_FORMATS: frozenset[str] = frozenset({"powercast.model/1", MODEL_F
 WEIGHTS_FILE = "weights.safetensors"
 HOLDOUT_WEIGHTS_FILE = "holdout.safetensors"
 CARD_FILE = "model.json"
+WEIGHTS_SHA256_KEY = "weights_sha256"  # card key: {weights file name: sha256 of its bytes}
 CHAMPION_FILE = "champion.json"
 HISTORY_FILE = "history.jsonl"
 _NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")  # run ids and versions
@@ -231,11 +233,15 @@ def register_model(
         "code_version": code_version(),
         "created_at": datetime.now(timezone.utc).isoformat(),
     }
+    weights = {WEIGHTS_FILE: _safetensors_bytes(module)}
     if holdout_module is not None:
         if dict(holdout_module.hparams) != dict(module.hparams):
             raise RegistryError(f"the held-out fit of {version} has other hyperparameters than the served model")
-        atomic_write_bytes(f"{folder}/{HOLDOUT_WEIGHTS_FILE}", _safetensors_bytes(holdout_module), filesystem)
-    atomic_write_bytes(f"{folder}/{WEIGHTS_FILE}", _safetensors_bytes(module), filesystem)
+        weights[HOLDOUT_WEIGHTS_FILE] = _safetensors_bytes(holdout_module)
+    # The card, written last, vouches for the weights: a file damaged later is caught at load.
+    card[WEIGHTS_SHA256_KEY] = {name: hashlib.sha256(raw).hexdigest() for name, raw in weights.items()}
+    for name, raw in weights.items():
+        atomic_write_bytes(f"{folder}/{name}", raw, filesystem)
     atomic_write_json(f"{folder}/{CARD_FILE}", card, filesystem)
     return folder
 
@@ -265,8 +271,10 @@ def read_card(root: str, meter_id: str, version: str) -> dict[str, Any]:
         raise RegistryError(f"meter {meter_id!r} has no model version {version!r} at {path}; known versions: {known}")
     try:
         card = json.loads(raw)
-    except json.JSONDecodeError as exc:
+    except ValueError as exc:  # JSONDecodeError, or bytes that are not UTF-8 text
         raise RegistryError(f"{path} is not valid JSON ({exc}); the registry entry is damaged: retrain") from exc
+    if not isinstance(card, dict):
+        raise RegistryError(f"{path} holds a JSON {type(card).__name__}, not a model card; the entry is damaged: retrain")
     if card.get("format") not in READABLE_MODEL_FORMATS:
         raise RegistryError(
             f"{path} has format {card.get('format')!r}, this powercast reads {sorted(READABLE_MODEL_FORMATS)}: "
@@ -276,13 +284,30 @@ def read_card(root: str, meter_id: str, version: str) -> dict[str, Any]:
 
 
 def load_model(root: str, meter_id: str, version: str) -> LoadedModel:
-    """Return a registered model rebuilt on CPU in eval mode (also when it was trained on a GPU)."""
+    """Return a registered model rebuilt on CPU in eval mode (also when it was trained on a GPU).
+
+    Raises
+    ------
+    RegistryError
+        Naming the file, when the card or a weights file is missing, truncated or corrupted.
+    """
     card = read_card(root, meter_id, version)
     filesystem, meter_dir = _meter_dir(root, meter_id)
-    module = _load_weights(f"{meter_dir}/{version}/{WEIGHTS_FILE}", card, filesystem, meter_id, version)
+    try:
+        return _loaded_model(card, filesystem, f"{meter_dir}/{version}", meter_id, version)
+    except (KeyError, TypeError, ValueError, IndexError) as exc:  # pydantic's ValidationError is a ValueError
+        raise RegistryError(
+            f"{meter_dir}/{version}/{CARD_FILE} is damaged ({type(exc).__name__}: {exc}); retrain the model"
+        ) from exc
+
+
+def _loaded_model(
+    card: dict[str, Any], filesystem: pafs.FileSystem, folder: str, meter_id: str, version: str
+) -> LoadedModel:
+    module = _load_weights(f"{folder}/{WEIGHTS_FILE}", card, filesystem, meter_id, version)
     holdout_module = None
     if card.get("holdout_weights"):
-        holdout_module = _load_weights(f"{meter_dir}/{version}/{HOLDOUT_WEIGHTS_FILE}", card, filesystem, meter_id, version)
+        holdout_module = _load_weights(f"{folder}/{HOLDOUT_WEIGHTS_FILE}", card, filesystem, meter_id, version)
     interval = card["interval"]
     start, end = (pd.Timestamp(text) for text in card["training_range_utc"])
     return LoadedModel(
@@ -314,10 +339,19 @@ def _load_weights(
     raw = read_bytes(weights_path, filesystem)
     if raw is None:
         raise RegistryError(f"model {version} of meter {meter_id!r} has no weights at {weights_path}: retrain it")
+    expected_sha256 = card.get(WEIGHTS_SHA256_KEY, {}).get(weights_path.rpartition("/")[2])
+    if expected_sha256 is not None and hashlib.sha256(raw).hexdigest() != expected_sha256:
+        raise RegistryError(
+            f"weights at {weights_path} do not match the sha256 in the model card ({len(raw)} bytes): "
+            "the file is truncated or corrupted; retrain the model"
+        )
     hparams = dict(card["hparams"])
     hparams["hidden_sizes"] = tuple(hparams["hidden_sizes"])
     module = RNNForecaster(**hparams)
-    state = load_safetensors(raw)
+    try:
+        state = load_safetensors(raw)
+    except Exception as exc:  # safetensors raises its own SafetensorError on a damaged header
+        raise RegistryError(f"weights at {weights_path} cannot be read ({exc}): the file is damaged; retrain") from exc
     if "n_members" not in card["hparams"]:
         # Cards written before ensembles hold one network's tensors at the top level.
         state = {f"members.0.{name}": tensor for name, tensor in state.items()}

@@ -29,7 +29,7 @@ from powercast.core.config import (
     SplitConfig,
     parse_timezone,
 )
-from powercast.core.errors import DataPreparationError, ForecastError
+from powercast.core.errors import DataPreparationError, ForecastError, RegistryError
 from powercast.core.schemas import FORECAST_SCHEMA
 from powercast.models.baselines import BASELINES, steps_per_day
 from powercast.models.conformal import ConformalIntervals
@@ -230,6 +230,7 @@ def forecast_at(
     forecast_config: ForecastConfig,
     max_gap_steps: int,
     local_tz: tzinfo,
+    no_champion_reason: str | None = None,
 ) -> ForecastBatch:
     """Return the batch for one issue time on an already prepared grid (champion, else fallback).
 
@@ -252,6 +253,8 @@ def forecast_at(
         The interpolation limit, quoted when explaining a fallback.
     local_tz : tzinfo
         Timezone whose wall clock defines the issue time of day (fallback intervals).
+    no_champion_reason : str, optional
+        Why ``champion`` is None (e.g. its files are damaged), quoted in the fallback's note.
     """
     issued = to_utc_timestamp(issued_at_utc, "issued_at")
     origin_row = grid_row(prepared, issued)
@@ -266,7 +269,7 @@ def forecast_at(
         start, end = champion.training_range_utc
         return ForecastBatch(table, champion.interval_coverage, start, end, champion.validation_mae_kw)
     if champion is None:
-        reason = f"meter {prepared.meter_id} has no champion model yet"
+        reason = no_champion_reason or f"meter {prepared.meter_id} has no champion model yet"
     else:
         reason = f"champion {champion.cell} {champion.version} not used: " + _window_gap_reason(
             prepared, origin_row, max_gap_steps
@@ -310,7 +313,11 @@ def make_forecast_batch(
     run_id : str
         Written in every row.
     """
-    champion = load_champion(config.root, meter_id)
+    try:
+        champion, no_champion_reason = load_champion(config.root, meter_id), None
+    except RegistryError as exc:
+        # A damaged champion must not cost the meter its forecast: the fallback serves and says why.
+        champion, no_champion_reason = None, f"the champion cannot be loaded: {exc}"
     issued = default_issue_time(config, meter_id) if issued_at_utc is None else to_utc_timestamp(issued_at_utc, "issued_at")
     if champion is None:
         # The fallback reads only target_kw; inputs still need a scaler, and a one-day trailing
@@ -325,5 +332,5 @@ def make_forecast_batch(
         raise ForecastError(f"cannot forecast meter {meter_id!r} at {iso_utc(issued)}: {exc}") from exc
     return forecast_at(
         prepared, champion, issued, run_id, config.forecast, prepare_config.max_interpolate_gap_steps,
-        parse_timezone(prepare_config.local_timezone),
+        parse_timezone(prepare_config.local_timezone), no_champion_reason,
     )

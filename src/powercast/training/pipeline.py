@@ -14,6 +14,7 @@ the last two itself (one task per cell, then one to decide):
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -26,7 +27,7 @@ import pandas as pd
 import pyarrow as pa
 
 from powercast.core.config import PowercastConfig, parse_timezone
-from powercast.core.errors import DataPreparationError, TrainingError
+from powercast.core.errors import DataPreparationError, RegistryError, TrainingError
 from powercast.io import layout
 from powercast.io.atomic import (
     atomic_write_bytes,
@@ -476,6 +477,7 @@ class _Scoreboard:
     mase_scale_kw: float
     forecasts_kw: dict[str, dict[str, np.ndarray]]  # challengers' and baselines', by window set
     champion: LoadedModel | None
+    champion_error: str | None  # why the champion in service could not be loaded (its files are damaged)
     champion_kw: dict[str, np.ndarray]  # only the windows the champion could forecast
     champion_masks: dict[str, np.ndarray]
     selection_mask: np.ndarray  # validation windows every contestant forecast
@@ -502,7 +504,7 @@ def _score_contestants(
     forecasts_kw: dict[str, dict[str, np.ndarray]] = {challenger.name: challenger.forecasts_kw for challenger in fits}
     for name, baseline in BASELINES.items():
         forecasts_kw[name] = {set_name: baseline(prepared, starts) for set_name, starts in windows.items()}
-    champion = load_champion(config.root, meter_id)
+    champion, champion_error = _readable_champion(config.root, meter_id)
     champion_kw: dict[str, np.ndarray] = {}
     champion_masks: dict[str, np.ndarray] = {}
     selection_mask = np.ones(len(windows[SELECTION_SET]), dtype=bool)
@@ -523,6 +525,7 @@ def _score_contestants(
         mase_scale_kw=seasonal_naive_scale_kw(prepared.target_kw[train_rows], steps_per_day(prepared)),
         forecasts_kw=forecasts_kw,
         champion=champion,
+        champion_error=champion_error,
         champion_kw=champion_kw,
         champion_masks=champion_masks,
         selection_mask=selection_mask,
@@ -531,12 +534,23 @@ def _score_contestants(
     )
 
 
+def _readable_champion(root: str, meter_id: str) -> tuple[LoadedModel | None, str | None]:
+    """Return (the champion or None, why it could not be loaded): a damaged champion competes as none.
+
+    Its challengers can then replace it tonight instead of the meter staying on the fallback.
+    """
+    try:
+        return load_champion(root, meter_id), None
+    except RegistryError as exc:
+        return None, str(exc)
+
+
 def _decide(board: _Scoreboard, cells: Sequence[str]) -> Decision:
     """Return the selection decision on the validation windows every contestant forecast."""
     champion = board.champion
     validation_kw = {name: forecasts[SELECTION_SET] for name, forecasts in board.forecasts_kw.items()}
     truth_kw = board.actual_kw[SELECTION_SET][board.selection_mask]
-    return select_winner(
+    decision = select_winner(
         challenger_val_mae_kw={cell: board.selection_mae_kw(validation_kw[cell]) for cell in cells},
         baseline_val_mae_kw={name: board.selection_mae_kw(validation_kw[name]) for name in BASELINES},
         champion_val_mae_kw=(
@@ -544,6 +558,11 @@ def _decide(board: _Scoreboard, cells: Sequence[str]) -> Decision:
         ),
         champion_version=champion.version if champion is not None else None,
         n_val_windows=int(board.selection_mask.sum()),
+    )
+    if board.champion_error is None:
+        return decision
+    return dataclasses.replace(
+        decision, reason=f"{decision.reason} (the champion in service is damaged and was not compared: {board.champion_error})"
     )
 
 
