@@ -16,10 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pandas as pd
 import pytest
 
 from deployments.serve import LocalPrefect
-from powercast.models.registry import champion_version, list_versions, read_card
+from powercast.models.registry import champion_version, list_versions, read_card, read_history
 from powercast.serving.publish import list_issue_times, read_forecasts
 from powercast.store.replay import replay_days
 
@@ -92,14 +93,34 @@ def test_deployment_run_with_custom_parameters_publishes_forecasts_and_artifacts
     assert {card["cell"] for card in trained} == {"gru", "lstm"}
     assert all(card["train_config"]["hidden_sizes"] == tiny_training["hidden_sizes"] for card in trained)
     assert all(card["training"]["device"] == "cpu" for card in trained)
-    assert champion_version(str(root), METER) in {None, *(card["version"] for card in trained)}
+    # What this seeded night decides: one epoch of 8-unit networks does not beat the best baseline,
+    # same_hour_mean_7d, on the 7 validation days (145 windows; about 0.66 against 0.609 kW, a margin
+    # far above numerical noise), so no champion is promoted and the forecast is the seasonal-naive
+    # fallback, 24 h (lower MAE than 168 h on the 28 days before the issue time).
+    assert champion_version(str(root), METER) is None
+    (decision,) = read_history(str(root), METER)
+    assert (decision["promoted"], decision["winner"], decision["champion_after"]) == (False, None, None)
+    assert (decision["best_baseline"], decision["n_val_windows"]) == ("same_hour_mean_7d", 145)
+    assert decision["best_baseline_val_mae_kw"] == pytest.approx(0.6090, abs=5e-4)
+    assert min(decision["challenger_val_mae_kw"].values()) > decision["best_baseline_val_mae_kw"]
+    assert decision["reason"].endswith(
+        "does not beat the best baseline same_hour_mean_7d (0.6090 kW); no champion is promoted"
+    )
+    assert decision["challenger_versions"] == {card["cell"]: card["version"] for card in trained}
+    assert set(forecasts["model"]) == {"seasonal_naive"} and set(forecasts["model_version"]) == {"seasonal_naive_24h"}
+    # issued at the local midnight after the last replayed day (4 November, Paris: UTC+1)
+    assert (forecasts["issued_at"] == pd.Timestamp("2010-11-04T23:00Z")).all()
 
     artifacts = api.post("/artifacts/filter", json={"artifacts": {"flow_run_id": {"any_": [flow_run["id"]]}}}).json()
     by_type = {artifact["type"]: artifact for artifact in artifacts}
     assert {"table", "markdown"} <= set(by_type)
     leaderboard_models = {row["model"] for row in _table_rows(by_type["table"])}
     assert {"gru", "lstm"} <= leaderboard_models
-    assert "issue" in by_type["markdown"]["data"] and str(root / "forecasts") in by_type["markdown"]["data"]
+    report = by_type["markdown"]["data"]
+    assert "issue" in report and str(root / "forecasts") in report
+    assert f"- **{METER}**: no champion yet. {decision['reason']}" in report
+    assert f"- {METER}: seasonal_naive `seasonal_naive_24h`; fallback to seasonal_naive_24h " in report
+    assert f"(meter {METER} has no champion model yet)" in report
 
 
 def _table_rows(artifact: dict[str, Any]) -> list[dict[str, Any]]:
