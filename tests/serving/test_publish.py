@@ -330,3 +330,43 @@ def test_a_pointer_naming_a_path_outside_forecasts_is_refused(tmp_path, forecast
 
     with pytest.raises(ForecastError, match=r"latest.json field 'path' must be a path inside forecasts/"):
         read_forecasts(str(tmp_path))
+
+
+def test_read_forecasts_reads_the_pointer_again_when_its_file_was_swept_in_between(
+    tmp_path, forecast_batch_factory, monkeypatch
+):
+    root = str(tmp_path)
+    publish_batch(root, forecast_batch_factory("m1", DAY_2, run_id="run-1"))
+    real_read_bytes = publish.read_bytes
+    first_file_read = []
+
+    def swept_once(path, filesystem=None):
+        if str(path).endswith(".parquet") and not first_file_read:
+            first_file_read.append(path)  # the publish below moves the pointer and sweeps this file now
+            publish_batch(root, forecast_batch_factory("m1", DAY_2, run_id="run-2"), retention_s=0)
+        return real_read_bytes(path, filesystem)
+
+    monkeypatch.setattr(publish, "read_bytes", swept_once)
+    frame = read_forecasts(root)
+
+    assert not Path(first_file_read[0]).exists()
+    assert set(frame["run_id"]) == {"run-2"}
+
+
+def test_history_from_the_manifests_has_one_file_per_issue_time_while_a_glob_also_finds_superseded_ones(
+    tmp_path, forecast_batch_factory
+):
+    for run in ("run-1", "run-2"):
+        publish_batch(str(tmp_path), [forecast_batch_factory(m, DAY_1, run_id=run) for m in ("m1", "m2")])
+    publish_batch(str(tmp_path), forecast_batch_factory("m1", DAY_2))
+
+    manifests = sorted(_forecasts(tmp_path).glob("issue_date=*/issued_at=*.manifest.json"))
+    current = [_forecasts(tmp_path) / json.loads(m.read_text())["path"] for m in manifests]
+    history = pq.ParquetDataset(current).read()
+    globbed = sorted(_forecasts(tmp_path).glob("issue_date=*/issued_at=*.parquet"))
+
+    assert history.num_rows == 24 * 3 and set(history["run_id"].to_pylist()) == {"run-2", "run-test"}
+    assert len(globbed) == 3 and [t.isoformat() for t in list_issue_times(str(tmp_path))] == [
+        "2010-08-16T23:00:00+00:00",
+        "2010-08-17T23:00:00+00:00",
+    ]

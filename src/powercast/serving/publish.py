@@ -59,9 +59,9 @@ from powercast.serving.contract import ForecastBatch, iso_utc, to_utc_timestamp,
 KEY_CONTRACT_VERSION, KEY_COVERAGE, KEY_TRAINING_START, KEY_TRAINING_END, KEY_VALIDATION_MAE = FORECAST_METADATA_KEYS
 # Keys whose value differs per meter: stored as a JSON object {meter_id: value}.
 PER_METER_KEYS: tuple[str, ...] = (KEY_TRAINING_START, KEY_TRAINING_END, KEY_VALIDATION_MAE)
-# A reader that finds no file, or one whose sha256 differs from its pointer, read the pointer just
-# before a publish moved it (and, past the retention, a sweep removed the file); it reads the
-# pointer again for this long before calling the batch broken.
+# Batch files never change, so a reader that finds no file where its pointer said read that
+# pointer just before a publish moved it and a sweep removed the file (past its retention); it
+# reads the pointer again for this long before calling the data root damaged.
 READ_RETRY_S = 5.0
 READ_RETRY_PAUSE_S = 0.02
 # How long a superseded batch file stays after the publish that replaced it: a consumer that read
@@ -225,7 +225,9 @@ def publish_batch(
     payload = parquet_bytes(rows, metadata)
     now = _utc_now()
     if previous_manifest is not None and existing_sha256 == hashlib.sha256(payload).hexdigest():
-        placed = {"path": previous_manifest["path"], "published_at": previous_manifest["published_at"]}
+        # the same bytes are already current: keep naming that file, with the time it was published
+        published_at = previous_manifest.get("published_at") or iso_utc(pd.Timestamp(now))
+        placed = {"path": previous_manifest["path"], "published_at": published_at}
     else:
         placed = _write_new_batch_file(filesystem, directory, issued_at, payload, now)
     superseded, expired = _superseded_entries(
@@ -309,13 +311,11 @@ def _read_current(
 def _write_new_batch_file(
     filesystem: pafs.FileSystem, directory: str, issued_at: pd.Timestamp, payload: bytes, now: datetime
 ) -> dict[str, str]:
-    """Write ``payload`` under a name no file of this issue time ever had; return its path and publish time."""
+    """Write ``payload`` under a name newer than any file of its issue time on disk; return path and publish time."""
     folder = f"{directory}/{layout.forecast_issue_dir(issued_at)}"
-    earlier = [
-        parsed[1]
-        for info in filesystem.get_file_info(pafs.FileSelector(folder, allow_not_found=True))
-        if (parsed := layout.parse_forecast_batch_name(info.base_name)) is not None and parsed[1] is not None
-    ]
+    names = [info.base_name for info in filesystem.get_file_info(pafs.FileSelector(folder, allow_not_found=True))]
+    parsed = [layout.parse_forecast_batch_name(name) for name in names]
+    earlier = [name[1] for name in parsed if name is not None and name[0] == issued_at and name[1] is not None]
     # names must never repeat and must sort in publish order, even if the clock stands or steps back
     published_at = max([now, *(stamp + timedelta(microseconds=1) for stamp in earlier)])
     relpath = layout.forecast_batch_relpath(issued_at, published_at)
