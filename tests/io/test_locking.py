@@ -21,7 +21,8 @@ from powercast.io.locking import (
 )
 
 # A child process that takes a lock (``meter_lock`` or ``named_lock``, named by its last argument),
-# says so through a marker file, and holds it for a while.
+# writes "held" to a marker file, holds the lock until a ``.release`` file appears beside the
+# marker (or hold_s passes), then writes "released" to the marker just before letting the lock go.
 HOLDER_SCRIPT = textwrap.dedent(
     """
     import sys, time
@@ -31,25 +32,44 @@ HOLDER_SCRIPT = textwrap.dedent(
     take_lock = {"meter_lock": locking.meter_lock, "named_lock": locking.named_lock}[sys.argv[5]]
     with take_lock(root, name, timeout_s=30, holder="night-run-1"):
         marker.write_text("held")
-        time.sleep(hold_s)
+        deadline = time.monotonic() + hold_s
+        while not marker.with_suffix(".release").exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        marker.write_text("released")
     """
 )
 
-# A child process that tries the lock and reports how it went on stdout.
+# A child process that tries the meter lock and reports how it went on stdout. Given the holder's
+# marker, it writes a ``.trying`` file beside it first, and reports what the marker said once it
+# had the lock.
 WAITER_SCRIPT = textwrap.dedent(
     """
-    import sys, time
+    import sys
+    from pathlib import Path
     from powercast.core.errors import LockedError
     from powercast.io.locking import meter_lock
     root, meter, timeout_s = sys.argv[1], sys.argv[2], float(sys.argv[3])
-    started = time.monotonic()
+    holder_marker = Path(sys.argv[4]) if len(sys.argv) > 4 else None
+    if holder_marker is not None:
+        holder_marker.with_suffix(".trying").write_text("trying")
     try:
         with meter_lock(root, meter, timeout_s=timeout_s, holder="night-run-2"):
-            print(f"acquired after {time.monotonic() - started:.2f}")
+            seen = holder_marker.read_text() if holder_marker is not None else "-"
+            print(f"acquired; holder marker: {seen}")
     except LockedError as exc:
         print(f"locked: {exc}")
     """
 )
+
+
+def _wait_for_file(path: Path, process: subprocess.Popen[str], what: str) -> None:
+    """Return once ``path`` exists; fail the test if ``process`` exits first or 30 s pass."""
+    deadline = time.monotonic() + 30
+    while not path.exists():
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            pytest.fail(f"{what} (exit status {process.poll()})")
+        time.sleep(0.02)
 
 
 def _start_holder(root: Path, name: str, hold_s: float, lock: str = "meter_lock") -> subprocess.Popen[str]:
@@ -58,12 +78,7 @@ def _start_holder(root: Path, name: str, hold_s: float, lock: str = "meter_lock"
     process = subprocess.Popen(
         [sys.executable, "-c", HOLDER_SCRIPT, str(root), name, str(marker), str(hold_s), lock], text=True
     )
-    deadline = time.monotonic() + 30
-    while not marker.exists():
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            pytest.fail(f"lock holder process did not take the lock (exit status {process.poll()})")
-        time.sleep(0.05)
+    _wait_for_file(marker, process, "lock holder process did not take the lock")
     return process
 
 
@@ -92,13 +107,25 @@ def test_second_process_fails_naming_meter_and_holder(tmp_path: Path) -> None:
 
 
 def test_second_process_waits_until_first_releases(tmp_path: Path) -> None:
-    holder = _start_holder(tmp_path, "meter_a", hold_s=1.5)
+    holder = _start_holder(tmp_path, "meter_a", hold_s=60)
+    marker = tmp_path / "meter_a.held"
+    waiter = subprocess.Popen(
+        [sys.executable, "-c", WAITER_SCRIPT, str(tmp_path), "meter_a", "60", str(marker)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
-        outcome = _run_waiter(tmp_path, "meter_a", timeout_s=30)
+        _wait_for_file(marker.with_suffix(".trying"), waiter, "waiter process did not start")
+        assert marker.read_text() == "held"
+        marker.with_suffix(".release").write_text("go")  # only now may the holder let go
+        out, err = waiter.communicate(timeout=60)
     finally:
-        holder.wait(timeout=30)
-    assert outcome.startswith("acquired after ")
-    assert float(outcome.rsplit(" ", 1)[1]) > 0.3
+        waiter.kill()
+        holder.kill()
+        holder.wait()
+    # the waiter got the lock only after the holder had written "released", inside its lock
+    assert out.strip() == "acquired; holder marker: released", err
 
 
 def test_other_meter_is_not_blocked(tmp_path: Path) -> None:
@@ -108,7 +135,7 @@ def test_other_meter_is_not_blocked(tmp_path: Path) -> None:
     finally:
         holder.kill()
         holder.wait()
-    assert outcome.startswith("acquired after ")
+    assert outcome == "acquired; holder marker: -"
 
 
 def test_lock_is_released_when_holder_process_dies(tmp_path: Path) -> None:
@@ -116,7 +143,7 @@ def test_lock_is_released_when_holder_process_dies(tmp_path: Path) -> None:
     holder.kill()
     holder.wait()
     outcome = _run_waiter(tmp_path, "meter_a", timeout_s=0)
-    assert outcome.startswith("acquired after ")
+    assert outcome == "acquired; holder marker: -"
 
 
 def test_lock_is_reentrant_within_one_thread(tmp_path: Path) -> None:
