@@ -38,6 +38,7 @@ import powercast.serving.publish
 import powercast.store.ingest
 import powercast.store.readings
 import powercast.training.fleet
+import powercast.training.freshness
 import powercast.training.pipeline
 from powercast.core.config import PowercastConfig
 from powercast.core.errors import TrainingError, transient_io_cause
@@ -139,25 +140,10 @@ def find_future_readings(config: PowercastConfig, meters: Sequence[str]) -> dict
 
 @io_task
 def has_new_readings(config: PowercastConfig, meter_id: str) -> bool:
-    """Return True when the store holds readings newer than the data the meter's champion saw."""
-    version = powercast.models.registry.champion_version(config.root, meter_id)
-    if version is None:
-        get_run_logger().info("%s has no champion yet: training", meter_id)
-        return True
-    card = powercast.models.registry.read_card(config.root, meter_id, version)
-    seen_end_utc = pd.Timestamp(card["data_range_utc"][1])
-    future_from = powercast.store.readings.future_cutoff_utc(config.ingest.future_tolerance_h)
-    _, last_utc = powercast.store.readings.store_time_range(config.root, meter_id, future_from)
-    fresh = pd.Timestamp(last_utc) >= seen_end_utc
-    get_run_logger().info(
-        "%s: champion %s saw data up to %s, last reading %s: %s",
-        meter_id,
-        version,
-        seen_end_utc.isoformat(),
-        pd.Timestamp(last_utc).isoformat(),
-        "new readings" if fresh else "nothing new",
-    )
-    return fresh
+    """Return True when the store holds readings newer than every recorded training of the meter saw."""
+    freshness = powercast.training.freshness.training_freshness(config, meter_id)
+    get_run_logger().info("%s: %s", meter_id, freshness.reason)
+    return freshness.retrain
 
 
 @io_task
@@ -404,7 +390,7 @@ def _fleet_lines(record: RunRecord) -> list[str]:
     slowest = sorted(record.meter_seconds.items(), key=lambda item: item[1], reverse=True)[:SLOWEST_SHOWN]
     served = {batch.meter_id for batch in record.batches}
     not_served = sorted(set(record.meters) - served)
-    retrain_failed = []
+    retrain_failed = sorted(meter_id for meter_id in record.failures if meter_id in served)
     lines = [
         f"- meters served: {len(served)} of {len(record.meters)}; failed: {len(not_served)}"
         + (f" ({', '.join(not_served)})" if not_served else ""),

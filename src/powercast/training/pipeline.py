@@ -62,6 +62,7 @@ from powercast.training.fit import (
     local_log_dir,
     refit_forecaster,
 )
+from powercast.training.freshness import DATA_END_KEY
 from powercast.training.selection import Decision, select_winner
 
 # "val" (every validation window) decides the winner; the day-ahead window sets hold only
@@ -451,7 +452,8 @@ def select_and_register(
         _register_challenger(
             config, run_id, prepared, challenger, versions[challenger.name], leaderboard, intervals[challenger.name]
         )
-    champion_after = _promote_and_record(config, meter_id, run_id, decision, versions)
+    data_end_utc = prepared.index_utc[-1] + (prepared.index_utc[1] - prepared.index_utc[0])
+    champion_after = _promote_and_record(config, meter_id, run_id, decision, versions, data_end_utc)
     run_dir = _run_dir(config, run_id, meter_id)
     curves = {challenger.name: challenger.fit.curves for challenger in fits}
     _write_run_report(config, run_dir, run_id, meter_id, leaderboard, decision, champion_after, curves)
@@ -670,7 +672,12 @@ def _register_challenger(
 
 
 def _promote_and_record(
-    config: PowercastConfig, meter_id: str, run_id: str, decision: Decision, versions: dict[str, str]
+    config: PowercastConfig,
+    meter_id: str,
+    run_id: str,
+    decision: Decision,
+    versions: dict[str, str],
+    data_end_utc: pd.Timestamp,
 ) -> str | None:
     """Move the champion pointer when the decision promotes, record the decision; return the champion after."""
     champion_after = decision.champion_version
@@ -686,6 +693,8 @@ def _promote_and_record(
             "champion_before": decision.champion_version,
             "champion_after": champion_after,
             "challenger_versions": versions,
+            # What the night learned from, promoted or not: a run with nothing newer skips training.
+            DATA_END_KEY: pd.Timestamp(data_end_utc).isoformat(),
             "decided_at": datetime.now(timezone.utc).isoformat(),
         },
     )
