@@ -449,7 +449,7 @@ def report_run(record: RunRecord) -> None:
         )
     lines = [f"# powercast {flow_name} run `{record.run_id}`", ""]
     lines += ["## Fleet", "", *_fleet_lines(record), ""] if record.meters else []
-    lines += ["## Decisions", "", *_decision_lines(record), ""] if record.series or record.failures else []
+    lines += ["## Decisions", "", *_decision_lines(record), ""] if record.series or record.failures or record.not_retrained else []
     lines += ["## Data", "", *_data_lines(record), "", "## Forecasts", "", *_forecast_lines(record)]
     create_markdown_artifact(
         key=_artifact_key(f"report-{flow_name}"),
