@@ -202,3 +202,9 @@ def champion_root(champion_training) -> str:
     """
     root, _ = champion_training
     return root
+
+
+@pytest.fixture(scope="session")
+def champion_overrides() -> dict[str, object]:
+    """The settings ``champion_training`` trained with (modules cannot import conftest by name: there are two)."""
+    return dict(CHAMPION_TRAINING_OVERRIDES)

@@ -14,7 +14,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import CHAMPION_TRAINING_OVERRIDES
 
 from powercast.core.config import PowercastConfig
 from powercast.core.errors import RegistryError
@@ -56,14 +55,16 @@ DAMAGES: dict[str, tuple[str, Callable[[Path], None], str]] = {
 
 
 @pytest.fixture(params=sorted(DAMAGES))
-def damaged(request: pytest.FixtureRequest, champion_root: str, tmp_path: Path) -> tuple[PowercastConfig, Path, str]:
+def damaged(
+    request: pytest.FixtureRequest, champion_root: str, champion_overrides: dict[str, object], tmp_path: Path
+) -> tuple[PowercastConfig, Path, str]:
     """A copy of the champion's data root with one file damaged; returns (config, damaged file, expected message)."""
     root = tmp_path / "root"
     shutil.copytree(champion_root, root)
     file_name, damage, message = DAMAGES[request.param]
     path = root / "models" / METER / VERSION / file_name
     damage(path)
-    return PowercastConfig(root=str(root)).with_overrides(CHAMPION_TRAINING_OVERRIDES), path, message
+    return PowercastConfig(root=str(root)).with_overrides(champion_overrides), path, message
 
 
 def test_loading_a_damaged_model_names_the_file(damaged: tuple[PowercastConfig, Path, str]) -> None:
@@ -84,11 +85,13 @@ def test_a_damaged_champion_is_forecast_by_the_fallback_which_names_the_file(
     assert "the champion cannot be loaded" in note and str(path) in note
 
 
-def test_training_replaces_a_damaged_champion(champion_root: str, tmp_path: Path) -> None:
+def test_training_replaces_a_damaged_champion(
+    champion_root: str, champion_overrides: dict[str, object], tmp_path: Path
+) -> None:
     root = tmp_path / "root"
     shutil.copytree(champion_root, root)
     _truncate(root / "models" / METER / VERSION / WEIGHTS_FILE)
-    config = PowercastConfig(root=str(root)).with_overrides(CHAMPION_TRAINING_OVERRIDES)
+    config = PowercastConfig(root=str(root)).with_overrides(champion_overrides)
     outcome = train_meter(config, METER, "after-damage", progress=False)
     assert outcome.decision.promoted, outcome.decision.reason
     assert "the champion in service is damaged and was not compared" in outcome.decision.reason
