@@ -7,16 +7,14 @@ from datetime import datetime
 from prefect import flow
 
 from flows.params import ForecastParams
+from flows.report import RunRecord, report_plan, report_run
 from flows.tasks import (
-    RunRecord,
     current_run_id,
     fail_on,
     find_meters,
     forecast_meter,
     plot_forecasts,
     publish_forecasts,
-    report_plan,
-    report_run,
     split_by_outcome,
 )
 from powercast.core.config import PowercastConfig

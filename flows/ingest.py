@@ -5,7 +5,8 @@ from __future__ import annotations
 from prefect import flow
 
 from flows.params import IngestParams
-from flows.tasks import RunRecord, current_run_id, ingest_new_files, report_run
+from flows.report import RunRecord, report_run
+from flows.tasks import current_run_id, ingest_new_files
 from powercast.store.ingest import IngestReport
 
 

@@ -21,8 +21,8 @@ from prefect import flow
 
 from flows.fleet import fleet_task_runner, serve_fleet
 from flows.params import NightlyParams
+from flows.report import RunRecord, report_plan, report_run
 from flows.tasks import (
-    RunRecord,
     current_run_id,
     fail_on,
     find_future_readings,
@@ -31,8 +31,6 @@ from flows.tasks import (
     ingest_new_files,
     plot_forecasts,
     publish_forecasts,
-    report_plan,
-    report_run,
 )
 from flows.train import record_trainings
 from powercast.io.atomic import is_uri

@@ -18,15 +18,14 @@ from prefect import flow
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows.params import TrainParams
+from flows.report import RunRecord, report_run
 from flows.tasks import (
-    RunRecord,
     current_run_id,
     decide_champion,
     fail_on,
     find_meters,
     fit_global_models_or_none,
     prepare_training_series,
-    report_run,
     split_by_outcome,
     train_candidates,
 )

@@ -18,17 +18,15 @@ import pandas as pd
 import pytest
 from prefect.states import Cancelled, Completed, Crashed, Failed, State, exception_to_failed_state
 
-from flows.tasks import (
+from flows.report import (
     SLOWEST_SHOWN,
     RunRecord,
     _data_lines,
     _decision_lines,
     _fleet_lines,
     _forecast_lines,
-    fail_on,
-    split_by_outcome,
-    split_state,
 )
+from flows.tasks import fail_on, split_by_outcome, split_state
 from powercast.core.config import PowercastConfig
 from powercast.serving.forecast import FALLBACK_MODEL, make_forecast_batch
 from powercast.serving.publish import publish_batch
