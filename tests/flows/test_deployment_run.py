@@ -2,7 +2,7 @@
 
 The session fixture starts ``prefect server start`` on a free 127.0.0.1 port, creates the
 process work pool and deploys ``deployments/prefect.yaml``; this test starts a worker, asks the
-REST API for a run of ``nightly/manual`` with custom parameters, waits for the worker to finish
+REST API for a run of ``nightly/nightly-manual`` with custom parameters, waits for the worker to finish
 it, then checks the forecast batch on disk and the artifacts on the server.
 """
 
@@ -75,7 +75,7 @@ def test_deployment_run_with_custom_parameters_publishes_forecasts_and_artifacts
     custom = {"root": str(root), "config_file": str(config_file), "lock_timeout_s": 30, **tiny_training}
 
     response = api.post(
-        f"/deployments/{deployment_id(api, 'nightly', 'manual')}/create_flow_run",
+        f"/deployments/{deployment_id(api, 'nightly', 'nightly-manual')}/create_flow_run",
         json={"parameters": {"params": custom}, "name": "integration-test-run"},
     )
     response.raise_for_status()
@@ -130,7 +130,7 @@ def _table_rows(artifact: dict[str, Any]) -> list[dict[str, Any]]:
 
 def test_server_rejects_out_of_bounds_parameters_before_any_run(api: httpx.Client) -> None:
     response = api.post(
-        f"/deployments/{deployment_id(api, 'nightly', 'manual')}/create_flow_run",
+        f"/deployments/{deployment_id(api, 'nightly', 'nightly-manual')}/create_flow_run",
         json={"parameters": {"params": {"max_epochs": 0}}},
     )
     assert response.status_code in (409, 422)

@@ -266,11 +266,11 @@ def test_team_server_refuses_calls_without_the_auth_string(tmp_path: Path) -> No
         assert _call(f"{api}/health")[0] == 200
         assert _call(f"{api}/flows/filter", {})[0] == 401
         assert _call(f"{api}/flows/filter", {}, auth_string="powercast:wrong")[0] == 401
-        status, deployment = _call(f"{api}/deployments/name/nightly/manual", auth_string=auth_string)
+        status, deployment = _call(f"{api}/deployments/name/nightly/nightly-manual", auth_string=auth_string)
         assert status == 200, deployment
         run_url = f"{api}/deployments/{deployment['id']}/create_flow_run"  # type: ignore[index]
         assert _call(run_url, {"name": "nobody's run"})[0] == 401
-        # ... and no run was made (the scheduler's runs of nightly/scheduled belong to another deployment).
+        # ... and no run was made (the scheduler's runs of nightly/nightly-scheduled belong to another deployment).
         made = {"flow_runs": {"deployment_id": {"any_": [deployment["id"]]}}}  # type: ignore[index]
         assert _call(f"{api}/flow_runs/filter", made, auth_string) == (200, [])
         assert _call(f"{api}/flows/filter", {}, auth_string)[0] == 200
@@ -279,7 +279,7 @@ def test_team_server_refuses_calls_without_the_auth_string(tmp_path: Path) -> No
 
         listed = _prefect_cli(serve, "deployment", "ls", auth_string=auth_string)
         assert listed.returncode == 0, listed.stdout[-2000:] + listed.stderr[-2000:]
-        assert "nightly/manual" in listed.stdout
+        assert "nightly/nightly-manual" in listed.stdout
         assert _prefect_cli(serve, "deployment", "ls", auth_string=None).returncode != 0
 
         # The worker got the string through its environment: it heartbeats, so the pool shows it online.

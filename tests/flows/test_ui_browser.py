@@ -87,7 +87,7 @@ def test_custom_run_started_from_the_ui_form_reaches_the_api(
 
     try:
         driver.get(f"{prefect_server.ui_url}/deployments")
-        deployment_link = "//tr[.//a[normalize-space()='forecast']]//a[normalize-space()='manual']"
+        deployment_link = "//a[contains(@href, '/deployments/deployment/') and normalize-space()='forecast']"
         wait.until(ready.element_to_be_clickable((By.XPATH, deployment_link))).click()
         wait.until(ready.element_to_be_clickable((By.XPATH, "//button[normalize-space()='Run']"))).click()
         wait.until(ready.element_to_be_clickable((By.XPATH, "//button[normalize-space()='Custom run']"))).click()
@@ -114,7 +114,7 @@ def test_custom_run_started_from_the_ui_form_reaches_the_api(
 
     with httpx.Client(base_url=prefect_server.api_url, timeout=30) as api:
         runs = api.post("/flow_runs/filter", json={"flow_runs": {"name": {"any_": [run_name]}}}).json()
-        deployment = api.get("/deployments/name/forecast/manual").json()
+        deployment = api.get("/deployments/name/forecast/forecast").json()
         for run in runs:
             api.delete(f"/flow_runs/{run['id']}")
     assert len(runs) == 1
