@@ -2,7 +2,8 @@
 
 ``python flows/nightly.py --sample`` (what ``make run`` runs) puts the bundled sample (the last
 year of the UCI house in two files) in ``<root>/landing`` when that folder is empty and runs the nightly flow once on it, with a small
-training budget, against Prefect's embedded server (no server to start by hand).
+training budget, against Prefect's embedded server (no server to start by hand). From the UI, the
+form's "Use the bundled sample" does the same copy before a run of the deployment.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: `flows` is imported from the repository root
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from prefect import flow
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
 
 from flows.fleet import fleet_task_runner, serve_fleet
 from flows.params import NightlyParams
@@ -60,8 +62,11 @@ def nightly(params: NightlyParams = NightlyParams()) -> list[PublishedBatch]:
     landing_dir = params.landing_path(config)
     if params.dry_run:
         meters = find_meters(config, params.meters)
-        report_plan(config, landing_dir, meters, params.config_overrides() | {"force_retrain": params.force_retrain})
+        run_options = {"force_retrain": params.force_retrain, "use_sample": params.use_sample}
+        report_plan(config, landing_dir, meters, params.config_overrides() | run_options)
         return []
+    if params.use_sample:
+        copy_sample(landing_dir)
     record.ingested = ingest_new_files(config, landing_dir, record.run_id, params.lock_timeout_s)
     meters = find_meters(config, params.meters)
     record.meters = list(meters)
@@ -118,6 +123,16 @@ def drop_sample(landing_dir: str) -> bool:
     for sample_file in SAMPLE_FILES:
         atomic_write_bytes(f"{base}/{sample_file.name}", sample_file.read_bytes(), filesystem)
     return True
+
+
+@task(name="copy-sample", cache_policy=NO_CACHE)
+def copy_sample(landing_dir: str) -> bool:
+    """Copy the bundled sample into ``landing_dir`` when it holds no file (the form's "Use the bundled sample")."""
+    copied = drop_sample(landing_dir)
+    get_run_logger().info(
+        "%s", f"copied the bundled sample into {landing_dir}" if copied else f"{landing_dir} holds files: sample not copied"
+    )
+    return copied
 
 
 def main(argv: list[str] | None = None) -> int:
