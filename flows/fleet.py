@@ -11,7 +11,7 @@ carry on. docs/fleet.md explains how the work splits.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from prefect import flow, task
@@ -36,6 +36,7 @@ class MeterNight:
     batch: ForecastBatch
     elapsed_s: float
     training_error: str | None = None
+    step_seconds: dict[str, float] = field(default_factory=dict)  # the training's steps, then "forecast"
 
 
 def fleet_task_runner(config: PowercastConfig) -> TaskRunner:
@@ -54,7 +55,8 @@ def fleet_task_runner(config: PowercastConfig) -> TaskRunner:
 
 # Internal subflow: its caller passes validated objects, and a Dask worker receives this flow by
 # value (cloudpickle), without the module globals its string annotations would need to re-validate.
-@flow(name="meter-night", flow_run_name="night {meter_id}", validate_parameters=False)
+# The run name carries the parent run's id: the runs list mixes every night's meters.
+@flow(name="meter-night", flow_run_name="night {meter_id} · {run_id}", validate_parameters=False)
 def meter_night(
     config: PowercastConfig,
     meter_id: str,
@@ -78,9 +80,11 @@ def meter_night(
                 config, meter_id, run_id, as_of_utc, lock_timeout_s, global_models, return_state=True
             )
             training, training_error = split_state(state)
+        forecast_started = time.perf_counter()
         batch = forecast_one_meter(config, meter_id, run_id, as_of_utc, lock_timeout_s)
+        steps = {**(training.step_seconds if training else {}), "forecast": time.perf_counter() - forecast_started}
     skipped = None if retrain else "no readings newer than the champion's data"
-    return MeterNight(training, skipped, batch, time.perf_counter() - started, training_error)
+    return MeterNight(training, skipped, batch, time.perf_counter() - started, training_error, steps)
 
 
 @task(name="serve-meter", task_run_name="serve {meter_id}", cache_policy=NO_CACHE)

@@ -7,7 +7,7 @@ from datetime import datetime
 from prefect import flow
 
 from flows.params import ForecastParams
-from flows.report import RunRecord, report_plan, report_run
+from flows.report import RunRecord, publish_report, report_plan
 from flows.tasks import (
     current_run_id,
     fail_on,
@@ -24,7 +24,8 @@ from powercast.serving.publish import PublishedBatch
 
 
 # validate_parameters=False: an internal subflow that may run on a Dask worker (see flows/fleet.py).
-@flow(name="forecast-meter", flow_run_name="forecast {meter_id}", validate_parameters=False)
+# The run name carries the parent run's id: the runs list mixes every night's meters.
+@flow(name="forecast-meter", flow_run_name="forecast {meter_id} · {run_id}", validate_parameters=False)
 def forecast_one_meter(
     config: PowercastConfig, meter_id: str, run_id: str, as_of_utc: datetime | None, lock_timeout_s: float
 ) -> ForecastBatch:
@@ -37,22 +38,26 @@ def forecast_one_meter(
 def forecast(params: ForecastParams = ForecastParams()) -> list[PublishedBatch]:
     """Forecast the requested meters (all by default) and publish; a failing meter does not stop the others."""
     config = params.load_config()
-    record = RunRecord(run_id=current_run_id())
+    record = RunRecord.for_run(current_run_id(), config)
     meters = find_meters(config, params.meters)
+    record.meters = list(meters)
     as_of_utc = params.as_of_utc(config)
     if params.dry_run:
         report_plan(config, None, meters, {"as_of_utc": as_of_utc})
         return []
-    states = {
-        meter_id: forecast_one_meter(
-            config, meter_id, record.run_id, as_of_utc, params.lock_timeout_s, return_state=True
-        )
-        for meter_id in meters
-    }
+    with record.timed("forecast"):
+        states = {
+            meter_id: forecast_one_meter(
+                config, meter_id, record.run_id, as_of_utc, params.lock_timeout_s, return_state=True
+            )
+            for meter_id in meters
+        }
     batches, record.failures = split_by_outcome(states)
     record.batches = list(batches.values())
     if record.batches:
-        record.published = publish_forecasts(config, record.batches, record.run_id, params.lock_timeout_s)
-        record.plots = plot_forecasts(config, record.published)
-    report_run(record)
+        with record.timed("publish"):
+            record.published = publish_forecasts(config, record.batches, record.run_id, params.lock_timeout_s)
+        with record.timed("plots"):
+            record.plots = plot_forecasts(config, record.published)
+    publish_report(record)
     return fail_on(record.failures, record.published)

@@ -21,9 +21,9 @@ if __package__ in (None, ""):  # run as a script: `flows` is imported from the r
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from flows.fleet import fleet_task_runner, serve_fleet
+from flows.fleet import MeterNight, fleet_task_runner, serve_fleet
 from flows.params import NightlyParams
-from flows.report import RunRecord, report_plan, report_run
+from flows.report import RunRecord, publish_report, report_plan
 from flows.tasks import (
     current_run_id,
     fail_on,
@@ -58,7 +58,7 @@ SAMPLE_TRAINING = {
 def nightly(params: NightlyParams = NightlyParams()) -> list[PublishedBatch]:
     """Ingest, retrain meters with news, forecast and publish them all; a failing meter does not stop the others."""
     config = params.load_config()
-    record = RunRecord(run_id=current_run_id())
+    record = RunRecord.for_run(current_run_id(), config)
     landing_dir = params.landing_path(config)
     if params.dry_run:
         meters = find_meters(config, params.meters)
@@ -66,17 +66,34 @@ def nightly(params: NightlyParams = NightlyParams()) -> list[PublishedBatch]:
         report_plan(config, landing_dir, meters, params.config_overrides() | run_options)
         return []
     if params.use_sample:
-        copy_sample(landing_dir)
-    record.ingested = ingest_new_files(config, landing_dir, record.run_id, params.lock_timeout_s)
+        with record.timed("copy sample"):
+            record.sample_copied = copy_sample(landing_dir)
+    with record.timed("ingest"):
+        record.ingested = ingest_new_files(config, landing_dir, record.run_id, params.lock_timeout_s)
     meters = find_meters(config, params.meters)
     record.meters = list(meters)
     record.ignored_readings = find_future_readings(config, meters)
     as_of_utc = params.as_of_utc(config)
     global_models = fit_global_models_or_none(config, meters, record, as_of_utc)
     fleet = serve_fleet.with_options(task_runner=fleet_task_runner(config))
-    nights, record.failures = fleet(
-        config, meters, record.run_id, as_of_utc, params.force_retrain, params.lock_timeout_s, global_models
-    )
+    with record.timed("meters"):
+        nights, failed = fleet(
+            config, meters, record.run_id, as_of_utc, params.force_retrain, params.lock_timeout_s, global_models
+        )
+    record.failures |= failed  # after a failed global fit, recorded by fit_global_models_or_none
+    record_nights(record, nights)
+    if record.batches:
+        with record.timed("publish"):
+            record.published = publish_forecasts(config, record.batches, record.run_id, params.lock_timeout_s)
+        with record.timed("plots"):
+            record.plots = plot_forecasts(config, record.published)
+    # From the flow's body, not a task: the artifacts then belong to this flow run.
+    publish_report(record)
+    return fail_on(record.failures, record.published)
+
+
+def record_nights(record: RunRecord, nights: dict[str, MeterNight]) -> None:
+    """Put each meter's night in ``record``: time and steps, training, failed training, skipped training, batch."""
     record.meter_seconds = {meter_id: night.elapsed_s for meter_id, night in nights.items()}
     record.failures |= {
         meter_id: f"training failed, forecast by the model in service: {night.training_error}"
@@ -84,15 +101,11 @@ def nightly(params: NightlyParams = NightlyParams()) -> list[PublishedBatch]:
         if night.training_error
     }
     record_trainings(record, {meter_id: night.training for meter_id, night in nights.items() if night.training})
+    record.meter_steps = {meter_id: night.step_seconds for meter_id, night in nights.items()}
     record.not_retrained = {
         meter_id: night.skipped_training for meter_id, night in nights.items() if night.skipped_training
     }
     record.batches = [night.batch for night in nights.values()]
-    if record.batches:
-        record.published = publish_forecasts(config, record.batches, record.run_id, params.lock_timeout_s)
-        record.plots = plot_forecasts(config, record.published)
-    report_run(record)
-    return fail_on(record.failures, record.published)
 
 
 def _prefect_defaults(prefect_home: Path) -> dict[object, object]:

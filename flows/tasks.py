@@ -30,7 +30,7 @@ import powercast.store.readings
 import powercast.training.fleet
 import powercast.training.freshness
 import powercast.training.pipeline
-from flows.report import RunRecord
+from flows.report import RunRecord, window_words
 from powercast.core.config import PowercastConfig
 from powercast.core.errors import TrainingError, transient_io_cause
 from powercast.io import layout
@@ -141,11 +141,9 @@ def has_new_readings(config: PowercastConfig, meter_id: str) -> bool:
 def prepare_training_series(config: PowercastConfig, meter_id: str, as_of_utc: datetime | None) -> PreparedSeries:
     """Return the meter's prepared series (readings before the run's ``as_of_utc``; all when None)."""
     prepared = powercast.prepare.series.prepare_meter(config, meter_id, end_utc=as_of_utc)
+    windows = {split: len(starts) for split, starts in prepared.window_starts.items()}
     get_run_logger().info(
-        "%s: %d steps, windows train/val/test %s",
-        meter_id,
-        len(prepared.index_utc),
-        "/".join(str(len(prepared.window_starts[split])) for split in ("train", "val", "test")),
+        "%s: %d steps, %s", meter_id, len(prepared.index_utc), window_words(windows, config.prepare.split)
     )
     return prepared
 
@@ -226,7 +224,8 @@ def fit_global_models_or_none(
     """
     if not powercast.training.fleet.trains_global(config):
         return {}
-    fits, error = split_state(train_global_models(config, meters, record.run_id, as_of_utc, return_state=True))
+    with record.timed("train global models"):
+        fits, error = split_state(train_global_models(config, meters, record.run_id, as_of_utc, return_state=True))
     if error is not None:
         record.failures["global models"] = error
         return {}

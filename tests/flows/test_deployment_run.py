@@ -112,15 +112,21 @@ def test_deployment_run_with_custom_parameters_publishes_forecasts_and_artifacts
     assert (forecasts["issued_at"] == pd.Timestamp("2010-11-04T23:00Z")).all()
 
     artifacts = api.post("/artifacts/filter", json={"artifacts": {"flow_run_id": {"any_": [flow_run["id"]]}}}).json()
-    by_type = {artifact["type"]: artifact for artifact in artifacts}
-    assert {"table", "markdown"} <= set(by_type)
-    leaderboard_models = {row["model"] for row in _table_rows(by_type["table"])}
-    assert {"gru", "lstm"} <= leaderboard_models
-    report = by_type["markdown"]["data"]
-    assert "issue" in report and str(root / "forecasts") in report
-    assert f"- **{METER}**: no champion yet. {decision['reason']}" in report
-    assert f"- {METER}: seasonal_naive `seasonal_naive_24h`; fallback to seasonal_naive_24h " in report
+    by_key = {artifact["key"]: artifact for artifact in artifacts}
+    assert {"report-nightly", "leaderboard-nightly", "nightly-forecast-plot-0"} <= set(by_key)
+    # Made in the flow's body: every artifact belongs to the flow run, none to a task run.
+    assert [artifact["task_run_id"] for artifact in artifacts] == [None] * len(artifacts)
+    leaderboard = _table_rows(by_key["leaderboard-nightly"])
+    assert {"gru", "lstm"} <= {row["model"] for row in leaderboard}
+    assert leaderboard[0]["verdict"].startswith("★ winner")
+    assert leaderboard[0]["val MAE kW"] == min(row["val MAE kW"] for row in leaderboard)
+    report = by_key["report-nightly"]["data"]
+    served = forecasts["model_version"].iloc[0]
+    assert f"- **{METER}**: served by the fallback **{served}** (" in report
+    assert "because no champion yet: tonight's best challenger " in report
+    assert f"- data root: `{root}`" in report and f"in `{root / 'forecasts'}/" in report and "file://" not in report
     assert f"(meter {METER} has no champion model yet)" in report
+    assert "(test 0: the trailing split keeps no test days; set prepare.split.test_days)" in report
 
 
 def _table_rows(artifact: dict[str, Any]) -> list[dict[str, Any]]:

@@ -127,7 +127,7 @@ def test_the_run_report_names_the_failed_meter_and_the_fleet(sequential_night: F
     flow_run_id = sequential_night.state.state_details.flow_run_id
     with get_client(sync_client=True) as client:
         artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id])))
-    (report,) = [artifact.data for artifact in artifacts if artifact.type == "markdown"]
+    (report,) = [artifact.data for artifact in artifacts if artifact.key == "report-nightly"]
     assert "## Fleet" in report
     assert "meters served: 4 of 5; failed: 1 (sceaux_household.laundry)" in report
     assert "slowest meters: " in report

@@ -90,7 +90,13 @@ def descendant_flow_runs(flow_run_id: UUID) -> list[FlowRun]:
 
 def test_each_cell_trains_in_its_own_task_run_before_one_selection(three_nights: Nights) -> None:
     nightly_run_id = three_nights.states[0].state_details.flow_run_id
-    (meter_training,) = [run for run in descendant_flow_runs(nightly_run_id) if run.name == f"train {METER}"]
+    # The sub-run's name carries the night's run id (nightly-<start>-<8 hex of the flow run id>).
+    run_hex = str(nightly_run_id).replace("-", "")[:8]
+    (meter_training,) = [
+        run
+        for run in descendant_flow_runs(nightly_run_id)
+        if run.name.startswith(f"train {METER} · nightly-") and run.name.endswith(run_hex)
+    ]
     with get_client(sync_client=True) as client:
         task_runs = client.read_task_runs(
             task_run_filter=TaskRunFilter(flow_run_id=TaskRunFilterFlowRunId(any_=[meter_training.id]))
@@ -163,7 +169,7 @@ def _run_report(flow_run_id: UUID) -> str:
     """Return the markdown report a flow run wrote, read back from the Prefect API."""
     with get_client(sync_client=True) as client:
         artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id])))
-    (report,) = [artifact.data for artifact in artifacts if artifact.type == "markdown"]
+    (report,) = [artifact.data for artifact in artifacts if artifact.key == "report-nightly"]
     return report
 
 
