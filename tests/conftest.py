@@ -105,6 +105,8 @@ def ingested_config(ingested_sample_root: str) -> PowercastConfig:
 TINY_TRAINING_OVERRIDES: dict[str, object] = {
     "prepare.lookback_steps": 48,
     "prepare.split": {"mode": "trailing", "val_days": 21, "test_days": 14},
+    # The networks (their combination competes too); tests/training/test_challengers.py adds hgb.
+    "train.cells": ["gru", "lstm"],
     "train.hidden_sizes": [8],
     "train.max_epochs": 2,
     "train.batch_size": 64,

@@ -33,6 +33,7 @@ def tiny_training() -> dict[str, object]:
         "max_epochs": 1,
         "max_time_s": 60.0,
         "accelerator": "cpu",
+        "cells": ["gru", "lstm"],  # hgb and the combination are exercised in tests/training
     }
 
 

@@ -64,10 +64,14 @@ def test_both_scopes_compete_per_meter_and_the_winner_serves(fleet_root: str) ->
     for meter_id, outcome in result.outcomes.items():
         contestants = {row["model"] for row in outcome.leaderboard if row["window_set"] == "val"}
         assert {"gru", "lstm", "gru_global", "lstm_global", "seasonal_naive_24h"} <= contestants
-        val_mae = {row["model"]: row["mae_kw"] for row in outcome.leaderboard if row["window_set"] == "val"}
+        challengers = {
+            row["model"]: row["mae_kw"]
+            for row in outcome.leaderboard
+            if row["window_set"] == "val" and row["kind"] == "challenger"
+        }
+        # Local networks, hgb and their combination; the global models are networks only.
+        assert set(challengers) == {"gru", "lstm", "hgb", "combo", "gru_global", "lstm_global"}
         best = outcome.decision.best_challenger
-        names = {"gru", "lstm", "gru_global", "lstm_global"}
-        challengers = {name: mae for name, mae in val_mae.items() if name in names}
         assert best == min(challengers, key=challengers.get)  # lowest validation MAE among every challenger
         if outcome.decision.promoted:
             winner = outcome.decision.winner

@@ -71,8 +71,8 @@ def test_cells_fitted_one_by_one_then_selected_give_the_one_call_outcome(
     assert outcome.decision.reason == first_night.decision.reason
     columns = ["model", "window_set", "n_windows", "mae_kw", "rmse_kw", "promoted"]
     assert outcome.leaderboard_frame()[columns].equals(first_night.leaderboard_frame()[columns])
-    assert outcome.devices == {fit.cell: fit.device for fit in fits}
-    assert list_versions(config.root, METER) == ["night1-gru", "night1-lstm"]
+    assert outcome.devices == {**{fit.cell: fit.device for fit in fits}, "combo": "cpu"}
+    assert list_versions(config.root, METER) == ["night1-combo", "night1-gru", "night1-lstm"]
 
 
 def test_select_and_register_rejects_a_cell_given_twice(
@@ -87,7 +87,7 @@ def test_select_and_register_rejects_a_cell_given_twice(
 
 def test_leaderboard_scores_challengers_and_baselines_on_every_window_set(first_night: TrainingOutcome) -> None:
     frame = first_night.leaderboard_frame()
-    assert set(frame["model"]) == {"gru", "lstm", *BASELINES}
+    assert set(frame["model"]) == {"gru", "lstm", "combo", *BASELINES}
     assert set(frame["window_set"]) == {"val", "val_day_ahead", "test", "test_day_ahead"}
     per_set = frame.groupby("window_set")["n_windows"].nunique()
     assert (per_set == 1).all()  # every model is scored on the same windows within a set
@@ -108,13 +108,13 @@ def test_every_challenger_is_registered_and_the_decision_is_in_the_history(
     first_night: TrainingOutcome, first_night_config: PowercastConfig
 ) -> None:
     root = first_night_config.root
-    assert list_versions(root, METER) == ["night1-gru", "night1-lstm"]
+    assert list_versions(root, METER) == ["night1-combo", "night1-gru", "night1-lstm"]
     history = read_history(root, METER)
     assert len(history) == 1 and history[0]["run_id"] == "night1"
     assert history[0]["reason"] == first_night.decision.reason
     assert history[0]["champion_after"] == champion_version(root, METER)
-    assert first_night.devices == {"gru": "cpu", "lstm": "cpu"}
-    assert set(first_night.elapsed_s) == {"gru", "lstm"}
+    assert first_night.devices == {"gru": "cpu", "lstm": "cpu", "combo": "cpu"}
+    assert set(first_night.elapsed_s) == {"gru", "lstm", "combo"}
 
 
 def test_served_model_is_refit_and_validation_scores_come_from_the_held_out_fit(

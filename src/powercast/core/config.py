@@ -31,9 +31,14 @@ DEFAULT_ROOT = "var"
 ENV_ROOT = "POWERCAST_ROOT"
 ENV_CONFIG = "POWERCAST_CONFIG"
 
-# The recurrent cells a night can train; the CLI choices and the Prefect form read this one list.
-Cell = Literal["gru", "lstm"]
+# The challengers a night can train: two recurrent cells and a gradient-boosting model ("hgb",
+# scikit-learn's HistGradientBoostingRegressor); the CLI choices and the Prefect form read this list.
+RecurrentCell = Literal["gru", "lstm"]
+RECURRENT_CELLS: tuple[str, ...] = get_args(RecurrentCell)
+Cell = Literal["gru", "lstm", "hgb"]
 CELL_NAMES: tuple[str, ...] = get_args(Cell)
+# The mean of a night's two best challengers, competing beside them (powercast.models.combination).
+COMBINED_MODEL = "combo"
 Scheduler = Literal["onecycle", "plateau", "none"]
 SCHEDULER_NAMES: tuple[str, ...] = get_args(Scheduler)
 # What a UCI file's house can be split into: its total and the channels measured inside it.
@@ -178,8 +183,10 @@ class TrainConfig(_Section):
         default_factory=lambda: list(CELL_NAMES),
         min_length=1,
         max_length=len(CELL_NAMES),
-        title="Cells to train",
-        description="Recurrent cells trained each night as challengers.",
+        title="Challengers to train",
+        description="Models trained each night as challengers: the GRU and LSTM networks, and hgb "
+        "(scikit-learn HistGradientBoostingRegressor on lag and calendar features). Global models "
+        "(train.scope) are networks only.",
     )
     hidden_sizes: list[HiddenSize] = Field(
         default_factory=lambda: [64],

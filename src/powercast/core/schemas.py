@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from powercast.core.config import CELL_NAMES
+from powercast.core.config import CELL_NAMES, COMBINED_MODEL
 
 UTC_US = pa.timestamp("us", tz="UTC")
 
@@ -86,8 +86,11 @@ MANIFEST_SCHEMA = pa.schema(
 # ---- forecast batch contract ------------------------------------------------------------------
 # Consumers depend on this. Any change to columns or types bumps FORECAST_CONTRACT_VERSION and
 # docs/forecast-contract.md.
-FORECAST_CONTRACT_VERSION = "1.0"
-FORECAST_MODELS: tuple[str, ...] = (*CELL_NAMES, "seasonal_naive")
+# 1.1: model values hgb, combo and same_hour; batch files immutable (docs/forecast-contract.md).
+FORECAST_CONTRACT_VERSION = "1.1"
+# The fallback families: the value 24 h / 168 h earlier, or the same hour's mean / median over 7 days.
+FALLBACK_FAMILIES: tuple[str, ...] = ("seasonal_naive", "same_hour")
+FORECAST_MODELS: tuple[str, ...] = (*CELL_NAMES, COMBINED_MODEL, *FALLBACK_FAMILIES)
 FORECAST_SCHEMA = pa.schema(
     [
         pa.field("meter_id", pa.string(), nullable=False),

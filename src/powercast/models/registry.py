@@ -31,7 +31,7 @@ import pyarrow.fs as pafs
 from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 
-from powercast.core.config import PrepareConfig, TrainConfig, parse_timezone
+from powercast.core.config import COMBINED_MODEL, PrepareConfig, TrainConfig, parse_timezone
 from powercast.core.errors import RegistryError
 from powercast.core.schemas import METER_ID_PATTERN, METER_ID_RULE
 from powercast.core.version import PACKAGE_VERSION
@@ -42,6 +42,8 @@ from powercast.io.atomic import (
     read_bytes,
     resolve_filesystem,
 )
+from powercast.models.boosting import BOOSTED_CELL, BoostedForecaster, BoostingParams
+from powercast.models.combination import CombinedForecaster
 from powercast.models.conformal import offsets_for
 from powercast.models.rnn import RNNForecaster
 from powercast.prepare.features import slot_of_day
@@ -52,6 +54,9 @@ MODEL_FORMAT = "powercast.model/2"
 READABLE_MODEL_FORMATS: frozenset[str] = frozenset({"powercast.model/1", MODEL_FORMAT})
 WEIGHTS_FILE = "weights.safetensors"
 HOLDOUT_WEIGHTS_FILE = "holdout.safetensors"
+# A boosted model's trees (scikit-learn's pickle format; the card's sha256 vouches for them).
+BOOSTED_WEIGHTS_FILE = "weights.pkl"
+BOOSTED_HOLDOUT_FILE = "holdout.pkl"
 CARD_FILE = "model.json"
 WEIGHTS_SHA256_KEY = "weights_sha256"  # card key: {weights file name: sha256 of its bytes}
 CHAMPION_FILE = "champion.json"
@@ -115,8 +120,8 @@ class LoadedModel:
 
     version: str
     cell: str
-    module: RNNForecaster
-    holdout_module: RNNForecaster | None
+    module: RNNForecaster | BoostedForecaster
+    holdout_module: RNNForecaster | BoostedForecaster | None
     scaler: FeatureScaler
     feature_names: tuple[str, ...]
     prepare_config: PrepareConfig
@@ -192,9 +197,9 @@ def register_model(
     root: str,
     meter_id: str,
     version: str,
-    module: RNNForecaster,
+    module: RNNForecaster | BoostedForecaster,
     record: ModelRecord,
-    holdout_module: RNNForecaster | None = None,
+    holdout_module: RNNForecaster | BoostedForecaster | None = None,
 ) -> str:
     """Write a model's weights and card under ``models/<meter_id>/<version>/``; return the folder path.
 
@@ -233,11 +238,15 @@ def register_model(
         "code_version": code_version(),
         "created_at": datetime.now(timezone.utc).isoformat(),
     }
-    weights = {WEIGHTS_FILE: _safetensors_bytes(module)}
+    served_name, holdout_name = _weights_files(record.cell)
+    # A combination has no weights of its own: its card names the member versions.
+    own_weights = not isinstance(module, CombinedForecaster)
+    weights = {served_name: _module_bytes(module)} if own_weights else {}
     if holdout_module is not None:
         if dict(holdout_module.hparams) != dict(module.hparams):
             raise RegistryError(f"the held-out fit of {version} has other hyperparameters than the served model")
-        weights[HOLDOUT_WEIGHTS_FILE] = _safetensors_bytes(holdout_module)
+        if own_weights:
+            weights[holdout_name] = _module_bytes(holdout_module)
     # The card, written last, vouches for the weights: a file damaged later is caught at load.
     card[WEIGHTS_SHA256_KEY] = {name: hashlib.sha256(raw).hexdigest() for name, raw in weights.items()}
     for name, raw in weights.items():
@@ -294,20 +303,43 @@ def load_model(root: str, meter_id: str, version: str) -> LoadedModel:
     card = read_card(root, meter_id, version)
     filesystem, meter_dir = _meter_dir(root, meter_id)
     try:
-        return _loaded_model(card, filesystem, f"{meter_dir}/{version}", meter_id, version)
+        combined = _combination_modules(root, meter_id, version, card) if card["cell"] == COMBINED_MODEL else None
+        return _loaded_model(card, filesystem, f"{meter_dir}/{version}", meter_id, version, combined)
     except (KeyError, TypeError, ValueError, IndexError) as exc:  # pydantic's ValidationError is a ValueError
         raise RegistryError(
             f"{meter_dir}/{version}/{CARD_FILE} is damaged ({type(exc).__name__}: {exc}); retrain the model"
         ) from exc
 
 
+def _combination_modules(
+    root: str, meter_id: str, version: str, card: dict[str, Any]
+) -> tuple[CombinedForecaster, CombinedForecaster]:
+    """Return a combination's (served, held-out) modules, built from its member versions."""
+    names = list(card["hparams"]["member_versions"])
+    if version in names or any(read_card(root, meter_id, name)["cell"] == COMBINED_MODEL for name in names):
+        raise RegistryError(f"combination {version} of meter {meter_id!r} names a combination among its members")
+    members = [load_model(root, meter_id, name) for name in names]
+    served = CombinedForecaster([member.module for member in members], tuple(names))
+    held_out = CombinedForecaster([member.holdout_module or member.module for member in members], tuple(names))
+    return served, held_out
+
+
 def _loaded_model(
-    card: dict[str, Any], filesystem: pafs.FileSystem, folder: str, meter_id: str, version: str
+    card: dict[str, Any],
+    filesystem: pafs.FileSystem,
+    folder: str,
+    meter_id: str,
+    version: str,
+    combined: tuple[CombinedForecaster, CombinedForecaster] | None = None,
 ) -> LoadedModel:
-    module = _load_weights(f"{folder}/{WEIGHTS_FILE}", card, filesystem, meter_id, version)
-    holdout_module = None
-    if card.get("holdout_weights"):
-        holdout_module = _load_weights(f"{folder}/{HOLDOUT_WEIGHTS_FILE}", card, filesystem, meter_id, version)
+    served_name, holdout_name = _weights_files(card["cell"])
+    if combined is not None:
+        module, holdout_module = combined[0], (combined[1] if card.get("holdout_weights") else None)
+    else:
+        module = _load_weights(f"{folder}/{served_name}", card, filesystem, meter_id, version)
+        holdout_module = None
+        if card.get("holdout_weights"):
+            holdout_module = _load_weights(f"{folder}/{holdout_name}", card, filesystem, meter_id, version)
     interval = card["interval"]
     start, end = (pd.Timestamp(text) for text in card["training_range_utc"])
     return LoadedModel(
@@ -327,14 +359,23 @@ def _loaded_model(
     )
 
 
-def _safetensors_bytes(module: RNNForecaster) -> bytes:
+def _weights_files(cell: str) -> tuple[str, str]:
+    """Return the (served, held-out) weights file names of a model of ``cell``."""
+    if cell == BOOSTED_CELL:
+        return BOOSTED_WEIGHTS_FILE, BOOSTED_HOLDOUT_FILE
+    return WEIGHTS_FILE, HOLDOUT_WEIGHTS_FILE
+
+
+def _module_bytes(module: RNNForecaster | BoostedForecaster) -> bytes:
+    if isinstance(module, BoostedForecaster):
+        return module.to_bytes()
     tensors = {name: tensor.detach().to("cpu").float().contiguous() for name, tensor in module.state_dict().items()}
     return save_safetensors(tensors)
 
 
 def _load_weights(
     weights_path: str, card: dict[str, Any], filesystem: pafs.FileSystem, meter_id: str, version: str
-) -> RNNForecaster:
+) -> RNNForecaster | BoostedForecaster:
     """Return the module described by ``card`` with the weights at ``weights_path``, on CPU in eval mode."""
     raw = read_bytes(weights_path, filesystem)
     if raw is None:
@@ -345,6 +386,8 @@ def _load_weights(
             f"weights at {weights_path} do not match the sha256 in the model card ({len(raw)} bytes): "
             "the file is truncated or corrupted; retrain the model"
         )
+    if card["cell"] == BOOSTED_CELL:
+        return BoostedForecaster.from_bytes(BoostingParams.from_dict(card["hparams"]), raw, weights_path)
     hparams = dict(card["hparams"])
     hparams["hidden_sizes"] = tuple(hparams["hidden_sizes"])
     module = RNNForecaster(**hparams)

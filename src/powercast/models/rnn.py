@@ -31,7 +31,7 @@ import pytorch_lightning as pl
 import torch
 from torch import nn
 
-from powercast.core.config import CELL_NAMES, SCHEDULER_NAMES
+from powercast.core.config import RECURRENT_CELLS, SCHEDULER_NAMES
 from powercast.core.errors import ConfigError, DataPreparationError
 
 
@@ -87,8 +87,8 @@ class RNNForecaster(pl.LightningModule):
         n_members: int = 1,
     ) -> None:
         super().__init__()
-        if cell not in CELL_NAMES:
-            raise ConfigError(f"cell must be one of {CELL_NAMES}, got {cell!r}")
+        if cell not in RECURRENT_CELLS:
+            raise ConfigError(f"cell must be one of {RECURRENT_CELLS}, got {cell!r}")
         if scheduler not in SCHEDULER_NAMES:
             raise ConfigError(f"scheduler must be one of {SCHEDULER_NAMES}, got {scheduler!r}")
         if n_features < 1 or lookback_steps < 1 or horizon_steps < 1:

@@ -35,7 +35,7 @@ from powercast.prepare.series import PreparedSeries, prepare_meter
 from powercast.prepare.splits import local_midnight_utc, split_bounds_utc
 from powercast.serving.contract import ForecastBatch
 from powercast.serving.forecast import (
-    FALLBACK_MODEL,
+    FALLBACK_FAMILY,
     baseline_per_window,
     forecast_at,
     grid_row,
@@ -206,7 +206,7 @@ class _Replay:
         self.forecasts.append(batch.table["yhat_kw"].to_numpy())
         self.lowers.append(batch.table["yhat_lo_kw"].to_numpy())
         self.uppers.append(batch.table["yhat_hi_kw"].to_numpy())
-        self.by_champion.append(batch.model != FALLBACK_MODEL)
+        self.by_champion.append(batch.model not in FALLBACK_FAMILY.values())
         self.scored_rows.append(row)
 
     def report(

@@ -1,17 +1,18 @@
-"""A forecast batch for one meter and one issue time: the champion's, or a seasonal-naive fallback.
+"""A forecast batch for one meter and one issue time: the champion's, or a baseline fallback.
 
 The champion reads the input window that ends just before the issue time, scaled with its own
 scaler, and predicts the whole horizon at once; its split-conformal offsets (learned on the
 validation residuals when it was trained) turn the point forecast into an interval. When the
 meter has no champion yet, or that input window touches a gap longer than the interpolation
-policy allows, the batch comes from the better of the 24 h and 168 h seasonal-naive baselines
-instead, never from invented inputs; the ``model`` column and the batch notes say so.
+policy allows, the batch comes from the best baseline on the recent days instead (the value 24 h
+or 168 h earlier, or the same hour's mean or median over the last 7 days), never from invented
+inputs; the ``model`` column (``seasonal_naive`` / ``same_hour``) and the batch notes say so.
 
 Fallback intervals: the baseline learns nothing, so any past window is out-of-sample for it.
 Its offsets are split-conformal quantiles of its own residuals on the windows whose targets lie
 in the ``forecast.baseline_calibration_days`` before the issue time (every hourly origin, not
 only midnights, so that even a month with outages has enough windows). The same windows rank
-the two seasonal lags by MAE; that MAE is the batch's ``validation_mae_kw``.
+the baselines by MAE; that MAE is the batch's ``validation_mae_kw``.
 """
 
 from __future__ import annotations
@@ -40,9 +41,15 @@ from powercast.prepare.resample import freq_timedelta
 from powercast.prepare.series import PreparedSeries, input_window, prepare_meter
 from powercast.serving.contract import ForecastBatch, iso_utc, to_utc_timestamp
 
-FALLBACK_MODEL = "seasonal_naive"
-# Baselines whose forecasts may be published under model = "seasonal_naive", tried best first.
-FALLBACK_BASELINES: tuple[str, ...] = ("seasonal_naive_24h", "seasonal_naive_168h")
+# Every baseline may serve as the fallback (the one with the lowest MAE over the calibration
+# days); the contract's `model` column names its family, `model_version` the baseline.
+FALLBACK_FAMILY: dict[str, str] = {
+    "seasonal_naive_24h": "seasonal_naive",
+    "seasonal_naive_168h": "seasonal_naive",
+    "same_hour_mean_7d": "same_hour",
+    "same_hour_median_7d": "same_hour",
+}
+FALLBACK_BASELINES: tuple[str, ...] = tuple(FALLBACK_FAMILY)
 
 
 @dataclass(frozen=True)
@@ -117,7 +124,7 @@ def baseline_per_window(name: str, prepared: PreparedSeries, starts: np.ndarray)
 def baseline_forecast(
     prepared: PreparedSeries, origin_row: int, coverage: float, calibration_days: int, local_tz: tzinfo
 ) -> BaselineForecast:
-    """Return the best seasonal-naive forecast at ``origin_row`` with split-conformal offsets.
+    """Return the best baseline forecast at ``origin_row`` (lowest MAE on the calibration days) with split-conformal offsets.
 
     The offsets are those of calibration windows issued at the same local time of day (pooled
     over all of them when that time has too few), as for a champion's intervals.
@@ -178,7 +185,7 @@ def baseline_forecast(
         )
     if not candidates:
         raise ForecastError(
-            f"meter {prepared.meter_id}: no seasonal-naive fallback is possible at {iso_utc(_row_time(prepared, origin_row))}: "
+            f"meter {prepared.meter_id}: no baseline fallback is possible at {iso_utc(_row_time(prepared, origin_row))}: "
             + "; ".join(problems)
             + ". Ingest the missing readings or issue at a later time"
         )
@@ -279,7 +286,7 @@ def forecast_at(
     )
     table = contract_table(
         prepared.meter_id, issued, step, fallback.yhat_kw, fallback.lo_kw, fallback.hi_kw,
-        FALLBACK_MODEL, fallback.name, run_id,
+        FALLBACK_FAMILY[fallback.name], fallback.name, run_id,
     )
     note = (
         f"fallback to {fallback.name} ({reason}); interval from its residuals on "
@@ -299,7 +306,7 @@ def make_forecast_batch(
 
     Loads the champion, prepares the meter's readings before the issue time with the champion's
     prepare config and scaler, and forecasts the horizon in kW with conformal intervals; falls
-    back to the seasonal-naive baseline when there is no champion or the input window has a
+    back to the best baseline when there is no champion or the input window has a
     long gap (``ForecastBatch.notes`` says why).
 
     Parameters

@@ -69,7 +69,7 @@ class FitResult:
     """
 
     name: str
-    module: RNNForecaster
+    module: RNNForecaster  # or a BoostedForecaster (powercast.models.boosting), which has the same forecast API
     device: str
     precision: str
     elapsed_s: float

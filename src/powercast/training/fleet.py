@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 
-from powercast.core.config import PowercastConfig
+from powercast.core.config import RECURRENT_CELLS, PowercastConfig
 from powercast.core.errors import PowercastError, TrainingError
 from powercast.io import layout
 from powercast.io.atomic import is_uri, resolve_filesystem
@@ -88,7 +88,7 @@ def fit_global_models(
     """Return one global fit per configured cell, trained on ``series`` (logs under ``runs/<run_id>/_fleet``)."""
     filesystem, base = resolve_filesystem(config.root)
     with local_log_dir(filesystem, layout.run_dir(base, run_id, FLEET_RUN_FOLDER), "powercast-global-") as log_dir:
-        cells = config.train.cells
+        cells = [cell for cell in config.train.cells if cell in RECURRENT_CELLS]  # global models are networks
         return {cell: fit_global(config, series, cell, log_dir / f"{cell}_global", progress) for cell in cells}
 
 

@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from powercast.core.config import PowercastConfig, parse_timezone
+from powercast.core.config import COMBINED_MODEL, PowercastConfig, parse_timezone
 from powercast.core.errors import DataPreparationError, RegistryError, TrainingError
 from powercast.io import layout
 from powercast.io.atomic import (
@@ -36,6 +36,8 @@ from powercast.io.atomic import (
     resolve_filesystem,
 )
 from powercast.models.baselines import BASELINES, steps_per_day
+from powercast.models.boosting import BOOSTED_CELL
+from powercast.models.combination import CombinedForecaster
 from powercast.models.conformal import ConformalIntervals
 from powercast.models.metrics import (
     ForecastScores,
@@ -56,6 +58,7 @@ from powercast.prepare.features import interval_slots_of
 from powercast.prepare.series import PreparedSeries, prepare_meter
 from powercast.prepare.windows import sliding_windows, window_has_invalid
 from powercast.reporting.curves import plot_loss_curves
+from powercast.training.boosted import fit_boosted, refit_boosted
 from powercast.training.fit import (
     FitResult,
     fit_forecaster,
@@ -348,6 +351,8 @@ def fit_challenger(
         The series has no validation window, or a loss became NaN/inf.
     """
     windows = selectable_windows(prepared)
+    if cell == BOOSTED_CELL:
+        return _fit_boosted_challenger(config, prepared, windows)
     filesystem, _ = resolve_filesystem(config.root)
     with local_log_dir(filesystem, _run_dir(config, run_id, prepared.meter_id), "powercast-train-") as log_dir:
         fit = fit_forecaster(prepared, config.train, cell, log_dir / cell, progress)
@@ -363,6 +368,27 @@ def fit_challenger(
         refit=refit,
         refit_skipped=refit_skipped,
         discarded_refit_s=discarded_refit_s,
+    )
+
+
+def _fit_boosted_challenger(
+    config: PowercastConfig, prepared: PreparedSeries, windows: dict[str, np.ndarray]
+) -> ChallengerFit:
+    """Return the gradient-boosting challenger, held-out fit and refit as for a network (no logs to write)."""
+    fit = fit_boosted(prepared, config.train)
+    refit, refit_skipped = None, "train.refit_on_validation is off"
+    if config.train.refit_on_validation:
+        refit, refit_skipped = refit_boosted(prepared, config.train, fit), None
+    served = refit.module if refit is not None else fit.module
+    return ChallengerFit(
+        cell=BOOSTED_CELL,
+        fit=fit,
+        forecasts_kw={
+            name: forecast_module_kw(fit.module if name in HELD_OUT_SETS else served, prepared, starts)
+            for name, starts in windows.items()
+        },
+        refit=refit,
+        refit_skipped=refit_skipped,
     )
 
 
@@ -390,6 +416,47 @@ def _refit_for_service(
         left = f"{budget_left_s:.0f} s left of train.max_time_s={config.train.max_time_s:g}"
         return None, f"the refit did not finish in the {left}", refit.elapsed_s
     return refit, None, 0.0
+
+
+def _fit_record(module: Any) -> FitResult:
+    """Return the record of a model that was assembled, not trained (a combination of trained ones)."""
+    return FitResult(
+        name=COMBINED_MODEL, module=module, device="cpu", precision="-", elapsed_s=0.0, epochs_run=0, best_epoch=0,
+        best_val_mae=float("nan"), stopped_by="assembled",
+        curves=pd.DataFrame({"epoch": [], "train_loss": [], "val_mae": []}),
+    )
+
+
+def combination_challenger(
+    fits: Sequence[ChallengerFit], validation_kw: np.ndarray, run_id: str
+) -> ChallengerFit | None:
+    """Return the mean of the two local challengers with the lowest validation MAE, or None with fewer than two.
+
+    Its forecasts are the members' mean on every window set (held-out fits where they score held
+    out, served models elsewhere), so it is scored like any other contestant.
+    """
+    local = [challenger for challenger in fits if challenger.scope == "local" and challenger.cell != COMBINED_MODEL]
+    if len(local) < 2:
+        return None
+
+    def validation_mae_kw(challenger: ChallengerFit) -> float:
+        return float(np.nanmean(np.abs(challenger.forecasts_kw[SELECTION_SET] - validation_kw)))
+
+    members = sorted(local, key=validation_mae_kw)[:2]
+    versions = tuple(version_name(run_id, member.name) for member in members)
+    held_out = CombinedForecaster([member.fit.module for member in members], versions)
+    served = CombinedForecaster([member.served_module for member in members], versions)
+    refit = any(member.refit is not None for member in members)
+    return ChallengerFit(
+        cell=COMBINED_MODEL,
+        fit=_fit_record(held_out),
+        forecasts_kw={
+            name: np.mean([member.forecasts_kw[name] for member in members], axis=0)
+            for name in members[0].forecasts_kw
+        },
+        refit=_fit_record(served) if refit else None,
+        refit_skipped=None if refit else "its members were not refit",
+    )
 
 
 def _check_fits(meter_id: str, fits: Sequence[ChallengerFit], windows: dict[str, np.ndarray]) -> None:
@@ -440,6 +507,8 @@ def select_and_register(
     _check_series_of(prepared, meter_id)
     windows = selectable_windows(prepared)
     _check_fits(meter_id, fits, windows)
+    combination = combination_challenger(fits, window_targets_kw(prepared, windows[SELECTION_SET]), run_id)
+    fits = [*fits, combination] if combination is not None else list(fits)
     board = _score_contestants(config, meter_id, prepared, fits, windows)
     decision = _decide(board, [challenger.name for challenger in fits])
     # A global model is one network for the whole fleet: it is written under a meter only where it
@@ -455,7 +524,7 @@ def select_and_register(
     data_end_utc = prepared.index_utc[-1] + (prepared.index_utc[1] - prepared.index_utc[0])
     champion_after = _promote_and_record(config, meter_id, run_id, decision, versions, data_end_utc)
     run_dir = _run_dir(config, run_id, meter_id)
-    curves = {challenger.name: challenger.fit.curves for challenger in fits}
+    curves = {challenger.name: challenger.fit.curves for challenger in fits if len(challenger.fit.curves)}
     _write_run_report(config, run_dir, run_id, meter_id, leaderboard, decision, champion_after, curves)
     return TrainingOutcome(
         meter_id=meter_id,
@@ -661,7 +730,7 @@ def _register_challenger(
             "stopped_by": fit.stopped_by,
             "refit_epochs": refit.epochs_run if refit is not None else None,
             "refit_skipped": challenger.refit_skipped,
-            "ensemble_members": int(fit.module.hparams.n_members),
+            "ensemble_members": int(getattr(fit.module.hparams, "n_members", 1)),
             "scope": challenger.scope,
         },
     )

@@ -1,0 +1,61 @@
+"""The gradient-boosting challenger's model: features read from the windows, gaps, serialisation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from powercast.core.errors import DataPreparationError, RegistryError
+from powercast.models.boosting import BoostedForecaster, boosting_params, horizon_features
+from powercast.prepare.features import CALENDAR_FEATURES
+
+FEATURES = ("active_power_kw", *CALENDAR_FEATURES)
+LOOKBACK, HORIZON, PER_DAY = 168, 24, 24
+
+
+def _windows(n: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).normal(size=(n, LOOKBACK, len(FEATURES))).astype(np.float32)
+
+
+def _fitted(n: int = 300) -> tuple[BoostedForecaster, np.ndarray]:
+    params = boosting_params(FEATURES, LOOKBACK, HORIZON, PER_DAY, seed=7)
+    params = type(params)(**{**params.to_dict(), "calendar_columns": params.calendar_columns, "max_iter": 15})
+    windows = _windows(n)
+    # A target the features can explain: yesterday's value at the same hour, plus noise.
+    targets = windows[:, LOOKBACK - PER_DAY : LOOKBACK - PER_DAY + HORIZON, 0] + 0.01
+    return BoostedForecaster(params).fit(windows, targets), windows
+
+
+def test_features_read_the_same_hour_of_earlier_days_for_each_step() -> None:
+    params = boosting_params(FEATURES, LOOKBACK, HORIZON, PER_DAY, seed=0)
+    windows = _windows(2)
+    step = 5
+    features = horizon_features(params, windows, step)
+    same_hour = features[:, params.lag_steps : params.lag_steps + params.same_hour_days]
+    expected = windows[:, [LOOKBACK + step - PER_DAY * k for k in range(1, 8)], 0]
+    np.testing.assert_array_equal(same_hour, expected)
+    # Calendar of the target step: the same hour one week earlier (the first window row here).
+    calendar = features[:, -len(CALENDAR_FEATURES) :]
+    np.testing.assert_array_equal(calendar, windows[:, LOOKBACK + step - 7 * PER_DAY, 1:])
+
+
+def test_a_window_with_a_long_gap_still_gets_a_finite_forecast() -> None:
+    model, windows = _fitted()
+    gappy = windows[:3].copy()
+    gappy[:, 40:140, 0] = np.nan  # 100 missing hours inside the input week
+    forecast = model.forecast_scaled(gappy)
+    assert forecast.shape == (3, HORIZON) and np.isfinite(forecast).all()
+
+
+def test_bytes_round_trip_gives_the_same_forecasts_and_damage_is_refused() -> None:
+    model, windows = _fitted()
+    again = BoostedForecaster.from_bytes(model.params, model.to_bytes(), "weights.pkl")
+    np.testing.assert_array_equal(again.forecast_scaled(windows[:5]), model.forecast_scaled(windows[:5]))
+    with pytest.raises(RegistryError, match="weights.pkl cannot be unpickled"):
+        BoostedForecaster.from_bytes(model.params, model.to_bytes()[:100], "weights.pkl")
+
+
+def test_windows_of_another_shape_are_refused() -> None:
+    model, windows = _fitted()
+    with pytest.raises(DataPreparationError, match=r"\[N, 168, 5\]"):
+        model.forecast_scaled(windows[:, :100])
