@@ -290,11 +290,18 @@ def prepare_series(
     )
 
 
-def input_window(prepared: PreparedSeries, origin_utc: pd.Timestamp) -> np.ndarray | None:
+# A model that reads missing inputs still needs this share of the input window observed.
+MIN_OBSERVED_SHARE = 0.5
+
+
+def input_window(prepared: PreparedSeries, origin_utc: pd.Timestamp, allow_missing: bool = False) -> np.ndarray | None:
     """Return a float32 [L, F] copy of the inputs ending just before ``origin_utc``, or None.
 
     None when the window reaches before the grid or past its end, or holds a NaN (a long gap):
-    the caller then falls back to a baseline. ``origin_utc`` may be the grid's exclusive end.
+    the caller then falls back to a baseline. With ``allow_missing`` (for a model that reads
+    NaN inputs, such as gradient-boosted trees) a window with gaps is returned as it is, unless
+    less than ``MIN_OBSERVED_SHARE`` of its target steps were observed. ``origin_utc`` may be
+    the grid's exclusive end.
     """
     origin = pd.Timestamp(origin_utc)
     if origin.tzinfo is None:
@@ -310,7 +317,8 @@ def input_window(prepared: PreparedSeries, origin_utc: pd.Timestamp) -> np.ndarr
     if start < 0 or origin_row > len(prepared.index_utc):
         return None
     window = prepared.inputs[start:origin_row]
-    if np.isnan(window).any():
+    missing = np.isnan(window[:, 0])
+    if missing.any() and (not allow_missing or missing.mean() > 1 - MIN_OBSERVED_SHARE):
         return None
     return window.copy()
 
