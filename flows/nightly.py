@@ -142,9 +142,10 @@ def drop_sample(landing_dir: str) -> bool:
 def copy_sample(landing_dir: str) -> bool:
     """Copy the bundled sample into ``landing_dir`` when it holds no file (the form's "Use the bundled sample")."""
     copied = drop_sample(landing_dir)
-    get_run_logger().info(
-        "%s", f"copied the bundled sample into {landing_dir}" if copied else f"{landing_dir} holds files: sample not copied"
-    )
+    if copied:
+        get_run_logger().info("copied the bundled sample into %s", landing_dir)
+    else:
+        get_run_logger().info("%s holds files: the bundled sample was not copied", landing_dir)
     return copied
 
 

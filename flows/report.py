@@ -318,7 +318,7 @@ def _step_lines(record: RunRecord, artifacts_s: float | None = None) -> list[str
             for name, seconds in per_meter.items()
         ]
     if artifacts_s is not None:
-        lines.append(f"| artifacts | {sig3(artifacts_s)} s | leaderboard and images, sent after this report |")
+        lines.append(f"| artifacts | {sig3(artifacts_s)} s | leaderboard and images |")
     lines.append(f"| whole run | {sig3(time.perf_counter() - record.started_s)} s | up to this report |")
     return lines
 
@@ -348,7 +348,8 @@ def _decision_lines(record: RunRecord) -> list[str]:
     lines = [f"- **{meter_id}**: FAILED: {error}" for meter_id, error in record.failures.items()]
     for meter_id, outcome in record.outcomes.items():
         trained = ", ".join(
-            f"{cell} on {outcome.devices.get(cell, '?')} in {sig3(seconds)} s" for cell, seconds in outcome.elapsed_s.items()
+            f"{cell} on {outcome.devices.get(cell, '?')} in {sig3(seconds)} s"
+            for cell, seconds in outcome.elapsed_s.items()
         )
         lines.append(
             f"- **{meter_id}**: {decision_words(outcome.decision, outcome.champion_version)}. "
@@ -494,27 +495,25 @@ def publish_report(record: RunRecord) -> str:
     Call it from the flow function's body: artifacts then belong to the flow run.
     """
     flow_name = flow_run.flow_name
-    # The UI lists a run's artifacts in the order they were made, and the report comes first: the
-    # others are prepared (read, encoded: most of their time) before it and sent after it.
     started = time.perf_counter()
     rows = leaderboard_rows(record)
-    images = {key: (title, _image_markdown(title, path)) for key, (title, path) in _images(record, flow_name).items()}
-    markdown = report_markdown(record, flow_name, artifacts_s=time.perf_counter() - started)
-    create_markdown_artifact(
-        key=_artifact_key(f"report-{flow_name}"),
-        markdown=markdown,
-        description=f"What run {record.run_id} served, decided and published, and how long each step took",
-    )
     if rows:
         create_table_artifact(
             key=_artifact_key(f"leaderboard-{flow_name}"),
             table=rows,
             description=f"Validation scores per meter, best first; the winner is marked. Run {record.run_id}",
         )
-    for key, (title, image_markdown) in images.items():
+    for key, (title, image) in _images(record, flow_name).items():
         create_markdown_artifact(
-            key=_artifact_key(key), markdown=image_markdown, description=f"{title}, run {record.run_id}"
+            key=_artifact_key(key), markdown=_image_markdown(title, image), description=f"{title}, run {record.run_id}"
         )
+    # Made last, so that its step table holds the other artifacts' time.
+    markdown = report_markdown(record, flow_name, artifacts_s=time.perf_counter() - started)
+    create_markdown_artifact(
+        key=_artifact_key(f"report-{flow_name}"),
+        markdown=markdown,
+        description=f"What run {record.run_id} served, decided and published, and how long each step took",
+    )
     return markdown
 
 
