@@ -16,7 +16,7 @@
 
 Targets (reported, never asserted): full ingest ≤ 4× the floor and ≥ 2× faster than pandas with an
 explicit format; one day ≤ 0.3 s and flat in history (longest ≤ 1.3× shortest). Writes
-bench/results/ingest.json and ingest.md.
+bench/results/ingest.json and ingest.md (ingest-quick.* with --quick).
 
 Usage: .venv/bin/python bench/bench_ingest.py [--quick] [--data PATH] [--repeats N]
 """
@@ -388,7 +388,7 @@ def main() -> int:
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     print_sections(sections)
-    json_path, md_path = write_results("ingest", machine, figures, sections)
+    json_path, md_path = write_results("ingest-quick" if args.quick else "ingest", machine, figures, sections)
     print(f"\nwrote {json_path} and {md_path}")
     return 0
 

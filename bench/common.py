@@ -69,8 +69,15 @@ def _memory_gib() -> float | None:
     return None
 
 
+# Device nodes of NVIDIA (CUDA) and AMD (ROCm) drivers: without any, torch cannot see a GPU, and
+# importing torch only to ask would cost seconds of every benchmark's start on a loaded machine.
+GPU_DEVICE_NODES = ("/dev/nvidiactl", "/dev/nvidia0", "/dev/kfd")
+
+
 def _gpu() -> dict[str, Any]:
     """Return what torch sees: the card's name and memory, or why there is none."""
+    if "torch" not in sys.modules and not any(os.path.exists(node) for node in GPU_DEVICE_NODES):
+        return {"name": None, "why_none": f"no GPU device node ({', '.join(GPU_DEVICE_NODES)})"}
     try:
         import torch
     except ImportError:
@@ -118,7 +125,7 @@ def machine_line(machine: Mapping[str, Any]) -> str:
     versions = ", ".join(f"{name} {version}" for name, version in machine["versions"].items() if version)
     return (
         f"{machine['cpu_model']}, {machine['cpu_count']} cores, {machine['memory_gib']} GiB, {gpu}; "
-        f"load {'/'.join(str(v) for v in machine['load_average_1_5_15'])} at start; {versions}"
+        f"load average (1/5/15 min) {'/'.join(str(v) for v in machine['load_average_1_5_15'])}; {versions}"
     )
 
 
@@ -324,7 +331,11 @@ def target(name: str, measured: float | None, limit: float, unit: str, at_most: 
 
 def fmt(value: float | None, digits: int = 3) -> str:
     """Return a number to ``digits`` significant digits for a table ('–' when missing)."""
-    return "–" if value is None else f"{value:.{digits}g}"
+    if value is None:
+        return "–"
+    if abs(value) >= 10**digits:
+        return f"{value:,.0f}"  # no exponent for large numbers: 4,204 ms, not 4.2e+03
+    return f"{value:.{digits}g}"
 
 
 def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
