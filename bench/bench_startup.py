@@ -94,6 +94,8 @@ def import_breakdown(stderr: str) -> list[dict[str, Any]]:
     for index, (depth, name, cumulative_us) in enumerate(lines):
         parent = next((other for d, other, _ in lines[index + 1 :] if d < depth), None)
         package = name.split(".")[0]
+        if package.startswith("_"):
+            continue  # the interpreter's own bootstrap modules (_frozen_importlib_external, _io): not a choice
         if parent is None or parent.split(".")[0] != package:
             cost_us[package] = cost_us.get(package, 0) + cumulative_us
     total_us = sum(cumulative for depth, _, cumulative in lines if depth == 0)
