@@ -32,7 +32,7 @@ import powercast.training.freshness
 import powercast.training.pipeline
 from flows.report import RunRecord, window_words
 from powercast.core.config import PowercastConfig
-from powercast.core.errors import TrainingError, transient_io_cause
+from powercast.core.errors import PowercastError, TrainingError, transient_io_cause
 from powercast.io import layout
 from powercast.io.atomic import is_uri, resolve_filesystem
 from powercast.io.locking import PUBLISH_LOCK_NAME, named_lock
@@ -113,12 +113,17 @@ def find_future_readings(config: PowercastConfig, meters: Sequence[str]) -> dict
 
     Ingest quarantines such readings (``future_timestamp``); a store written before it did, or
     with a larger ``ingest.future_tolerance_h`` then, may still hold some. Training and the
-    default issue time stop before them, so the meter is still trained and forecast.
+    default issue time stop before them, so the meter is still trained and forecast. A meter
+    whose store cannot be read here is left to its own night, which fails alone and says why.
     """
     future_from = powercast.store.readings.future_cutoff_utc(config.ingest.future_tolerance_h)
     ignored = {}
     for meter_id in meters:
-        count, latest_utc = powercast.store.readings.readings_from(config.root, meter_id, future_from)
+        try:
+            count, latest_utc = powercast.store.readings.readings_from(config.root, meter_id, future_from)
+        except PowercastError as exc:
+            get_run_logger().warning("%s: readings from the future not checked: %s", meter_id, exc)
+            continue
         if count:
             ignored[meter_id] = (
                 f"{count} stored reading(s) stamped at or after {future_from:%Y-%m-%dT%H:%MZ} (now + "

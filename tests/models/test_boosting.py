@@ -59,3 +59,13 @@ def test_windows_of_another_shape_are_refused() -> None:
     model, windows = _fitted()
     with pytest.raises(DataPreparationError, match=r"\[N, 168, 5\]"):
         model.forecast_scaled(windows[:, :100])
+
+
+def test_steps_more_than_a_day_ahead_read_their_own_time_of_day() -> None:
+    """Horizons up to a week: step 24 + 5 reads 5 steps past midnight on each earlier day, all inside the window."""
+    params = boosting_params(FEATURES, LOOKBACK, 168, PER_DAY, seed=0)
+    windows = _windows(3)
+    for step in (0, 23, 29, 100, 167):
+        assert np.isfinite(horizon_features(params, windows, step)).all(), step
+    same_hour = horizon_features(params, windows, 29)[:, params.lag_steps : params.lag_steps + params.same_hour_days]
+    np.testing.assert_array_equal(same_hour, windows[:, [LOOKBACK + 5 - PER_DAY * k for k in range(1, 8)], 0])

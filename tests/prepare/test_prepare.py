@@ -198,3 +198,13 @@ def test_prepare_command_prints_splits_windows_and_exclusions(
 def test_prepare_command_names_an_unknown_meter(ingested_sample_root: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["prepare", "--root", ingested_sample_root, "--meter", "no_such_meter"]) == 2
     assert "no_such_meter" in capsys.readouterr().err
+
+
+def test_a_window_with_a_missing_extra_input_is_not_given_to_a_network(sample_readings) -> None:
+    prepared = prepare_series(sample_readings, PrepareConfig(extra_features=["voltage_v"], lookback_steps=48), "m")
+    start = int(prepared.window_starts["train"][-1])
+    origin = prepared.index_utc[start + prepared.lookback_steps]
+    assert input_window(prepared, origin) is not None
+    prepared.inputs[start + 10, 1] = np.nan  # the target is there, the voltage is not
+    assert input_window(prepared, origin) is None
+    assert input_window(prepared, origin, allow_missing=True) is not None  # the trees read it as missing

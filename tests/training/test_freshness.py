@@ -57,6 +57,14 @@ def test_a_training_that_promoted_nothing_still_counts_as_seen(trained_root: Pow
     assert not training_freshness(trained_root, METER).retrain
 
 
+def test_a_champion_with_damaged_weights_is_retrained(trained_root: PowercastConfig) -> None:
+    version = champion_version(trained_root.root, METER)
+    weights = Path(trained_root.root) / "models" / METER / version / "weights.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-10])
+    freshness = training_freshness(trained_root, METER)
+    assert freshness.retrain and "do not match the sha256" in freshness.reason
+
+
 def test_a_meter_never_trained_and_a_damaged_champion_are_trained(trained_root: PowercastConfig) -> None:
     version = champion_version(trained_root.root, METER)
     (Path(trained_root.root) / "models" / METER / version / CARD_FILE).write_text("{trunc")

@@ -94,12 +94,17 @@ def horizon_features(params: BoostingParams, windows: np.ndarray, step: int) -> 
     target = windows[:, :, 0]
     lags = target[:, length - params.lag_steps :]
     per_day = params.steps_per_day
-    same_hour = _window_rows(windows, length + step - per_day * np.arange(1, params.same_hour_days + 1), 0)
+    # The same time of day as the step, on the last days the window holds: a step more than a
+    # day ahead (horizons up to a week) reads from its own time of day, days back from the window's end.
+    time_of_day = length + step % per_day
+    same_hour = _window_rows(windows, time_of_day - per_day * np.arange(1, params.same_hour_days + 1), 0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN day gives a NaN mean, which the trees handle
         means = np.stack([np.nanmean(target[:, -per_day:], axis=1), np.nanmean(target, axis=1)], axis=1)
-    week_ago = length + step - 7 * per_day
-    calendar_at = week_ago if week_ago >= 0 else length + step - per_day
+    # The step's calendar encodings: the same time one whole week (else one day) before it, inside
+    # the window. With less than a week of lookback the weekday read is the day before the step's.
+    period = 7 * per_day if length >= 7 * per_day else per_day
+    calendar_at = length + step % period - period
     calendar = [_window_rows(windows, np.array([calendar_at]), column) for column in params.calendar_columns]
     others = [windows[:, -1:, column] for column in range(1, params.n_features) if column not in params.calendar_columns]
     return np.concatenate([lags, same_hour, means, *calendar, *others], axis=1).astype(np.float32)

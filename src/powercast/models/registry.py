@@ -385,7 +385,13 @@ def _load_weights(
     raw = read_bytes(weights_path, filesystem)
     if raw is None:
         raise RegistryError(f"model {version} of meter {meter_id!r} has no weights at {weights_path}: retrain it")
-    expected_sha256 = card.get(WEIGHTS_SHA256_KEY, {}).get(weights_path.rpartition("/")[2])
+    digests = card.get(WEIGHTS_SHA256_KEY, {})
+    if not isinstance(digests, dict):
+        raise RegistryError(f"the model card of {version} has a damaged {WEIGHTS_SHA256_KEY!r}; retrain the model")
+    expected_sha256 = digests.get(weights_path.rpartition("/")[2])
+    if expected_sha256 is None and card["cell"] == BOOSTED_CELL:
+        # A pickle is only ever unpickled when its card vouches for its bytes.
+        raise RegistryError(f"the model card of {version} has no sha256 for {weights_path}; retrain the model")
     if expected_sha256 is not None and hashlib.sha256(raw).hexdigest() != expected_sha256:
         raise RegistryError(
             f"weights at {weights_path} do not match the sha256 in the model card ({len(raw)} bytes): "

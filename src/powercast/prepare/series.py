@@ -317,8 +317,10 @@ def input_window(prepared: PreparedSeries, origin_utc: pd.Timestamp, allow_missi
     if start < 0 or origin_row > len(prepared.index_utc):
         return None
     window = prepared.inputs[start:origin_row]
-    missing = np.isnan(window[:, 0])
-    if missing.any() and (not allow_missing or missing.mean() > 1 - MIN_OBSERVED_SHARE):
+    if not allow_missing:
+        # Any NaN, in the target or in an extra input, would reach a network that needs finite inputs.
+        return None if np.isnan(window).any() else window.copy()
+    if np.isnan(window[:, 0]).mean() > 1 - MIN_OBSERVED_SHARE:
         return None
     return window.copy()
 
