@@ -207,4 +207,3 @@ def test_a_window_with_a_missing_extra_input_is_not_given_to_a_network(sample_re
     assert input_window(prepared, origin) is not None
     prepared.inputs[start + 10, 1] = np.nan  # the target is there, the voltage is not
     assert input_window(prepared, origin) is None
-    assert input_window(prepared, origin, allow_missing=True) is not None  # the trees read it as missing

@@ -132,11 +132,6 @@ class LoadedModel:
     validation_mae_kw: float
     metadata: dict[str, Any]
 
-    @property
-    def reads_missing_inputs(self) -> bool:
-        """Return whether the model forecasts from windows with missing steps (gradient-boosted trees do)."""
-        return isinstance(self.module, BoostedForecaster)
-
     def predict_kw(self, inputs: np.ndarray, held_out: bool = False) -> np.ndarray:
         """Return ``[N, H]`` kW forecasts for ``[N, L, F]`` scaled input windows.
 

@@ -266,7 +266,7 @@ def forecast_at(
     issued = to_utc_timestamp(issued_at_utc, "issued_at")
     origin_row = grid_row(prepared, issued)
     step = prepared.index_utc[1] - prepared.index_utc[0]
-    window = input_window(prepared, issued, champion.reads_missing_inputs) if champion is not None else None
+    window = input_window(prepared, issued) if champion is not None else None
     if champion is not None and window is not None:
         yhat = champion.predict_kw(window[None])[0]  # [H]
         lo_kw, hi_kw = champion.interval_offsets_kw(issued)
@@ -274,9 +274,7 @@ def forecast_at(
             prepared.meter_id, issued, step, yhat, yhat + lo_kw, yhat + hi_kw, champion.cell, champion.version, run_id
         )
         start, end = champion.training_range_utc
-        missing_steps = int(np.isnan(window[:, 0]).sum())
-        notes = (f"{champion.cell} read an input window with {missing_steps} missing steps as missing",) if missing_steps else ()
-        return ForecastBatch(table, champion.interval_coverage, start, end, champion.validation_mae_kw, notes=notes)
+        return ForecastBatch(table, champion.interval_coverage, start, end, champion.validation_mae_kw)
     if champion is None:
         reason = no_champion_reason or f"meter {prepared.meter_id} has no champion model yet"
     else:
