@@ -244,21 +244,24 @@ def _fleet_totals(record: RunRecord, meters: Sequence[str], batches: dict[str, F
     )
 
 
-def _attention_rows(record: RunRecord) -> list[str]:
-    """Return table rows of the meters to look at: failed, then fell back, then changed champion."""
+def _attention_lines(record: RunRecord) -> list[str]:
+    """Return the meters to look at, as nested list items: failed, then fell back, then changed champion.
+
+    A list rather than a table: the UI does not wrap table cells, and these lines are long.
+    """
     batches = {batch.meter_id: batch for batch in record.batches}
-    rows = [f"| {meter_id} | FAILED: {error} |" for meter_id, error in sorted(record.failures.items())]
-    rows += [
-        f"| {meter_id} | fallback {batch.model_version}: {_fallback_reason(batch, record.outcomes.get(meter_id))} |"
+    lines = [f"  - **{meter_id}**: FAILED: {error}" for meter_id, error in sorted(record.failures.items())]
+    lines += [
+        f"  - **{meter_id}**: fallback {batch.model_version}: {_fallback_reason(batch, record.outcomes.get(meter_id))}"
         for meter_id, batch in sorted(batches.items())
         if is_fallback(batch)
     ]
-    rows += [
-        f"| {meter_id} | {decision_words(outcome.decision, outcome.champion_version)} |"
+    lines += [
+        f"  - **{meter_id}**: {decision_words(outcome.decision, outcome.champion_version)}"
         for meter_id, outcome in sorted(record.outcomes.items())
         if outcome.decision.promoted
     ]
-    return rows
+    return lines
 
 
 def _longest_step(steps: dict[str, float]) -> str:
@@ -282,11 +285,11 @@ def _fleet_lines(record: RunRecord) -> list[str]:
     ]
     if retrain_failed:
         lines.append(f"- forecast by the model in service after a failed training: {_names(retrain_failed)}")
-    attention = _attention_rows(record)
+    attention = _attention_lines(record)
     if attention:
-        lines += ["", "Meters to look at:", "", "| meter | what happened |", "|---|---|", *attention[:LIST_CAP]]
-        lines += [f"\nand {len(attention) - LIST_CAP} more"] if len(attention) > LIST_CAP else []
-        lines.append("")
+        lines.append("- meters to look at (failed, fell back, new champion):")
+        lines += attention[:LIST_CAP]
+        lines += [f"  - and {len(attention) - LIST_CAP} more"] if len(attention) > LIST_CAP else []
     slowest = sorted(record.meter_seconds.items(), key=lambda item: item[1], reverse=True)[:SLOWEST_SHOWN]
     if slowest:
         lines.append(

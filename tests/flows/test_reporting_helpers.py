@@ -316,16 +316,11 @@ def test_fleet_lines_give_totals_the_meters_to_look_at_then_the_slowest(night_ba
     assert lines == [
         "- meters served: 2 of 4; failed: 2 (meter_a, meter_c)",
         f"- served by: lstm 1, {fallback.model} 1",
-        "",
-        "Meters to look at:",
-        "",
-        "| meter | what happened |",
-        "|---|---|",
-        "| meter_a | FAILED: LockedError: meter 'meter_a' is locked |",
-        "| meter_c | FAILED: ValueError: no readings |",
-        f"| {METER} | fallback {version}: meter {METER} has no champion model yet |",
-        f"| meter_b | {decision_words(outcome.decision, outcome.champion_version)} |",
-        "",
+        "- meters to look at (failed, fell back, new champion):",
+        "  - **meter_a**: FAILED: LockedError: meter 'meter_a' is locked",
+        "  - **meter_c**: FAILED: ValueError: no readings",
+        f"  - **{METER}**: fallback {version}: meter {METER} has no champion model yet",
+        f"  - **meter_b**: {decision_words(outcome.decision, outcome.champion_version)}",
         f"- slowest meters: {METER} 12.3 s (train gru 9.87 s), meter_b 7 s, meter_d 3 s, meter_e 2 s, meter_a 1.25 s",
     ]
     assert SLOWEST_SHOWN == 5  # meter_c (0.5 s), the sixth, is left out
@@ -337,13 +332,8 @@ def test_fleet_lines_when_nothing_was_served() -> None:
     assert _fleet_lines(record) == [
         "- meters served: 0 of 1; failed: 1 (meter_a)",
         "- served by: none",
-        "",
-        "Meters to look at:",
-        "",
-        "| meter | what happened |",
-        "|---|---|",
-        "| meter_a | FAILED: ValueError: no readings |",
-        "",
+        "- meters to look at (failed, fell back, new champion):",
+        "  - **meter_a**: FAILED: ValueError: no readings",
     ]
 
 
@@ -356,9 +346,10 @@ def test_fleet_lines_cap_the_meters_to_look_at() -> None:
     assert lines[0] == (
         f"- meters served: 0 of {LIST_CAP + 5}; failed: {LIST_CAP + 5} ({', '.join(failed[:LIST_CAP])} and 5 more)"
     )
-    table = [line for line in lines if line.startswith("| meter_")]
-    assert table == [f"| {meter_id} | FAILED: ValueError: no readings |" for meter_id in failed[:LIST_CAP]]
-    assert "\nand 5 more" in lines
+    assert lines[3:] == [
+        *(f"  - **{meter_id}**: FAILED: ValueError: no readings" for meter_id in failed[:LIST_CAP]),
+        "  - and 5 more",
+    ]
 
 
 def test_forecast_lines_name_the_model_once_and_show_the_published_files_as_paths(
