@@ -9,6 +9,7 @@ form's "Use the bundled sample" does the same copy before a run of the deploymen
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -149,6 +150,18 @@ def copy_sample(landing_dir: str) -> bool:
     return copied
 
 
+def _print_leaderboards(root: Path, run_id: str) -> None:
+    """Print each meter's validation leaderboard of this run (best first) and its decision, as the run wrote them."""
+    for path in sorted((root / "runs" / run_id).glob("*/leaderboard.json")):
+        payload = json.loads(path.read_text(encoding="utf-8"))
+        rows = sorted((row for row in payload["rows"] if row["window_set"] == "val"), key=lambda row: row["mae_kw"])
+        print(f"\nleaderboard of {path.parent.name} (validation MAE, kW, {rows[0]['n_windows']} windows):")
+        for row in rows:
+            train_s = f"{row['train_time_s']:.0f} s" if row.get("train_time_s") else ""
+            print(f"  {row['model']:<20} {row['kind']:<11} {row['mae_kw']:.3f}  {train_s}")
+        print(f"decision: {payload['decision']['reason']}")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the nightly flow once from the command line; returns the exit status."""
     from prefect.settings import temporary_settings
@@ -182,6 +195,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"nightly run {state.name}: {state.message} ({elapsed_s:.0f} s)", file=sys.stderr)
         return 1
     latest = read_forecasts(root)
+    if local_root:
+        _print_leaderboards(Path(root), str(latest["run_id"].iloc[0]))
     columns = ["meter_id", "target_time", "yhat_kw", "yhat_lo_kw", "yhat_hi_kw", "model"]
     print(f"\nlatest batch ({len(latest)} rows):\n{latest[columns].head(24).to_string(index=False)}")
     quarantined_by_reason = Counter(read_quarantine(root)["reason"].to_pylist())
