@@ -370,3 +370,17 @@ def test_history_from_the_manifests_has_one_file_per_issue_time_while_a_glob_als
         "2010-08-16T23:00:00+00:00",
         "2010-08-17T23:00:00+00:00",
     ]
+
+
+def test_a_manifest_listing_another_file_as_superseded_deletes_nothing(tmp_path, forecast_batch_factory):
+    """A damaged manifest must not turn the sweep against latest.json or another issue time's file."""
+    publish_batch(str(tmp_path), forecast_batch_factory("m1", DAY_1, run_id="run-1"))
+    published = publish_batch(str(tmp_path), forecast_batch_factory("m1", DAY_2, run_id="run-2"))
+    manifest_path = Path(published.manifest_path)
+    manifest = json.loads(manifest_path.read_text())
+    manifest["superseded"] = [{"path": "latest.json", "superseded_at": DAY_1, "kept_until": "2000-01-01T00:00:00Z"}]
+    manifest_path.write_text(json.dumps(manifest))
+    with pytest.raises(ForecastError, match="lists 'latest.json' as superseded"):
+        publish_batch(str(tmp_path), forecast_batch_factory("m1", DAY_2, run_id="run-3"))
+    assert (tmp_path / "forecasts" / "latest.json").is_file()
+    assert read_forecasts(str(tmp_path))["run_id"].unique().tolist() == ["run-2"]
