@@ -83,7 +83,7 @@ def meter_night(
         forecast_started = time.perf_counter()
         batch = forecast_one_meter(config, meter_id, run_id, as_of_utc, lock_timeout_s)
         steps = {**(training.step_seconds if training else {}), "forecast": time.perf_counter() - forecast_started}
-    skipped = None if retrain else "no readings newer than the champion's data"
+    skipped = None if retrain else "no readings newer than the last training's data"
     return MeterNight(training, skipped, batch, time.perf_counter() - started, training_error, steps)
 
 

@@ -2,10 +2,10 @@
 
 No refit: the champion as registered forecasts every local midnight from ``start`` to ``end``
 (inclusive) from the input window before that midnight, exactly as the nightly forecast would,
-including the seasonal-naive fallback on days whose input window has a long gap. Each day's
+including the baseline fallback on days whose input window has a long gap. Each day's
 batch is written with ``publish_batch`` under ``<root>/backtests/<meter_id>/<champion version>/``
 (its own ``forecasts/`` and ``latest.json``), so a consumer scores it with the same readers; a
-re-run replaces the same files. Days whose 24 actual hours are all known are scored: MAE per
+re-run publishes the same rows again (identical rows write no new file). Days whose 24 actual hours are all known are scored: MAE per
 horizon step and overall, and the empirical coverage of the interval.
 
 The series is prepared once up to the last target, with the champion's scaler. Every forecast
