@@ -326,14 +326,15 @@ def _step_lines(record: RunRecord, artifacts_s: float | None = None) -> list[str
     return lines
 
 
-def _data_lines(record: RunRecord) -> list[str]:
+def _data_lines(record: RunRecord, ingest: bool = True) -> list[str]:
+    """Return what was ingested (when the run ingests) and, per meter, the series it trained on."""
     ingested = [report for report in record.ingested if not report.skipped]
     lines = [
         f"- files ingested: {len(ingested)}; rows stored: {sum(r.rows_stored for r in ingested)} "
         f"(all values missing: {sum(r.rows_missing for r in ingested)}); "
         f"rows quarantined: {sum(r.rows_quarantined for r in ingested)}; "
         f"rows replaced: {sum(r.rows_replaced for r in ingested)}"
-    ]
+    ] if ingest else []
     meters = []
     for meter_id, series in record.series.items():
         excluded = ", ".join(f"{split} {count}" for split, count in series.windows_excluded.items())
@@ -488,8 +489,11 @@ def report_markdown(record: RunRecord, flow_name: str, artifacts_s: float | None
         lines += ["## Leaderboard (validation)", "", *_leaderboard_lines(rows), ""]
     if record.series or record.failures or record.not_retrained or record.outcomes:
         lines += ["## Decisions", "", *_decision_lines(record), ""]
-    lines += ["## Data", "", *_data_lines(record), "", "## Forecasts", "", *_forecast_lines(record)]
-    return "\n".join(lines)
+    # The train and forecast flows ingest nothing, the ingest and train flows publish nothing.
+    data = _data_lines(record, ingest="ingest" in record.step_seconds or bool(record.ingested))
+    lines += ["## Data", "", *data, ""] if data else []
+    lines += ["## Forecasts", "", *_forecast_lines(record), ""] if record.batches or record.published else []
+    return "\n".join(lines).rstrip("\n")
 
 
 def publish_report(record: RunRecord) -> str:

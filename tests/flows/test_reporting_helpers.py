@@ -512,7 +512,7 @@ def test_the_report_reads_header_fleet_steps_leaderboard_decisions_data_forecast
     champion, _, _ = night_batches
     record = RunRecord(
         run_id=RUN_ID, root="/data/root", meters=[METER, "meter_b"], outcomes={METER: outcome}, batches=[champion],
-        failures={"meter_b": "ValueError: no readings"}, step_seconds={"meters": 3.0},
+        failures={"meter_b": "ValueError: no readings"}, step_seconds={"ingest": 1.0, "meters": 3.0},
     )
 
     markdown = report_markdown(record, "nightly")
@@ -532,3 +532,6 @@ def test_the_report_reads_header_fleet_steps_leaderboard_decisions_data_forecast
     )
     assert "- data root: `/data/root`" in markdown
     assert "file://" not in markdown and "<" not in markdown
+    # A run that neither ingests nor forecasts (the train flow) has no Data line about files, no Forecasts.
+    trained = report_markdown(dataclasses.replace(record, step_seconds={}, batches=[]), "train")
+    assert "## Forecasts" not in trained and "## Data" not in trained and "files ingested" not in trained
