@@ -49,11 +49,12 @@ METER = "sceaux_household"
 # The second bold text of a report line ("**meter**: served by ... **model**"): the older UI renders
 # bold as a div with a class, the newer as <strong>.
 BOLD_SECOND = "(.//strong | .//*[contains(@class, 'markdown-renderer__text--strong')])[2]"
-# The night's training: a year of readings (the bundled sample), one tiny network fitted once, in
-# well under a minute on a busy 2-core machine (the pages are what this test is about).
+# The night's training on top of the tiny set-up (conftest's tiny_training): a year of readings (the
+# bundled sample), each tiny network fitted once, in well under a minute on a busy 2-core machine
+# (the pages are what this test is about).
 TINY_NIGHT = {
     "prepare": {"split": {"mode": "trailing", "val_days": 7}},
-    "train": {"cells": ["gru"], "ensemble_members": 1, "refit_on_validation": False, "cpu_threads": 1},
+    "train": {"ensemble_members": 1, "refit_on_validation": False, "cpu_threads": 1},
 }
 
 
