@@ -23,13 +23,15 @@ import io
 import pickle
 import warnings
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from sklearn.ensemble import HistGradientBoostingRegressor
 from threadpoolctl import threadpool_limits
 
 from powercast.core.errors import DataPreparationError, RegistryError
+
+if TYPE_CHECKING:
+    from sklearn.ensemble import HistGradientBoostingRegressor
 
 BOOSTED_CELL = "hgb"
 CALENDAR_PREFIXES = ("hour_", "weekday_")
@@ -151,6 +153,8 @@ class BoostedForecaster:
         MAE has not improved for 10 rounds (the held-out fit); ``n_iter`` instead fixes each
         step's rounds, as the refit on train + validation does with the rounds validation chose.
         """
+        from sklearn.ensemble import HistGradientBoostingRegressor  # scikit-learn loads in over a second: only to fit
+
         self._check(windows)
         rounds = n_iter or [self.params.max_iter] * self.params.horizon_steps
         self.regressors = []

@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-from sklearn.preprocessing import StandardScaler
 
 from powercast.core.errors import DataPreparationError, RegistryError
+
+if TYPE_CHECKING:
+    from sklearn.preprocessing import StandardScaler
+
+
+def _standard_scaler() -> StandardScaler:
+    # Imported when a scaler is built, not with the module: scikit-learn (and SciPy) take over a
+    # second to import, which every CLI command, --help included, paid before.
+    from sklearn.preprocessing import StandardScaler
+
+    return StandardScaler()
 
 SCALER_FORMAT = "powercast.FeatureScaler/1"
 
@@ -42,7 +52,7 @@ class FeatureScaler:
                 f"cannot fit the scaler: column(s) {empty} have no real value in the {len(train)} training rows; "
                 "move the train/validation boundary later or ingest more history"
             )
-        self.scaler_ = StandardScaler().fit(train)
+        self.scaler_ = _standard_scaler().fit(train)
         self.n_rows_fit_ = int(len(train))
         return self
 
@@ -79,7 +89,7 @@ class FeatureScaler:
                 "the model was saved by an incompatible version: retrain it"
             )
         scaler = cls(state["columns"])
-        inner = StandardScaler()
+        inner = _standard_scaler()
         inner.mean_ = np.asarray(state["mean"], dtype=np.float64)
         inner.scale_ = np.asarray(state["scale"], dtype=np.float64)
         inner.var_ = np.asarray(state["var"], dtype=np.float64)
