@@ -357,6 +357,19 @@ def fit_challenger(
     with local_log_dir(filesystem, _run_dir(config, run_id, prepared.meter_id), "powercast-train-") as log_dir:
         fit = fit_forecaster(prepared, config.train, cell, log_dir / cell, progress)
         refit, refit_skipped, discarded_refit_s = _refit_for_service(config, prepared, fit, log_dir, progress)
+    return _scored_challenger(cell, prepared, windows, fit, refit, refit_skipped, discarded_refit_s)
+
+
+def _scored_challenger(
+    cell: str,
+    prepared: PreparedSeries,
+    windows: dict[str, np.ndarray],
+    fit: FitResult,
+    refit: FitResult | None,
+    refit_skipped: str | None,
+    discarded_refit_s: float = 0.0,
+) -> ChallengerFit:
+    """Return the challenger with its kW forecasts: the held-out fit's where it scores held out, the served model's elsewhere."""
     served = refit.module if refit is not None else fit.module
     return ChallengerFit(
         cell=cell,
@@ -379,17 +392,7 @@ def _fit_boosted_challenger(
     refit, refit_skipped = None, "train.refit_on_validation is off"
     if config.train.refit_on_validation:
         refit, refit_skipped = refit_boosted(prepared, config.train, fit), None
-    served = refit.module if refit is not None else fit.module
-    return ChallengerFit(
-        cell=BOOSTED_CELL,
-        fit=fit,
-        forecasts_kw={
-            name: forecast_module_kw(fit.module if name in HELD_OUT_SETS else served, prepared, starts)
-            for name, starts in windows.items()
-        },
-        refit=refit,
-        refit_skipped=refit_skipped,
-    )
+    return _scored_challenger(BOOSTED_CELL, prepared, windows, fit, refit, refit_skipped)
 
 
 def _refit_for_service(
