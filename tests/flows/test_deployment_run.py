@@ -21,8 +21,12 @@ import pytest
 
 from deployments.serve import LocalPrefect
 from powercast.models.registry import champion_version, list_versions, read_card, read_history
+from powercast.serving.forecast import FALLBACK_FAMILY
 from powercast.serving.publish import list_issue_times, read_forecasts
 from powercast.store.replay import replay_days
+
+# Measured on these 28 days of the sample (seed 42): the fallback the night serves.
+FALLBACK_ON_THE_28_DAYS = "same_hour_median_7d"
 
 pytestmark = pytest.mark.prefect_server
 
@@ -90,13 +94,13 @@ def test_deployment_run_with_custom_parameters_publishes_forecasts_and_artifacts
     assert len(forecasts) == tiny_training["horizon_steps"]
     assert forecasts["run_id"].str.endswith(flow_run["id"].replace("-", "")[:8]).all()
     trained = [read_card(str(root), METER, version) for version in list_versions(str(root), METER)]
-    assert {card["cell"] for card in trained} == {"gru", "lstm"}
+    assert {card["cell"] for card in trained} == {"gru", "lstm", "combo"}  # combo: the mean of the two
     assert all(card["train_config"]["hidden_sizes"] == tiny_training["hidden_sizes"] for card in trained)
     assert all(card["training"]["device"] == "cpu" for card in trained)
     # What this seeded night decides: one epoch of 8-unit networks does not beat the best baseline,
     # same_hour_mean_7d, on the 7 validation days (145 windows; about 0.66 against 0.609 kW, a margin
     # far above numerical noise), so no champion is promoted and the forecast is the seasonal-naive
-    # fallback, 24 h (lower MAE than 168 h on the 28 days before the issue time).
+    # fallback, the baseline with the lowest MAE on the 28 days before the issue time.
     assert champion_version(str(root), METER) is None
     (decision,) = read_history(str(root), METER)
     assert (decision["promoted"], decision["winner"], decision["champion_after"]) == (False, None, None)
@@ -107,7 +111,8 @@ def test_deployment_run_with_custom_parameters_publishes_forecasts_and_artifacts
         "does not beat the best baseline same_hour_mean_7d (0.6090 kW); no champion is promoted"
     )
     assert decision["challenger_versions"] == {card["cell"]: card["version"] for card in trained}
-    assert set(forecasts["model"]) == {"seasonal_naive"} and set(forecasts["model_version"]) == {"seasonal_naive_24h"}
+    assert set(forecasts["model_version"]) == {FALLBACK_ON_THE_28_DAYS}
+    assert set(forecasts["model"]) == {FALLBACK_FAMILY[FALLBACK_ON_THE_28_DAYS]}
     # issued at the local midnight after the last replayed day (4 November, Paris: UTC+1)
     assert (forecasts["issued_at"] == pd.Timestamp("2010-11-04T23:00Z")).all()
 
