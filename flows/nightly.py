@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import time
@@ -150,16 +151,26 @@ def copy_sample(landing_dir: str) -> bool:
     return copied
 
 
+# A demo or a small fleet shows every meter's leaderboard; a big one, the first few.
+LEADERBOARDS_SHOWN = 3
+
+
 def _print_leaderboards(root: Path, run_id: str) -> None:
     """Print each meter's validation leaderboard of this run (best first) and its decision, as the run wrote them."""
-    for path in sorted((root / "runs" / run_id).glob("*/leaderboard.json")):
+    paths = sorted((root / "runs" / run_id).glob("*/leaderboard.json"))
+    for path in paths[:LEADERBOARDS_SHOWN]:
         payload = json.loads(path.read_text(encoding="utf-8"))
-        rows = sorted((row for row in payload["rows"] if row["window_set"] == "val"), key=lambda row: row["mae_kw"])
+        rows = [row for row in payload["rows"] if row["window_set"] == "val"]
+        if not rows:
+            continue
+        rows.sort(key=lambda row: (not math.isfinite(row["mae_kw"]), row["mae_kw"]))
         print(f"\nleaderboard of {path.parent.name} (validation MAE, kW, {rows[0]['n_windows']} windows):")
         for row in rows:
             train_s = f"{row['train_time_s']:.0f} s" if row.get("train_time_s") else ""
             print(f"  {row['model']:<20} {row['kind']:<11} {row['mae_kw']:.3f}  {train_s}")
         print(f"decision: {payload['decision']['reason']}")
+    if len(paths) > LEADERBOARDS_SHOWN:
+        print(f"\n... and {len(paths) - LEADERBOARDS_SHOWN} more meters' leaderboards under {root / 'runs' / run_id}")
 
 
 def main(argv: list[str] | None = None) -> int:

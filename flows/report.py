@@ -216,14 +216,14 @@ def _header_lines(record: RunRecord) -> list[str]:
             else:
                 words = "no forecast"
             failed = record.failures.get(meter_id)
-            lines.append(f"- **{meter_id}**: {words}" + (f"; FAILED: {failed}" if failed else "") + ".")
+            lines.append(f"- **{meter_id}**: {words}" + (f"; FAILED: {_one_line(failed)}" if failed else "") + ".")
     else:
         lines.append(_fleet_totals(record, meters, batches))
     lines += [
         f"- published: {batch.rows} rows issued at {batch.issued_at_utc:%Y-%m-%d %H:%M} UTC in `{batch.path}`"
         for batch in record.published
     ]
-    if record.batches and not record.published:
+    if not record.published and (record.batches or record.failures):
         lines.append("- nothing published")
     if record.sample_copied is not None:
         lines.append(
@@ -244,13 +244,18 @@ def _fleet_totals(record: RunRecord, meters: Sequence[str], batches: dict[str, F
     )
 
 
+def _one_line(text: str) -> str:
+    """Return ``text`` on one line: a multi-line error would break out of its markdown list item."""
+    return " ".join(str(text).split())
+
+
 def _attention_lines(record: RunRecord) -> list[str]:
     """Return the meters to look at, as nested list items: failed, then fell back, then changed champion.
 
     A list rather than a table: the UI does not wrap table cells, and these lines are long.
     """
     batches = {batch.meter_id: batch for batch in record.batches}
-    lines = [f"  - **{meter_id}**: FAILED: {error}" for meter_id, error in sorted(record.failures.items())]
+    lines = [f"  - **{meter_id}**: FAILED: {_one_line(error)}" for meter_id, error in sorted(record.failures.items())]
     lines += [
         f"  - **{meter_id}**: fallback {batch.model_version}: {_fallback_reason(batch, record.outcomes.get(meter_id))}"
         for meter_id, batch in sorted(batches.items())
@@ -349,7 +354,7 @@ def _data_lines(record: RunRecord, ingest: bool = True) -> list[str]:
 
 
 def _decision_lines(record: RunRecord) -> list[str]:
-    lines = [f"- **{meter_id}**: FAILED: {error}" for meter_id, error in record.failures.items()]
+    lines = [f"- **{meter_id}**: FAILED: {_one_line(error)}" for meter_id, error in record.failures.items()]
     for meter_id, outcome in record.outcomes.items():
         trained = ", ".join(
             f"{cell} on {outcome.devices.get(cell, '?')} in {sig3(seconds)} s"

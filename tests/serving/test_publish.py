@@ -384,3 +384,18 @@ def test_a_manifest_listing_another_file_as_superseded_deletes_nothing(tmp_path,
         publish_batch(str(tmp_path), forecast_batch_factory("m1", DAY_2, run_id="run-3"))
     assert (tmp_path / "forecasts" / "latest.json").is_file()
     assert read_forecasts(str(tmp_path))["run_id"].unique().tolist() == ["run-2"]
+
+
+def test_a_manifest_listing_another_issue_time_of_its_day_deletes_nothing(tmp_path, forecast_batch_factory):
+    """Two issue times share a date folder: one's damaged manifest must not sweep the other's file."""
+    noon = "2010-08-17T12:00Z"
+    other = publish_batch(str(tmp_path), forecast_batch_factory("m1", noon, run_id="run-noon"))
+    published = publish_batch(str(tmp_path), forecast_batch_factory("m1", DAY_2, run_id="run-2"))
+    manifest_path = Path(published.manifest_path)
+    manifest = json.loads(manifest_path.read_text())
+    stale = {"path": f"issue_date=2010-08-17/{Path(other.path).name}", "superseded_at": noon, "kept_until": "2000-01-01T00:00:00Z"}
+    manifest["superseded"] = [stale]
+    manifest_path.write_text(json.dumps(manifest))
+    with pytest.raises(ForecastError, match="as superseded, which is not one of its batch files"):
+        publish_batch(str(tmp_path), forecast_batch_factory("m1", DAY_2, run_id="run-3"))
+    assert Path(other.path).is_file()

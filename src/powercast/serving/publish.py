@@ -331,12 +331,14 @@ def _superseded_of(manifest: dict[str, Any] | None, manifest_path: str) -> list[
         isinstance(entry, dict) and isinstance(entry.get("kept_until"), str) for entry in entries
     ):
         raise ForecastError(f"{manifest_path} field 'superseded' must be a list of {{path, kept_until}} objects")
-    issue_folder = manifest_path.rpartition("/")[0].rpartition("/")[2]
+    manifest_folder, _, manifest_name = manifest_path.rpartition("/")
+    issued_at = layout.parse_forecast_manifest_name(manifest_name)
     for entry in entries:
         folder, _, name = _pointed_path(entry, "path", manifest_path).rpartition("/")
-        # Only batch files of this manifest's own issue folder are ever swept through it: an entry
-        # naming latest.json or another folder's file is a damaged manifest, not a file to delete.
-        if folder != issue_folder or layout.parse_forecast_batch_name(name) is None:
+        parsed = layout.parse_forecast_batch_name(name)
+        # Only this manifest's own issue time's batch files are ever swept through it: an entry
+        # naming latest.json, another folder's or another issue time's file is a damaged manifest.
+        if folder != manifest_folder.rpartition("/")[2] or parsed is None or parsed[0] != issued_at:
             raise ForecastError(f"{manifest_path} lists {entry['path']!r} as superseded, which is not one of its batch files")
     return entries
 
