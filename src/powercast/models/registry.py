@@ -423,6 +423,36 @@ def champion_version(root: str, meter_id: str) -> str | None:
         raise RegistryError(f"{meter_dir}/{CHAMPION_FILE} is damaged ({exc}); re-promote a version") from exc
 
 
+def verify_model_files(root: str, meter_id: str, version: str) -> None:
+    """Check a version's card and the sha256 of its weights files (a combination's members too), building nothing.
+
+    Cheaper than ``load_model`` for a question asked of every meter every night ("is the
+    champion intact?"): it hashes bytes, it does not rebuild networks or unpickle trees.
+
+    Raises
+    ------
+    RegistryError
+        Naming the file that is missing, damaged or does not match its sha256.
+    """
+    card = read_card(root, meter_id, version)
+    filesystem, meter_dir = _meter_dir(root, meter_id)
+    if card.get("cell") == COMBINED_MODEL:
+        for member in card.get("hparams", {}).get("member_versions", []):
+            if member != version:
+                verify_model_files(root, meter_id, member)
+        return
+    digests = card.get(WEIGHTS_SHA256_KEY)
+    if not isinstance(digests, dict):
+        return  # a card written before sha256s were recorded: only loading can check it
+    for name, expected in digests.items():
+        raw = read_bytes(f"{meter_dir}/{version}/{name}", filesystem)
+        if raw is None or hashlib.sha256(raw).hexdigest() != expected:
+            raise RegistryError(
+                f"weights at {meter_dir}/{version}/{name} are missing or do not match the sha256 in the model card: "
+                "the file is truncated or corrupted; retrain the model"
+            )
+
+
 def load_champion(root: str, meter_id: str) -> LoadedModel | None:
     """Return the meter's champion model, or None when no model has been promoted yet."""
     version = champion_version(root, meter_id)

@@ -13,7 +13,7 @@ import pandas as pd
 
 from powercast.core.config import PowercastConfig
 from powercast.core.errors import RegistryError
-from powercast.models.registry import champion_version, load_champion, read_card, read_history
+from powercast.models.registry import champion_version, read_card, read_history, verify_model_files
 from powercast.store.readings import future_cutoff_utc, store_time_range
 
 # The decision history key holding the (exclusive) end of the readings a training learned from.
@@ -46,7 +46,9 @@ def training_freshness(config: PowercastConfig, meter_id: str) -> Freshness:
     """
     try:
         seen_end_utc = data_seen_end_utc(config.root, meter_id)
-        load_champion(config.root, meter_id)  # the weights too: a damaged file fails its sha256 here
+        version = champion_version(config.root, meter_id)
+        if version is not None:
+            verify_model_files(config.root, meter_id, version)  # the weights too, by their sha256
     except (RegistryError, KeyError, TypeError, ValueError) as exc:
         return Freshness(True, f"its registry cannot be read ({exc}): training")
     if seen_end_utc is None:
