@@ -23,7 +23,7 @@ help:
 	@echo "make test       install test dependencies and run the default test suite"
 	@echo "make test-slow  also run slow tests (full ../shared/data file)"
 	@echo "make serve      local Prefect server + process work pool + deployments + worker"
-	@echo "make bench      run the benchmarks in bench/ (prints tables, writes bench/results/)"
+	@echo "make bench      run the benchmarks in bench/ (prints tables, writes bench/results/); QUICK=1: the bundled sample, ~2 min"
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
