@@ -73,7 +73,7 @@ serve: $(STAMP)
 # mode run then; bench_train, bench_fleet, bench_real_meters and bench_windows read the full file
 # and have none, so QUICK skips them (and says so).
 QUICK ?= 0
-QUICK_BENCHES := bench/bench_ingest.py bench/bench_startup.py bench/bench_forecast_latency.py bench/bench_throughput.py
+QUICK_BENCHES := bench/bench_ingest.py bench/bench_startup.py bench/bench_forecast_latency.py bench/bench_throughput.py bench/bench_nightly.py
 bench: $(STAMP)
 	@if [ "$(QUICK)" = "1" ]; then \
 		echo "QUICK=1: bundled sample; skipping the full-file benchmarks without a quick mode" \
