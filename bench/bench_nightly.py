@@ -190,7 +190,8 @@ def run_night(root: Path, quick: bool, cpu_threads: int, profile_path: Path | No
     timings["in process"] = time.perf_counter() - STARTED_S
     models = _models(root, run_id)
     for cell, seconds in task_s.items():
-        models.setdefault(cell, {})["task_s"] = round(seconds, 2)
+        if cell in models:  # "train-meter-0" is the train-meter subflow's own task run, not a cell
+            models[cell]["task_s"] = round(seconds, 2)
     return {"run_id": run_id, "timings_s": timings, "steps_s": steps, "models": models}
 
 
