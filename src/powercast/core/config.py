@@ -251,7 +251,8 @@ class TrainConfig(_Section):
         le=256,
         title="CPU threads",
         description="torch intra-op threads while training on CPU; 0 keeps torch's default (one per core). "
-        "Use 1 on a machine shared with other busy processes: oversubscribed threads spin and slow training.",
+        "Use 1 on a machine shared with other busy processes: oversubscribed threads spin and slow training. "
+        "hgb uses this many OpenMP threads, one when 0 (its spinning threads stalled on busy cores).",
     )
     scope: Literal["local", "global", "both"] = Field(
         "local",

@@ -158,7 +158,10 @@ class BoostedForecaster:
         self._check(windows)
         rounds = n_iter or [self.params.max_iter] * self.params.horizon_steps
         self.regressors = []
-        with threadpool_limits(limits=threads or None):
+        # OpenMP threads spin while they wait: on a machine whose cores are busy (a fleet's other
+        # workers, another job) two threads took over 200 s where one took 2.7 s for 100 rounds.
+        # So "0" (the configured default: torch's choice) means one thread here, not every core.
+        with threadpool_limits(limits=threads or 1):
             for step in range(self.params.horizon_steps):
                 regressor = HistGradientBoostingRegressor(
                     loss="absolute_error",
@@ -199,7 +202,8 @@ class BoostedForecaster:
             raise DataPreparationError("this boosted forecaster is not fitted")
         if not len(windows):
             return np.zeros((0, self.params.horizon_steps), dtype=np.float32)
-        columns = [reg.predict(horizon_features(self.params, windows, s)) for s, reg in enumerate(self.regressors)]
+        with threadpool_limits(limits=1):  # see fit: spinning OpenMP threads stall on busy cores
+            columns = [reg.predict(horizon_features(self.params, windows, s)) for s, reg in enumerate(self.regressors)]
         return np.stack(columns, axis=1).astype(np.float32)
 
     def to_bytes(self) -> bytes:
