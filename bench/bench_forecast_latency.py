@@ -33,14 +33,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (  # noqa: E402 (bench/ is not a package: the path line above makes common importable)
     SAMPLE_DATA,
     alternate_in_process,
+    finish,
     fmt,
     machine_description,
     markdown_table,
-    print_sections,
     ratio,
     target,
     targets_table,
-    write_results,
 )
 
 CHANNELS = ["total", "kitchen", "laundry", "heater_ac", "rest"]
@@ -173,11 +172,7 @@ def main() -> int:
     sections.append(("Target (reported, not asserted)", targets_table(targets)))
     figures = {"quick": args.quick, "data": str(args.data), "settings": CHAMPION_OVERRIDES, "meters": meters,
                "served_by": served, "batches": batches, "parts_of_one_call": parts, "targets": targets}
-    print_sections(sections)
-    json_path, md_path = write_results("forecast_latency-quick" if args.quick else "forecast_latency", machine,
-                                       figures, sections)
-    print(f"\nwrote {json_path} and {md_path}")
-    return 0
+    return finish("forecast_latency", args.quick, machine, figures, sections)
 
 
 if __name__ == "__main__":

@@ -44,17 +44,16 @@ from common import (  # noqa: E402 (bench/ is not a package: the path line above
     Contestant,
     ContestantRuns,
     alternate,
+    finish,
     fmt,
     machine_description,
     markdown_table,
-    print_sections,
     ratio,
     rss_floor_mib,
     run_process,
     spread,
     target,
     targets_table,
-    write_results,
 )
 
 POWERCAST_CLI = Path(sys.executable).with_name("powercast")
@@ -387,10 +386,7 @@ def main() -> int:
         figures, sections = compare(data, args, workdir)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    print_sections(sections)
-    json_path, md_path = write_results("ingest-quick" if args.quick else "ingest", machine, figures, sections)
-    print(f"\nwrote {json_path} and {md_path}")
-    return 0
+    return finish("ingest", args.quick, machine, figures, sections)
 
 
 if __name__ == "__main__":

@@ -27,13 +27,12 @@ from common import (  # noqa: E402 (bench/ is not a package: the path line above
     Contestant,
     ContestantRuns,
     alternate,
+    finish,
     fmt,
     machine_description,
     markdown_table,
-    print_sections,
     ratio,
     spread,
-    write_results,
 )
 
 POWERCAST_CLI = Path(sys.executable).with_name("powercast")
@@ -135,10 +134,7 @@ def main() -> int:
     ]
     figures = {"quick": args.quick, "warmup_rounds": warmup, "startup": {name: run.summary() for name, run in runs.items()},
                "import_breakdown": breakdown}
-    print_sections(sections)
-    json_path, md_path = write_results("startup-quick" if args.quick else "startup", machine, figures, sections)
-    print(f"\nwrote {json_path} and {md_path}")
-    return 0
+    return finish("startup", args.quick, machine, figures, sections)
 
 
 if __name__ == "__main__":

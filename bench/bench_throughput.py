@@ -32,13 +32,12 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (  # noqa: E402 (bench/ is not a package: the path line above makes common importable)
     SAMPLE_DATA,
+    finish,
     fmt,
     machine_description,
     markdown_table,
-    print_sections,
     ratio,
     spread,
-    write_results,
 )
 
 CELLS = ("gru", "lstm")
@@ -162,10 +161,7 @@ def main() -> int:
                "model": config.train.model_dump(include={"hidden_sizes", "ensemble_members", "batch_size", "segment_steps"})
                | {"lookback_steps": config.prepare.lookback_steps, "horizon_steps": config.prepare.horizon_steps},
                "summary": summary, "fits": fits}
-    print_sections(sections)
-    json_path, md_path = write_results("throughput-quick" if args.quick else "throughput", machine, figures, sections)
-    print(f"\nwrote {json_path} and {md_path}")
-    return 0
+    return finish("throughput", args.quick, machine, figures, sections)
 
 
 if __name__ == "__main__":

@@ -365,6 +365,16 @@ def write_results(
     return json_path, md_path
 
 
+def finish(
+    name: str, quick: bool, machine: Mapping[str, Any], figures: Mapping[str, Any], sections: Sequence[tuple[str, str]]
+) -> int:
+    """Print the tables, write ``<name>[-quick].json|.md`` and say where; return the exit status 0."""
+    print_sections(sections)
+    json_path, md_path = write_results(f"{name}-quick" if quick else name, machine, figures, sections)
+    print(f"\nwrote {json_path} and {md_path}")
+    return 0
+
+
 def print_sections(sections: Sequence[tuple[str, str]]) -> None:
     """Print the titled tables written to the markdown file, for whoever ran the script."""
     for title, table in sections:

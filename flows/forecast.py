@@ -13,8 +13,7 @@ from flows.tasks import (
     fail_on,
     find_meters,
     forecast_meter,
-    plot_forecasts,
-    publish_forecasts,
+    publish_and_plot,
     split_by_outcome,
 )
 from powercast.core.config import PowercastConfig
@@ -54,10 +53,6 @@ def forecast(params: ForecastParams = ForecastParams()) -> list[PublishedBatch]:
         }
     batches, record.failures = split_by_outcome(states)
     record.batches = list(batches.values())
-    if record.batches:
-        with record.timed("publish"):
-            record.published = publish_forecasts(config, record.batches, record.run_id, params.lock_timeout_s)
-        with record.timed("plots"):
-            record.plots = plot_forecasts(config, record.published)
+    publish_and_plot(config, record, params.lock_timeout_s)
     publish_report(record)
     return fail_on(record.failures, record.published)

@@ -33,8 +33,7 @@ from flows.tasks import (
     find_meters,
     fit_global_models_or_none,
     ingest_new_files,
-    plot_forecasts,
-    publish_forecasts,
+    publish_and_plot,
 )
 from flows.train import record_trainings
 from powercast.io.atomic import is_uri
@@ -84,11 +83,7 @@ def nightly(params: NightlyParams = NightlyParams()) -> list[PublishedBatch]:
         )
     record.failures |= failed  # after a failed global fit, recorded by fit_global_models_or_none
     record_nights(record, nights)
-    if record.batches:
-        with record.timed("publish"):
-            record.published = publish_forecasts(config, record.batches, record.run_id, params.lock_timeout_s)
-        with record.timed("plots"):
-            record.plots = plot_forecasts(config, record.published)
+    publish_and_plot(config, record, params.lock_timeout_s)
     # From the flow's body, not a task: the artifacts then belong to this flow run.
     publish_report(record)
     return fail_on(record.failures, record.published)

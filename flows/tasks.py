@@ -282,6 +282,16 @@ def publish_forecasts(
     return published
 
 
+def publish_and_plot(config: PowercastConfig, record: RunRecord, lock_timeout_s: float) -> None:
+    """Publish the run's batches and draw them, timing both steps for the report (called from a flow's body)."""
+    if not record.batches:
+        return
+    with record.timed("publish"):
+        record.published = publish_forecasts(config, record.batches, record.run_id, lock_timeout_s)
+    with record.timed("plots"):
+        record.plots = plot_forecasts(config, record.published)
+
+
 @task(cache_policy=NO_CACHE)
 def plot_forecasts(config: PowercastConfig, published: Sequence[PublishedBatch]) -> list[Path]:
     """Draw each published batch against the actual readings to ``<root>/plots/``; return the PNG paths."""
