@@ -44,6 +44,9 @@ CHROMIUM_FLAGS = (
     f"--window-size={WINDOW_WIDTH},{WINDOW_HEIGHT}",
 )
 WAIT_S = 60
+# The deployment page lists a new run only after the server has scheduled it and the page has
+# polled again: under a loaded CI machine that took longer than WAIT_S once.
+NEW_RUN_WAIT_S = 180
 RUN_TIMEOUT_S = 240
 METER = "sceaux_household"
 # The second bold text of a report line ("**meter**: served by ... **model**"): the older UI renders
@@ -133,11 +136,13 @@ class Page:
 
         self.wait.until(ready.element_to_be_clickable((By.XPATH, xpath))).click()
 
-    def find(self, xpath: str) -> Any:
+    def find(self, xpath: str, wait_s: float = WAIT_S) -> Any:
         from selenium.webdriver.common.by import By
         from selenium.webdriver.support import expected_conditions as ready
+        from selenium.webdriver.support.ui import WebDriverWait
 
-        return self.wait.until(ready.presence_of_element_located((By.XPATH, xpath)))
+        wait = self.wait if wait_s == WAIT_S else WebDriverWait(self.driver, wait_s)
+        return wait.until(ready.presence_of_element_located((By.XPATH, xpath)))
 
     def text(self) -> str:
         return str(self.driver.find_element("tag name", "body").text)
@@ -245,7 +250,7 @@ def _start_a_night_from_the_form(page: Page, run_name: str, root: Path, config_f
     page.screenshot("ui-2-custom-run-form.png")
     page.click("//button[@type='submit' and normalize-space()='Submit']")
     # The UI returns to the deployment page, which lists the new run by its name.
-    run_link = page.find(f"//a[normalize-space()='{run_name}']")
+    run_link = page.find(f"//a[normalize-space()='{run_name}']", wait_s=NEW_RUN_WAIT_S)
     return str(run_link.get_attribute("href")).rstrip("/").rsplit("/", 1)[-1]
 
 
