@@ -117,13 +117,8 @@ def _train_task_seconds(since: Any) -> dict[str, float]:
     }
 
 
-def _mtime_s(folder: Path, name: str) -> float | None:
-    path = folder / name / "csv" / name / "metrics.csv"
-    return path.stat().st_mtime if path.is_file() else None
-
-
 def _models(root: Path, run_id: str) -> dict[str, dict[str, Any]]:
-    """Return model → train_time_s, epochs and the fit / refit split, from the run's leaderboard and cards."""
+    """Return model → train_time_s, epochs and the fit / refit seconds, from the run's leaderboard and model cards."""
     models: dict[str, dict[str, Any]] = {}
     for board_path in sorted((root / "runs" / run_id).glob("*/leaderboard.json")):
         rows = json.loads(board_path.read_text(encoding="utf-8"))["rows"]
@@ -136,14 +131,8 @@ def _models(root: Path, run_id: str) -> dict[str, dict[str, Any]]:
                 continue
             training = card.get("training") or {}
             entry = models[card["cell"]]
-            entry |= {key: training.get(key) for key in ("elapsed_s", "epochs_run", "refit_epochs", "device")}
-            fit_end, refit_end = (
-                _mtime_s(board_path.parent, card["cell"]),
-                _mtime_s(board_path.parent, f"{card['cell']}-refit"),
-            )
-            if fit_end and refit_end and training.get("elapsed_s"):
-                entry["refit_s"] = round(refit_end - fit_end, 2)
-                entry["fit_s"] = round(training["elapsed_s"] - entry["refit_s"], 2)
+            keys = ("elapsed_s", "fit_s", "refit_s", "epochs_run", "refit_epochs", "device")
+            entry |= {key: training.get(key) for key in keys}
     return models
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from powercast.core.errors import DataPreparationError, RegistryError
+from powercast.core.errors import DataPreparationError, RegistryError, TrainingError
 from powercast.models.boosting import BoostedForecaster, boosting_params, horizon_features
 from powercast.prepare.features import CALENDAR_FEATURES
 
@@ -69,3 +69,10 @@ def test_steps_more_than_a_day_ahead_read_their_own_time_of_day() -> None:
         assert np.isfinite(horizon_features(params, windows, step)).all(), step
     same_hour = horizon_features(params, windows, 29)[:, params.lag_steps : params.lag_steps + params.same_hour_days]
     np.testing.assert_array_equal(same_hour, windows[:, [LOOKBACK + 5 - PER_DAY * k for k in range(1, 8)], 0])
+
+
+def test_a_fit_that_runs_out_of_its_time_budget_is_refused_not_cut_short() -> None:
+    params = boosting_params(FEATURES, LOOKBACK, HORIZON, PER_DAY, seed=7)
+    windows = _windows(100)
+    with pytest.raises(TrainingError, match=rf"hgb: 0 of {HORIZON} horizon steps fit when its time budget of 0 s ran out"):
+        BoostedForecaster(params).fit(windows, windows[:, -HORIZON:, 0], time_budget_s=0.0)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import io
 import pickle
+import time
 import warnings
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
@@ -28,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from powercast.core.errors import DataPreparationError, RegistryError
+from powercast.core.errors import DataPreparationError, RegistryError, TrainingError
 
 if TYPE_CHECKING:
     from sklearn.ensemble import HistGradientBoostingRegressor
@@ -112,6 +113,16 @@ def horizon_features(params: BoostingParams, windows: np.ndarray, step: int) -> 
     return np.concatenate([lags, same_hour, means, *calendar, *others], axis=1).astype(np.float32)
 
 
+def _check_budget(started: float, time_budget_s: float | None, step: int, horizon_steps: int) -> None:
+    """Raise TrainingError when ``time_budget_s`` seconds have passed since ``started`` with steps left to fit."""
+    elapsed_s = time.perf_counter() - started
+    if time_budget_s is not None and elapsed_s > time_budget_s:
+        raise TrainingError(
+            f"{BOOSTED_CELL}: {step} of {horizon_steps} horizon steps fit when its time budget of "
+            f"{time_budget_s:.0f} s ran out ({elapsed_s:.0f} s; train.max_time_s)"
+        )
+
+
 class _AttributeDict(dict):
     """A dict whose keys also read as attributes, like a Lightning module's ``hparams``."""
 
@@ -146,23 +157,32 @@ class BoostedForecaster:
         n_iter: list[int] | None = None,
         validation: tuple[np.ndarray, np.ndarray] | None = None,
         threads: int | None = None,
+        time_budget_s: float | None = None,
     ) -> BoostedForecaster:
         """Fit one regressor per horizon step on ``[N, L, F]`` windows and ``[N, H]`` scaled targets.
 
         With ``validation`` (windows, targets) each step stops adding rounds once its validation
         MAE has not improved for 10 rounds (the held-out fit); ``n_iter`` instead fixes each
         step's rounds, as the refit on train + validation does with the rounds validation chose.
+
+        Raises
+        ------
+        TrainingError
+            ``time_budget_s`` ran out before every horizon step had its regressor (checked between
+            steps: a forecaster missing steps cannot forecast the horizon, so none is returned).
         """
         from sklearn.ensemble import HistGradientBoostingRegressor  # scikit-learn loads in over a second: only to fit
 
         self._check(windows)
         rounds = n_iter or [self.params.max_iter] * self.params.horizon_steps
+        started = time.perf_counter()
         self.regressors = []
         # OpenMP threads spin while they wait: on a machine whose cores are busy (a fleet's other
         # workers, another job) two threads took over 200 s where one took 2.7 s for 100 rounds.
         # So "0" (the configured default: torch's choice) means one thread here, not every core.
         with threadpool_limits(limits=threads or 1):
             for step in range(self.params.horizon_steps):
+                _check_budget(started, time_budget_s, step, self.params.horizon_steps)
                 regressor = HistGradientBoostingRegressor(
                     loss="absolute_error",
                     learning_rate=self.params.learning_rate,

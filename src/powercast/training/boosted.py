@@ -57,16 +57,29 @@ def fit_boosted(prepared: PreparedSeries, config: TrainConfig) -> FitResult:
         *_windows_and_targets(prepared, train_starts),
         validation=_windows_and_targets(prepared, val_starts),
         threads=config.cpu_threads,
+        time_budget_s=config.max_time_s,
     )
     stopped_by = "early_stopping" if min(module.rounds) < params.max_iter else "max_epochs"
     return _result(module, time.perf_counter() - started, module.validation_curve(), stopped_by)
 
 
 def refit_boosted(prepared: PreparedSeries, config: TrainConfig, held_out: FitResult) -> FitResult:
-    """Return a boosted model trained on training + validation windows with the rounds each step chose."""
+    """Return a boosted model trained on training + validation windows with the rounds each step chose.
+
+    The budget is per model, as for the networks: the refit gets what the held-out fit left of
+    ``config.max_time_s``.
+
+    Raises
+    ------
+    TrainingError
+        The refit did not finish in what was left of the budget (the held-out fit can still serve).
+    """
     started = time.perf_counter()
     starts = np.concatenate([prepared.window_starts["train"], prepared.window_starts["val"]])
     module = BoostedForecaster(held_out.module.params).fit(
-        *_windows_and_targets(prepared, starts), n_iter=held_out.module.rounds, threads=config.cpu_threads
+        *_windows_and_targets(prepared, starts),
+        n_iter=held_out.module.rounds,
+        threads=config.cpu_threads,
+        time_budget_s=max(0.0, config.max_time_s - held_out.elapsed_s),
     )
     return _result(module, time.perf_counter() - started, np.zeros(0), "max_epochs")

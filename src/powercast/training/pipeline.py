@@ -278,10 +278,14 @@ class ChallengerFit:
         return self.fit.device
 
     @property
+    def refit_elapsed_s(self) -> float:
+        """Return the seconds spent refitting on train + validation, whether the refit is served or not."""
+        return self.refit.elapsed_s if self.refit is not None else self.discarded_refit_s
+
+    @property
     def elapsed_s(self) -> float:
         """Return the cell's training wall-clock time in seconds (held-out fit and refit, served or not)."""
-        refit_s = self.refit.elapsed_s if self.refit is not None else self.discarded_refit_s
-        return self.fit.elapsed_s + refit_s
+        return self.fit.elapsed_s + self.refit_elapsed_s
 
 
 def selectable_windows(prepared: PreparedSeries) -> dict[str, np.ndarray]:
@@ -389,10 +393,14 @@ def _fit_boosted_challenger(
 ) -> ChallengerFit:
     """Return the gradient-boosting challenger, held-out fit and refit as for a network (no logs to write)."""
     fit = fit_boosted(prepared, config.train)
-    refit, refit_skipped = None, "train.refit_on_validation is off"
+    refit, refit_skipped, discarded_refit_s = None, "train.refit_on_validation is off", 0.0
     if config.train.refit_on_validation:
-        refit, refit_skipped = refit_boosted(prepared, config.train, fit), None
-    return _scored_challenger(BOOSTED_CELL, prepared, windows, fit, refit, refit_skipped)
+        started = time.perf_counter()
+        try:
+            refit, refit_skipped = refit_boosted(prepared, config.train, fit), None
+        except TrainingError as exc:  # out of budget: the held-out fit is still a model worth serving
+            refit_skipped, discarded_refit_s = f"the refit did not finish: {exc}", time.perf_counter() - started
+    return _scored_challenger(BOOSTED_CELL, prepared, windows, fit, refit, refit_skipped, discarded_refit_s)
 
 
 def _refit_for_service(
@@ -728,6 +736,8 @@ def _register_challenger(
             "device": fit.device,
             "precision": fit.precision,
             "elapsed_s": challenger.elapsed_s,
+            "fit_s": fit.elapsed_s,  # the held-out fit (chooses the epochs and is scored)
+            "refit_s": challenger.refit_elapsed_s,  # the refit on train + validation, served or not
             "epochs_run": fit.epochs_run,
             "best_epoch": fit.best_epoch,
             "stopped_by": fit.stopped_by,
