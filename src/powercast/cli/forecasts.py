@@ -5,17 +5,18 @@ from __future__ import annotations
 import argparse
 from datetime import date
 from pathlib import Path
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from powercast.core.config import PowercastConfig, parse_timezone
 from powercast.core.errors import ConfigError, ForecastError
 from powercast.io import layout
 from powercast.io.locking import PUBLISH_LOCK_NAME, meter_lock, named_lock
 from powercast.io.runs import new_run_id
-from powercast.prepare.resample import freq_timedelta
-from powercast.serving.contract import compact_utc
-from powercast.serving.publish import publish_batch, read_forecasts
+
+# pandas and the serving modules are imported by the handlers that use them: building the
+# parser (every command, `powercast ingest` included) must not pay for them.
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -69,6 +70,8 @@ def parse_issue_time(text: str | None, config: PowercastConfig) -> pd.Timestamp 
     """Return ``--issued-at`` as a UTC Timestamp; dates and naive times are read in local time."""
     if text is None:
         return None
+    import pandas as pd
+
     try:
         stamp = pd.Timestamp(text)
     except ValueError as exc:
@@ -83,6 +86,7 @@ def run_forecast(args: argparse.Namespace, config: PowercastConfig) -> int:
     from powercast.serving.forecast import (
         make_forecast_batch,  # torch: only when forecasting
     )
+    from powercast.serving.publish import publish_batch
     from powercast.store.readings import list_meters
 
     meters = [args.meter] if args.meter else list_meters(config.root)
@@ -110,6 +114,10 @@ def run_forecast(args: argparse.Namespace, config: PowercastConfig) -> int:
 
 def run_show(args: argparse.Namespace, config: PowercastConfig) -> int:
     """Print a published batch as a table with its metadata; return 0."""
+    import pandas as pd
+
+    from powercast.serving.publish import read_forecasts
+
     frame = read_forecasts(config.root, issued_at=parse_issue_time(args.issued_at, config), meter_id=args.meter)
     metadata = frame.attrs["powercast"]
     print(
@@ -128,11 +136,14 @@ def run_show(args: argparse.Namespace, config: PowercastConfig) -> int:
 
 def run_plot(args: argparse.Namespace, config: PowercastConfig) -> int:
     """Draw a published batch against the actual readings to a PNG; print its path; return 0."""
+    from powercast.prepare.resample import freq_timedelta
     from powercast.reporting.forecast_plot import (  # matplotlib
         CONTEXT_STEPS,
         actual_kw,
         plot_forecast,
     )
+    from powercast.serving.contract import compact_utc
+    from powercast.serving.publish import read_forecasts
 
     frame = read_forecasts(config.root, issued_at=parse_issue_time(args.issued_at, config), meter_id=args.meter)
     issued = frame["issued_at"].iloc[0]

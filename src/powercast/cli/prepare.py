@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from powercast.cli.options import add_setting_options, setting_overrides
 from powercast.core.config import PowercastConfig
 from powercast.core.settings import PREPARE_SETTINGS, settings
-from powercast.prepare.series import EXCLUSION_REASONS, PreparedSeries, prepare_meter
-from powercast.prepare.splits import SPLIT_NAMES
+
+# powercast.prepare (pandas) is imported when preparing: building the parser must not pay for it.
+if TYPE_CHECKING:
+    from powercast.prepare.series import PreparedSeries
 
 PREPARE_OPTIONS = settings(PREPARE_SETTINGS)
 
@@ -35,6 +37,9 @@ def prepare_overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 def describe(prepared: PreparedSeries, freq: str) -> str:
     """Return a plain-text summary of a prepared series: grid, features, splits, windows, exclusions."""
+    from powercast.prepare.series import EXCLUSION_REASONS
+    from powercast.prepare.splits import SPLIT_NAMES
+
     reasons = "  ".join(f"{reason:>14}" for reason in EXCLUSION_REASONS)
     lines = [
         f"meter        {prepared.meter_id}",
@@ -61,6 +66,8 @@ def describe(prepared: PreparedSeries, freq: str) -> str:
 
 def run_prepare(args: argparse.Namespace, config: PowercastConfig) -> int:
     """Prepare the meter from the store and print its summary; return the exit status."""
+    from powercast.prepare.series import prepare_meter
+
     meter_id = args.meter or config.ingest.default_meter_id
     prepared = prepare_meter(config, meter_id)
     print(describe(prepared, config.prepare.freq))
