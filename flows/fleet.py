@@ -24,7 +24,7 @@ from flows.train import MeterTraining, retrain_meter
 from powercast.core.config import PowercastConfig
 from powercast.io.locking import meter_lock
 from powercast.serving.contract import ForecastBatch
-from powercast.training.fit import FitResult
+from powercast.training.fleet import GlobalFit
 
 
 @dataclass(frozen=True, eq=False)
@@ -64,7 +64,7 @@ def meter_night(
     as_of_utc: datetime | None,
     force_retrain: bool,
     lock_timeout_s: float,
-    global_models: dict[str, FitResult],
+    global_models: dict[str, GlobalFit],
 ) -> MeterNight:
     """Retrain one meter when it has new readings (or when forced), then forecast it, under its lock.
 
@@ -95,7 +95,7 @@ def serve_meter(
     as_of_utc: datetime | None,
     force_retrain: bool,
     lock_timeout_s: float,
-    global_models: dict[str, FitResult],
+    global_models: dict[str, GlobalFit],
 ) -> MeterNight:
     """Return one meter's night, run wherever the task runner put this task."""
     return meter_night(config, meter_id, run_id, as_of_utc, force_retrain, lock_timeout_s, global_models)
@@ -110,7 +110,7 @@ def serve_fleet(
     as_of_utc: datetime | None,
     force_retrain: bool,
     lock_timeout_s: float,
-    global_models: dict[str, FitResult],
+    global_models: dict[str, GlobalFit],
 ) -> tuple[dict[str, MeterNight], dict[str, str]]:
     """Return (meter → its night, meter → error) after serving every meter on this flow's task runner."""
     futures = {

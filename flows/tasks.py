@@ -43,7 +43,7 @@ from powercast.reporting.forecast_plot import CONTEXT_STEPS, actual_kw, plot_for
 from powercast.serving.contract import ForecastBatch, compact_utc
 from powercast.serving.publish import PublishedBatch
 from powercast.store.ingest import IngestReport
-from powercast.training.fit import FitResult
+from powercast.training.fleet import GlobalFit
 from powercast.training.pipeline import ChallengerFit, TrainingOutcome
 
 IO_RETRIES = 3
@@ -174,7 +174,7 @@ def train_candidate(config: PowercastConfig, prepared: PreparedSeries, cell: str
 
 
 def train_candidates(
-    config: PowercastConfig, prepared: PreparedSeries, run_id: str, global_models: dict[str, FitResult]
+    config: PowercastConfig, prepared: PreparedSeries, run_id: str, global_models: dict[str, GlobalFit]
 ) -> tuple[list[ChallengerFit], dict[str, str]]:
     """Return the challengers (local cells trained here, tonight's global models) and (cell → error) of failures.
 
@@ -200,7 +200,7 @@ def train_candidates(
 @task(cache_policy=NO_CACHE, task_run_name="train-global-models")
 def train_global_models(
     config: PowercastConfig, meters: Sequence[str], run_id: str, as_of_utc: datetime | None
-) -> dict[str, FitResult]:
+) -> dict[str, GlobalFit]:
     """Train one network per cell on every meter's windows (``train.scope`` global or both); return cell → fit."""
     logger = get_run_logger()
     usable, left_out = powercast.training.fleet.prepare_fleet(config, meters, as_of_utc)
@@ -209,18 +209,19 @@ def train_global_models(
     if not usable:
         raise TrainingError(f"none of the {len(meters)} meter(s) has validation windows to train a global model on")
     fits = powercast.training.fleet.fit_global_models(config, usable, run_id, progress=False)
-    for cell, fit in fits.items():
+    for cell, trained in fits.items():
         logger.info(
-            "global %s trained on %d meters in %.1f s on %s (%d epochs of %d batches, stopped by %s)",
-            cell, len(usable), fit.elapsed_s, fit.device, fit.epochs_run, config.train.global_steps_per_epoch,
-            fit.stopped_by,
+            "global %s trained on %d meters in %.1f s on %s (%d epochs of %d batches, stopped by %s; %s)",
+            cell, len(usable), trained.elapsed_s, trained.device, trained.fit.epochs_run,
+            config.train.global_steps_per_epoch, trained.fit.stopped_by,
+            f"served refit for {trained.refit.epochs_run} epochs" if trained.refit else f"no refit: {trained.refit_skipped}",
         )
     return fits
 
 
 def fit_global_models_or_none(
     config: PowercastConfig, meters: Sequence[str], record: RunRecord, as_of_utc: datetime | None
-) -> dict[str, FitResult]:
+) -> dict[str, GlobalFit]:
     """Return tonight's global models (cell → fit), or none when the scope is local or their training failed.
 
     A failed global fit is recorded among the run's failures and the night goes on: local cells

@@ -33,7 +33,7 @@ from flows.tasks import (
 from powercast.core.config import PowercastConfig
 from powercast.io.locking import meter_lock
 from powercast.prepare.series import SeriesSummary
-from powercast.training.fit import FitResult
+from powercast.training.fleet import GlobalFit
 from powercast.training.pipeline import TrainingOutcome
 
 
@@ -63,7 +63,7 @@ def retrain_meter(
     run_id: str,
     as_of_utc: datetime | None,
     lock_timeout_s: float,
-    global_models: dict[str, FitResult] | None = None,
+    global_models: dict[str, GlobalFit] | None = None,
 ) -> MeterTraining:
     """Prepare one meter, train each local cell as its own task, then select among them, tonight's global
     models, the baselines and the champion, and register, holding the meter's lock."""

@@ -15,7 +15,8 @@ from powercast.prepare.series import prepare_meter
 from powercast.serving.forecast import make_forecast_batch
 from powercast.store.ingest import ingest_paths
 from powercast.store.readings import list_meters
-from powercast.training.fleet import train_fleet
+from powercast.training.fleet import fit_global_models, global_challenger, train_fleet
+from powercast.training.pipeline import forecast_module_kw, window_inputs
 
 CHANNELS = ["total", "kitchen", "laundry", "heater_ac", "rest"]
 TINY = {
@@ -140,3 +141,18 @@ def test_one_global_network_serves_every_meter_it_wins(alternating_root: str) ->
     for meter_id, outcome in result.outcomes.items():
         if not outcome.decision.promoted:  # a global model is written only under the meters it wins
             assert list_versions(alternating_root, meter_id) == []
+
+
+def test_a_global_network_is_chosen_on_validation_then_refit_on_it(fleet_root: str) -> None:
+    """With refit on, selection scores the held-out global fit and the refit (train + validation windows) serves."""
+    config = _config(fleet_root, "global").with_overrides({"train.refit_on_validation": True, "train.cells": ["gru"]})
+    series = [prepare_meter(config, meter_id) for meter_id in list_meters(fleet_root)]
+    [trained] = fit_global_models(config, series, run_id="refit", progress=False).values()
+    assert trained.refit is not None and trained.refit.epochs_run == trained.fit.best_epoch + 1
+    assert trained.refit.stopped_by == "max_epochs"
+    prepared = series[0]
+    challenger = global_challenger(trained, "gru_global", prepared)
+    held_out_kw = forecast_module_kw(trained.fit.module, prepared, prepared.window_starts["val"])
+    np.testing.assert_array_equal(challenger.forecasts_kw["val"], held_out_kw)
+    windows = window_inputs(prepared, prepared.window_starts["val"][:16])
+    assert not np.allclose(challenger.served_module.forecast_scaled(windows), trained.fit.module.forecast_scaled(windows))

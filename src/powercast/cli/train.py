@@ -180,9 +180,10 @@ def _train_fleet(
 
     result = train_fleet(config, meter_ids, run_id, progress=progress, lock_timeout_s=lock_timeout_s)
     print(f"run {run_id}: {len(meter_ids)} meter(s), train.scope={config.train.scope}")
-    for cell, fit in result.global_fits.items():
-        stopped = f"{fit.epochs_run} epochs, stopped by {fit.stopped_by}"
-        print(f"  global {cell}: {fit.elapsed_s:.1f} s on {fit.device}, {stopped}")
+    for cell, trained in result.global_fits.items():
+        stopped = f"{trained.fit.epochs_run} epochs, stopped by {trained.fit.stopped_by}"
+        refit = f"refit {trained.refit.epochs_run} epochs" if trained.refit else f"no refit: {trained.refit_skipped}"
+        print(f"  global {cell}: {trained.elapsed_s:.1f} s on {trained.device}, {stopped}; {refit}")
     print(fleet_table(result.outcomes))
     for meter_id, cells in result.failed_cells.items():
         print(f"{meter_id}: cells left out: " + "; ".join(f"{cell}: {error}" for cell, error in cells.items()))

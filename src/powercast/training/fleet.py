@@ -9,13 +9,16 @@ across meters: its cost follows that budget, not the number of meters. ``both`` 
 compete. Selection is per meter, on that meter's own validation windows, among its local cells,
 the global cells (named ``gru_global``, ``lstm_global``), the baselines and its champion.
 
-A global model is served as fitted (no refit on validation: its early stopping already saw a
-sample of every meter's validation windows) and is written to a meter's registry only where it
-wins that meter.
+With ``train.refit_on_validation`` a global model is chosen and scored like a local one: the
+held-out fit picks the epoch count and is what selection scores; a refit on every meter's
+training and validation windows, for that many epochs on the same step budget, is what serves
+(the most recent months matter most). It is written to a meter's registry only where it wins
+that meter.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import statistics
 from collections.abc import Sequence
 from contextlib import AbstractContextManager, nullcontext
@@ -23,6 +26,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
+import numpy as np
 import pytorch_lightning as pl
 
 from powercast.core.config import RECURRENT_CELLS, PowercastConfig
@@ -34,6 +38,7 @@ from powercast.prepare.datamodule import fleet_train_loader, fleet_val_loader
 from powercast.prepare.series import PreparedSeries, prepare_meter
 from powercast.training.fit import FitResult, build_forecaster, fit_module, local_log_dir, target_scale_kw
 from powercast.training.pipeline import (
+    HELD_OUT_SETS,
     ChallengerFit,
     TrainingOutcome,
     fit_challenger,
@@ -52,7 +57,7 @@ class FleetOutcome:
 
     outcomes: dict[str, TrainingOutcome] = field(default_factory=dict)
     failures: dict[str, str] = field(default_factory=dict)
-    global_fits: dict[str, FitResult] = field(default_factory=dict)
+    global_fits: dict[str, GlobalFit] = field(default_factory=dict)
     failed_cells: dict[str, dict[str, str]] = field(default_factory=dict)  # meter → cell → error, left out
 
 
@@ -71,6 +76,44 @@ def fit_global(
     return fit_module(module, train_loader, val_loader, train, f"{cell}_global", log_dir, progress)
 
 
+def refit_global(
+    config: PowercastConfig, series: Sequence[PreparedSeries], held_out: FitResult, log_dir: str | Path,
+    progress: bool | None,
+) -> FitResult:
+    """Return a fresh ``held_out`` network trained on every meter's training and validation windows.
+
+    As ``fit.refit_forecaster`` does for one meter: the same seed and step budget, exactly the
+    epochs the held-out fit found best, the last weights kept. The logged validation MAE is
+    in-sample and only shown.
+    """
+    cell = held_out.name.removesuffix("_global")
+    epochs = held_out.best_epoch + 1
+    train = config.train.model_copy(update={"max_epochs": epochs})
+    pl.seed_everything(train.seed, workers=True, verbose=False)
+    joined = [_validation_joined_to_training(item) for item in series]
+    train_loader = fleet_train_loader(joined, train.batch_size, train.global_steps_per_epoch, train.seed)
+    val_loader = fleet_val_loader(series, train.batch_size, train.global_val_windows, train.seed)
+    scale_kw = statistics.median(target_scale_kw(item) for item in series)
+    module = build_forecaster(series[0], train, cell, scale_kw=scale_kw)
+    return fit_module(
+        module, train_loader, val_loader, train, f"{cell}_global-refit", log_dir, progress,
+        early_stopping=False, restore_best=False,
+    )
+
+
+def _validation_joined_to_training(prepared: PreparedSeries) -> PreparedSeries:
+    """Return the series with its validation windows (complete and through gaps) counted as training windows."""
+
+    def joined(starts: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        if "val" not in starts:
+            return starts
+        return {**starts, "train": np.concatenate([starts.get("train", np.zeros(0, dtype=np.int64)), starts["val"]])}
+
+    return dataclasses.replace(
+        prepared, window_starts=joined(prepared.window_starts), gap_window_starts=joined(prepared.gap_window_starts)
+    )
+
+
 def _check_same_inputs(series: Sequence[PreparedSeries]) -> None:
     """Raise TrainingError unless every series has the same features, lookback and horizon."""
     if not series:
@@ -82,25 +125,67 @@ def _check_same_inputs(series: Sequence[PreparedSeries]) -> None:
         )
 
 
+@dataclass(frozen=True)
+class GlobalFit:
+    """One global network: the held-out fit selection scores, and the refit that serves (None: the fit serves)."""
+
+    fit: FitResult
+    refit: FitResult | None = None
+    refit_skipped: str | None = None
+
+    @property
+    def elapsed_s(self) -> float:
+        """Return the seconds of the held-out fit and its refit together."""
+        return self.fit.elapsed_s + (self.refit.elapsed_s if self.refit is not None else 0.0)
+
+    @property
+    def device(self) -> str:
+        """Return where the network trained."""
+        return self.fit.device
+
+
 def fit_global_models(
     config: PowercastConfig, series: Sequence[PreparedSeries], run_id: str, progress: bool | None = None
-) -> dict[str, FitResult]:
-    """Return one global fit per configured cell, trained on ``series`` (logs under ``runs/<run_id>/_fleet``)."""
+) -> dict[str, GlobalFit]:
+    """Return one global network per configured cell, trained on ``series`` (logs under ``runs/<run_id>/_fleet``)."""
     filesystem, base = resolve_filesystem(config.root)
     with local_log_dir(filesystem, layout.run_dir(base, run_id, FLEET_RUN_FOLDER), "powercast-global-") as log_dir:
         cells = [cell for cell in config.train.cells if cell in RECURRENT_CELLS]  # global models are networks
-        return {cell: fit_global(config, series, cell, log_dir / f"{cell}_global", progress) for cell in cells}
+        return {cell: _fit_and_refit_global(config, series, cell, log_dir, progress) for cell in cells}
 
 
-def global_challenger(fit: FitResult, cell: str, prepared: PreparedSeries) -> ChallengerFit:
-    """Return a global fit as one meter's challenger: the shared module, this meter's forecasts in kW."""
+def _fit_and_refit_global(
+    config: PowercastConfig, series: Sequence[PreparedSeries], cell: str, log_dir: Path, progress: bool | None
+) -> GlobalFit:
+    """Return the held-out global fit of ``cell`` and, with ``train.refit_on_validation``, its refit."""
+    fit = fit_global(config, series, cell, log_dir / f"{cell}_global", progress)
+    if not config.train.refit_on_validation:
+        return GlobalFit(fit, refit_skipped="train.refit_on_validation is off")
+    if fit.stopped_by == "max_time" or fit.elapsed_s >= config.train.max_time_s:
+        return GlobalFit(fit, refit_skipped=f"the held-out fit used the whole train.max_time_s={config.train.max_time_s:g}")
+    budget = config.model_copy(update={"train": config.train.model_copy(update={"max_time_s": config.train.max_time_s - fit.elapsed_s})})
+    refit = refit_global(budget, series, fit, log_dir / f"{cell}_global-refit", progress)
+    if refit.stopped_by == "max_time":
+        return GlobalFit(fit, refit_skipped="the refit did not finish in what was left of train.max_time_s")
+    return GlobalFit(fit, refit)
+
+
+def global_challenger(trained: GlobalFit, cell: str, prepared: PreparedSeries) -> ChallengerFit:
+    """Return a global network as one meter's challenger: the shared modules, this meter's forecasts in kW.
+
+    The held-out fit forecasts where scores must be held out (validation), the served model elsewhere.
+    """
+    served = trained.refit.module if trained.refit is not None else trained.fit.module
     windows = scoring_windows(prepared)
     return ChallengerFit(
         cell=cell,
-        fit=fit,
-        forecasts_kw={name: forecast_module_kw(fit.module, prepared, starts) for name, starts in windows.items()},
-        refit=None,
-        refit_skipped="a global model is served as fitted",
+        fit=trained.fit,
+        forecasts_kw={
+            name: forecast_module_kw(trained.fit.module if name in HELD_OUT_SETS else served, prepared, starts)
+            for name, starts in windows.items()
+        },
+        refit=trained.refit,
+        refit_skipped=trained.refit_skipped,
         scope="global",
     )
 
@@ -198,9 +283,11 @@ def _meter_lock(
 
 __all__ = [
     "FleetOutcome",
+    "GlobalFit",
     "fit_global",
     "fit_global_models",
     "global_challenger",
+    "refit_global",
     "local_challengers",
     "prepare_fleet",
     "train_fleet",
