@@ -167,6 +167,41 @@ class PrepareConfig(_Section):
     local_timezone: str = Field(
         "+01:00", description="Timezone of 'local midnight' for forecast origins (IANA name or fixed offset)."
     )
+    missing_mask: bool = Field(
+        False,
+        title="Missing-value mask",
+        description="Networks read windows with long gaps in their input: missing input steps are filled with "
+        "the same time of the previous day (scaled 0 where there is none) and an extra input column says which "
+        "steps were missing. Such windows are then used for training (targets stay real readings) and a network "
+        "champion forecasts through a gap instead of the baseline fallback.",
+    )
+    min_real_input_steps: int = Field(
+        24,
+        ge=1,
+        title="Minimum real input (steps)",
+        description="With missing_mask, a window needs at least this many real (not filled) input steps in its "
+        "lookback to be trained on or forecast from (24 at 1 h: one day).",
+    )
+    day_of_year_features: bool = Field(
+        False,
+        title="Day-of-year features",
+        description="Add the local day of the year as a point on a circle (sin, cos): yearly seasonality.",
+    )
+    holiday_features: bool = Field(
+        False,
+        title="Holiday features",
+        description="Add whether the local day one horizon ahead of each step is a public holiday (holidays "
+        "package, country from holiday_country), so a window's last day of rows flags the days it forecasts.",
+    )
+    holiday_country: str = Field(
+        "FR",
+        description="Public-holiday calendar of a meter (ISO 3166 code known to the holidays package, optionally "
+        "'FR-subdivision'), unless holiday_country_by_meter names the meter. FR: the UCI house in Sceaux.",
+    )
+    holiday_country_by_meter: dict[str, str] = Field(
+        default_factory=dict,
+        description="Per-meter holiday calendars, meter_id -> country code; other meters use holiday_country.",
+    )
     split: SplitConfig = Field(default_factory=SplitConfig)
 
     @field_validator("local_timezone")
@@ -174,6 +209,19 @@ class PrepareConfig(_Section):
     def _tz_is_valid(cls, value: str) -> str:
         parse_timezone(value)
         return value
+
+    @model_validator(mode="after")
+    def _real_input_fits_lookback(self) -> PrepareConfig:
+        if self.min_real_input_steps > self.lookback_steps:
+            raise ValueError(
+                f"min_real_input_steps {self.min_real_input_steps} exceeds lookback_steps {self.lookback_steps}: "
+                "a window could never hold that many real steps"
+            )
+        return self
+
+    def holiday_country_of(self, meter_id: str) -> str:
+        """Return the holiday calendar of ``meter_id``: its entry in holiday_country_by_meter, else holiday_country."""
+        return self.holiday_country_by_meter.get(meter_id, self.holiday_country)
 
 
 class TrainConfig(_Section):

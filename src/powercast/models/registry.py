@@ -46,7 +46,7 @@ from powercast.models.boosting import BOOSTED_CELL, BoostedForecaster, BoostingP
 from powercast.models.combination import CombinedForecaster
 from powercast.models.conformal import offsets_for
 from powercast.models.rnn import RNNForecaster
-from powercast.prepare.features import slot_of_day
+from powercast.prepare.features import config_for_features, slot_of_day
 from powercast.prepare.scaling import FeatureScaler
 
 # /2: ensembles (``members.*`` tensors, ``n_members``), held-out weights, per-slot interval offsets.
@@ -349,7 +349,8 @@ def _loaded_model(
         holdout_module=holdout_module,
         scaler=FeatureScaler.from_dict(card["scaler"]),
         feature_names=tuple(card["feature_names"]),
-        prepare_config=PrepareConfig.model_validate(card["prepare_config"]),
+        # The feature list decides the input switches: a card older than a switch lacks its key.
+        prepare_config=config_for_features(PrepareConfig.model_validate(card["prepare_config"]), tuple(card["feature_names"])),
         interval_lo_kw=np.atleast_2d(np.asarray(interval["lo_kw"], dtype=np.float32)),
         interval_hi_kw=np.atleast_2d(np.asarray(interval["hi_kw"], dtype=np.float32)),
         interval_coverage=float(interval["coverage"]),

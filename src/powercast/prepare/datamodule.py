@@ -80,7 +80,8 @@ class WindowDataModule(pl.LightningDataModule):
     Parameters
     ----------
     prepared : PreparedSeries
-        Its ``window_starts`` per split define the samples.
+        Its ``window_starts`` per split define the samples; training also reads its windows
+        through a gap (``training_starts``, with ``prepare.missing_mask``), validation and test never.
     batch_size : int
         Windows per batch.
     shuffle_train : bool
@@ -109,7 +110,9 @@ class WindowDataModule(pl.LightningDataModule):
         self.shuffle_train = shuffle_train
         self.seed = seed
         self.num_workers = num_workers
+        # Early stopping and scoring read complete windows only: the same windows every model is compared on.
         self.datasets = {split: window_dataset(prepared, prepared.window_starts[split]) for split in SPLIT_NAMES}
+        self.datasets["train"] = window_dataset(prepared, prepared.training_starts("train"))
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader[tuple[torch.Tensor, torch.Tensor]]:
         dataset = self.datasets[split]
@@ -134,7 +137,7 @@ class WindowDataModule(pl.LightningDataModule):
     def train_and_val_dataloader(self) -> DataLoader[tuple[torch.Tensor, torch.Tensor]]:
         """Return one loader over the training and validation windows together (a refit), shuffled like training."""
         self._loader("train", False)  # raises when the training split is empty
-        starts = np.concatenate([self.prepared.window_starts["train"], self.prepared.window_starts["val"]])
+        starts = np.concatenate([self.prepared.training_starts("train"), self.prepared.training_starts("val")])
         return self._batches(window_dataset(self.prepared, starts), self.shuffle_train)
 
     def train_dataloader(self) -> DataLoader[tuple[torch.Tensor, torch.Tensor]]:
@@ -152,7 +155,8 @@ class WindowDataModule(pl.LightningDataModule):
 
 def _fleet_windows(series: Sequence[PreparedSeries], split: str) -> ConcatDataset:
     """Return every meter's ``split`` windows as one dataset; each window reads its own meter's scaled arrays."""
-    datasets = [window_dataset(item, item.window_starts[split]) for item in series if len(item.window_starts[split])]
+    starts = {id(item): item.training_starts(split) if split == "train" else item.window_starts[split] for item in series}
+    datasets = [window_dataset(item, starts[id(item)]) for item in series if len(starts[id(item)])]
     if not datasets:
         raise DataPreparationError(
             f"no meter of the {len(series)} given has a usable {split} window; ingest more readings or widen the split"

@@ -3,11 +3,17 @@
 The steps, in order: resample to ``config.freq`` (a bucket with too few readings is missing),
 interpolate short gaps (long ones stay missing, nothing becomes 0), split by time, fit the scaler
 on training rows only, add calendar features, and index the windows that are usable per split.
+
+With ``prepare.missing_mask`` the long gaps of the model inputs are filled (``target_kw`` keeps
+its NaN) and a mask column marks them: windows whose input holds a gap but whose targets are all
+real readings, with at least ``prepare.min_real_input_steps`` real input steps, become training
+windows (``gap_window_starts``). Scoring windows stay the complete ones, so figures with and
+without the mask are measured on the same windows.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
 
 import numpy as np
@@ -18,8 +24,12 @@ from powercast.core.config import PowercastConfig, PrepareConfig, parse_timezone
 from powercast.core.errors import DataPreparationError
 from powercast.core.schemas import TARGET_COLUMN, TIMESTAMP_COLUMN
 from powercast.prepare.features import (
+    MISSING_MASK_FEATURE,
     calendar_features,
+    day_of_year_features,
     feature_names,
+    fill_missing_inputs,
+    holiday_ahead_feature,
     measured_feature_names,
 )
 from powercast.prepare.gaps import GapReport, interpolate_short_gaps
@@ -56,7 +66,8 @@ class PreparedSeries:
         float32 [T] kW after short-gap interpolation; NaN inside long gaps.
     inputs : np.ndarray
         float32 [T, F] scaled model inputs; column 0 is the scaled target; rows are NaN where
-        ``target_kw`` is NaN.
+        ``target_kw`` is NaN, unless ``prepare.missing_mask`` filled them (then nothing is NaN
+        and the ``input_missing`` column is 1.0 on those rows).
     feature_names : tuple[str, ...]
         The F input names in column order (first ``"active_power_kw"``).
     lookback_steps, horizon_steps : int
@@ -74,6 +85,10 @@ class PreparedSeries:
         Split → [start, end) in UTC.
     gap_report : GapReport
         What the gap policy did to the target.
+    gap_window_starts : dict[str, np.ndarray]
+        Split → starts of windows whose input holds filled (missing) steps but whose targets are
+        all real readings, with enough real input; trained on beside ``window_starts`` (networks
+        only), never scored. Empty unless ``prepare.missing_mask``.
     """
 
     meter_id: str
@@ -89,6 +104,17 @@ class PreparedSeries:
     exclusions: dict[str, dict[str, int]]
     split_bounds_utc: dict[str, tuple[pd.Timestamp, pd.Timestamp]]
     gap_report: GapReport
+    gap_window_starts: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def training_starts(self, split: str) -> np.ndarray:
+        """Return the starts a network trains on in ``split``: complete windows, then those through a gap."""
+        gap = self.gap_window_starts.get(split)
+        return self.window_starts[split] if gap is None or not gap.size else np.concatenate([self.window_starts[split], gap])
+
+    @property
+    def reads_missing_mask(self) -> bool:
+        """Return whether the inputs carry the missing-value mask (long gaps filled)."""
+        return MISSING_MASK_FEATURE in self.feature_names
 
     def summary(self) -> SeriesSummary:
         """Return what the series holds in a few numbers (for run reports; cheap to send between processes)."""
@@ -128,33 +154,53 @@ def _readings_frame(readings: pa.Table | pd.DataFrame, columns: tuple[str, ...])
 
 
 def _usable_windows(
-    inputs: np.ndarray,
+    missing_rows: np.ndarray,
+    target_missing: np.ndarray,
     rows: dict[str, tuple[int, int]],
-    lookback_steps: int,
-    horizon_steps: int,
+    config: PrepareConfig,
     index_utc: pd.DatetimeIndex,
     local_tz: tzinfo,
-) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict[str, dict[str, int]]]:
-    """Return per split: usable window starts, those issued at local midnight, and exclusions by reason."""
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict[str, dict[str, int]], dict[str, np.ndarray]]:
+    """Return per split: complete window starts, those issued at local midnight, exclusions by reason, gap windows.
+
+    ``missing_rows`` [T] is True where any measured input is missing, ``target_missing`` [T] where
+    the target is. Gap windows (only with ``config.missing_mask``) are the excluded windows whose
+    targets are all real and whose lookback holds at least ``config.min_real_input_steps`` real steps.
+    """
+    lookback_steps, horizon_steps = config.lookback_steps, config.horizon_steps
     window_steps = lookback_steps + horizon_steps
-    touches_gap = window_has_invalid(np.isnan(inputs[:, 0]), window_steps)
-    touches_missing_input = window_has_invalid(np.isnan(inputs).any(axis=1), window_steps)
+    touches_gap = window_has_invalid(target_missing, window_steps)
+    touches_missing_input = window_has_invalid(missing_rows, window_steps)
+    gap_trainable = _gap_trainable(missing_rows, target_missing, config) if config.missing_mask else None
     window_starts: dict[str, np.ndarray] = {}
     origin_starts: dict[str, np.ndarray] = {}
     exclusions: dict[str, dict[str, int]] = {}
+    gap_starts: dict[str, np.ndarray] = {}
     for split in SPLIT_NAMES:
-        inside, crossing = split_window_starts(rows[split], len(inputs), lookback_steps, horizon_steps)
+        inside, crossing = split_window_starts(rows[split], len(missing_rows), lookback_steps, horizon_steps)
         gap = touches_gap[inside]
         other = touches_missing_input[inside] & ~gap
         kept = inside[~(gap | other)]
         window_starts[split] = kept
         origin_starts[split] = midnight_origin_starts(kept, lookback_steps, index_utc, local_tz)
+        excluded = inside[gap | other]
+        gap_starts[split] = excluded[gap_trainable[excluded]] if gap_trainable is not None else excluded[:0]
         exclusions[split] = {
             EXCLUDED_CROSSES_SPLIT: int(crossing.size),
             EXCLUDED_LONG_GAP: int(gap.sum()),
             EXCLUDED_MISSING_INPUT: int(other.sum()),
         }
-    return window_starts, origin_starts, exclusions
+    return window_starts, origin_starts, exclusions, gap_starts
+
+
+def _gap_trainable(missing_rows: np.ndarray, target_missing: np.ndarray, config: PrepareConfig) -> np.ndarray:
+    """Return bool [T - L - H + 1]: targets all real and at least ``min_real_input_steps`` real input steps."""
+    lookback_steps, horizon_steps = config.lookback_steps, config.horizon_steps
+    n_windows = len(missing_rows) - lookback_steps - horizon_steps + 1
+    targets_real = ~window_has_invalid(target_missing, horizon_steps)[lookback_steps : lookback_steps + n_windows]
+    prefix = np.concatenate(([0], np.cumsum(missing_rows, dtype=np.int64)))
+    missing_inputs = prefix[lookback_steps : lookback_steps + n_windows] - prefix[:n_windows]
+    return targets_real & (lookback_steps - missing_inputs >= config.min_real_input_steps)
 
 
 def _check_scaler_columns(scaler: FeatureScaler | None, measured: tuple[str, ...]) -> None:
@@ -223,14 +269,40 @@ def _fit_training_scaler(
 
 
 def _model_inputs(
-    scaler: FeatureScaler, measured_frame: pd.DataFrame, target_kw: np.ndarray, config: PrepareConfig, local_tz: tzinfo
+    scaler: FeatureScaler,
+    measured_frame: pd.DataFrame,
+    target_kw: np.ndarray,
+    config: PrepareConfig,
+    local_tz: tzinfo,
+    meter_id: str,
 ) -> np.ndarray:
-    """Return the float32 [T, F] model inputs: scaled measured columns, then calendar features when enabled."""
-    parts = [scaler.transform(measured_frame)]  # [T, 1 + E]
+    """Return the float32 [T, F] model inputs in ``feature_names(config)`` order.
+
+    Scaled measured columns (NaN-filled, with the mask column, under ``config.missing_mask``),
+    then the known inputs that are switched on: calendar, day of year, holiday ahead.
+    """
+    index = measured_frame.index
+    measured = scaler.transform(measured_frame)  # [T, 1 + E]
+    if not config.missing_mask:
+        measured[np.isnan(target_kw)] = np.nan  # a row without its target is not an input
+        parts = [measured]
+    else:
+        parts = list(fill_missing_inputs(measured, round(pd.Timedelta(days=1) / freq_timedelta(config.freq))))
     if config.calendar_features:
-        parts.append(calendar_features(measured_frame.index, local_tz))  # [T, 4]
-    inputs = np.concatenate(parts, axis=1)  # [T, F]
-    inputs[np.isnan(target_kw)] = np.nan  # column 0 (scaled target) is NaN exactly where target_kw is
+        parts.append(calendar_features(index, local_tz))  # [T, 4]
+    if config.day_of_year_features:
+        parts.append(day_of_year_features(index, local_tz))  # [T, 2]
+    if config.holiday_features:
+        country = config.holiday_country_of(meter_id)
+        setting = (
+            f"prepare.holiday_country_by_meter[{meter_id!r}]"
+            if meter_id in config.holiday_country_by_meter
+            else "prepare.holiday_country"
+        )
+        parts.append(holiday_ahead_feature(index, local_tz, config.horizon_steps, country, setting))  # [T, 1]
+    inputs = np.concatenate(parts, axis=1).astype(np.float32)  # [T, F]
+    if not config.missing_mask:
+        inputs[np.isnan(target_kw)] = np.nan  # column 0 (scaled target) is NaN exactly where target_kw is
     return inputs
 
 
@@ -270,23 +342,26 @@ def prepare_series(
     bounds, rows = _split_rows(meter_id, index_utc, target_kw, config, local_tz)
     if scaler is None:
         scaler = _fit_training_scaler(meter_id, resampled.frame, measured, rows["train"], bounds["val"][0], config.freq)
-    inputs = _model_inputs(scaler, measured_frame, target_kw, config, local_tz)
-    lookback, horizon = config.lookback_steps, config.horizon_steps
-    window_starts, origin_starts, exclusions = _usable_windows(inputs, rows, lookback, horizon, index_utc, local_tz)
+    inputs = _model_inputs(scaler, measured_frame, target_kw, config, local_tz, meter_id)
+    missing_rows = measured_frame.isna().to_numpy().any(axis=1)
+    window_starts, origin_starts, exclusions, gap_starts = _usable_windows(
+        missing_rows, np.isnan(target_kw), rows, config, index_utc, local_tz
+    )
     return PreparedSeries(
         meter_id=meter_id,
         index_utc=index_utc,
         target_kw=target_kw,
         inputs=inputs,
         feature_names=feature_names(config),
-        lookback_steps=lookback,
-        horizon_steps=horizon,
+        lookback_steps=config.lookback_steps,
+        horizon_steps=config.horizon_steps,
         window_starts=window_starts,
         origin_starts=origin_starts,
         scaler=scaler,
         exclusions=exclusions,
         split_bounds_utc=bounds,
         gap_report=gap_reports[TARGET_COLUMN],
+        gap_window_starts=gap_starts,
     )
 
 
@@ -311,7 +386,8 @@ def input_window(prepared: PreparedSeries, origin_utc: pd.Timestamp) -> np.ndarr
     if start < 0 or origin_row > len(prepared.index_utc):
         return None
     window = prepared.inputs[start:origin_row]
-    # Any NaN, in the target or in an extra input: no model was trained on windows with gaps
+    # Any NaN, in the target or in an extra input (inputs prepared without prepare.missing_mask):
+    # no such model was trained on windows with gaps
     # (hgb routes NaN, but measured on the sample it then loses to the same-hour mean: 0.49-0.56
     # against 0.47 kW test MAE, so the fallback serves those days).
     return None if np.isnan(window).any() else window.copy()

@@ -5,8 +5,11 @@ scaler, and predicts the whole horizon at once; its split-conformal offsets (lea
 validation residuals when it was trained) turn the point forecast into an interval. When the
 meter has no champion yet, or that input window touches a gap longer than the interpolation
 policy allows, the batch comes from the best baseline on the recent days instead (the value 24 h
-or 168 h earlier, or the same hour's mean or median over the last 7 days), never from invented
-inputs; the ``model`` column (``seasonal_naive`` / ``same_hour``) and the batch notes say so.
+or 168 h earlier, or the same hour's mean or median over the last 7 days); the ``model`` column
+(``seasonal_naive`` / ``same_hour``) and the batch notes say so. The exception: a network champion
+trained with ``prepare.missing_mask`` reads filled inputs and a mask column saying which steps were
+missing (it learned from such windows), so it forecasts through a gap as long as its window holds
+``prepare.min_real_input_steps`` real steps.
 
 Fallback intervals: the baseline learns nothing, so any past window is out-of-sample for it.
 Its offsets are split-conformal quantiles of its own residuals on the windows whose targets lie
@@ -25,6 +28,7 @@ import pandas as pd
 import pyarrow as pa
 
 from powercast.core.config import (
+    RECURRENT_CELLS,
     ForecastConfig,
     PowercastConfig,
     SplitConfig,
@@ -35,7 +39,7 @@ from powercast.core.schemas import FORECAST_SCHEMA
 from powercast.models.baselines import BASELINES, steps_per_day
 from powercast.models.conformal import ConformalIntervals
 from powercast.models.registry import LoadedModel, load_champion
-from powercast.prepare.features import interval_slots_of
+from powercast.prepare.features import MISSING_MASK_FEATURE, interval_slots_of
 from powercast.prepare.gaps import find_gaps
 from powercast.prepare.resample import freq_timedelta
 from powercast.prepare.series import PreparedSeries, input_window, prepare_meter
@@ -93,14 +97,45 @@ def grid_row(prepared: PreparedSeries, origin_utc: pd.Timestamp) -> int:
     return int(offset // step)
 
 
-def _window_gap_reason(prepared: PreparedSeries, origin_row: int, max_gap_steps: int) -> str:
+def reads_through_gaps(champion: LoadedModel) -> bool:
+    """Return whether ``champion`` forecasts windows with missing input: a network whose card lists the mask.
+
+    hgb and combinations (which hold an hgb) were never trained on windows with gaps: measured on
+    the sample they then lose to the same-hour mean, so those days keep the baseline fallback.
+    """
+    return champion.cell in RECURRENT_CELLS and MISSING_MASK_FEATURE in champion.feature_names
+
+
+def champion_window(prepared: PreparedSeries, champion: LoadedModel, issued_utc: pd.Timestamp) -> np.ndarray | None:
+    """Return the champion's [L, F] input window ending before ``issued_utc``, or None when it must not forecast.
+
+    None when the window leaves the grid, or holds missing input the champion was not trained to
+    read (see ``reads_through_gaps``), or fewer real steps than its ``prepare.min_real_input_steps``.
+    """
+    window = input_window(prepared, issued_utc)
+    if window is None or MISSING_MASK_FEATURE not in prepared.feature_names:
+        return window  # without the mask, input_window already refused any missing step
+    missing_steps = int((window[:, prepared.feature_names.index(MISSING_MASK_FEATURE)] > 0).sum())
+    if missing_steps == 0:
+        return window
+    if not reads_through_gaps(champion):
+        return None
+    real_steps = len(window) - missing_steps
+    return window if real_steps >= champion.prepare_config.min_real_input_steps else None
+
+
+def _window_gap_reason(prepared: PreparedSeries, origin_row: int, max_gap_steps: int, champion: LoadedModel) -> str:
     start = max(origin_row - prepared.lookback_steps, 0)
     missing = np.isnan(prepared.target_kw[start:origin_row])
     _, gap_lengths = find_gaps(missing)
     longest = int(gap_lengths.max()) if gap_lengths.size else 0
+    if reads_through_gaps(champion):
+        policy = f"fewer than prepare.min_real_input_steps={champion.prepare_config.min_real_input_steps} real steps"
+    else:
+        policy = f"at most {max_gap_steps} are interpolated"
     return (
         f"the {prepared.lookback_steps}-step input window before the issue time has {int(missing.sum())} missing "
-        f"steps (longest gap {longest} steps; at most {max_gap_steps} are interpolated)"
+        f"steps (longest gap {longest} steps; {policy})"
         + ("" if origin_row - prepared.lookback_steps >= 0 else " and reaches before the first reading")
     )
 
@@ -266,7 +301,7 @@ def forecast_at(
     issued = to_utc_timestamp(issued_at_utc, "issued_at")
     origin_row = grid_row(prepared, issued)
     step = prepared.index_utc[1] - prepared.index_utc[0]
-    window = input_window(prepared, issued) if champion is not None else None
+    window = champion_window(prepared, champion, issued) if champion is not None else None
     if champion is not None and window is not None:
         yhat = champion.predict_kw(window[None])[0]  # [H]
         lo_kw, hi_kw = champion.interval_offsets_kw(issued)
@@ -279,7 +314,7 @@ def forecast_at(
         reason = no_champion_reason or f"meter {prepared.meter_id} has no champion model yet"
     else:
         reason = f"champion {champion.cell} {champion.version} not used: " + _window_gap_reason(
-            prepared, origin_row, max_gap_steps
+            prepared, origin_row, max_gap_steps, champion
         )
     fallback = baseline_forecast(
         prepared, origin_row, forecast_config.interval_coverage, forecast_config.baseline_calibration_days, local_tz
