@@ -1,0 +1,94 @@
+"""A network trained with prepare.missing_mask forecasts through real outages; old cards serve as before."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from powercast.core.config import PowercastConfig
+from powercast.models.registry import load_champion
+from powercast.prepare.features import MISSING_MASK_FEATURE
+from powercast.prepare.series import prepare_meter
+from powercast.serving.forecast import FALLBACK_FAMILY, make_forecast_batch
+from powercast.training.pipeline import train_meter
+
+METER = "sceaux_household"
+NEW_PREPARE_KEYS = (
+    "missing_mask", "min_real_input_steps", "day_of_year_features", "holiday_features", "holiday_country",
+    "holiday_country_by_meter",
+)
+
+
+@pytest.fixture(scope="module")
+def masked_champion(tmp_path_factory, ingested_sample_root: str, champion_overrides) -> PowercastConfig:
+    """The fixture champion's night (tiny GRU, seeded) trained with the mask: a data root holding it."""
+    root = tmp_path_factory.mktemp("masked") / "root"
+    shutil.copytree(Path(ingested_sample_root) / "store", root / "store")
+    config = PowercastConfig(root=str(root)).with_overrides({**champion_overrides, "prepare.missing_mask": True})
+    outcome = train_meter(config, METER, "masked", progress=False)
+    assert outcome.decision.promoted, outcome.decision.reason
+    return config
+
+
+def _midnights_after_outages(config: PowercastConfig, min_real: int, enough: bool) -> list[pd.Timestamp]:
+    """Return local midnights whose input window holds a real outage and (not) at least ``min_real`` real steps."""
+    prepared = prepare_meter(config, METER)
+    lookback = prepared.lookback_steps
+    missing = np.isnan(prepared.target_kw)
+    local = prepared.index_utc.tz_convert(config.prepare.local_timezone)
+    found = []
+    for origin in np.flatnonzero((local.hour == 0) & (np.arange(len(local)) >= lookback)):
+        n_missing = int(missing[origin - lookback : origin].sum())
+        if n_missing > config.prepare.max_interpolate_gap_steps and ((lookback - n_missing >= min_real) == enough):
+            found.append(prepared.index_utc[origin])
+    return found
+
+
+def test_network_reading_the_mask_forecasts_through_a_long_gap(masked_champion: PowercastConfig) -> None:
+    champion = load_champion(masked_champion.root, METER)
+    assert champion.cell in ("gru", "lstm") and MISSING_MASK_FEATURE in champion.feature_names
+    issue_times = _midnights_after_outages(masked_champion, champion.prepare_config.min_real_input_steps, True)
+    assert len(issue_times) >= 2  # the sample's August and September outages
+    for issued in issue_times:
+        batch = make_forecast_batch(masked_champion, METER, issued, run_id="run-gap")
+        frame = batch.table.to_pandas()
+        assert (batch.model, batch.model_version, batch.notes) == (champion.cell, champion.version, ())
+        assert np.isfinite(frame[["yhat_kw", "yhat_lo_kw", "yhat_hi_kw"]].to_numpy()).all()
+        assert len(frame) == champion.prepare_config.horizon_steps
+
+
+def test_too_little_real_input_still_falls_back_and_names_the_setting(masked_champion: PowercastConfig) -> None:
+    champion = load_champion(masked_champion.root, METER)
+    issued = _midnights_after_outages(masked_champion, champion.prepare_config.min_real_input_steps, False)[0]
+    batch = make_forecast_batch(masked_champion, METER, issued, run_id="run-gap")
+    assert batch.model in set(FALLBACK_FAMILY.values())
+    assert "prepare.min_real_input_steps=24" in batch.notes[0]
+
+
+def test_card_without_the_new_prepare_keys_loads_and_forecasts_as_before(champion_root: str, tmp_path: Path) -> None:
+    """A model card written before these settings existed (its prepare_config lacks them) serves unchanged."""
+    old_root = tmp_path / "root"
+    shutil.copytree(champion_root, old_root)
+    config = PowercastConfig(root=str(old_root))
+    champion = load_champion(str(old_root), METER)
+    card_path = old_root / "models" / METER / champion.version / "model.json"
+    card = json.loads(card_path.read_text())
+    for key in NEW_PREPARE_KEYS:
+        card["prepare_config"].pop(key, None)
+    card_path.write_text(json.dumps(card))
+
+    old = load_champion(str(old_root), METER)
+    assert old.feature_names == champion.feature_names and MISSING_MASK_FEATURE not in old.feature_names
+    assert not (old.prepare_config.missing_mask or old.prepare_config.holiday_features)
+    issued = pd.Timestamp("2010-11-10T00:00+01:00")
+    before = make_forecast_batch(PowercastConfig(root=champion_root), METER, issued, run_id="r")
+    after = make_forecast_batch(config, METER, issued, run_id="r")
+    assert after.model == "gru"
+    np.testing.assert_array_equal(after.table["yhat_kw"].to_numpy(), before.table["yhat_kw"].to_numpy())
+    outage = make_forecast_batch(config, METER, pd.Timestamp("2010-08-19T00:00+01:00"), run_id="r")
+    assert outage.model in set(FALLBACK_FAMILY.values())  # no mask: a gap still falls back
