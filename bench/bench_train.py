@@ -8,8 +8,10 @@ device per model. Writes ``bench/results/train.json``. Never asserts on time.
 
     .venv/bin/python bench/bench_train.py [--cpu-threads 1] [--max-epochs N] [--accelerator cpu]
                                           [--ensemble-members K] [--no-refit-on-validation]
+                                          [--missing-mask] [--day-of-year-features] [--holiday-features]
 
-Every training setting of ``powercast train`` is an option here too (``--help`` lists them).
+Every training setting of ``powercast train`` is an option here too (``--help`` lists them), and
+so are the input switches the accuracy ablation compares (docs/accuracy.md).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import torch
 from powercast.cli.options import add_setting_options, setting_overrides
 from powercast.core.config import PowercastConfig, SplitConfig
 from powercast.core.settings import TRAINING_SETTINGS, settings
+from powercast.prepare.features import feature_names
 from powercast.store.ingest import ingest_paths
 from powercast.training.pipeline import train_meter
 
@@ -33,8 +36,20 @@ REPO = Path(__file__).resolve().parents[1]
 DEFAULT_SOURCE = REPO.parent / "shared" / "data" / "household_power_consumption.txt.gz"
 RESULTS = REPO / "bench" / "results"
 SETS = ("val_day_ahead", "test_day_ahead")
-# The training settings, and the seed: the spread across seeds is part of the figure.
-BENCH_OPTIONS = settings((*TRAINING_SETTINGS, "train.seed"))
+# The training settings, the seed (the spread across seeds is part of the figure) and the input
+# switches of the accuracy ablation (docs/accuracy.md).
+ABLATION_SETTINGS = (
+    "prepare.missing_mask",
+    "prepare.min_real_input_steps",
+    "prepare.day_of_year_features",
+    "prepare.holiday_features",
+)
+BENCH_OPTIONS = settings((*TRAINING_SETTINGS, "train.seed", *ABLATION_SETTINGS))
+
+
+def prepared_features(config: PowercastConfig) -> tuple[str, ...]:
+    """Return the input columns the networks read under ``config``."""
+    return feature_names(config.prepare)
 
 
 def main() -> int:
@@ -97,6 +112,9 @@ def main() -> int:
         )
     if config.train.refit_on_validation:
         print("val: the held-out fit (selection scores it); test: the served model, refit on train + validation")
+    night_s = sum(outcome.elapsed_s.values())
+    print(f"training time of the night (every challenger, held-out fit + refit): {night_s:.0f} s")
+    print(f"inputs: {', '.join(prepared_features(config))}")
     print(f"\ndecision: {outcome.decision.reason}")
     RESULTS.mkdir(parents=True, exist_ok=True)
     payload = {
@@ -109,6 +127,7 @@ def main() -> int:
         "ingest_s": ingest_s,
         "devices": outcome.devices,
         "train_s": outcome.elapsed_s,
+        "night_train_s": night_s,
         "decision": outcome.decision.to_dict(),
         "rows": rows,
     }

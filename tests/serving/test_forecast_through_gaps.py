@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from powercast.core.config import PowercastConfig
-from powercast.models.registry import load_champion
+from powercast.models.registry import load_champion, promote
 from powercast.prepare.features import MISSING_MASK_FEATURE
 from powercast.prepare.series import prepare_meter
 from powercast.serving.forecast import FALLBACK_FAMILY, make_forecast_batch
@@ -25,14 +25,25 @@ NEW_PREPARE_KEYS = (
 
 
 @pytest.fixture(scope="module")
-def masked_champion(tmp_path_factory, ingested_sample_root: str, champion_overrides) -> PowercastConfig:
-    """The fixture champion's night (tiny GRU, seeded) trained with the mask: a data root holding it."""
+def masked_night(tmp_path_factory, ingested_sample_root: str, champion_overrides) -> PowercastConfig:
+    """The fixture champion's night (tiny GRU, seeded) with hgb beside it, prepared with the mask.
+
+    Registers ``masked-gru``, ``masked-hgb`` and ``masked-combo``; each test promotes the one it serves.
+    """
     root = tmp_path_factory.mktemp("masked") / "root"
     shutil.copytree(Path(ingested_sample_root) / "store", root / "store")
-    config = PowercastConfig(root=str(root)).with_overrides({**champion_overrides, "prepare.missing_mask": True})
+    overrides = {**champion_overrides, "prepare.missing_mask": True, "train.cells": ["gru", "hgb"]}
+    config = PowercastConfig(root=str(root)).with_overrides(overrides)
     outcome = train_meter(config, METER, "masked", progress=False)
-    assert outcome.decision.promoted, outcome.decision.reason
+    assert set(outcome.versions) == {"gru", "hgb", "combo"}
     return config
+
+
+@pytest.fixture()
+def masked_champion(masked_night: PowercastConfig) -> PowercastConfig:
+    """The masked night's GRU as the champion."""
+    promote(masked_night.root, METER, "masked-gru", "test")
+    return masked_night
 
 
 def _midnights_after_outages(config: PowercastConfig, min_real: int, enough: bool) -> list[pd.Timestamp]:
@@ -92,3 +103,25 @@ def test_card_without_the_new_prepare_keys_loads_and_forecasts_as_before(champio
     np.testing.assert_array_equal(after.table["yhat_kw"].to_numpy(), before.table["yhat_kw"].to_numpy())
     outage = make_forecast_batch(config, METER, pd.Timestamp("2010-08-19T00:00+01:00"), run_id="r")
     assert outage.model in set(FALLBACK_FAMILY.values())  # no mask: a gap still falls back
+
+
+def test_combination_through_a_gap_is_served_by_its_network_member(masked_night: PowercastConfig) -> None:
+    promote(masked_night.root, METER, "masked-combo", "test")
+    champion = load_champion(masked_night.root, METER)
+    issued = _midnights_after_outages(masked_night, champion.prepare_config.min_real_input_steps, True)[0]
+    batch = make_forecast_batch(masked_night, METER, issued, run_id="run-gap")
+    assert (batch.model, batch.model_version) == ("gru", "masked-gru")
+    assert "masked-combo served by its network member(s) masked-gru alone" in batch.notes[0]
+    promote(masked_night.root, METER, "masked-gru", "test")
+    alone = make_forecast_batch(masked_night, METER, issued, run_id="run-gap")
+    np.testing.assert_allclose(batch.table["yhat_kw"].to_numpy(), alone.table["yhat_kw"].to_numpy(), rtol=1e-6)
+
+
+def test_hgb_champion_keeps_the_fallback_through_a_gap(masked_night: PowercastConfig) -> None:
+    promote(masked_night.root, METER, "masked-hgb", "test")
+    champion = load_champion(masked_night.root, METER)
+    issued = _midnights_after_outages(masked_night, champion.prepare_config.min_real_input_steps, True)[0]
+    batch = make_forecast_batch(masked_night, METER, issued, run_id="run-gap")
+    assert batch.model in set(FALLBACK_FAMILY.values())
+    complete = make_forecast_batch(masked_night, METER, pd.Timestamp("2010-11-10T00:00+01:00"), run_id="run-gap")
+    assert complete.model == "hgb"

@@ -37,8 +37,10 @@ from powercast.core.config import (
 from powercast.core.errors import DataPreparationError, ForecastError, RegistryError
 from powercast.core.schemas import FORECAST_SCHEMA
 from powercast.models.baselines import BASELINES, steps_per_day
+from powercast.models.combination import CombinedForecaster
 from powercast.models.conformal import ConformalIntervals
 from powercast.models.registry import LoadedModel, load_champion
+from powercast.models.rnn import RNNForecaster
 from powercast.prepare.features import MISSING_MASK_FEATURE, interval_slots_of
 from powercast.prepare.gaps import find_gaps
 from powercast.prepare.resample import freq_timedelta
@@ -97,13 +99,27 @@ def grid_row(prepared: PreparedSeries, origin_utc: pd.Timestamp) -> int:
     return int(offset // step)
 
 
-def reads_through_gaps(champion: LoadedModel) -> bool:
-    """Return whether ``champion`` forecasts windows with missing input: a network whose card lists the mask.
+def gap_networks(champion: LoadedModel) -> list[tuple[str, RNNForecaster]]:
+    """Return (version, network) of each part of ``champion`` that learned from windows with gaps.
 
-    hgb and combinations (which hold an hgb) were never trained on windows with gaps: measured on
-    the sample they then lose to the same-hour mean, so those days keep the baseline fallback.
+    A network whose card lists the mask column was trained on such windows; so were the network
+    members of a combination prepared with it. hgb was not: measured on the sample, the trees then
+    lose to the same-hour mean, so hgb's share of a combination is left out on a day with a gap,
+    and an hgb champion keeps the baseline fallback.
     """
-    return champion.cell in RECURRENT_CELLS and MISSING_MASK_FEATURE in champion.feature_names
+    if MISSING_MASK_FEATURE not in champion.feature_names:
+        return []
+    if champion.cell in RECURRENT_CELLS and isinstance(champion.module, RNNForecaster):
+        return [(champion.version, champion.module)]
+    if isinstance(champion.module, CombinedForecaster):
+        pairs = zip(champion.module.member_versions, champion.module.members, strict=False)
+        return [(version, member) for version, member in pairs if isinstance(member, RNNForecaster)]
+    return []
+
+
+def reads_through_gaps(champion: LoadedModel) -> bool:
+    """Return whether ``champion`` (or a network inside it) forecasts windows with missing input."""
+    return bool(gap_networks(champion))
 
 
 def champion_window(prepared: PreparedSeries, champion: LoadedModel, issued_utc: pd.Timestamp) -> np.ndarray | None:
@@ -264,6 +280,37 @@ def contract_table(
     )
 
 
+def _champion_batch(
+    prepared: PreparedSeries, champion: LoadedModel, window: np.ndarray, issued: pd.Timestamp, run_id: str
+) -> ForecastBatch:
+    """Return the champion's batch from its [L, F] input window (its network members alone through a gap)."""
+    step = prepared.index_utc[1] - prepared.index_utc[0]
+    lo_kw, hi_kw = champion.interval_offsets_kw(issued)
+    start, end = champion.training_range_utc
+    has_gap = MISSING_MASK_FEATURE in prepared.feature_names and window[:, prepared.feature_names.index(
+        MISSING_MASK_FEATURE)].any()
+    networks = gap_networks(champion) if has_gap else []
+    if not networks or champion.cell in RECURRENT_CELLS:
+        yhat = champion.predict_kw(window[None])[0]  # [H]
+        table = contract_table(
+            prepared.meter_id, issued, step, yhat, yhat + lo_kw, yhat + hi_kw, champion.cell, champion.version, run_id
+        )
+        return ForecastBatch(table, champion.interval_coverage, start, end, champion.validation_mae_kw)
+    # A combination through a gap: the mean of its networks, with the combination's interval offsets.
+    scaled = np.mean([network.forecast_scaled(window[None]) for _, network in networks], axis=0)
+    yhat = champion.scaler.inverse_target_kw(scaled)[0]  # [H]
+    versions = [version for version, _ in networks]
+    cell = str(networks[0][1].hparams.cell)
+    table = contract_table(
+        prepared.meter_id, issued, step, yhat, yhat + lo_kw, yhat + hi_kw, cell, versions[0], run_id
+    )
+    note = (
+        f"the input window has missing steps: {champion.cell} {champion.version} served by its network member(s) "
+        f"{', '.join(versions)} alone (its other members never learned from windows with gaps)"
+    )
+    return ForecastBatch(table, champion.interval_coverage, start, end, champion.validation_mae_kw, notes=(note,))
+
+
 def forecast_at(
     prepared: PreparedSeries,
     champion: LoadedModel | None,
@@ -303,13 +350,7 @@ def forecast_at(
     step = prepared.index_utc[1] - prepared.index_utc[0]
     window = champion_window(prepared, champion, issued) if champion is not None else None
     if champion is not None and window is not None:
-        yhat = champion.predict_kw(window[None])[0]  # [H]
-        lo_kw, hi_kw = champion.interval_offsets_kw(issued)
-        table = contract_table(
-            prepared.meter_id, issued, step, yhat, yhat + lo_kw, yhat + hi_kw, champion.cell, champion.version, run_id
-        )
-        start, end = champion.training_range_utc
-        return ForecastBatch(table, champion.interval_coverage, start, end, champion.validation_mae_kw)
+        return _champion_batch(prepared, champion, window, issued, run_id)
     if champion is None:
         reason = no_champion_reason or f"meter {prepared.meter_id} has no champion model yet"
     else:
