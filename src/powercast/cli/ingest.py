@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import importlib.abc
+import sys
 from collections import Counter
 from collections.abc import Sequence
 from datetime import date
@@ -135,8 +137,41 @@ def _quarantine_counts(config: PowercastConfig) -> Counter[str]:
     return Counter(read_quarantine(config.root)["reason"].to_pylist())
 
 
+class _PandasImportRefused(importlib.abc.MetaPathFinder):
+    """A meta path finder that makes ``import pandas`` fail (see ``_spare_pyarrows_pandas_probe``)."""
+
+    def find_spec(self, name: str, path: object = None, target: object = None) -> None:
+        if name == "pandas" or name.startswith("pandas."):
+            raise ImportError("pandas is not imported while pyarrow probes for it (powercast ingest needs none)")
+        return None
+
+
+def _spare_pyarrows_pandas_probe() -> None:
+    """Answer pyarrow's one pandas probe with "no pandas", so that this process does not import it.
+
+    The first time pyarrow converts any Python value (``pa.array``, ``pa.scalar``, a compute
+    kernel's option) it imports pandas only to ask whether the value is a pandas object: 0.2-0.3 s,
+    a sixth of a full-file ``powercast ingest``, which hands pyarrow no pandas object. The probe
+    runs once per process; while it runs here, ``import pandas`` fails. Anything that later asks
+    pyarrow for pandas output (``to_pandas``, as resolving conflicting duplicates does) imports
+    pandas as usual. Only for this command's own process: the library does nothing of the kind
+    (a flow mixes pandas and pyarrow).
+    """
+    if "pandas" in sys.modules:
+        return
+    import pyarrow as pa
+
+    refusal = _PandasImportRefused()
+    sys.meta_path.insert(0, refusal)
+    try:
+        pa.array([0])
+    finally:
+        sys.meta_path.remove(refusal)
+
+
 def run_ingest(args: argparse.Namespace, config: PowercastConfig) -> int:
     """Ingest the given paths and print the per-file table and the store's row counts."""
+    _spare_pyarrows_pandas_probe()
     reports = ingest_paths(
         args.paths,
         config,

@@ -10,7 +10,9 @@ rows_quarantined``.
 
 from __future__ import annotations
 
+import queue
 import sys
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, nullcontext
@@ -38,7 +40,15 @@ from powercast.store.channels import split_channels
 from powercast.store.manifest import append_manifest, find_ingested, ingested_sha256s
 from powercast.store.quarantine import write_quarantine
 from powercast.store.readings import UpsertOutcome, future_cutoff_utc, upsert_readings
-from powercast.store.sources import SourceFile, iter_raw_batches, open_source
+from powercast.store.sources import (
+    FieldBatch,
+    NeedsLineReading,
+    RawBatch,
+    SourceFile,
+    iter_field_batches,
+    iter_raw_batches,
+    open_source,
+)
 from powercast.store.validation import (
     REJECTED_SCHEMA,
     VALIDATED_SCHEMA,
@@ -139,24 +149,97 @@ def _skipped_report(source: SourceFile, first_run_id: str, started: float) -> In
     )
 
 
-def _validated_lines(
-    source: SourceFile, config: PowercastConfig, progress: bool | None, future_from_utc: datetime
+_READ_AHEAD_BATCHES = 2
+_END = object()
+
+
+def _read_ahead(batches: Iterator[RawBatch | FieldBatch]) -> Iterator[RawBatch | FieldBatch]:
+    """Yield ``batches``, read by a background thread up to ``_READ_AHEAD_BATCHES`` ahead.
+
+    Decompressing and splitting the next batch (pyarrow, without the GIL) runs on one core while
+    the caller validates the current one on another. An error of the reader is raised here, in
+    order; when the caller stops early, the reader stops and closes its file.
+    """
+    ready: queue.Queue = queue.Queue(maxsize=_READ_AHEAD_BATCHES)
+    stop = threading.Event()
+
+    def put(item: object) -> bool:
+        while not stop.is_set():
+            try:
+                ready.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def read() -> None:
+        try:
+            for batch in batches:
+                if not put((batch, None)):
+                    break
+            else:
+                put((_END, None))
+        except BaseException as exc:  # handed to the caller's thread, which raises it
+            put((_END, exc))
+        finally:
+            batches.close()
+
+    reader = threading.Thread(target=read, name="powercast-read-ahead", daemon=True)
+    reader.start()
+    try:
+        while True:
+            batch, error = ready.get()
+            if batch is _END:
+                if error is not None:
+                    raise error
+                return
+            yield batch
+    finally:
+        stop.set()
+        reader.join()
+
+
+def _validate_batches(
+    batches: Iterator[RawBatch | FieldBatch], source: SourceFile, config: PowercastConfig, future_from_utc: datetime
 ) -> tuple[pa.Table, pa.Table, int]:
-    """Return (readings with one line per meter and timestamp, rejected lines, data lines read) of one file."""
+    """Return (readings, rejected lines, data lines read) of every batch, before duplicates are resolved."""
     readings_parts = [VALIDATED_SCHEMA.empty_table()]
     rejected_parts = [REJECTED_SCHEMA.empty_table()]
     rows_in = 0
-    for batch in iter_raw_batches(source, progress=_should_show_progress(source, config, progress)):
+    for batch in batches:
         validated = validate_batch(batch, source.source_format, config.ingest, future_from_utc)
         readings_parts.append(validated.readings)
         rejected_parts.append(validated.rejected)
-        rows_in += len(batch.lines)
-    # Drop each intermediate as soon as the next one exists: a full UCI file is millions of rows.
-    all_readings = pa.concat_tables(readings_parts)
-    del readings_parts
+        rows_in += batch.n_rows if isinstance(batch, FieldBatch) else len(batch.lines)
+    return pa.concat_tables(readings_parts), pa.concat_tables(rejected_parts), rows_in
+
+
+def _validated_lines(
+    source: SourceFile, config: PowercastConfig, progress: bool | None, future_from_utc: datetime
+) -> tuple[pa.Table, pa.Table, int]:
+    """Return (readings with one line per meter and timestamp, rejected lines, data lines read) of one file.
+
+    The fast field reader goes first; a file with a line it cannot classify alone (another field
+    count, an empty line, bytes that are not UTF-8) is read again line by line, which classifies
+    every line (or raises ``SourceFileError`` for an unreadable file).
+    """
+    show = _should_show_progress(source, config, progress)
+    try:
+        all_readings, rejected, rows_in = _validate_batches(
+            _read_ahead(iter_field_batches(source, progress=show)), source, config, future_from_utc
+        )
+        if rejected.num_rows:
+            # The field reader keeps no raw text: the quarantined lines' text is read from the file again.
+            with_text = rejected.drop_columns(["raw_line"]).join(
+                _raw_lines_at(source, rejected["line_number"]), keys="line_number"
+            )
+            rejected = with_text.select(REJECTED_SCHEMA.names).cast(REJECTED_SCHEMA)
+    except NeedsLineReading:
+        all_readings, rejected, rows_in = _validate_batches(
+            iter_raw_batches(source, progress=show), source, config, future_from_utc
+        )
     readings, duplicates = resolve_duplicates(all_readings)
-    del all_readings
-    rejected = pa.concat_tables(rejected_parts)
+    del all_readings  # a full UCI file is millions of rows: drop each intermediate as soon as the next one exists
     if duplicates.num_rows:
         # Validation kept no raw text for good lines; a duplicate's text is read back from the file.
         with_text = duplicates.join(_raw_lines_at(source, duplicates["line_number"]), keys="line_number")

@@ -21,6 +21,19 @@ Generic CSV
     an offset is read on the source clock. ``?`` or an empty field marks a missing value.
 
 Either format may be gzip-compressed (recognised by its magic bytes, not its name).
+
+Two readers
+-----------
+:func:`iter_field_batches` is the fast one ingest tries first: pyarrow's multi-threaded CSV
+reader splits the fields and parses the measured values in C++ (float32, null for a missing
+marker), and hands dates, times and meter ids over dictionary-encoded (a date or a time of day
+recurs thousands of times in a batch, so validation decides each distinct text once). It keeps no
+raw text. It gives up with :class:`NeedsLineReading` on any line it cannot classify alone: a line
+with another field count, an empty line (which it would read as a row of empty fields), a measured
+text that is not a number or a missing marker (pyarrow would fail, or read ``nan``/``inf``, which
+the row rules call non-numeric), or bytes that are not UTF-8. :func:`iter_raw_batches` reads every
+physical line as one text and splits it itself; it classifies every line and keeps its text, and
+ingest falls back to it for such a file (and reads the raw text of quarantined lines with it).
 """
 
 from __future__ import annotations
@@ -35,7 +48,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.fs as pafs
-from tqdm import tqdm
 
 from powercast.core.errors import SourceFileError
 from powercast.core.schemas import (
@@ -53,6 +65,13 @@ _BLOCK_SIZE_BYTES = 4 * 1024 * 1024
 _HASH_CHUNK_BYTES = 4 * 1024 * 1024
 
 SourceKind = Literal["uci", "generic"]
+_DICTIONARY_TEXT = pa.dictionary(pa.int32(), pa.string())
+# A measured field with one of these texts (after trimming whitespace) is a missing value.
+MISSING_MARKERS: tuple[str, ...] = ("?", "")
+
+
+class NeedsLineReading(Exception):
+    """The field reader met a line it cannot classify alone; read the file line by line instead."""
 
 
 @dataclass(frozen=True)
@@ -117,6 +136,35 @@ class RawBatch:
         """Return the int64 physical line number of every line in the batch."""
         start = self.first_line_number
         return pa.array(np.arange(start, start + len(self.lines), dtype=np.int64))
+
+
+@dataclass(frozen=True)
+class FieldBatch:
+    """Consecutive physical lines of a source file, each with exactly the header's fields, parsed.
+
+    Attributes
+    ----------
+    first_line_number : int
+        1-based physical line number of the first row (the header is line 1).
+    fields : dict of str to pa.Array
+        Header field -> its value in every line: a measured field as float32 (null where the
+        text is a missing marker), a generic CSV's timestamp as text, any other field as
+        ``dictionary<int32, string>`` text. The lines' raw text is not kept.
+    """
+
+    first_line_number: int
+    fields: dict[str, pa.Array]
+
+    @property
+    def n_rows(self) -> int:
+        """Return the number of lines in the batch."""
+        return len(next(iter(self.fields.values())))
+
+    @property
+    def line_numbers(self) -> pa.Array:
+        """Return the int64 physical line number of every line in the batch."""
+        start = self.first_line_number
+        return pa.array(np.arange(start, start + self.n_rows, dtype=np.int64))
 
 
 def _uci_format() -> SourceFormat:
@@ -218,6 +266,23 @@ def open_source(path: str, filesystem: pafs.FileSystem) -> SourceFile:
     )
 
 
+class _NoProgress:
+    def update(self, n: int) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _progress_bar(source: SourceFile, progress: bool) -> _NoProgress:
+    """Return a tqdm bar over the file's bytes, or a stand-in (no tqdm import, no monitor thread) without progress."""
+    if not progress:
+        return _NoProgress()
+    from tqdm import tqdm
+
+    return tqdm(total=source.size_bytes, unit="B", unit_scale=True, desc=source.path.rpartition("/")[2])
+
+
 def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
 
@@ -232,9 +297,7 @@ def iter_raw_batches(source: SourceFile, progress: bool = False) -> Iterator[Raw
     """
     raw = source.filesystem.open_input_file(source.path)
     stream = pa.CompressedInputStream(raw, "gzip") if source.compressed else raw
-    bar = tqdm(
-        total=source.size_bytes, unit="B", unit_scale=True, desc=source.path.rpartition("/")[2], disable=not progress
-    )
+    bar = _progress_bar(source, progress)
     next_line = 2
     try:
         reader = pacsv.open_csv(
@@ -266,6 +329,83 @@ def iter_raw_batches(source: SourceFile, progress: bool = False) -> Iterator[Raw
             f"{source.path}: cannot be read past line {next_line - 1} ({_one_line(exc)}); "
             "the file is truncated or not UTF-8 text: replace it with a complete copy"
         ) from exc
+    finally:
+        bar.close()
+        stream.close()
+
+
+def _field_types(source_format: SourceFormat) -> dict[str, pa.DataType]:
+    """Return the CSV reader's type of each field: float32 measured values, text for the others."""
+    measured = source_format.field_names[len(source_format.field_names) - len(source_format.measured_columns) :]
+    types: dict[str, pa.DataType] = {}
+    for name in source_format.field_names:
+        if name in measured:
+            types[name] = pa.float32()
+        elif source_format.kind == "generic" and name == "timestamp":
+            types[name] = pa.string()  # distinct on every line: a dictionary would only cost
+        else:
+            types[name] = _DICTIONARY_TEXT
+    return types
+
+
+def _field_reader(stream: pa.NativeFile, source_format: SourceFormat) -> pacsv.CSVStreamingReader:
+    return pacsv.open_csv(
+        stream,
+        read_options=pacsv.ReadOptions(
+            column_names=list(source_format.field_names), skip_rows=1, block_size=_BLOCK_SIZE_BYTES, use_threads=True
+        ),
+        parse_options=pacsv.ParseOptions(
+            delimiter=source_format.delimiter, quote_char=False, escape_char=False, ignore_empty_lines=False
+        ),
+        convert_options=pacsv.ConvertOptions(
+            column_types=_field_types(source_format), null_values=list(MISSING_MARKERS), strings_can_be_null=False
+        ),
+    )
+
+
+def _unclassified(fields: dict[str, pa.Array], first_field: str) -> str | None:
+    """Return why the field reader cannot classify some line of the batch alone, or None."""
+    first = fields[first_field]
+    texts = first.dictionary if pa.types.is_dictionary(first.type) else first  # a dictionary holds only used texts
+    if pc.any(pc.equal(texts, "")).as_py():
+        return "a line with an empty first field (perhaps an empty line)"
+    for name, values in fields.items():
+        if pa.types.is_floating(values.type) and pc.any(pc.invert(pc.is_finite(values))).as_py():
+            return f"a non-finite {name} (nan or inf: the row rules call such a text non-numeric)"
+    return None
+
+
+def iter_field_batches(source: SourceFile, progress: bool = False) -> Iterator[FieldBatch]:
+    """Yield the data lines of ``source`` in order, split into the header's fields, in batches of a few MB.
+
+    Raises
+    ------
+    NeedsLineReading
+        At the first line this reader cannot classify alone (another field count; an empty line: a
+        line whose first field is empty is taken for one; a measured text that is neither a number
+        nor a missing marker) or bytes it cannot read (not UTF-8, a truncated gzip):
+        :func:`iter_raw_batches` reads such a file and classifies every line, or says what is wrong.
+    """
+    raw = source.filesystem.open_input_file(source.path)
+    stream = pa.CompressedInputStream(raw, "gzip") if source.compressed else raw
+    bar = _progress_bar(source, progress)
+    next_line, position = 2, 0
+    first_field = source.source_format.field_names[0]
+    try:
+        for record_batch in _field_reader(stream, source.source_format):
+            if record_batch.num_rows == 0:
+                continue
+            fields = dict(zip(source.source_format.field_names, record_batch.columns, strict=True))
+            reason = _unclassified(fields, first_field)
+            if reason is not None:
+                raise NeedsLineReading(f"{source.path}: {reason} in the lines from {next_line}")
+            yield FieldBatch(first_line_number=next_line, fields=fields)
+            next_line += record_batch.num_rows
+            current = raw.tell()
+            bar.update(current - position)
+            position = current
+    except (OSError, pa.ArrowInvalid) as exc:
+        raise NeedsLineReading(f"{source.path}: {_one_line(exc)}") from exc
     finally:
         bar.close()
         stream.close()

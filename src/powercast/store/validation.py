@@ -62,10 +62,9 @@ from powercast.core.schemas import (
     TARGET_COLUMN,
     UTC_US,
 )
-from powercast.store.sources import RawBatch, SourceFormat
+from powercast.store.sources import MISSING_MARKERS, FieldBatch, RawBatch, SourceFormat
 
 NUMBER_PATTERN = r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$"
-MISSING_MARKERS: tuple[str, ...] = ("?", "")
 NON_NEGATIVE_COLUMNS: tuple[str, ...] = (
     "active_power_kw",
     "intensity_a",
@@ -114,6 +113,7 @@ class _Verdicts:
     def __init__(self, n_rows: int) -> None:
         self.reason = pa.nulls(n_rows, pa.string())
         self.detail = pa.nulls(n_rows, pa.string())
+        self.any_flagged = False
 
     def flag(self, failing: pa.Array, reason: str, detail: Callable[[], pa.Array] | str) -> None:
         """Give ``reason`` to failing lines that have none yet; ``detail`` is built only if one fails."""
@@ -122,6 +122,7 @@ class _Verdicts:
             return
         self.reason = pc.if_else(fresh, reason, self.reason)
         self.detail = pc.if_else(fresh, detail if isinstance(detail, str) else detail(), self.detail)
+        self.any_flagged = True
 
     @property
     def good(self) -> pa.Array:
@@ -129,7 +130,19 @@ class _Verdicts:
 
 
 def _joined(*pieces: pa.Array | str) -> pa.Array:
-    return pc.binary_join_element_wise(*pieces, "")
+    return pc.binary_join_element_wise(*(_plain(piece) for piece in pieces), "")
+
+
+def _plain(values: pa.Array | str) -> pa.Array | str:
+    """Return dictionary-encoded text decoded (string kernels take plain text); anything else as it is."""
+    if isinstance(values, pa.Array) and pa.types.is_dictionary(values.type):
+        return values.dictionary_decode()
+    return values
+
+
+def _encoded(values: pa.Array) -> pa.DictionaryArray:
+    """Return text dictionary-encoded (the field reader's texts already are)."""
+    return values if pa.types.is_dictionary(values.type) else pc.dictionary_encode(values)
 
 
 def _int_component(parts: pa.Array, name: str) -> np.ndarray:
@@ -190,8 +203,8 @@ def _source_clock_to_utc(local_us: np.ndarray, clock: str) -> tuple[np.ndarray, 
 def _uci_timestamps(fields: dict[str, pa.Array], rules: IngestConfig) -> tuple[pa.Array, pa.Array, Callable[[], pa.Array]]:
     # A day has 1,440 lines with one date text and every time text recurs daily: parse each
     # distinct text once, then index.
-    dates = pc.dictionary_encode(fields["Date"])
-    times = pc.dictionary_encode(fields["Time"])
+    dates = _encoded(fields["Date"])
+    times = _encoded(fields["Time"])
     day_values = parse_uci_dates(dates.dictionary)
     day_numbers = pc.fill_null(pc.cast(day_values, pa.int32()), 0).to_numpy().astype(np.int64)
     day_valid = day_values.is_valid().to_numpy(zero_copy_only=False)
@@ -232,21 +245,33 @@ def _iso_timestamps(text: pa.Array, rules: IngestConfig) -> tuple[pa.Array, pa.A
 
 
 def _parse_measured(text: pa.Array) -> tuple[pa.Array, pa.Array, pa.Array]:
-    """Return (is missing marker, is a number, float32 value or null) for each text of a measured field."""
+    """Return (is missing marker, is a number, float32 value or null) for each text of a measured field.
+
+    A field the field reader already parsed (float32, null where missing: it reads nothing else)
+    is passed through.
+    """
+    if pa.types.is_floating(text.type):
+        return text.is_null(), text.is_valid(), text
     # Readings repeat (3 decimals, a few thousand distinct texts per batch): decide each distinct text once.
-    encoded = pc.dictionary_encode(text)
+    encoded = _encoded(text)
     distinct = pc.utf8_trim_whitespace(encoded.dictionary)
     is_missing = pc.is_in(distinct, value_set=pa.array(MISSING_MARKERS))
     is_number = pc.match_substring_regex(distinct, NUMBER_PATTERN)
     value = pc.cast(pc.if_else(is_number, distinct, pa.scalar(None, pa.string())), pa.float32())
-    return is_missing.take(encoded.indices), is_number.take(encoded.indices), value.take(encoded.indices)
+    values = value.take(encoded.indices)
+    if pc.all(pc.or_(is_missing, is_number)).as_py():
+        # Every text is a number or a missing marker (the usual batch): a value is null exactly
+        # where its text is missing, so the two flags come from the values' validity, not two more takes.
+        return values.is_null(), values.is_valid(), values
+    return is_missing.take(encoded.indices), is_number.take(encoded.indices), values
 
 
 @dataclass(frozen=True)
 class _Lines:
     """The well-formed lines of one batch, parsed: what the row rules read and the output tables keep."""
 
-    raw_lines: pa.Array
+    n_rows: int
+    raw_lines: Callable[[pa.Array], pa.Array] | None  # mask -> the raw text of those lines; None: not kept
     line_numbers: pa.Array
     meter_ids: pa.Array
     meter_id_in_file: bool  # False for UCI: its meter id is ingest.default_meter_id, not a field to check
@@ -254,16 +279,12 @@ class _Lines:
     timestamp_ok: pa.Array
     timestamp_detail: Callable[[], pa.Array]
     field_names: dict[str, str]  # measured column -> the file's name for it, in file order
-    texts: dict[str, pa.Array]  # measured column -> the field's raw text
+    texts: dict[str, pa.Array]  # measured column -> the field's raw text (or float32 when already parsed)
     is_missing: dict[str, pa.Array]
     is_number: dict[str, pa.Array]
     values: dict[str, pa.Array]  # measured column -> float32, null unless a number
     limits: IngestConfig
     future_from: pa.Scalar | None  # timestamps at or after this are from the future (None: not checked)
-
-    @property
-    def n_rows(self) -> int:
-        return len(self.raw_lines)
 
 
 # ---- the row rules ---------------------------------------------------------------------------
@@ -355,7 +376,7 @@ def _not_numeric(lines: _Lines, column: str) -> pa.Array:
 
 
 def _not_numeric_detail(lines: _Lines, column: str) -> pa.Array:
-    text = pc.utf8_trim_whitespace(lines.texts[column])
+    text = pc.utf8_trim_whitespace(_plain(lines.texts[column]))
     return _joined(f"{lines.field_names[column]}='", text, "' is not a number, '?' or empty")
 
 
@@ -434,22 +455,27 @@ def _split_off_wrong_column_count(batch: RawBatch, source_format: SourceFormat) 
     return well_formed, wrong_count
 
 
+def _well_formed_fields(batch: RawBatch, well_formed: pa.Array, source_format: SourceFormat) -> dict[str, pa.Array]:
+    """Return the text of every field of the lines of ``batch`` that have the header's field count."""
+    split = batch.fields.filter(well_formed)
+    return {name: pc.list_element(split, index) for index, name in enumerate(source_format.field_names)}
+
+
 def _parse_lines(
-    batch: RawBatch,
-    well_formed: pa.Array,
+    fields: dict[str, pa.Array],
+    line_numbers: pa.Array,
+    raw_lines: Callable[[pa.Array], pa.Array] | None,
     source_format: SourceFormat,
     rules: IngestConfig,
     future_from_utc: datetime | None,
 ) -> _Lines:
-    """Return the well-formed lines of ``batch`` with their meter ids, timestamps and measured values parsed."""
-    split = batch.fields.filter(well_formed)
-    fields = {name: pc.list_element(split, index) for index, name in enumerate(source_format.field_names)}
-    n_rows = len(split)
+    """Return lines (their fields, line numbers and raw text) with meter ids, timestamps and measured values parsed."""
+    n_rows = len(line_numbers)
     if source_format.kind == "uci":
         meter_ids = pa.repeat(pa.scalar(rules.default_meter_id), n_rows)
         timestamps, timestamp_ok, timestamp_detail = _uci_timestamps(fields, rules)
     else:
-        meter_ids = pc.utf8_trim_whitespace(fields["meter_id"])
+        meter_ids = pc.utf8_trim_whitespace(_plain(fields["meter_id"]))
         timestamps, timestamp_ok, timestamp_detail = _iso_timestamps(fields["timestamp"], rules)
     # The measured fields are the last ones, in the order of source_format.measured_columns.
     measured_fields = source_format.field_names[len(source_format.field_names) - len(source_format.measured_columns) :]
@@ -461,8 +487,9 @@ def _parse_lines(
     for column, text in texts.items():
         is_missing[column], is_number[column], values[column] = _parse_measured(text)
     return _Lines(
-        raw_lines=batch.lines.filter(well_formed),
-        line_numbers=batch.line_numbers.filter(well_formed),
+        n_rows=n_rows,
+        raw_lines=raw_lines,
+        line_numbers=line_numbers,
         meter_ids=meter_ids,
         meter_id_in_file=source_format.kind != "uci",
         timestamps=timestamps,
@@ -487,27 +514,31 @@ def _apply_row_rules(lines: _Lines) -> _Verdicts:
     return verdicts
 
 
-def _readings_table(lines: _Lines, good: pa.Array) -> pa.Table:
+def _readings_table(lines: _Lines, verdicts: _Verdicts) -> pa.Table:
     """Return the good lines as a ``VALIDATED_SCHEMA`` table; measured columns the file lacks are null."""
     absent = pa.nulls(lines.n_rows, pa.float32())
-    return pa.table(
+    table = pa.table(
         {
-            "meter_id": lines.meter_ids.filter(good),
-            "timestamp": lines.timestamps.filter(good),
-            **{name: lines.values.get(name, absent).filter(good) for name in MEASURED_COLUMNS},
-            "line_number": lines.line_numbers.filter(good),
+            "meter_id": lines.meter_ids,
+            "timestamp": lines.timestamps,
+            **{name: lines.values.get(name, absent) for name in MEASURED_COLUMNS},
+            "line_number": lines.line_numbers,
         },
         schema=VALIDATED_SCHEMA,
     )
+    return table.filter(verdicts.good) if verdicts.any_flagged else table
 
 
 def _rejected_table(lines: _Lines, verdicts: _Verdicts) -> pa.Table:
     """Return the lines that failed a rule as a ``REJECTED_SCHEMA`` table."""
+    if not verdicts.any_flagged:
+        return REJECTED_SCHEMA.empty_table()
     bad = pc.invert(verdicts.good)
+    n_bad = lines.n_rows - pc.sum(verdicts.good).as_py()
     return pa.table(
         {
             "line_number": lines.line_numbers.filter(bad),
-            "raw_line": lines.raw_lines.filter(bad),
+            "raw_line": lines.raw_lines(bad) if lines.raw_lines else pa.repeat(pa.scalar(""), n_bad),
             "reason": verdicts.reason.filter(bad),
             "detail": verdicts.detail.filter(bad),
         },
@@ -516,14 +547,20 @@ def _rejected_table(lines: _Lines, verdicts: _Verdicts) -> pa.Table:
 
 
 def validate_batch(
-    batch: RawBatch, source_format: SourceFormat, rules: IngestConfig, future_from_utc: datetime | None = None
+    batch: RawBatch | FieldBatch,
+    source_format: SourceFormat,
+    rules: IngestConfig,
+    future_from_utc: datetime | None = None,
 ) -> ValidatedBatch:
     """Return the batch's lines split into readings and rejected lines (each with a reason code).
 
     Parameters
     ----------
-    batch : RawBatch
-        Consecutive lines of one source file.
+    batch : RawBatch or FieldBatch
+        Consecutive lines of one source file: raw lines (any field count), or lines the field
+        reader split and parsed (each with the header's field count). A FieldBatch keeps no raw
+        text: its rejected lines have an empty ``raw_line`` for the caller to fill in (ingest reads
+        those lines again).
     source_format : SourceFormat
         The file's format (from its header).
     rules : IngestConfig
@@ -532,12 +569,20 @@ def validate_batch(
         Lines stamped at or after this are quarantined as ``future_timestamp`` (ingest passes its
         clock plus ``rules.future_tolerance_h``, see :func:`future_cutoff_utc`); None checks nothing.
     """
-    well_formed, wrong_count = _split_off_wrong_column_count(batch, source_format)
-    lines = _parse_lines(batch, well_formed, source_format, rules, future_from_utc)
+    if isinstance(batch, FieldBatch):
+        fields, wrong_count, raw_lines = batch.fields, REJECTED_SCHEMA.empty_table(), None
+        line_numbers = batch.line_numbers
+    else:
+        well_formed, wrong_count = _split_off_wrong_column_count(batch, source_format)
+        fields = _well_formed_fields(batch, well_formed, source_format)
+        line_numbers = batch.line_numbers.filter(well_formed)
+        raw_lines = batch.lines.filter(well_formed).filter
+    lines = _parse_lines(fields, line_numbers, raw_lines, source_format, rules, future_from_utc)
     verdicts = _apply_row_rules(lines)
+    rejected = _rejected_table(lines, verdicts)
     return ValidatedBatch(
-        readings=_readings_table(lines, verdicts.good),
-        rejected=pa.concat_tables([wrong_count, _rejected_table(lines, verdicts)]),
+        readings=_readings_table(lines, verdicts),
+        rejected=pa.concat_tables([wrong_count, rejected]) if wrong_count.num_rows else rejected,
     )
 
 
