@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -118,3 +120,35 @@ def test_channel_meters_option_stores_each_channel_as_a_meter(tmp_path: Path, sa
     status = main(["ingest", str(sample_path), "--root", str(root), "--quiet", "--channel-meters", "total", "kitchen"])
     assert status == 0
     assert list_meters(str(root)) == ["sceaux_household", "sceaux_household.kitchen"]
+
+
+HEAVY_PACKAGES = ("pandas", "torch", "lightning", "pytorch_lightning", "sklearn", "scipy", "prefect", "matplotlib")
+_RUN_AND_LIST_HEAVY_IMPORTS = (
+    "import sys; from powercast.cli.main import main; status = main(sys.argv[1:]); "
+    f"print(sorted(name for name in {HEAVY_PACKAGES!r} if name in sys.modules)); raise SystemExit(status)"
+)
+
+
+def _ingest_in_a_fresh_process(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-c", _RUN_AND_LIST_HEAVY_IMPORTS, "ingest", "--quiet", *args],
+        capture_output=True, text=True, check=False,
+    )
+
+
+def test_ingest_imports_no_pandas_torch_sklearn_or_prefect(write_source, tmp_path: Path) -> None:
+    # Start-up is a large part of a whole `powercast ingest`: it needs pyarrow, numpy and pydantic only
+    path = write_source("day.txt.gz", [_line("2/1/2007", 0), _line("2/1/2007", 1, "-1.0"), "bad"], compress=True)
+    result = _ingest_in_a_fresh_process("--root", str(tmp_path / "root"), str(path))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "[]"
+    assert "store total: 1 rows, 0 missing, 2 quarantined" in result.stdout
+
+
+def test_ingest_resolves_conflicting_duplicates_in_its_own_process(write_source, tmp_path: Path) -> None:
+    # Resolving duplicates uses pandas, which pyarrow must still hand over after the spared probe
+    lines = [_line("2/1/2007", 0), _line("2/1/2007", 0, "2.000"), _line("2/1/2007", 1), _line("2/1/2007", 1)]
+    result = _ingest_in_a_fresh_process("--root", str(tmp_path / "root"), str(write_source("dup.txt", lines)))
+    assert result.returncode == 0, result.stderr
+    assert "store total: 1 rows, 0 missing, 3 quarantined" in result.stdout
+    assert "conflicting_duplicate" in result.stdout and "duplicate_row" in result.stdout
