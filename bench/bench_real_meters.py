@@ -31,27 +31,27 @@ def _mae(leaderboard: list[dict[str, Any]], model: str, window_set: str) -> floa
     return next(row["mae_kw"] for row in leaderboard if row["model"] == model and row["window_set"] == window_set)
 
 
-def _best_by_validation(leaderboard: list[dict[str, Any]], models: list[str]) -> str:
-    return min(models, key=lambda model: _mae(leaderboard, model, "val"))
+def _best_by_validation(leaderboard: list[dict[str, Any]], models: list[str]) -> str | None:
+    """Return the model of ``models`` with the lowest validation MAE, None when the family was not trained."""
+    return min(models, key=lambda model: _mae(leaderboard, model, "val")) if models else None
 
 
 def meter_row(meter_id: str, leaderboard: list[dict[str, Any]], decision: Any) -> dict[str, Any]:
-    """Return one meter's test MAE per family, each family's member chosen on validation."""
+    """Return one meter's test MAE per family (NaN for a family not trained), each family's member chosen on validation."""
     names = {row["model"] for row in leaderboard}
-    local = _best_by_validation(leaderboard, sorted(n for n in names if n in ("gru", "lstm")))
-    global_ = _best_by_validation(leaderboard, sorted(n for n in names if n.endswith("_global")))
     baselines = sorted({row["model"] for row in leaderboard if row["kind"] == "baseline"})
-    baseline = _best_by_validation(leaderboard, baselines)
-    return {
-        "meter_id": meter_id,
-        "local": local,
-        "local_test_mae_kw": _mae(leaderboard, local, SCORED_SET),
-        "global": global_,
-        "global_test_mae_kw": _mae(leaderboard, global_, SCORED_SET),
-        "baseline": baseline,
-        "baseline_test_mae_kw": _mae(leaderboard, baseline, SCORED_SET),
-        "selected": decision.winner if decision.promoted else "(none promoted)",
+    families = {
+        "local": sorted(n for n in names if n in ("gru", "lstm")),
+        "global": sorted(n for n in names if n.endswith("_global")),
+        "baseline": baselines,
     }
+    row: dict[str, Any] = {"meter_id": meter_id}
+    for family, models in families.items():
+        best = _best_by_validation(leaderboard, models)
+        row[family] = best or "-"
+        row[f"{family}_test_mae_kw"] = _mae(leaderboard, best, SCORED_SET) if best else float("nan")
+    row["selected"] = decision.winner if decision.promoted else "(none promoted)"
+    return row
 
 
 def main() -> int:
@@ -99,7 +99,10 @@ def main() -> int:
         f"{'median over meters':<28} {medians['local_test_mae_kw']:>14.4f} {medians['global_test_mae_kw']:>20.4f} "
         f"{medians['baseline_test_mae_kw']:>28.4f}"
     )
-    global_s = {cell: round(fit.elapsed_s, 1) for cell, fit in result.global_fits.items()}
+    global_s = {
+        cell: {"fit_s": round(trained.fit.elapsed_s, 1), "refit_s": round(trained.elapsed_s - trained.fit.elapsed_s, 1)}
+        for cell, trained in result.global_fits.items()
+    }
     print(f"\ntraining {elapsed_s:.0f} s in all (global fits: {global_s}); failures: {result.failures or 'none'}")
     print("kW, day-ahead windows of 2010 issued at local midnight; each family's network chosen on validation MAE")
     RESULTS.mkdir(parents=True, exist_ok=True)

@@ -74,7 +74,7 @@ def meter_night(
     started = time.perf_counter()
     training, training_error = None, None
     with meter_lock(config.root, meter_id, timeout_s=lock_timeout_s, holder=run_id):
-        retrain = force_retrain or has_new_readings(config, meter_id)
+        retrain = force_retrain or has_new_readings(config, meter_id, as_of_utc)
         if retrain:
             state = retrain_meter(
                 config, meter_id, run_id, as_of_utc, lock_timeout_s, global_models, return_state=True

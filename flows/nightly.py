@@ -75,7 +75,7 @@ def nightly(params: NightlyParams = NightlyParams()) -> list[PublishedBatch]:
     record.meters = list(meters)
     record.ignored_readings = find_future_readings(config, meters)
     as_of_utc = params.as_of_utc(config)
-    global_models = fit_global_models_or_none(config, meters, record, as_of_utc)
+    global_models = fit_global_models_or_none(config, meters, record, as_of_utc, only_with_news=not params.force_retrain)
     fleet = serve_fleet.with_options(task_runner=fleet_task_runner(config))
     with record.timed("meters"):
         nights, failed = fleet(

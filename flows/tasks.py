@@ -135,9 +135,9 @@ def find_future_readings(config: PowercastConfig, meters: Sequence[str]) -> dict
 
 
 @io_task
-def has_new_readings(config: PowercastConfig, meter_id: str) -> bool:
-    """Return True when the store holds readings newer than every recorded training of the meter saw."""
-    freshness = powercast.training.freshness.training_freshness(config, meter_id)
+def has_new_readings(config: PowercastConfig, meter_id: str, as_of_utc: datetime | None = None) -> bool:
+    """Return True when the store holds readings (before ``as_of_utc``) newer than every recorded training saw."""
+    freshness = powercast.training.freshness.training_freshness(config, meter_id, as_of_utc)
     get_run_logger().info("%s: %s", meter_id, freshness.reason)
     return freshness.retrain
 
@@ -199,15 +199,23 @@ def train_candidates(
 
 @task(cache_policy=NO_CACHE, task_run_name="train-global-models")
 def train_global_models(
-    config: PowercastConfig, meters: Sequence[str], run_id: str, as_of_utc: datetime | None
+    config: PowercastConfig, meters: Sequence[str], run_id: str, as_of_utc: datetime | None, only_with_news: bool
 ) -> dict[str, GlobalFit]:
-    """Train one network per cell on every meter's windows (``train.scope`` global or both); return cell → fit."""
+    """Train one network per cell on every meter's windows (``train.scope`` global or both); return cell → fit.
+
+    With ``only_with_news`` (a night not forced to retrain) nothing is trained when none of the
+    meters the models would learn from has readings newer than its last training: no meter would
+    retrain to use them (a meter that cannot be prepared is left out, so it cannot force one).
+    """
     logger = get_run_logger()
     usable, left_out = powercast.training.fleet.prepare_fleet(config, meters, as_of_utc)
     for meter_id, why in left_out.items():
         logger.warning("%s left out of the global models: %s", meter_id, why)
     if not usable:
         raise TrainingError(f"none of the {len(meters)} meter(s) has validation windows to train a global model on")
+    if only_with_news and not _any_meter_has_news(config, [item.meter_id for item in usable], as_of_utc):
+        logger.info("no global models tonight: none of the %d meter(s) has readings newer than its last training", len(usable))
+        return {}
     fits = powercast.training.fleet.fit_global_models(config, usable, run_id, progress=False)
     for cell, trained in fits.items():
         logger.info(
@@ -219,8 +227,23 @@ def train_global_models(
     return fits
 
 
+def _any_meter_has_news(config: PowercastConfig, meters: Sequence[str], as_of_utc: datetime | None) -> bool:
+    """Return whether any meter would retrain tonight (a meter whose check fails is left to its own night)."""
+    for meter_id in meters:
+        try:
+            if powercast.training.freshness.training_freshness(config, meter_id, as_of_utc).retrain:
+                return True
+        except PowercastError as exc:
+            get_run_logger().warning("%s: new readings not checked for the global models: %s", meter_id, exc)
+    return False
+
+
 def fit_global_models_or_none(
-    config: PowercastConfig, meters: Sequence[str], record: RunRecord, as_of_utc: datetime | None
+    config: PowercastConfig,
+    meters: Sequence[str],
+    record: RunRecord,
+    as_of_utc: datetime | None,
+    only_with_news: bool = False,
 ) -> dict[str, GlobalFit]:
     """Return tonight's global models (cell → fit), or none when the scope is local or their training failed.
 
@@ -231,7 +254,8 @@ def fit_global_models_or_none(
     if not powercast.training.fleet.trains_global(config):
         return {}
     with record.timed("train global models"):
-        fits, error = split_state(train_global_models(config, meters, record.run_id, as_of_utc, return_state=True))
+        state = train_global_models(config, meters, record.run_id, as_of_utc, only_with_news, return_state=True)
+        fits, error = split_state(state)
     if error is not None:
         record.failures["global models"] = error
         return {}

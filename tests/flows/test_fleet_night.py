@@ -29,6 +29,7 @@ from prefect.client.schemas.filters import (
 from flows.nightly import nightly
 from flows.params import NightlyParams
 from powercast.core.config import PowercastConfig
+from powercast.serving.publish import read_forecasts
 from powercast.store.ingest import ingest_paths
 from powercast.store.readings import list_meters
 from powercast.store.replay import replay_days
@@ -171,3 +172,9 @@ def test_a_global_night_trains_one_model_per_cell_for_the_fleet(
         (leaderboard,) = (root / "runs").glob(f"*/{meter_id}/leaderboard.json")
         models = {row["model"] for row in json.loads(leaderboard.read_text())["rows"]}
         assert {"gru_global", "lstm_global"} <= models and not {"gru", "lstm"} & models
+    assert len(list((root / "runs").glob("*/_fleet"))) == 1
+    # The next night has no new readings: no meter retrains, so no global model is trained for nothing.
+    again = nightly(params, return_state=True)
+    assert again.is_failed() and BROKEN_METER in again.message
+    assert len(list((root / "runs").glob("*/_fleet"))) == 1
+    assert set(read_forecasts(str(root))["meter_id"]) == healthy  # the current batch (the first stays for readers)

@@ -50,6 +50,15 @@ def test_a_newer_reading_is_news(trained_root: PowercastConfig) -> None:
     assert training_freshness(trained_root, METER).retrain
 
 
+def test_readings_after_the_night_s_as_of_time_are_not_news_for_that_night(trained_root: PowercastConfig) -> None:
+    """Re-running a past night (as of a time before the newest readings) repeats nothing it already trained."""
+    seen_end = data_seen_end_utc(trained_root.root, METER)
+    later = seen_end + pd.Timedelta(days=3)
+    _add_reading(trained_root.root, later)
+    assert not training_freshness(trained_root, METER, as_of_utc=seen_end.to_pydatetime()).retrain
+    assert training_freshness(trained_root, METER, as_of_utc=(later + pd.Timedelta(hours=1)).to_pydatetime()).retrain
+
+
 def test_a_training_that_promoted_nothing_still_counts_as_seen(trained_root: PowercastConfig) -> None:
     """Without a champion, the history alone says the readings were learned from (no retraining in a loop)."""
     (Path(trained_root.root) / "models" / METER / "champion.json").unlink()

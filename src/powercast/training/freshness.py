@@ -8,6 +8,7 @@ would repeat the same decision, so a night (or a second run started beside it) s
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 import pandas as pd
 
@@ -38,12 +39,17 @@ def data_seen_end_utc(root: str, meter_id: str) -> pd.Timestamp | None:
     return max(ends) if ends else None
 
 
-def training_freshness(config: PowercastConfig, meter_id: str) -> Freshness:
+def training_freshness(config: PowercastConfig, meter_id: str, as_of_utc: datetime | None = None) -> Freshness:
     """Return whether the meter's store holds readings newer than every recorded training saw.
 
     A champion whose files cannot be read is retrained (tonight's challengers can replace it).
-    Readings from the future (``ingest.future_tolerance_h``) are not news.
+    Readings from the future (``ingest.future_tolerance_h``) are not news, nor, for a night run
+    as of a past time (``as_of_utc``), readings from after it: that night would not train on them,
+    so running it again would repeat the same training.
     """
+    news_end_utc = future_cutoff_utc(config.ingest.future_tolerance_h)
+    if as_of_utc is not None:
+        news_end_utc = min(news_end_utc, as_of_utc)
     try:
         seen_end_utc = data_seen_end_utc(config.root, meter_id)
         version = champion_version(config.root, meter_id)
@@ -53,7 +59,7 @@ def training_freshness(config: PowercastConfig, meter_id: str) -> Freshness:
         return Freshness(True, f"its registry cannot be read ({exc}): training")
     if seen_end_utc is None:
         return Freshness(True, "no training has seen its readings yet: training")
-    _, last_utc = store_time_range(config.root, meter_id, future_cutoff_utc(config.ingest.future_tolerance_h))
+    _, last_utc = store_time_range(config.root, meter_id, news_end_utc)
     last = pd.Timestamp(last_utc)
     if last >= seen_end_utc:
         return Freshness(True, f"readings up to {last.isoformat()} are newer than the data last trained on "
