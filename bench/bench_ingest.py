@@ -72,9 +72,11 @@ def _rss_mib() -> float:
 
 def run_stage(root: str, path: str) -> dict[str, Any]:
     """Return the ingest figures of one stage, measured in this process (the ingest call alone is timed)."""
+    from powercast.cli.ingest import spare_pyarrows_pandas_probe
     from powercast.core.config import PowercastConfig
     from powercast.store.ingest import ingest_paths
 
+    spare_pyarrows_pandas_probe()  # as `powercast ingest` does: no pandas import inside the timed call
     import_rss_mib = _rss_mib()
     started = time.perf_counter()
     [report] = ingest_paths([path], PowercastConfig(root=root), progress=False)

@@ -138,7 +138,7 @@ def _quarantine_counts(config: PowercastConfig) -> Counter[str]:
 
 
 class _PandasImportRefused(importlib.abc.MetaPathFinder):
-    """A meta path finder that makes ``import pandas`` fail (see ``_spare_pyarrows_pandas_probe``)."""
+    """A meta path finder that makes ``import pandas`` fail (see ``spare_pyarrows_pandas_probe``)."""
 
     def find_spec(self, name: str, path: object = None, target: object = None) -> None:
         if name == "pandas" or name.startswith("pandas."):
@@ -146,7 +146,7 @@ class _PandasImportRefused(importlib.abc.MetaPathFinder):
         return None
 
 
-def _spare_pyarrows_pandas_probe() -> None:
+def spare_pyarrows_pandas_probe() -> None:
     """Answer pyarrow's one pandas probe with "no pandas", so that this process does not import it.
 
     The first time pyarrow converts any Python value (``pa.array``, ``pa.scalar``, a compute
@@ -171,7 +171,7 @@ def _spare_pyarrows_pandas_probe() -> None:
 
 def run_ingest(args: argparse.Namespace, config: PowercastConfig) -> int:
     """Ingest the given paths and print the per-file table and the store's row counts."""
-    _spare_pyarrows_pandas_probe()
+    spare_pyarrows_pandas_probe()
     reports = ingest_paths(
         args.paths,
         config,

@@ -15,6 +15,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -39,7 +40,13 @@ from powercast.io.runs import new_run_id
 from powercast.store.channels import split_channels
 from powercast.store.manifest import append_manifest, find_ingested, ingested_sha256s
 from powercast.store.quarantine import write_quarantine
-from powercast.store.readings import UpsertOutcome, future_cutoff_utc, upsert_readings
+from powercast.store.readings import (
+    EncodedPartition,
+    encode_partitions,
+    future_cutoff_utc,
+    month_start_us,
+    upsert_readings,
+)
 from powercast.store.sources import (
     FieldBatch,
     NeedsLineReading,
@@ -200,7 +207,11 @@ def _read_ahead(batches: Iterator[RawBatch | FieldBatch]) -> Iterator[RawBatch |
 
 
 def _validate_batches(
-    batches: Iterator[RawBatch | FieldBatch], source: SourceFile, config: PowercastConfig, future_from_utc: datetime
+    batches: Iterator[RawBatch | FieldBatch],
+    source: SourceFile,
+    config: PowercastConfig,
+    future_from_utc: datetime,
+    ahead: _EncodeAhead | None = None,
 ) -> tuple[pa.Table, pa.Table, int]:
     """Return (readings, rejected lines, data lines read) of every batch, before duplicates are resolved."""
     readings_parts = [VALIDATED_SCHEMA.empty_table()]
@@ -211,40 +222,64 @@ def _validate_batches(
         readings_parts.append(validated.readings)
         rejected_parts.append(validated.rejected)
         rows_in += batch.n_rows if isinstance(batch, FieldBatch) else len(batch.lines)
+        if ahead is not None:
+            ahead.add(validated.readings)
     return pa.concat_tables(readings_parts), pa.concat_tables(rejected_parts), rows_in
+
+
+def _read_by_fields(
+    source: SourceFile, config: PowercastConfig, show: bool, future_from_utc: datetime
+) -> tuple[pa.Table, pa.Table, int, dict[str, EncodedPartition]]:
+    """Return (readings, rejected lines, data lines read, partitions encoded ahead) from the field reader.
+
+    Raises
+    ------
+    NeedsLineReading
+        As soon as the field reader meets a line it cannot classify alone.
+    """
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="powercast-encode-ahead")
+    try:
+        ahead = _EncodeAhead(config, source, pool)
+        batches = _read_ahead(iter_field_batches(source, progress=show))
+        readings, rejected, rows_in = _validate_batches(batches, source, config, future_from_utc, ahead)
+        encoded = ahead.encoded()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+    if rejected.num_rows:
+        # The field reader keeps no raw text: the quarantined lines' text is read from the file again.
+        texts = _raw_lines_at(source, rejected["line_number"])
+        with_text = rejected.drop_columns(["raw_line"]).join(texts, keys="line_number")
+        rejected = with_text.select(REJECTED_SCHEMA.names).cast(REJECTED_SCHEMA)
+    return readings, rejected, rows_in, encoded
 
 
 def _validated_lines(
     source: SourceFile, config: PowercastConfig, progress: bool | None, future_from_utc: datetime
-) -> tuple[pa.Table, pa.Table, int]:
-    """Return (readings with one line per meter and timestamp, rejected lines, data lines read) of one file.
+) -> tuple[pa.Table, pa.Table, int, dict[str, EncodedPartition]]:
+    """Return (readings with one line per meter and timestamp, rejected lines, data lines read,
+    partitions encoded ahead) of one file.
 
     The fast field reader goes first; a file with a line it cannot classify alone (another field
-    count, an empty line, bytes that are not UTF-8) is read again line by line, which classifies
-    every line (or raises ``SourceFileError`` for an unreadable file).
+    count, an empty line, a measured text that is neither a number nor a missing marker, bytes that
+    are not UTF-8) is read again line by line, which classifies every line (or raises
+    ``SourceFileError`` for an unreadable file). Both give the same readings and quarantine
+    (tests/store/test_field_reader.py); such a file costs one more read.
     """
     show = _should_show_progress(source, config, progress)
     try:
-        all_readings, rejected, rows_in = _validate_batches(
-            _read_ahead(iter_field_batches(source, progress=show)), source, config, future_from_utc
-        )
-        if rejected.num_rows:
-            # The field reader keeps no raw text: the quarantined lines' text is read from the file again.
-            with_text = rejected.drop_columns(["raw_line"]).join(
-                _raw_lines_at(source, rejected["line_number"]), keys="line_number"
-            )
-            rejected = with_text.select(REJECTED_SCHEMA.names).cast(REJECTED_SCHEMA)
+        all_readings, rejected, rows_in, encoded = _read_by_fields(source, config, show, future_from_utc)
     except NeedsLineReading:
-        all_readings, rejected, rows_in = _validate_batches(
-            iter_raw_batches(source, progress=show), source, config, future_from_utc
-        )
+        batches = iter_raw_batches(source, progress=show)
+        all_readings, rejected, rows_in = _validate_batches(batches, source, config, future_from_utc)
+        encoded = {}
     readings, duplicates = resolve_duplicates(all_readings)
     del all_readings  # a full UCI file is millions of rows: drop each intermediate as soon as the next one exists
     if duplicates.num_rows:
         # Validation kept no raw text for good lines; a duplicate's text is read back from the file.
         with_text = duplicates.join(_raw_lines_at(source, duplicates["line_number"]), keys="line_number")
         rejected = pa.concat_tables([rejected, with_text.select(REJECTED_SCHEMA.names).cast(REJECTED_SCHEMA)])
-    return readings, rejected, rows_in
+        encoded = {}
+    return readings, rejected, rows_in, encoded
 
 
 def _check_every_line_counted(source: SourceFile, rows_in: int, readings: pa.Table, rejected: pa.Table) -> None:
@@ -256,19 +291,63 @@ def _check_every_line_counted(source: SourceFile, rows_in: int, readings: pa.Tab
         )
 
 
-def _store_readings(config: PowercastConfig, source: SourceFile, readings: pa.Table) -> UpsertOutcome:
-    """Return what upserting ``readings`` (tagged with the file's sha256) into the store changed.
+def _rows_to_store(config: PowercastConfig, source: SourceFile, readings: pa.Table) -> pa.Table:
+    """Return validated readings as the store's rows, tagged with the file's sha256.
 
     A UCI file's lines become one row per line and configured channel meter (``ingest.channel_meters``).
     """
     if source.source_format.kind == "uci":
         readings = split_channels(readings, config.ingest.channel_meters)
-    # Dictionary-encoded in memory (4 bytes a row, not 64); the store casts each partition to string.
+    # Dictionary-encoded (4 bytes a row, not 64); a partition's file holds it as text.
     sha_column = pa.DictionaryArray.from_arrays(
         pa.array(np.zeros(readings.num_rows, dtype=np.int32)), pa.array([source.sha256])
     )
-    to_store = readings.drop_columns(["line_number"]).append_column("source_sha256", sha_column)
-    return upsert_readings(config.root, to_store)
+    return readings.drop_columns(["line_number"]).append_column("source_sha256", sha_column)
+
+
+class _EncodeAhead:
+    """Encodes the partitions of the months a UCI file has moved past, while the rest of it is read.
+
+    A UCI file is one house in time order: once its lines reach a new month, the months before it
+    are complete. While every line so far is later than the one before (so there can be no
+    duplicate either), those months' partitions are encoded on a worker thread; the upsert then
+    writes the bytes of the ones that are new. The first line out of order stops it (the upsert
+    encodes everything, as always). Nothing is written here, so a file that fails later leaves
+    the store as it was.
+    """
+
+    def __init__(self, config: PowercastConfig, source: SourceFile, pool: ThreadPoolExecutor) -> None:
+        self.config, self.source, self.pool = config, source, pool
+        self.active = source.source_format.kind == "uci"
+        self.pending: list[pa.Table] = []  # validated rows of the months not known complete yet
+        self.last_us: int | None = None
+        self.futures: list[Future] = []
+
+    def add(self, readings: pa.Table) -> None:
+        """Take one batch's validated readings, in file order."""
+        if not self.active or readings.num_rows == 0:
+            return
+        times = pc.cast(readings["timestamp"], pa.int64()).to_numpy()
+        if (self.last_us is not None and times[0] <= self.last_us) or not np.all(times[1:] > times[:-1]):
+            self.active, self.pending, self.futures = False, [], []
+            return
+        self.last_us = int(times[-1])
+        month_start = pa.scalar(month_start_us(int(times[0])), pa.int64())
+        if self.pending:
+            pending = pa.concat_tables(self.pending)
+            stamps = pc.cast(pending["timestamp"], pa.int64())
+            complete = pending.filter(pc.less(stamps, month_start))
+            if complete.num_rows:
+                rows = _rows_to_store(self.config, self.source, complete)
+                self.futures.append(self.pool.submit(encode_partitions, rows))
+                self.pending = [pending.filter(pc.greater_equal(stamps, month_start))]
+        self.pending.append(readings)
+
+    def encoded(self) -> dict[str, EncodedPartition]:
+        """Return the partitions encoded ahead, by folder (none once a line came out of order)."""
+        if not self.active:
+            return {}
+        return {folder: part for future in self.futures for folder, part in future.result().items()}
 
 
 def _quarantine_rows(source: SourceFile, run_id: str, rejected: pa.Table, now: pa.Scalar) -> pa.Table:
@@ -322,12 +401,12 @@ def ingest_file(source: SourceFile, config: PowercastConfig, run_id: str, progre
     started = time.perf_counter()
     ingested_at = datetime.now(timezone.utc)
     future_from = future_cutoff_utc(config.ingest.future_tolerance_h, ingested_at)
-    readings, rejected, rows_in = _validated_lines(source, config, progress, future_from)
+    readings, rejected, rows_in, encoded = _validated_lines(source, config, progress, future_from)
     _check_every_line_counted(source, rows_in, readings, rejected)
     now = pa.scalar(ingested_at, type=UTC_US)
     # Store, then quarantine, then manifest: the manifest row is written last, so a file whose
     # writes failed part-way is not recorded as ingested and is ingested again next time.
-    outcome = _store_readings(config, source, readings)
+    outcome = upsert_readings(config.root, _rows_to_store(config, source, readings), encoded)
     quarantine = _quarantine_rows(source, run_id, rejected, now)
     write_quarantine(config.root, run_id, source.sha256, quarantine)
     report = IngestReport(

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -74,6 +74,20 @@ class UpsertOutcome:
 
     partitions_written: list[str]
     rows_replaced: int
+
+
+@dataclass(frozen=True)
+class EncodedPartition:
+    """A partition's Parquet bytes made ahead of :func:`upsert_readings` (see :func:`encode_partitions`).
+
+    ``rows``, ``first_us`` and ``last_us`` (UTC microseconds) describe the rows encoded; the upsert
+    uses the bytes only for a partition that does not exist yet and whose incoming rows match them.
+    """
+
+    rows: int
+    first_us: int
+    last_us: int
+    payload: bytes
 
 
 @dataclass(frozen=True)
@@ -319,6 +333,11 @@ def _merge_partition(existing: pa.Table, incoming: pa.Table) -> tuple[pa.Table |
     return merged.sort_by("timestamp"), int(changed.sum())
 
 
+def month_start_us(micros: int) -> int:
+    """Return the first microsecond (UTC) of the month holding ``micros`` (UTC microseconds)."""
+    return _month_start_us(_month_of_us(micros))
+
+
 def _month_start_us(month_index: int) -> int:
     """Return the first microsecond (UTC) of a month counted from year 0 (``year * 12 + month - 1``)."""
     year, month = divmod(month_index, 12)
@@ -396,27 +415,61 @@ def _file_columns(chunk: pa.Table, folder: str) -> pa.Table:
         raise StoreError(f"readings for {folder} do not match READINGS_SCHEMA: {exc}") from exc
 
 
-def _upsert_partition(filesystem: pafs.FileSystem, base: str, meter_id: str, month_index: int, chunk: pa.Table) -> tuple[str, int] | None:
-    """Return (folder, readings replaced) after merging ``chunk`` into its partition, or None when nothing changed."""
+def _month_folder(meter_id: str, month_index: int) -> str:
     year, month = divmod(month_index, 12)
-    folder = partition_folder(meter_id, year, month + 1)
+    return partition_folder(meter_id, year, month + 1)
+
+
+def encode_partitions(readings: pa.Table) -> dict[str, EncodedPartition]:
+    """Return the Parquet bytes of each partition of ``readings`` (``READINGS_SCHEMA`` rows), by folder.
+
+    Ingest encodes the months a chronological file has moved past while it reads the rest; the
+    upsert then only writes them (when those partitions are new and receive exactly these rows).
+    """
+    table, times_us, meter_starts = _sorted_for_upsert(readings)
+    encoded = {}
+    for first, end, month_index in _partition_slices(times_us, meter_starts):
+        folder = _month_folder(table["meter_id"][first].as_py(), month_index)
+        payload = partition_parquet_bytes(_file_columns(table.slice(first, end - first), folder))
+        encoded[folder] = EncodedPartition(end - first, int(times_us[first]), int(times_us[end - 1]), payload)
+    return encoded
+
+
+def _matches(ready: EncodedPartition | None, incoming: pa.Table) -> bool:
+    if ready is None or ready.rows != incoming.num_rows:
+        return False
+    stamps = incoming["timestamp"]
+    return (stamps[0].value, stamps[-1].value) == (ready.first_us, ready.last_us)
+
+
+def _upsert_partition(
+    filesystem: pafs.FileSystem, base: str, meter_id: str, month_index: int, chunk: pa.Table,
+    encoded: Mapping[str, EncodedPartition],
+) -> tuple[str, int] | None:
+    """Return (folder, readings replaced) after merging ``chunk`` into its partition, or None when nothing changed."""
+    folder = _month_folder(meter_id, month_index)
     path = f"{base}/{folder}/{PARTITION_FILE}"
     incoming = _file_columns(chunk, folder)
+    payload = None
     if filesystem.get_file_info(path).type == pafs.FileType.File:
         existing = _read_partition_file(filesystem, path)
         merged, replaced = _merge_partition(existing, incoming.cast(READINGS_FILE_SCHEMA))
     else:
         merged, replaced = incoming, 0
+        ready = encoded.get(folder)
+        payload = ready.payload if _matches(ready, incoming) else None
     if merged is None:
         return None
     try:
-        atomic_write_bytes(path, partition_parquet_bytes(merged), filesystem=filesystem)
+        atomic_write_bytes(path, payload or partition_parquet_bytes(merged), filesystem=filesystem)
     except OSError as exc:
         raise StoreError(f"cannot write store partition {path}: {exc}") from exc
     return folder, replaced
 
 
-def upsert_readings(root: str, readings: pa.Table) -> UpsertOutcome:
+def upsert_readings(
+    root: str, readings: pa.Table, encoded: Mapping[str, EncodedPartition] | None = None
+) -> UpsertOutcome:
     """Return what changed after merging ``readings`` into the store, one atomic rewrite per touched partition.
 
     Partitions are merged and written by a few threads at once (Parquet encoding, compression and
@@ -428,6 +481,9 @@ def upsert_readings(root: str, readings: pa.Table) -> UpsertOutcome:
         Data root (path or URI).
     readings : pa.Table
         Rows with the ``READINGS_SCHEMA`` columns, at most one per (meter_id, timestamp).
+    encoded : mapping of str to EncodedPartition, optional
+        Partitions already encoded from exactly these rows (:func:`encode_partitions`), by folder:
+        a new partition whose rows match is written from them instead of being encoded again.
 
     Raises
     ------
@@ -447,7 +503,7 @@ def upsert_readings(root: str, readings: pa.Table) -> UpsertOutcome:
     def upsert(piece: tuple[int, int, int]) -> tuple[str, int] | None:
         first, end, month_index = piece
         chunk = table.slice(first, end - first)
-        return _upsert_partition(filesystem, base, meter_ids[first].as_py(), month_index, chunk)
+        return _upsert_partition(filesystem, base, meter_ids[first].as_py(), month_index, chunk, encoded or {})
 
     pieces = _partition_slices(times_us, meter_starts)
     if len(pieces) == 1:
