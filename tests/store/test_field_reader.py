@@ -96,7 +96,10 @@ def _ingest(path: Path, root: Path, force_line_reader: bool, monkeypatch: pytest
 
             patch.setattr(ingest_module, "iter_field_batches", refuse)
         [report] = ingest_paths([path], PowercastConfig(root=str(root)), run_id="run-x", progress=False)
-    counts = (report.rows_in, report.rows_stored, report.rows_missing, report.rows_quarantined, report.partitions_written)
+    counts = (
+        report.rows_in, report.rows_stored, report.rows_missing, report.rows_quarantined, report.partitions_written,
+        report.rows_replaced,
+    )
     return counts, _snapshot(str(root))
 
 
@@ -136,3 +139,62 @@ def test_many_small_batches_keep_their_line_numbers(write_source, tmp_path: Path
     assert fast == _ingest(path, tmp_path / "lines", True, monkeypatch)
     [quarantined] = fast[1]["quarantine"]
     assert (quarantined["line_number"], quarantined["raw_line"]) == (61, lines[-1])
+
+
+def _months(days: list[str], minutes: int = 3) -> list[str]:
+    return [_uci(day, minute) for day in days for minute in range(minutes)]
+
+
+MONTHS_IN_ORDER = _months(["30/1/2007", "31/1/2007", "1/2/2007", "28/2/2007", "1/3/2007", "15/3/2007"])
+
+
+def _encoded_ahead(path: Path, config: PowercastConfig) -> dict:
+    source = open_source(str(path), pafs.LocalFileSystem())
+    return ingest_module._validated_lines(source, config, False, datetime.now(timezone.utc))[3]
+
+
+@pytest.mark.parametrize(
+    ("name", "lines", "ahead"),
+    [
+        # Partitions of UTC months 2007-01 and 2007-02 are complete before the last batch; 2007-03 is not.
+        ("in_order", MONTHS_IN_ORDER, {"2007/month=01", "2007/month=02"}),
+        # A line earlier than the one before it: nothing is encoded ahead.
+        ("out_of_order", [*MONTHS_IN_ORDER[:9], MONTHS_IN_ORDER[2], *MONTHS_IN_ORDER[9:]], set()),
+        ("a_repeated_line", [*MONTHS_IN_ORDER[:9], MONTHS_IN_ORDER[8], *MONTHS_IN_ORDER[9:]], set()),
+    ],
+)
+def test_months_a_file_has_moved_past_are_encoded_ahead_and_stored_the_same(
+    name: str, lines: list[str], ahead: set[str], write_source, tmp_path: Path, monkeypatch
+) -> None:
+    monkeypatch.setattr(sources_module, "_BLOCK_SIZE_BYTES", 256)  # a few lines a batch
+    path = write_source(f"{name}.txt", lines)
+    encoded = _encoded_ahead(path, PowercastConfig(root=str(tmp_path / "probe")))
+    assert {folder.removeprefix("meter_id=sceaux_household/year=") for folder in encoded} == ahead
+    fast = _ingest(path, tmp_path / "fast", False, monkeypatch)
+    assert fast == _ingest(path, tmp_path / "lines", True, monkeypatch)
+    assert len(fast[0][4]) == 3  # three month partitions written either way
+
+
+def test_partitions_encoded_ahead_are_merged_into_existing_ones(write_source, tmp_path: Path, monkeypatch) -> None:
+    """A partition that already exists is merged as always; its encoded-ahead bytes are not used."""
+    monkeypatch.setattr(sources_module, "_BLOCK_SIZE_BYTES", 256)
+    earlier = write_source("earlier.txt", _months(["15/1/2007"]) + [_uci("31/1/2007", 0, "9.000;0.1;240;4;0;0;0")])
+    later = write_source("later.txt", MONTHS_IN_ORDER)
+    snapshots = []
+    for root, force in ((tmp_path / "fast", False), (tmp_path / "lines", True)):
+        _ingest(earlier, root, force, monkeypatch)
+        snapshots.append(_ingest(later, root, force, monkeypatch))
+    assert snapshots[0] == snapshots[1]
+    january = [row for row in snapshots[0][1]["readings"]["sceaux_household"] if row["timestamp"].month == 1]
+    # The earlier file's day and the later file's three days that fall in January in UTC (1/2 00:0x local is
+    # 31/1 23:0x UTC); the later file's line at 31/1 00:00 replaced the earlier one (9 kW).
+    assert len(january) == 3 + 3 * 3
+    assert snapshots[0][0][4][0] == "meter_id=sceaux_household/year=2007/month=01"
+    assert [row["active_power_kw"] for row in january] == [1.0] * 12
+
+
+def test_channel_meters_are_encoded_ahead_too(write_source, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(sources_module, "_BLOCK_SIZE_BYTES", 256)
+    path = write_source("channels.txt", MONTHS_IN_ORDER)
+    config = PowercastConfig(root=str(tmp_path / "probe"), ingest={"channel_meters": ["total", "kitchen"]})
+    assert len(_encoded_ahead(path, config)) == 4  # two complete months of two meters

@@ -310,8 +310,8 @@ class _EncodeAhead:
 
     A UCI file is one house in time order: once its lines reach a new month, the months before it
     are complete. While every line so far is later than the one before (so there can be no
-    duplicate either), those months' partitions are encoded on a worker thread; the upsert then
-    writes the bytes of the ones that are new. The first line out of order stops it (the upsert
+    duplicate either), the months before the latest line's are encoded on a worker thread; the
+    upsert then writes the bytes of the partitions that are new. The first line out of order stops it (the upsert
     encodes everything, as always). Nothing is written here, so a file that fails later leaves
     the store as it was.
     """
@@ -319,7 +319,8 @@ class _EncodeAhead:
     def __init__(self, config: PowercastConfig, source: SourceFile, pool: ThreadPoolExecutor) -> None:
         self.config, self.source, self.pool = config, source, pool
         self.active = source.source_format.kind == "uci"
-        self.pending: list[pa.Table] = []  # validated rows of the months not known complete yet
+        self.pending: list[pa.Table] = []  # validated rows of the month not known complete yet
+        self.pending_us: list[np.ndarray] = []  # their UTC microseconds
         self.last_us: int | None = None
         self.futures: list[Future] = []
 
@@ -329,19 +330,20 @@ class _EncodeAhead:
             return
         times = pc.cast(readings["timestamp"], pa.int64()).to_numpy()
         if (self.last_us is not None and times[0] <= self.last_us) or not np.all(times[1:] > times[:-1]):
-            self.active, self.pending, self.futures = False, [], []
+            self.active, self.pending, self.pending_us, self.futures = False, [], [], []
             return
         self.last_us = int(times[-1])
-        month_start = pa.scalar(month_start_us(int(times[0])), pa.int64())
-        if self.pending:
-            pending = pa.concat_tables(self.pending)
-            stamps = pc.cast(pending["timestamp"], pa.int64())
-            complete = pending.filter(pc.less(stamps, month_start))
-            if complete.num_rows:
-                rows = _rows_to_store(self.config, self.source, complete)
-                self.futures.append(self.pool.submit(encode_partitions, rows))
-                self.pending = [pending.filter(pc.greater_equal(stamps, month_start))]
         self.pending.append(readings)
+        self.pending_us.append(times)
+        pending_us = np.concatenate(self.pending_us)
+        complete = int(np.searchsorted(pending_us, month_start_us(self.last_us)))
+        if complete:
+            pending = pa.concat_tables(self.pending)
+            self.futures.append(self.pool.submit(self._encode, pending.slice(0, complete)))
+            self.pending, self.pending_us = [pending.slice(complete)], [pending_us[complete:]]
+
+    def _encode(self, readings: pa.Table) -> dict[str, EncodedPartition]:
+        return encode_partitions(_rows_to_store(self.config, self.source, readings))
 
     def encoded(self) -> dict[str, EncodedPartition]:
         """Return the partitions encoded ahead, by folder (none once a line came out of order)."""

@@ -61,7 +61,7 @@ GZIP_MAGIC = b"\x1f\x8b"
 _LINE_DELIMITER = "\x1f"
 _LINE_COLUMN = "line"
 _HEADER_PROBE_BYTES = 64 * 1024
-_BLOCK_SIZE_BYTES = 4 * 1024 * 1024
+_BLOCK_SIZE_BYTES = 16 * 1024 * 1024
 _HASH_CHUNK_BYTES = 4 * 1024 * 1024
 
 SourceKind = Literal["uci", "generic"]
