@@ -229,20 +229,23 @@ def _validate_batches(
 
 def _read_by_fields(
     source: SourceFile, config: PowercastConfig, show: bool, future_from_utc: datetime
-) -> tuple[pa.Table, pa.Table, int, dict[str, EncodedPartition]]:
+) -> tuple[pa.Table, pa.Table, int, dict[str, EncodedPartition] | None]:
     """Return (readings, rejected lines, data lines read, partitions encoded ahead) from the field reader.
+
+    The partitions are None unless the readings are one meter's in strictly increasing time
+    (then they need no sorting and hold no duplicate).
 
     Raises
     ------
     NeedsLineReading
         As soon as the field reader meets a line it cannot classify alone.
     """
-    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="powercast-encode-ahead")
+    pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="powercast-encode-ahead")
     try:
         ahead = _EncodeAhead(config, source, pool)
         batches = _read_ahead(iter_field_batches(source, progress=show))
         readings, rejected, rows_in = _validate_batches(batches, source, config, future_from_utc, ahead)
-        encoded = ahead.encoded()
+        encoded = ahead.encoded() if ahead.strictly_increasing else None
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
     if rejected.num_rows:
@@ -271,15 +274,16 @@ def _validated_lines(
     except NeedsLineReading:
         batches = iter_raw_batches(source, progress=show)
         all_readings, rejected, rows_in = _validate_batches(batches, source, config, future_from_utc)
-        encoded = {}
+        encoded = None
+    if encoded is not None:  # one meter in strictly increasing time: sorted, and no duplicate to resolve
+        return all_readings, rejected, rows_in, encoded
     readings, duplicates = resolve_duplicates(all_readings)
     del all_readings  # a full UCI file is millions of rows: drop each intermediate as soon as the next one exists
     if duplicates.num_rows:
         # Validation kept no raw text for good lines; a duplicate's text is read back from the file.
         with_text = duplicates.join(_raw_lines_at(source, duplicates["line_number"]), keys="line_number")
         rejected = pa.concat_tables([rejected, with_text.select(REJECTED_SCHEMA.names).cast(REJECTED_SCHEMA)])
-        encoded = {}
-    return readings, rejected, rows_in, encoded
+    return readings, rejected, rows_in, {}
 
 
 def _check_every_line_counted(source: SourceFile, rows_in: int, readings: pa.Table, rejected: pa.Table) -> None:
@@ -344,6 +348,11 @@ class _EncodeAhead:
 
     def _encode(self, readings: pa.Table) -> dict[str, EncodedPartition]:
         return encode_partitions(_rows_to_store(self.config, self.source, readings))
+
+    @property
+    def strictly_increasing(self) -> bool:
+        """Return whether every line so far is later than the one before (one meter: no duplicate, in key order)."""
+        return self.active
 
     def encoded(self) -> dict[str, EncodedPartition]:
         """Return the partitions encoded ahead, by folder (none once a line came out of order)."""
