@@ -74,16 +74,17 @@ def test_val_loader_keeps_time_order_and_train_shuffle_is_seeded(prepared_sample
 def test_refit_loader_covers_every_training_and_validation_window(prepared_sample: PreparedSeries) -> None:
     loader = WindowDataModule(prepared_sample, batch_size=256).train_and_val_dataloader()
     starts = loader.dataset.starts
-    expected = np.concatenate([prepared_sample.window_starts["train"], prepared_sample.window_starts["val"]])
+    expected = np.concatenate([prepared_sample.training_starts("train"), prepared_sample.training_starts("val")])
     np.testing.assert_array_equal(starts, expected)
     assert sum(len(y) for _, y in loader) == len(expected)
     assert not np.isin(prepared_sample.window_starts["test"], starts).any()
 
 
-def test_dataset_rejects_a_start_touching_missing_data(prepared_sample: PreparedSeries) -> None:
-    missing_row = int(np.flatnonzero(np.isnan(prepared_sample.target_kw))[0])
+def test_dataset_rejects_a_start_touching_missing_data(sample_path: Path) -> None:
+    unmasked = prepare_series(read_uci_readings(sample_path), PrepareConfig(missing_mask=False), "m")
+    missing_row = int(np.flatnonzero(np.isnan(unmasked.target_kw))[0])
     with pytest.raises(DataPreparationError, match="touches missing data"):
-        window_dataset(prepared_sample, np.array([missing_row - 1]))
+        window_dataset(unmasked, np.array([missing_row - 1]))
 
 
 def test_dataset_rejects_a_start_off_the_grid(prepared_sample: PreparedSeries) -> None:

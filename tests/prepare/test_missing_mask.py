@@ -30,7 +30,7 @@ def masked(sample_readings: pd.DataFrame) -> PreparedSeries:
 
 @pytest.fixture(scope="module")
 def unmasked(sample_readings: pd.DataFrame) -> PreparedSeries:
-    return prepare_series(sample_readings, PrepareConfig(), METER)
+    return prepare_series(sample_readings, PrepareConfig(missing_mask=False), METER)
 
 
 def test_mask_column_marks_exactly_the_missing_target_steps_and_nothing_stays_nan(masked: PreparedSeries) -> None:

@@ -79,11 +79,12 @@ def test_short_gap_is_interpolated_and_its_windows_kept(sample_readings: pd.Data
     np.testing.assert_array_equal(after.window_starts["train"], before.window_starts["train"])
 
 
-def test_inputs_rows_are_nan_exactly_where_the_target_is_missing(prepared_sample: PreparedSeries) -> None:
-    target_missing = np.isnan(prepared_sample.target_kw)
+def test_inputs_rows_are_nan_exactly_where_the_target_is_missing(sample_readings: pd.DataFrame) -> None:
+    unmasked = prepare_series(sample_readings, PrepareConfig(missing_mask=False), "sceaux_household")
+    target_missing = np.isnan(unmasked.target_kw)
     assert target_missing.any(), "the sample has a long outage"
-    assert np.isnan(prepared_sample.inputs[target_missing]).all()
-    assert not np.isnan(prepared_sample.inputs[~target_missing]).any()
+    assert np.isnan(unmasked.inputs[target_missing]).all()
+    assert not np.isnan(unmasked.inputs[~target_missing]).any()
 
 
 def test_no_usable_window_holds_a_nan(prepared_sample: PreparedSeries) -> None:
@@ -127,9 +128,12 @@ def test_input_window_is_the_lookback_before_the_origin(prepared_sample: Prepare
 
 def test_input_window_is_none_when_the_last_readings_are_missing(sample_readings: pd.DataFrame) -> None:
     issue = pd.Timestamp("2010-11-28 00:00", tz=PARIS_WINTER).tz_convert("UTC")  # a day after the sample ends
-    prepared = prepare_series(sample_readings, PrepareConfig(), "m", grid_end_utc=issue)
+    prepared = prepare_series(sample_readings, PrepareConfig(missing_mask=False), "m", grid_end_utc=issue)
     assert prepared.index_utc[-1] == issue - HOUR
     assert input_window(prepared, issue) is None
+    masked = prepare_series(sample_readings, PrepareConfig(), "m", grid_end_utc=issue)
+    window = input_window(masked, issue)  # filled, and the mask says which steps (the serving side decides)
+    assert window is not None and window[-24:, masked.feature_names.index("input_missing")].all()
 
 
 def test_input_window_before_the_grid_is_none(prepared_sample: PreparedSeries) -> None:
@@ -189,7 +193,7 @@ def test_prepare_command_prints_splits_windows_and_exclusions(
 ) -> None:
     assert main(["prepare", "--root", ingested_sample_root, "--lookback-steps", "48"]) == 0
     printed = capsys.readouterr().out
-    assert "features     active_power_kw, hour_sin" in printed
+    assert "features     active_power_kw, input_missing, hour_sin" in printed
     assert "lookback 48 steps" in printed
     for heading in ("train", "val", "test", "crosses_split", "long_gap", "missing_input"):
         assert heading in printed

@@ -19,6 +19,7 @@ from powercast.serving.forecast import (
     FALLBACK_FAMILY,
     baseline_forecast,
     baseline_per_window,
+    champion_window,
     default_issue_time,
     grid_row,
     make_forecast_batch,
@@ -87,6 +88,7 @@ def test_champion_forecast_comes_from_the_served_refit_not_the_held_out_fit(cham
 
 @pytest.mark.parametrize("issued_at", AFTER_OUTAGES)
 def test_long_gap_in_the_input_window_falls_back_to_the_best_baseline(champion_config, issued_at):
+    """Both outages leave fewer real steps than prepare.min_real_input_steps in the 48-step window."""
     issued = pd.Timestamp(issued_at).tz_convert("UTC")
     champion = load_champion(champion_config.root, METER)
     lookback, max_gap = champion.prepare_config.lookback_steps, champion.prepare_config.max_interpolate_gap_steps
@@ -97,7 +99,8 @@ def test_long_gap_in_the_input_window_falls_back_to_the_best_baseline(champion_c
         champion_config.model_copy(update={"prepare": champion.prepare_config}), METER, end_utc=issued,
         scaler=champion.scaler,
     )
-    assert input_window(prepared, issued) is None
+    # the champion reads the mask (prepare.missing_mask), but this window holds too little real input
+    assert champion_window(prepared, champion, issued) is None
     fallback = baseline_forecast(
         prepared, grid_row(prepared, issued), champion_config.forecast.interval_coverage,
         champion_config.forecast.baseline_calibration_days, parse_timezone(champion.prepare_config.local_timezone),

@@ -81,8 +81,24 @@ def test_too_little_real_input_still_falls_back_and_names_the_setting(masked_cha
     assert "prepare.min_real_input_steps=24" in batch.notes[0]
 
 
-def test_card_without_the_new_prepare_keys_loads_and_forecasts_as_before(champion_root: str, tmp_path: Path) -> None:
-    """A model card written before these settings existed (its prepare_config lacks them) serves unchanged."""
+@pytest.fixture(scope="module")
+def unmasked_root(tmp_path_factory, ingested_sample_root: str, champion_overrides) -> str:
+    """The fixture champion's night trained without the mask, as every model was before it existed."""
+    root = tmp_path_factory.mktemp("unmasked") / "root"
+    shutil.copytree(Path(ingested_sample_root) / "store", root / "store")
+    config = PowercastConfig(root=str(root)).with_overrides({**champion_overrides, "prepare.missing_mask": False})
+    outcome = train_meter(config, METER, "unmasked", progress=False)
+    assert outcome.decision.promoted, outcome.decision.reason
+    return str(root)
+
+
+def test_card_without_the_new_prepare_keys_loads_and_forecasts_as_before(unmasked_root: str, tmp_path: Path) -> None:
+    """A model card written before these settings existed (its prepare_config lacks them) serves unchanged.
+
+    Without its keys the card's prepare config would take today's defaults (the mask on); its
+    feature list says the model reads no mask, and that wins.
+    """
+    champion_root = unmasked_root
     old_root = tmp_path / "root"
     shutil.copytree(champion_root, old_root)
     config = PowercastConfig(root=str(old_root))

@@ -57,7 +57,8 @@ def test_the_combination_is_the_mean_of_its_members(night: tuple[PowercastConfig
     hgb = load_model(config.root, METER, outcome.versions["hgb"])
     assert isinstance(combo.module, CombinedForecaster) and isinstance(hgb.module, BoostedForecaster)
     assert set(combo.module.member_versions) == {outcome.versions["gru"], outcome.versions["hgb"]}
-    windows = np.random.default_rng(1).normal(size=(6, config.prepare.lookback_steps, 5)).astype(np.float32)
+    n_features = len(combo.feature_names)
+    windows = np.random.default_rng(1).normal(size=(6, config.prepare.lookback_steps, n_features)).astype(np.float32)
     expected = (gru.predict_kw(windows) + hgb.predict_kw(windows)) / 2
     np.testing.assert_allclose(combo.predict_kw(windows), expected, rtol=1e-5, atol=1e-5)
     held_out = (gru.predict_kw(windows, held_out=True) + hgb.predict_kw(windows, held_out=True)) / 2

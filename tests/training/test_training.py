@@ -33,7 +33,8 @@ def test_two_seeded_cpu_runs_give_identical_metrics(
     first = fit_forecaster(tiny_prepared, tiny_train, "gru", tmp_path / "first", progress=False)
     second = fit_forecaster(tiny_prepared, tiny_train, "gru", tmp_path / "second", progress=False)
     assert first.best_val_mae == second.best_val_mae
-    windows = np.random.default_rng(0).normal(size=(4, tiny_prepared.lookback_steps, 5)).astype(np.float32)
+    n_features = len(tiny_prepared.feature_names)
+    windows = np.random.default_rng(0).normal(size=(4, tiny_prepared.lookback_steps, n_features)).astype(np.float32)
     np.testing.assert_array_equal(first.module.forecast_scaled(windows), second.module.forecast_scaled(windows))
 
 
@@ -45,7 +46,8 @@ def test_refit_trains_on_train_and_val_windows_for_exactly_the_given_epochs(
     second = refit_forecaster(tiny_prepared, config, "gru", 3, tmp_path / "second", progress=False)
     assert first.epochs_run == 3 and first.stopped_by == "max_epochs"  # no early stopping, whatever val does
     assert first.best_epoch == 2  # the last epoch's weights are kept
-    windows = np.random.default_rng(0).normal(size=(4, tiny_prepared.lookback_steps, 5)).astype(np.float32)
+    n_features = len(tiny_prepared.feature_names)
+    windows = np.random.default_rng(0).normal(size=(4, tiny_prepared.lookback_steps, n_features)).astype(np.float32)
     np.testing.assert_array_equal(first.module.forecast_scaled(windows), second.module.forecast_scaled(windows))
     held_out = fit_forecaster(tiny_prepared, config.model_copy(update={"max_epochs": 3}), "gru", tmp_path / "h", False)
     assert not np.array_equal(held_out.module.forecast_scaled(windows), first.module.forecast_scaled(windows))

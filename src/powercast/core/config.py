@@ -168,7 +168,7 @@ class PrepareConfig(_Section):
         "+01:00", description="Timezone of 'local midnight' for forecast origins (IANA name or fixed offset)."
     )
     missing_mask: bool = Field(
-        False,
+        True,
         title="Missing-value mask",
         description="Networks read windows with long gaps in their input: missing input steps are filled with "
         "the same time of the previous day (scaled 0 where there is none) and an extra input column says which "
