@@ -83,10 +83,11 @@ def test_too_little_real_input_still_falls_back_and_names_the_setting(masked_cha
 
 @pytest.fixture(scope="module")
 def unmasked_root(tmp_path_factory, ingested_sample_root: str, champion_overrides) -> str:
-    """The fixture champion's night trained without the mask, as every model was before it existed."""
+    """The fixture champion's night trained without the mask and holidays, as every model was before they existed."""
     root = tmp_path_factory.mktemp("unmasked") / "root"
     shutil.copytree(Path(ingested_sample_root) / "store", root / "store")
-    config = PowercastConfig(root=str(root)).with_overrides({**champion_overrides, "prepare.missing_mask": False})
+    old_inputs = {"prepare.missing_mask": False, "prepare.holiday_features": False}
+    config = PowercastConfig(root=str(root)).with_overrides({**champion_overrides, **old_inputs})
     outcome = train_meter(config, METER, "unmasked", progress=False)
     assert outcome.decision.promoted, outcome.decision.reason
     return str(root)

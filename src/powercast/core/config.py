@@ -188,7 +188,7 @@ class PrepareConfig(_Section):
         description="Add the local day of the year as a point on a circle (sin, cos): yearly seasonality.",
     )
     holiday_features: bool = Field(
-        False,
+        True,
         title="Holiday features",
         description="Add whether the local day one horizon ahead of each step is a public holiday (holidays "
         "package, country from holiday_country), so a window's last day of rows flags the days it forecasts.",
