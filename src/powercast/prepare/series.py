@@ -369,8 +369,10 @@ def input_window(prepared: PreparedSeries, origin_utc: pd.Timestamp) -> np.ndarr
     """Return a float32 [L, F] copy of the inputs ending just before ``origin_utc``, or None.
 
     None when the window reaches before the grid or past its end, or holds a NaN (a long gap, or
-    a missing extra input): the caller then falls back to a baseline. ``origin_utc`` may be the
-    grid's exclusive end.
+    a missing extra input, in inputs prepared without ``prepare.missing_mask``): the caller then
+    falls back to a baseline. With the mask, gaps are filled and flagged, and the serving side
+    decides whether its model may read them (``serving.forecast.champion_window``).
+    ``origin_utc`` may be the grid's exclusive end.
     """
     origin = pd.Timestamp(origin_utc)
     if origin.tzinfo is None:
