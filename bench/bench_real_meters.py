@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import time
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_SOURCE = REPO.parent / "shared" / "data" / "household_power_consumption.txt.gz"
@@ -94,7 +95,9 @@ def main() -> int:
             f"{row['baseline']:>19} {row['baseline_test_mae_kw']:>8.4f}  {row['selected']}"
         )
     keys = ("local_test_mae_kw", "global_test_mae_kw", "baseline_test_mae_kw")
-    medians = {key: statistics.median(row[key] for row in rows) for key in keys}
+    # A family not trained (NaN) has no median; statistics.median would return a meaningless number.
+    medians = {key: float(np.nanmedian([row[key] for row in rows])) if any(row[key] == row[key] for row in rows)
+               else float("nan") for key in keys}
     print(
         f"{'median over meters':<28} {medians['local_test_mae_kw']:>14.4f} {medians['global_test_mae_kw']:>20.4f} "
         f"{medians['baseline_test_mae_kw']:>28.4f}"

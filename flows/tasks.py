@@ -201,20 +201,25 @@ def train_candidates(
 def train_global_models(
     config: PowercastConfig, meters: Sequence[str], run_id: str, as_of_utc: datetime | None, only_with_news: bool
 ) -> dict[str, GlobalFit]:
-    """Train one network per cell on every meter's windows (``train.scope`` global or both); return cell → fit.
+    """Train one network per cell on every meter's windows (``train.scope`` global or both); return cell → GlobalFit.
 
     With ``only_with_news`` (a night not forced to retrain) nothing is trained when none of the
     meters the models would learn from has readings newer than its last training: no meter would
     retrain to use them (a meter that cannot be prepared is left out, so it cannot force one).
     """
     logger = get_run_logger()
+    no_news = "no global models tonight: none of the %d meter(s) they learn from has readings newer than its last training"
+    if only_with_news and not _any_meter_has_news(config, meters, as_of_utc):  # before paying for preparing them
+        logger.info(no_news, len(meters))
+        return {}
     usable, left_out = powercast.training.fleet.prepare_fleet(config, meters, as_of_utc)
     for meter_id, why in left_out.items():
         logger.warning("%s left out of the global models: %s", meter_id, why)
     if not usable:
         raise TrainingError(f"none of the {len(meters)} meter(s) has validation windows to train a global model on")
+    # Again among the meters that could be prepared: one that cannot (never trained) is always "new".
     if only_with_news and not _any_meter_has_news(config, [item.meter_id for item in usable], as_of_utc):
-        logger.info("no global models tonight: none of the %d meter(s) has readings newer than its last training", len(usable))
+        logger.info(no_news, len(usable))
         return {}
     fits = powercast.training.fleet.fit_global_models(config, usable, run_id, progress=False)
     for cell, trained in fits.items():

@@ -124,7 +124,7 @@ def test_channel_meters_option_stores_each_channel_as_a_meter(tmp_path: Path, sa
 
 HEAVY_PACKAGES = ("pandas", "torch", "lightning", "pytorch_lightning", "sklearn", "scipy", "prefect", "matplotlib")
 _RUN_AND_LIST_HEAVY_IMPORTS = (
-    "import sys; from powercast.cli.main import main; status = main(sys.argv[1:]); "
+    "import sys; from powercast.cli.main import main; status = main(); "  # argv from sys.argv, as the console script
     f"print(sorted(name for name in {HEAVY_PACKAGES!r} if name in sys.modules)); raise SystemExit(status)"
 )
 

@@ -84,6 +84,13 @@ def test_min_real_input_steps_longer_than_the_lookback_is_refused_naming_it() ->
         PrepareConfig(missing_mask=True, min_real_input_steps=200)
 
 
+def test_the_default_minimum_under_a_short_lookback_or_an_old_card_is_the_whole_lookback() -> None:
+    """Only an explicit value is refused: a card without the key, or the default under lookback 12, still loads."""
+    short = PrepareConfig.model_validate({"lookback_steps": 12})
+    assert short.min_real_input_steps == 24 and short.real_input_steps_needed == 12
+    assert PrepareConfig(missing_mask=True, min_real_input_steps=6, lookback_steps=12).real_input_steps_needed == 6
+
+
 def test_input_window_through_a_gap_is_finite_with_the_mask(masked: PreparedSeries) -> None:
     start = int(masked.gap_window_starts["train"][0])
     origin = masked.index_utc[start + masked.lookback_steps]

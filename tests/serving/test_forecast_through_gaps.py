@@ -68,7 +68,11 @@ def test_network_reading_the_mask_forecasts_through_a_long_gap(masked_champion: 
     for issued in issue_times:
         batch = make_forecast_batch(masked_champion, METER, issued, run_id="run-gap")
         frame = batch.table.to_pandas()
-        assert (batch.model, batch.model_version, batch.notes) == (champion.cell, champion.version, ())
+        assert (batch.model, batch.model_version) == (champion.cell, champion.version)
+        # The consumer is told the forecast read filled inputs, and by whom.
+        (note,) = batch.notes
+        assert note.startswith("the input window has ") and " steps missing, filled from the day before" in note
+        assert note.endswith(f"forecast by {champion.cell} {champion.version}")
         assert np.isfinite(frame[["yhat_kw", "yhat_lo_kw", "yhat_hi_kw"]].to_numpy()).all()
         assert len(frame) == champion.prepare_config.horizon_steps
 

@@ -57,6 +57,9 @@ def test_readings_after_the_night_s_as_of_time_are_not_news_for_that_night(train
     _add_reading(trained_root.root, later)
     assert not training_freshness(trained_root, METER, as_of_utc=seen_end.to_pydatetime()).retrain
     assert training_freshness(trained_root, METER, as_of_utc=(later + pd.Timedelta(hours=1)).to_pydatetime()).retrain
+    # A backfill (as of a time before the data the models on record learned from) trains on what it may see.
+    backfill = training_freshness(trained_root, METER, as_of_utc=(seen_end - pd.Timedelta(days=30)).to_pydatetime())
+    assert backfill.retrain and "after this night's as-of time" in backfill.reason
 
 
 def test_a_training_that_promoted_nothing_still_counts_as_seen(trained_root: PowercastConfig) -> None:

@@ -171,7 +171,8 @@ def spare_pyarrows_pandas_probe() -> None:
 
 def run_ingest(args: argparse.Namespace, config: PowercastConfig) -> int:
     """Ingest the given paths and print the per-file table and the store's row counts."""
-    spare_pyarrows_pandas_probe()
+    if getattr(args, "own_process", False):  # not when called in-process: pyarrow's answer would stick
+        spare_pyarrows_pandas_probe()
     reports = ingest_paths(
         args.paths,
         config,

@@ -69,6 +69,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; errors become one line on stderr and exit status 2."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    # The command owns its process (console script, python -m): it may tune process-wide state.
+    args.own_process = argv is None
     try:
         config = config_from_args(args, getattr(args, "config_overrides", lambda a: {})(args))
         return int(args.handler(args, config) or 0)

@@ -180,7 +180,7 @@ class PrepareConfig(_Section):
         ge=1,
         title="Minimum real input (steps)",
         description="With missing_mask, a window needs at least this many real (not filled) input steps in its "
-        "lookback to be trained on or forecast from (24 at 1 h: one day).",
+        "lookback to be trained on or forecast from (24 at 1 h: one day; the whole lookback when it is shorter).",
     )
     day_of_year_features: bool = Field(
         False,
@@ -212,12 +212,19 @@ class PrepareConfig(_Section):
 
     @model_validator(mode="after")
     def _real_input_fits_lookback(self) -> PrepareConfig:
-        if self.min_real_input_steps > self.lookback_steps:
+        # Only a value someone set is refused: the default (24) under a shorter lookback, or a
+        # model card written before this setting existed, means "the whole lookback".
+        if "min_real_input_steps" in self.model_fields_set and self.min_real_input_steps > self.lookback_steps:
             raise ValueError(
                 f"min_real_input_steps {self.min_real_input_steps} exceeds lookback_steps {self.lookback_steps}: "
                 "a window could never hold that many real steps"
             )
         return self
+
+    @property
+    def real_input_steps_needed(self) -> int:
+        """Return the real input steps a window needs: min_real_input_steps, at most the whole lookback."""
+        return min(self.min_real_input_steps, self.lookback_steps)
 
     def holiday_country_of(self, meter_id: str) -> str:
         """Return the holiday calendar of ``meter_id``: its entry in holiday_country_by_meter, else holiday_country."""

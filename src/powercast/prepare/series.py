@@ -200,7 +200,7 @@ def _gap_trainable(missing_rows: np.ndarray, target_missing: np.ndarray, config:
     targets_real = ~window_has_invalid(target_missing, horizon_steps)[lookback_steps : lookback_steps + n_windows]
     prefix = np.concatenate(([0], np.cumsum(missing_rows, dtype=np.int64)))
     missing_inputs = prefix[lookback_steps : lookback_steps + n_windows] - prefix[:n_windows]
-    return targets_real & (lookback_steps - missing_inputs >= config.min_real_input_steps)
+    return targets_real & (lookback_steps - missing_inputs >= config.real_input_steps_needed)
 
 
 def _check_scaler_columns(scaler: FeatureScaler | None, measured: tuple[str, ...]) -> None:

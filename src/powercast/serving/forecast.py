@@ -137,7 +137,7 @@ def champion_window(prepared: PreparedSeries, champion: LoadedModel, issued_utc:
     if not reads_through_gaps(champion):
         return None
     real_steps = len(window) - missing_steps
-    return window if real_steps >= champion.prepare_config.min_real_input_steps else None
+    return window if real_steps >= champion.prepare_config.real_input_steps_needed else None
 
 
 def _window_gap_reason(prepared: PreparedSeries, origin_row: int, max_gap_steps: int, champion: LoadedModel) -> str:
@@ -146,7 +146,7 @@ def _window_gap_reason(prepared: PreparedSeries, origin_row: int, max_gap_steps:
     _, gap_lengths = find_gaps(missing)
     longest = int(gap_lengths.max()) if gap_lengths.size else 0
     if reads_through_gaps(champion):
-        policy = f"fewer than prepare.min_real_input_steps={champion.prepare_config.min_real_input_steps} real steps"
+        policy = f"fewer than prepare.min_real_input_steps={champion.prepare_config.real_input_steps_needed} real steps"
     else:
         policy = f"at most {max_gap_steps} are interpolated"
     return (
@@ -287,25 +287,36 @@ def _champion_batch(
     step = prepared.index_utc[1] - prepared.index_utc[0]
     lo_kw, hi_kw = champion.interval_offsets_kw(issued)
     start, end = champion.training_range_utc
-    has_gap = MISSING_MASK_FEATURE in prepared.feature_names and window[:, prepared.feature_names.index(
-        MISSING_MASK_FEATURE)].any()
-    networks = gap_networks(champion) if has_gap else []
+    filled_steps = (
+        int((window[:, prepared.feature_names.index(MISSING_MASK_FEATURE)] > 0).sum())
+        if MISSING_MASK_FEATURE in prepared.feature_names
+        else 0
+    )
+    # Consumers must be able to tell a forecast read through filled inputs (an outage, or readings
+    # that have not arrived yet) from one read from real readings only.
+    filled = (
+        f"the input window has {filled_steps} of {len(window)} steps missing, filled from the day before and "
+        "flagged to the model (intervals are calibrated on complete windows)"
+    )
+    networks = gap_networks(champion) if filled_steps else []
     if not networks or champion.cell in RECURRENT_CELLS:
         yhat = champion.predict_kw(window[None])[0]  # [H]
         table = contract_table(
             prepared.meter_id, issued, step, yhat, yhat + lo_kw, yhat + hi_kw, champion.cell, champion.version, run_id
         )
-        return ForecastBatch(table, champion.interval_coverage, start, end, champion.validation_mae_kw)
+        notes = (f"{filled}: forecast by {champion.cell} {champion.version}",) if filled_steps else ()
+        return ForecastBatch(table, champion.interval_coverage, start, end, champion.validation_mae_kw, notes=notes)
     # A combination through a gap: the mean of its networks, with the combination's interval offsets.
     scaled = np.mean([network.forecast_scaled(window[None]) for _, network in networks], axis=0)
     yhat = champion.scaler.inverse_target_kw(scaled)[0]  # [H]
     versions = [version for version, _ in networks]
-    cell = str(networks[0][1].hparams.cell)
-    table = contract_table(
-        prepared.meter_id, issued, step, yhat, yhat + lo_kw, yhat + hi_kw, cell, versions[0], run_id
+    # One network member is that model; two or more stay the combination (of its networks only).
+    cell, version = (str(networks[0][1].hparams.cell), versions[0]) if len(networks) == 1 else (
+        champion.cell, champion.version
     )
+    table = contract_table(prepared.meter_id, issued, step, yhat, yhat + lo_kw, yhat + hi_kw, cell, version, run_id)
     note = (
-        f"the input window has missing steps: {champion.cell} {champion.version} served by its network member(s) "
+        f"{filled}: {champion.cell} {champion.version} served by its network member(s) "
         f"{', '.join(versions)} alone (its other members never learned from windows with gaps)"
     )
     return ForecastBatch(table, champion.interval_coverage, start, end, champion.validation_mae_kw, notes=(note,))

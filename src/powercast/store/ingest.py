@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager, closing, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -243,8 +243,10 @@ def _read_by_fields(
     pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="powercast-encode-ahead")
     try:
         ahead = _EncodeAhead(config, source, pool)
-        batches = _read_ahead(iter_field_batches(source, progress=show))
-        readings, rejected, rows_in = _validate_batches(batches, source, config, future_from_utc, ahead)
+        # closing(): an error in validation stops the reader thread and closes the file now, not
+        # whenever the traceback (which an orchestrator keeps in its state) is freed.
+        with closing(_read_ahead(iter_field_batches(source, progress=show))) as batches:
+            readings, rejected, rows_in = _validate_batches(batches, source, config, future_from_utc, ahead)
         encoded = ahead.encoded() if ahead.strictly_increasing else None
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
@@ -252,6 +254,11 @@ def _read_by_fields(
         # The field reader keeps no raw text: the quarantined lines' text is read from the file again.
         texts = _raw_lines_at(source, rejected["line_number"])
         with_text = rejected.drop_columns(["raw_line"]).join(texts, keys="line_number")
+        if with_text.num_rows != rejected.num_rows or with_text["raw_line"].null_count:
+            raise StoreError(
+                f"{source.path}: the text of {rejected.num_rows} quarantined line(s) could not all be read back "
+                "(this is a bug in powercast, please report it); nothing was written"
+            )
         rejected = with_text.select(REJECTED_SCHEMA.names).cast(REJECTED_SCHEMA)
     return readings, rejected, rows_in, encoded
 

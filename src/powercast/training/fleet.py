@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import statistics
+import time
 from collections.abc import Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
@@ -132,11 +133,12 @@ class GlobalFit:
     fit: FitResult
     refit: FitResult | None = None
     refit_skipped: str | None = None
+    discarded_refit_s: float = 0.0  # a refit that ran but is not served (out of budget, failed)
 
     @property
     def elapsed_s(self) -> float:
-        """Return the seconds of the held-out fit and its refit together."""
-        return self.fit.elapsed_s + (self.refit.elapsed_s if self.refit is not None else 0.0)
+        """Return the seconds of the held-out fit and its refit together, served or not."""
+        return self.fit.elapsed_s + (self.refit.elapsed_s if self.refit is not None else self.discarded_refit_s)
 
     @property
     def device(self) -> str:
@@ -164,9 +166,14 @@ def _fit_and_refit_global(
     if fit.stopped_by == "max_time" or fit.elapsed_s >= config.train.max_time_s:
         return GlobalFit(fit, refit_skipped=f"the held-out fit used the whole train.max_time_s={config.train.max_time_s:g}")
     budget = config.model_copy(update={"train": config.train.model_copy(update={"max_time_s": config.train.max_time_s - fit.elapsed_s})})
-    refit = refit_global(budget, series, fit, log_dir / f"{cell}_global-refit", progress)
+    started = time.perf_counter()
+    try:
+        refit = refit_global(budget, series, fit, log_dir / f"{cell}_global-refit", progress)
+    except PowercastError as exc:  # a good held-out fit is still a model worth serving
+        return GlobalFit(fit, refit_skipped=f"the refit failed: {exc}", discarded_refit_s=time.perf_counter() - started)
     if refit.stopped_by == "max_time":
-        return GlobalFit(fit, refit_skipped="the refit did not finish in what was left of train.max_time_s")
+        why = "the refit did not finish in what was left of train.max_time_s"
+        return GlobalFit(fit, refit_skipped=why, discarded_refit_s=refit.elapsed_s)
     return GlobalFit(fit, refit)
 
 
@@ -186,6 +193,7 @@ def global_challenger(trained: GlobalFit, cell: str, prepared: PreparedSeries) -
         },
         refit=trained.refit,
         refit_skipped=trained.refit_skipped,
+        discarded_refit_s=trained.discarded_refit_s,
         scope="global",
     )
 

@@ -59,6 +59,10 @@ def training_freshness(config: PowercastConfig, meter_id: str, as_of_utc: dateti
         return Freshness(True, f"its registry cannot be read ({exc}): training")
     if seen_end_utc is None:
         return Freshness(True, "no training has seen its readings yet: training")
+    if as_of_utc is not None and seen_end_utc > pd.Timestamp(as_of_utc):
+        # A backfill: the models on record learned from readings after this night's as-of time.
+        return Freshness(True, f"the last training saw data up to {seen_end_utc.isoformat()}, after this night's "
+                               f"as-of time {pd.Timestamp(as_of_utc).isoformat()}: training on readings before it")
     _, last_utc = store_time_range(config.root, meter_id, news_end_utc)
     last = pd.Timestamp(last_utc)
     if last >= seen_end_utc:
