@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import statistics
 import time
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_SOURCE = REPO.parent / "shared" / "data" / "household_power_consumption.txt.gz"
@@ -35,6 +35,12 @@ def _mae(leaderboard: list[dict[str, Any]], model: str, window_set: str) -> floa
 def _best_by_validation(leaderboard: list[dict[str, Any]], models: list[str]) -> str | None:
     """Return the model of ``models`` with the lowest validation MAE, None when the family was not trained."""
     return min(models, key=lambda model: _mae(leaderboard, model, "val")) if models else None
+
+
+def _median_kw(values: list[float]) -> float:
+    """Return the median over meters; NaN for a family not trained (statistics.median would mix NaN in)."""
+    trained = [value for value in values if not math.isnan(value)]
+    return statistics.median(trained) if trained else float("nan")
 
 
 def meter_row(meter_id: str, leaderboard: list[dict[str, Any]], decision: Any) -> dict[str, Any]:
@@ -95,9 +101,7 @@ def main() -> int:
             f"{row['baseline']:>19} {row['baseline_test_mae_kw']:>8.4f}  {row['selected']}"
         )
     keys = ("local_test_mae_kw", "global_test_mae_kw", "baseline_test_mae_kw")
-    # A family not trained (NaN) has no median; statistics.median would return a meaningless number.
-    medians = {key: float(np.nanmedian([row[key] for row in rows])) if any(row[key] == row[key] for row in rows)
-               else float("nan") for key in keys}
+    medians = {key: _median_kw([row[key] for row in rows]) for key in keys}
     print(
         f"{'median over meters':<28} {medians['local_test_mae_kw']:>14.4f} {medians['global_test_mae_kw']:>20.4f} "
         f"{medians['baseline_test_mae_kw']:>28.4f}"

@@ -59,6 +59,8 @@ def test_unknown_holiday_country_names_the_setting() -> None:
     index = pd.date_range("2010-01-01T00:00Z", periods=24, freq="1h")
     with pytest.raises(ConfigError, match=r"prepare.holiday_country_by_meter\['m'\] 'XX'"):
         holiday_ahead_feature(index, timezone.utc, 24, "XX", "prepare.holiday_country_by_meter['m']")
+    with pytest.raises(ConfigError, match=r"prepare.holiday_country 'FR-99' is not a country .*subdivision 99"):
+        holiday_ahead_feature(index, timezone.utc, 24, "FR-99", "prepare.holiday_country")
 
 
 def test_feature_order_and_old_cards_feature_lists() -> None:

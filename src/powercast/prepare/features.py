@@ -116,7 +116,7 @@ def holiday_calendar(country: str, years: range, setting: str) -> object:
     code, _, subdivision = country.partition("-")
     try:
         return holidays.country_holidays(code, subdiv=subdivision or None, years=years)
-    except NotImplementedError as exc:  # holidays' error for an unknown country or subdivision
+    except NotImplementedError as exc:  # how holidays refuses a country or subdivision it has no calendar for
         raise ConfigError(
             f"{setting} {country!r} is not a country (or 'COUNTRY-subdivision') the holidays package knows: {exc}"
         ) from exc

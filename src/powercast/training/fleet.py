@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import pytorch_lightning as pl
 
-from powercast.core.config import RECURRENT_CELLS, PowercastConfig
+from powercast.core.config import RECURRENT_CELLS, PowercastConfig, TrainConfig
 from powercast.core.errors import PowercastError, TrainingError
 from powercast.io import layout
 from powercast.io.atomic import is_uri, resolve_filesystem
@@ -67,14 +67,7 @@ def fit_global(
 ) -> FitResult:
     """Return one ``cell`` network trained on the windows of every series, early-stopped on a sample of theirs."""
     _check_same_inputs(series)
-    train = config.train
-    pl.seed_everything(train.seed, workers=True, verbose=False)
-    train_loader = fleet_train_loader(series, train.batch_size, train.global_steps_per_epoch, train.seed)
-    val_loader = fleet_val_loader(series, train.batch_size, train.global_val_windows, train.seed)
-    # The logged val_mae_kw of a global model is in a typical meter's kW (the median scale).
-    scale_kw = statistics.median(target_scale_kw(item) for item in series)
-    module = build_forecaster(series[0], train, cell, scale_kw=scale_kw)
-    return fit_module(module, train_loader, val_loader, train, f"{cell}_global", log_dir, progress)
+    return _train_global(config.train, series, series, cell, f"{cell}_global", log_dir, progress)
 
 
 def refit_global(
@@ -88,18 +81,32 @@ def refit_global(
     in-sample and only shown.
     """
     cell = held_out.name.removesuffix("_global")
-    epochs = held_out.best_epoch + 1
-    train = config.train.model_copy(update={"max_epochs": epochs})
-    pl.seed_everything(train.seed, workers=True, verbose=False)
+    train = config.train.model_copy(update={"max_epochs": held_out.best_epoch + 1})
     joined = [_validation_joined_to_training(item) for item in series]
-    train_loader = fleet_train_loader(joined, train.batch_size, train.global_steps_per_epoch, train.seed)
-    val_loader = fleet_val_loader(series, train.batch_size, train.global_val_windows, train.seed)
-    scale_kw = statistics.median(target_scale_kw(item) for item in series)
-    module = build_forecaster(series[0], train, cell, scale_kw=scale_kw)
-    return fit_module(
-        module, train_loader, val_loader, train, f"{cell}_global-refit", log_dir, progress,
-        early_stopping=False, restore_best=False,
+    return _train_global(
+        train, joined, series, cell, f"{cell}_global-refit", log_dir, progress, early_stopping=False, restore_best=False
     )
+
+
+def _train_global(
+    train: TrainConfig,
+    train_series: Sequence[PreparedSeries],
+    val_series: Sequence[PreparedSeries],
+    cell: str,
+    name: str,
+    log_dir: str | Path,
+    progress: bool | None,
+    **fit_options: bool,
+) -> FitResult:
+    """Return a ``cell`` network trained on sampled batches of ``train_series``' training windows (the budget of
+    ``train.global_steps_per_epoch``), validated on a seeded sample of ``val_series``' validation windows."""
+    pl.seed_everything(train.seed, workers=True, verbose=False)
+    train_loader = fleet_train_loader(train_series, train.batch_size, train.global_steps_per_epoch, train.seed)
+    val_loader = fleet_val_loader(val_series, train.batch_size, train.global_val_windows, train.seed)
+    # The logged val_mae_kw of a global model is in a typical meter's kW (the median scale).
+    scale_kw = statistics.median(target_scale_kw(item) for item in val_series)
+    module = build_forecaster(val_series[0], train, cell, scale_kw=scale_kw)
+    return fit_module(module, train_loader, val_loader, train, name, log_dir, progress, **fit_options)
 
 
 def _validation_joined_to_training(prepared: PreparedSeries) -> PreparedSeries:
