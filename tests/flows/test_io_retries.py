@@ -99,7 +99,10 @@ def test_the_ingest_flow_retries_through_a_disk_that_fails_then_works(
 ) -> None:
     """The store's writes hit real EIO errors from the open(2) family twice; the third attempt stores everything."""
     root = tmp_path / "root"
-    replay_days(sample_path, root / "landing", start_day=date(2010, 10, 1), n_days=2)
+    # Mid-month days: each file lands in one month partition (the 1st of a month, local midnight,
+    # is the previous month's last hour in UTC), so one attempt writes one partition and meets one
+    # failure; a file spanning two partitions writes them in parallel and can meet both at once.
+    replay_days(sample_path, root / "landing", start_day=date(2010, 10, 10), n_days=2)
     failures = IO_RETRIES - 1
     env = {
         **os.environ,
