@@ -202,6 +202,13 @@ class PrepareConfig(_Section):
         default_factory=dict,
         description="Per-meter holiday calendars, meter_id -> country code; other meters use holiday_country.",
     )
+    profile_features: bool = Field(
+        False,
+        title="Weekly profile features",
+        description="Add the meter's mean load over its training rows at the local hour of the week one horizon "
+        "ahead of each step (in its scaled units), so a window's last day of rows carries the meter's usual "
+        "shape of the day it forecasts; it tells a global network which meter it reads.",
+    )
     split: SplitConfig = Field(default_factory=SplitConfig)
 
     @field_validator("local_timezone")

@@ -7,6 +7,13 @@ so 31 December sits next to 1 January). Public holidays (``prepare.holiday_featu
 in advance as well: the column at row ``t`` says whether the local day of ``t + horizon`` is a
 holiday, so the last ``horizon`` rows of an input window flag exactly the steps it forecasts (a
 window only ever reads rows before its origin).
+
+The meter's typical week (``prepare.profile_features``) is known in advance the same way: the
+column at row ``t`` is the meter's mean load over its training rows at the local hour of the
+week of ``t + horizon``, in the meter's own scaled units. Every meter is standardised by its own
+training statistics, so without it a global network tells meters apart only by the shape of
+their recent readings; with it the last ``horizon`` rows of a window carry the meter's usual
+shape of exactly the day being forecast.
 """
 
 from __future__ import annotations
@@ -26,6 +33,10 @@ DAY_OF_YEAR_FEATURES: tuple[str, ...] = ("doy_sin", "doy_cos")
 HOLIDAY_FEATURE = "holiday_ahead"
 # 1.0 where a measured input of the row was missing and has been filled (prepare.missing_mask).
 MISSING_MASK_FEATURE = "input_missing"
+# The meter's mean scaled load at the local hour of the week one horizon after the row (see the module note).
+PROFILE_FEATURE = "profile_ahead"
+HOURS_PER_DAY = 24
+HOURS_PER_WEEK = 7 * HOURS_PER_DAY
 # The switches of optional input columns, and the columns each adds: a model card's feature list
 # says which were on when the model was trained (cards written before a switch existed lack it).
 OPTIONAL_FEATURES: dict[str, tuple[str, ...]] = {
@@ -33,6 +44,7 @@ OPTIONAL_FEATURES: dict[str, tuple[str, ...]] = {
     "calendar_features": CALENDAR_FEATURES,
     "day_of_year_features": DAY_OF_YEAR_FEATURES,
     "holiday_features": (HOLIDAY_FEATURE,),
+    "profile_features": (PROFILE_FEATURE,),
 }
 DAYS_PER_YEAR = 365.2425  # mean Gregorian year: the day-of-year circle closes on leap years too
 # Interval offsets are learned per issue slot of the local day up to this many slots (96 = every
@@ -138,6 +150,52 @@ def holiday_ahead_feature(
     days, day_of_row = np.unique(ahead.normalize().tz_localize(None).date, return_inverse=True)
     is_holiday = np.array([day in calendar for day in days], dtype=np.float32)  # one look-up per day, not per row
     return is_holiday[day_of_row][:, None]  # [T, 1]
+
+
+def hour_of_week(index_utc: pd.DatetimeIndex, local_tz: tzinfo) -> np.ndarray:
+    """Return int64 [T]: the local hour of the week of each time, 0 (Monday 00:00-00:59) to 167."""
+    local = index_utc.tz_convert(local_tz)
+    return (local.day_of_week.to_numpy() * HOURS_PER_DAY + local.hour.to_numpy()).astype(np.int64)
+
+
+def weekly_profile_kw(index_utc: pd.DatetimeIndex, target_kw: np.ndarray, local_tz: tzinfo) -> np.ndarray:
+    """Return float64 [168]: the mean of the real (non-NaN) ``target_kw`` per local hour of the week.
+
+    Pass training rows only: the profile is a known input of validation and test windows too.
+    An hour of the week with no real reading (a short history, or a long gap on that weekday)
+    takes the mean of its hour of the day over the whole week, and an hour of the day with no
+    reading at all takes the overall mean, so that no slot is NaN and a network still reads a
+    plausible level there.
+    """
+    values = np.asarray(target_kw, dtype=np.float64)
+    real = ~np.isnan(values)
+    if not real.any():
+        raise DataPreparationError("the weekly profile needs at least one real reading in the training rows")
+    slots = hour_of_week(index_utc, local_tz)[real]
+    sums = np.bincount(slots, weights=values[real], minlength=HOURS_PER_WEEK)
+    counts = np.bincount(slots, minlength=HOURS_PER_WEEK).astype(np.float64)
+    day_sums = sums.reshape(7, HOURS_PER_DAY).sum(axis=0)  # [24] over the seven weekdays
+    day_counts = counts.reshape(7, HOURS_PER_DAY).sum(axis=0)
+    overall_kw = values[real].mean()
+    hour_of_day_kw = np.where(day_counts > 0, day_sums / np.maximum(day_counts, 1.0), overall_kw)  # [24]
+    fallback_kw = np.tile(hour_of_day_kw, 7)  # [168]
+    return np.where(counts > 0, sums / np.maximum(counts, 1.0), fallback_kw)
+
+
+def profile_ahead_feature(
+    index_utc: pd.DatetimeIndex, local_tz: tzinfo, horizon_steps: int, profile_scaled: np.ndarray
+) -> np.ndarray:
+    """Return float32 [T, 1]: ``profile_scaled`` [168] at the local hour of the week of ``index_utc[t] + horizon_steps`` steps.
+
+    Known in advance, so it is computed for times after the last reading too, like ``holiday_ahead_feature``.
+    """
+    if len(index_utc) < 2:
+        raise DataPreparationError(f"profile features need a grid of at least 2 steps, got {len(index_utc)}")
+    if np.shape(profile_scaled) != (HOURS_PER_WEEK,):
+        raise DataPreparationError(f"a weekly profile has {HOURS_PER_WEEK} hours, got shape {np.shape(profile_scaled)}")
+    step = index_utc[1] - index_utc[0]
+    ahead = index_utc + horizon_steps * step
+    return np.asarray(profile_scaled, dtype=np.float32)[hour_of_week(ahead, local_tz)][:, None]  # [T, 1]
 
 
 def fill_missing_inputs(scaled: np.ndarray, steps_per_day: int) -> tuple[np.ndarray, np.ndarray]:

@@ -38,7 +38,14 @@ class FeatureScaler:
         The fitted scikit-learn scaler (set by ``fit`` or ``from_dict``).
     n_rows_fit_ : int
         Rows of the frame the scaler was fit on.
+    weekly_profile_kw_ : np.ndarray or None
+        float64 [168]: the target's mean per local hour of the week over the same training rows
+        (``prepare.profile_features``; set by ``with_weekly_profile``), None without it. It lives
+        here because, like the scaling, it is learned on training rows and must travel with the
+        model: a meter prepared for serving takes it from the model card, not from today's rows.
     """
+
+    weekly_profile_kw_: np.ndarray | None = None
 
     def __init__(self, columns: Sequence[str]) -> None:
         self.columns = tuple(columns)
@@ -61,6 +68,24 @@ class FeatureScaler:
         self._check_fitted()
         return self.scaler_.transform(self._matrix(frame, "transform")).astype(np.float32)
 
+    def with_weekly_profile(self, profile_kw: np.ndarray) -> FeatureScaler:
+        """Store the target's training-row mean per local hour of the week (float [168], kW); return self."""
+        profile = np.asarray(profile_kw, dtype=np.float64)
+        if profile.ndim != 1 or not np.isfinite(profile).all():
+            raise DataPreparationError(f"a weekly profile is a finite 1-D array, got shape {profile.shape}")
+        self.weekly_profile_kw_ = profile.copy()
+        return self
+
+    def weekly_profile_scaled(self) -> np.ndarray:
+        """Return the stored weekly profile in the target's scaled units (float64 [168])."""
+        self._check_fitted()
+        if self.weekly_profile_kw_ is None:
+            raise DataPreparationError(
+                "this scaler holds no weekly profile (it was fit without prepare.profile_features): "
+                "prepare with the model's own prepare config"
+            )
+        return (self.weekly_profile_kw_ - float(self.scaler_.mean_[0])) / float(self.scaler_.scale_[0])
+
     def inverse_target_kw(self, scaled: np.ndarray) -> np.ndarray:
         """Return scaled target values (any shape, e.g. [N, H]) back in kW, as float32."""
         self._check_fitted()
@@ -78,6 +103,8 @@ class FeatureScaler:
             "var": [float(v) for v in self.scaler_.var_],
             "n_samples_seen": [int(v) for v in np.broadcast_to(self.scaler_.n_samples_seen_, len(self.columns))],
             "n_rows_fit": self.n_rows_fit_,
+            # absent without a profile, so a scaler fit without it writes the same state as before it existed
+            **({} if self.weekly_profile_kw_ is None else {"weekly_profile_kw": [float(v) for v in self.weekly_profile_kw_]}),
         }
 
     @classmethod
@@ -101,6 +128,8 @@ class FeatureScaler:
             )
         scaler.scaler_ = inner
         scaler.n_rows_fit_ = int(state["n_rows_fit"])
+        if "weekly_profile_kw" in state:
+            scaler.with_weekly_profile(np.asarray(state["weekly_profile_kw"], dtype=np.float64))
         return scaler
 
     def _matrix(self, frame: pd.DataFrame, action: str) -> np.ndarray:

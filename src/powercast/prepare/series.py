@@ -2,7 +2,8 @@
 
 The steps, in order: resample to ``config.freq`` (a bucket with too few readings is missing),
 interpolate short gaps (long ones stay missing, nothing becomes 0), split by time, fit the scaler
-on training rows only, add calendar features, and index the windows that are usable per split.
+on training rows only (with ``prepare.profile_features`` also the target's weekly profile), add
+calendar and other known features, and index the windows that are usable per split.
 
 With ``prepare.missing_mask`` the long gaps of the model inputs are filled (``target_kw`` keeps
 its NaN) and a mask column marks them: windows whose input holds a gap but whose targets are all
@@ -31,6 +32,8 @@ from powercast.prepare.features import (
     fill_missing_inputs,
     holiday_ahead_feature,
     measured_feature_names,
+    profile_ahead_feature,
+    weekly_profile_kw,
 )
 from powercast.prepare.gaps import GapReport, interpolate_short_gaps
 from powercast.prepare.resample import freq_timedelta, resample_readings
@@ -268,6 +271,17 @@ def _fit_training_scaler(
     return FeatureScaler(measured).fit(grid[list(measured)].iloc[train_first:train_end])
 
 
+def _fit_weekly_profile(
+    scaler: FeatureScaler, grid: pd.DataFrame, train_rows: tuple[int, int], local_tz: tzinfo
+) -> FeatureScaler:
+    """Return ``scaler`` holding the target's weekly profile over the rows it was fit on (``grid`` before interpolation)."""
+    train_first, train_end = train_rows
+    training = grid.iloc[train_first:train_end]
+    return scaler.with_weekly_profile(
+        weekly_profile_kw(training.index, training[TARGET_COLUMN].to_numpy(dtype=np.float64), local_tz)
+    )
+
+
 def _model_inputs(
     scaler: FeatureScaler,
     measured_frame: pd.DataFrame,
@@ -279,7 +293,8 @@ def _model_inputs(
     """Return the float32 [T, F] model inputs in ``feature_names(config)`` order.
 
     Scaled measured columns (NaN-filled, with the mask column, under ``config.missing_mask``),
-    then the known inputs that are switched on: calendar, day of year, holiday ahead.
+    then the known inputs that are switched on: calendar, day of year, holiday ahead, profile ahead
+    (from the scaler's weekly profile, so a model's own scaler gives the same column at serving).
     """
     index = measured_frame.index
     measured = scaler.transform(measured_frame)  # [T, 1 + E]
@@ -300,6 +315,8 @@ def _model_inputs(
             else "prepare.holiday_country"
         )
         parts.append(holiday_ahead_feature(index, local_tz, config.horizon_steps, country, setting))  # [T, 1]
+    if config.profile_features:
+        parts.append(profile_ahead_feature(index, local_tz, config.horizon_steps, scaler.weekly_profile_scaled()))  # [T, 1]
     inputs = np.concatenate(parts, axis=1).astype(np.float32)  # [T, F]
     if not config.missing_mask:
         inputs[np.isnan(target_kw)] = np.nan  # column 0 (scaled target) is NaN exactly where target_kw is
@@ -342,6 +359,8 @@ def prepare_series(
     bounds, rows = _split_rows(meter_id, index_utc, target_kw, config, local_tz)
     if scaler is None:
         scaler = _fit_training_scaler(meter_id, resampled.frame, measured, rows["train"], bounds["val"][0], config.freq)
+        if config.profile_features:
+            scaler = _fit_weekly_profile(scaler, resampled.frame, rows["train"], local_tz)
     inputs = _model_inputs(scaler, measured_frame, target_kw, config, local_tz, meter_id)
     missing_rows = measured_frame.isna().to_numpy().any(axis=1)
     window_starts, origin_starts, exclusions, gap_starts = _usable_windows(
