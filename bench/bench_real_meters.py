@@ -6,9 +6,10 @@ reference split (train < 2009-07-01 <= validation < 2010-01-01 <= test), and pri
 day-ahead test MAE (kW, windows issued at local midnight, every scored window of 2010) of the
 best local network, the best global network (each chosen by validation MAE, as selection would)
 and the baseline with the lowest validation MAE, then the median over meters. Writes
-bench/results/real_meters.json. Seeds are the configuration's (train.seed, default 42).
+bench/results/real_meters.json (real_meters-<tag>.json with --tag). Seeds are the configuration's
+(train.seed, default 42).
 
-    .venv/bin/python bench/bench_real_meters.py [--cpu-threads 1] [--set KEY=JSON ...]
+    .venv/bin/python bench/bench_real_meters.py [--cpu-threads 1] [--root DIR] [--tag NAME] [--set KEY=JSON ...]
 """
 
 from __future__ import annotations
@@ -72,6 +73,7 @@ def main() -> int:
     parser.add_argument("--source", default=str(DEFAULT_SOURCE), help="the full UCI file")
     parser.add_argument("--root", default=str(RESULTS / "real_meters_root"), help="scratch data root")
     parser.add_argument("--cpu-threads", type=int, default=0, help="train.cpu_threads")
+    parser.add_argument("--tag", default="", help="write bench/results/real_meters-<tag>.json instead of real_meters.json")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=JSON", help="other dotted overrides")
     args = parser.parse_args()
     overrides: dict[str, Any] = {
@@ -113,7 +115,7 @@ def main() -> int:
     print(f"\ntraining {elapsed_s:.0f} s in all (global fits: {global_s}); failures: {result.failures or 'none'}")
     print("kW, day-ahead windows of 2010 issued at local midnight; each family's network chosen on validation MAE")
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "real_meters.json").write_text(
+    (RESULTS / (f"real_meters-{args.tag}.json" if args.tag else "real_meters.json")).write_text(
         json.dumps({"rows": rows, "medians": medians, "elapsed_s": elapsed_s, "global_fit_s": global_s,
                     "seed": config.train.seed, "overrides": overrides}, indent=2, default=str)
     )
