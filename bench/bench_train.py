@@ -9,6 +9,7 @@ device per model. Writes ``bench/results/train.json``. Never asserts on time.
     .venv/bin/python bench/bench_train.py [--cpu-threads 1] [--max-epochs N] [--accelerator cpu]
                                           [--ensemble-members K] [--no-refit-on-validation]
                                           [--missing-mask] [--day-of-year-features] [--holiday-features]
+                                          [--profile-features]
 
 Every training setting of ``powercast train`` is an option here too (``--help`` lists them), and
 so are the input switches the accuracy ablation compares (docs/accuracy.md).
@@ -43,6 +44,7 @@ ABLATION_SETTINGS = (
     "prepare.min_real_input_steps",
     "prepare.day_of_year_features",
     "prepare.holiday_features",
+    "prepare.profile_features",
 )
 BENCH_OPTIONS = settings((*TRAINING_SETTINGS, "train.seed", *ABLATION_SETTINGS))
 
