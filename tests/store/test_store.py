@@ -19,6 +19,7 @@ from powercast.core.schemas import (
 )
 from powercast.store.readings import (
     list_meters,
+    read_fleet_readings,
     read_readings,
     store_time_range,
     summarize_partitions,
@@ -155,3 +156,32 @@ def test_summary_counts_rows_and_missing_readings_per_month(ingested_sample_root
     assert [(s.year, s.month) for s in summaries] == [(2010, 7), (2010, 8), (2010, 9), (2010, 10), (2010, 11)]
     assert sum(s.rows for s in summaries) == 174_063
     assert sum(s.rows_missing for s in summaries) == 12_468
+
+
+def _fleet_root(tmp_path: Path, ingested_sample_root: str) -> str:
+    """Return a root holding the real sample as three meters (one copy of its partitions per meter)."""
+    source = Path(ingested_sample_root) / "store" / "readings" / f"meter_id={METER}"
+    for meter_id in ("a", "b", "c"):
+        shutil.copytree(source, tmp_path / "store" / "readings" / f"meter_id={meter_id}")
+    return str(tmp_path)
+
+
+def test_one_scan_reads_many_meters_exactly_as_reading_each(tmp_path: Path, ingested_sample_root: str) -> None:
+    root = _fleet_root(tmp_path, ingested_sample_root)
+    end = datetime(2010, 10, 15, 12, tzinfo=UTC)
+    for columns in (None, ["timestamp", "active_power_kw"]):
+        tables, failures = read_fleet_readings(root, ["c", "a", "nowhere"], end_utc=end, columns=columns)
+        assert sorted(tables) == ["a", "c"]
+        assert "unknown meter 'nowhere'" in failures["nowhere"]
+        for meter_id, table in tables.items():
+            assert table.equals(read_readings(root, meter_id, end_utc=end, columns=columns))
+            assert table["timestamp"].to_pylist()[-1] < end and table.num_rows > 100_000
+
+
+def test_a_damaged_partition_fails_its_meter_alone_in_a_fleet_read(tmp_path: Path, ingested_sample_root: str) -> None:
+    root = _fleet_root(tmp_path, ingested_sample_root)
+    _partition_file(tmp_path, "b", 2010, 9).write_bytes(b"not parquet")
+    tables, failures = read_fleet_readings(root, ["a", "b", "c"])
+    assert sorted(tables) == ["a", "c"] and list(failures) == ["b"]
+    assert "meter_id=b/year=2010/month=09" in failures["b"]
+    assert tables["a"].equals(read_readings(root, "a"))

@@ -14,6 +14,7 @@ without the mask are measured on the same windows.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
 
@@ -22,7 +23,7 @@ import pandas as pd
 import pyarrow as pa
 
 from powercast.core.config import PowercastConfig, PrepareConfig, parse_timezone
-from powercast.core.errors import DataPreparationError
+from powercast.core.errors import DataPreparationError, PowercastError
 from powercast.core.schemas import TARGET_COLUMN, TIMESTAMP_COLUMN
 from powercast.prepare.features import (
     MISSING_MASK_FEATURE,
@@ -45,7 +46,7 @@ from powercast.prepare.splits import (
     split_window_starts,
 )
 from powercast.prepare.windows import midnight_origin_starts, window_has_invalid
-from powercast.store.readings import future_cutoff_utc, read_readings
+from powercast.store.readings import future_cutoff_utc, read_fleet_readings, read_readings
 
 # Why a window was left out; each excluded window is counted once, under the first reason that applies.
 EXCLUDED_CROSSES_SPLIT = "crosses_split"
@@ -427,8 +428,41 @@ def prepare_meter(
     it, every reading up to now plus ``ingest.future_tolerance_h`` is used: a store written before
     ingest quarantined readings from the future may still hold some, and they are left out.
     """
-    columns = [TIMESTAMP_COLUMN, *measured_feature_names(config.prepare)]
-    read_end_utc = end_utc if end_utc is not None else future_cutoff_utc(config.ingest.future_tolerance_h)
-    table = read_readings(config.root, meter_id, end_utc=read_end_utc, columns=columns)
-    grid_end = pd.Timestamp(end_utc).tz_convert("UTC") if end_utc is not None else None
-    return prepare_series(table, config.prepare, meter_id, scaler=scaler, grid_end_utc=grid_end)
+    table = read_readings(config.root, meter_id, end_utc=_read_end_utc(config, end_utc), columns=_stored_columns(config))
+    return prepare_series(table, config.prepare, meter_id, scaler=scaler, grid_end_utc=_grid_end_utc(end_utc))
+
+
+def prepare_meters(
+    config: PowercastConfig, meter_ids: Sequence[str], end_utc: datetime | None = None
+) -> tuple[dict[str, PreparedSeries], dict[str, str]]:
+    """Return (meter → its ``PreparedSeries``, as ``prepare_meter`` gives it; meter → why it could not be prepared).
+
+    The meters' readings come from one scan of the store (``read_fleet_readings``), not a
+    listing and file opens per meter; a meter that cannot be read or prepared is reported and
+    the others are still prepared.
+    """
+    tables, failures = read_fleet_readings(
+        config.root, meter_ids, end_utc=_read_end_utc(config, end_utc), columns=_stored_columns(config)
+    )
+    prepared: dict[str, PreparedSeries] = {}
+    for meter_id, table in tables.items():
+        try:
+            prepared[meter_id] = prepare_series(table, config.prepare, meter_id, grid_end_utc=_grid_end_utc(end_utc))
+        except PowercastError as exc:
+            failures[meter_id] = str(exc)
+    return prepared, failures
+
+
+def _stored_columns(config: PowercastConfig) -> list[str]:
+    """Return the store columns a meter's preparation reads."""
+    return [TIMESTAMP_COLUMN, *measured_feature_names(config.prepare)]
+
+
+def _read_end_utc(config: PowercastConfig, end_utc: datetime | None) -> datetime:
+    """Return where reading stops: ``end_utc``, or now plus ``ingest.future_tolerance_h`` (readings from the future are left out)."""
+    return end_utc if end_utc is not None else future_cutoff_utc(config.ingest.future_tolerance_h)
+
+
+def _grid_end_utc(end_utc: datetime | None) -> pd.Timestamp | None:
+    """Return the end of the time grid: ``end_utc`` in UTC, or None (the grid ends at the last reading)."""
+    return pd.Timestamp(end_utc).tz_convert("UTC") if end_utc is not None else None

@@ -36,7 +36,7 @@ from powercast.io import layout
 from powercast.io.atomic import is_uri, resolve_filesystem
 from powercast.io.locking import meter_lock
 from powercast.prepare.datamodule import fleet_train_loader, fleet_val_loader
-from powercast.prepare.series import PreparedSeries, prepare_meter
+from powercast.prepare.series import PreparedSeries, prepare_meters
 from powercast.training.fit import FitResult, build_forecaster, fit_module, local_log_dir, target_scale_kw
 from powercast.training.pipeline import (
     HELD_OUT_SETS,
@@ -238,16 +238,11 @@ def prepare_fleet(
 
     Sorted, so global models see the same order of windows whatever order the meters were asked in.
     """
+    prepared, left_out = prepare_meters(config, meter_ids, end_utc=end_utc)  # one scan of the store
     series: list[PreparedSeries] = []
-    left_out: dict[str, str] = {}
-    for meter_id in meter_ids:
-        try:
-            prepared = prepare_meter(config, meter_id, end_utc=end_utc)
-        except PowercastError as exc:
-            left_out[meter_id] = str(exc)
-            continue
-        if len(prepared.window_starts["val"]):
-            series.append(prepared)
+    for meter_id, item in prepared.items():
+        if len(item.window_starts["val"]):
+            series.append(item)
         else:
             left_out[meter_id] = "no validation window to select a model on"
     return sorted(series, key=lambda item: item.meter_id), left_out
