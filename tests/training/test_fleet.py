@@ -9,13 +9,21 @@ import pandas as pd
 import pytest
 
 from powercast.core.config import PowercastConfig
+from powercast.core.errors import ConfigError
 from powercast.models.registry import champion_version, list_versions, load_champion, read_card
 from powercast.prepare.datamodule import fleet_train_loader, fleet_val_loader
 from powercast.prepare.series import prepare_meter
 from powercast.serving.forecast import make_forecast_batch
 from powercast.store.ingest import ingest_paths
 from powercast.store.readings import list_meters
-from powercast.training.fleet import fit_global_models, global_challenger, train_fleet
+from powercast.training.fleet import (
+    GlobalFit,
+    fit_global,
+    fit_global_models,
+    global_challenger,
+    prepare_fleet,
+    train_fleet,
+)
 from powercast.training.pipeline import forecast_module_kw, window_inputs
 
 CHANNELS = ["total", "kitchen", "laundry", "heater_ac", "rest"]
@@ -156,3 +164,27 @@ def test_a_global_network_is_chosen_on_validation_then_refit_on_it(fleet_root: s
     np.testing.assert_array_equal(challenger.forecasts_kw["val"], held_out_kw)
     windows = window_inputs(prepared, prepared.window_starts["val"][:16])
     assert not np.allclose(challenger.served_module.forecast_scaled(windows), trained.fit.module.forecast_scaled(windows))
+
+
+def test_a_global_network_trains_on_two_devices_each_on_half_the_step_budget(fleet_root: str, tmp_path: Path) -> None:
+    # Two CPU processes stand in for two GPUs: Lightning's DDP (spawned processes, gloo) is the
+    # same path a multi-GPU machine takes with train.global_devices = its GPU count.
+    config = _config(fleet_root, "global").with_overrides({"train.global_devices": 2, "train.cells": ["gru"]})
+    series, left_out = prepare_fleet(config, list_meters(fleet_root))
+    assert not left_out
+    fit = fit_global(config, series, "gru", tmp_path / "gru_global", progress=False)
+    log = pd.read_csv(tmp_path / "gru_global" / "csv" / "gru_global" / "metrics.csv")
+    # 15 batches of 64 per epoch shared by 2 processes: 8 steps each (the last padded), not a full pass.
+    assert log["step"].max() + 1 == 2 * 8
+    assert fit.epochs_run == 2 and fit.stopped_by == "max_epochs" and np.isfinite(fit.best_val_mae)
+    challenger = global_challenger(GlobalFit(fit), "gru", series[0])
+    assert all(np.isfinite(forecast).all() for forecast in challenger.forecasts_kw.values())
+
+
+def test_more_devices_than_the_machine_has_gpus_is_refused_naming_the_setting(fleet_root: str, tmp_path: Path) -> None:
+    config = _config(fleet_root, "global").with_overrides(
+        {"train.global_devices": 2, "train.accelerator": "gpu", "train.cells": ["gru"]}
+    )
+    series, _ = prepare_fleet(config, list_meters(fleet_root)[:1])
+    with pytest.raises(ConfigError, match="train.accelerator is 'gpu'|train.global_devices=2"):
+        fit_global(config, series, "gru", tmp_path / "gru_global", progress=False)

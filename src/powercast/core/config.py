@@ -338,6 +338,15 @@ class TrainConfig(_Section):
         description="Validation windows, sampled across meters, that early-stop a global model (each meter's "
         "selection then scores it on all of that meter's validation windows).",
     )
+    global_devices: int = Field(
+        1,
+        ge=1,
+        le=64,
+        title="Global model devices",
+        description="Devices one global network trains on at once: more than 1 runs Lightning's DDP (one spawned "
+        "process per device, each on its share of the step budget, gradients averaged); set the GPU count of a "
+        "multi-GPU machine. Local models always use one device.",
+    )
     seed: int = Field(42, description="Seed of weights and shuffling; CPU runs with one seed give identical metrics.")
 
 

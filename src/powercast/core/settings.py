@@ -48,6 +48,7 @@ TRAINING_SETTINGS: tuple[str, ...] = (
     "train.accelerator",
     "train.scope",
     "train.global_steps_per_epoch",
+    "train.global_devices",
 )
 
 

@@ -128,7 +128,7 @@ class RNNForecaster(pl.LightningModule):
         x, y = batch  # [B, L, F], [B, H]
         member_yhat = self.member_forecasts(x).float()  # [K, B, H]
         loss = self.loss_fn(member_yhat, y.float().unsqueeze(0).expand_as(member_yhat))
-        self.log("train_loss", loss, on_step=False, on_epoch=True, batch_size=batch[0].shape[0])
+        self.log("train_loss", loss, on_step=False, on_epoch=True, batch_size=batch[0].shape[0], sync_dist=True)
         return loss
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
@@ -136,8 +136,13 @@ class RNNForecaster(pl.LightningModule):
         x, y = batch  # [B, L, F], [B, H]
         loss = self.loss_fn(self(x).float(), y.float())  # the loss of the members' mean
         size = x.shape[0]
-        self.log("val_mae", loss, on_step=False, on_epoch=True, batch_size=size)
-        self.log("val_mae_kw", loss * self.hparams.target_scale_kw, on_step=False, on_epoch=True, batch_size=size)
+        # sync_dist: under DDP each process scores its share of the windows; the logged MAE (what early
+        # stopping and the best checkpoint read) is over all of them. One process: nothing to sync.
+        self.log("val_mae", loss, on_step=False, on_epoch=True, batch_size=size, sync_dist=True)
+        self.log(
+            "val_mae_kw", loss * self.hparams.target_scale_kw, on_step=False, on_epoch=True, batch_size=size,
+            sync_dist=True,
+        )
         return loss
 
     @torch.no_grad()

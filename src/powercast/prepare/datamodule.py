@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import numpy as np
 import pytorch_lightning as pl
 import torch
-from torch.utils.data import ConcatDataset, DataLoader, Dataset, RandomSampler, Subset
+from torch.utils.data import ConcatDataset, DataLoader, Dataset, RandomSampler, Sampler, Subset
 
 from powercast.core.errors import DataPreparationError
 from powercast.prepare.series import PreparedSeries
@@ -164,6 +164,25 @@ def _fleet_windows(series: Sequence[PreparedSeries], split: str) -> ConcatDatase
     return ConcatDataset(datasets)
 
 
+class StepBudgetSampler(Sampler[int]):
+    """The indices of a seeded ``RandomSampler`` drawn with replacement: a fixed number of samples per pass.
+
+    A wrapper rather than the ``RandomSampler`` itself because, under DDP (``train.global_devices``
+    > 1), Lightning replaces a plain ``RandomSampler`` with a ``DistributedSampler`` over the whole
+    dataset, one full pass of every meter's windows per epoch, which would undo the step budget.
+    Any other sampler it wraps, so each process takes its share of these indices.
+    """
+
+    def __init__(self, sampler: RandomSampler) -> None:
+        self.sampler = sampler
+
+    def __iter__(self):
+        return iter(self.sampler)
+
+    def __len__(self) -> int:
+        return len(self.sampler)
+
+
 def fleet_train_loader(
     series: Sequence[PreparedSeries], batch_size: int, n_batches: int, seed: int
 ) -> DataLoader[tuple[torch.Tensor, torch.Tensor]]:
@@ -175,7 +194,7 @@ def fleet_train_loader(
     dataset = _fleet_windows(series, "train")
     generator = torch.Generator().manual_seed(seed)
     sampler = RandomSampler(dataset, replacement=True, num_samples=n_batches * batch_size, generator=generator)
-    return DataLoader(dataset, batch_size=batch_size, sampler=sampler)
+    return DataLoader(dataset, batch_size=batch_size, sampler=StepBudgetSampler(sampler))
 
 
 def fleet_val_loader(

@@ -206,11 +206,18 @@ def _trainer(
     n_train_batches: int,
     show_progress: bool,
     folder: Path,
+    devices: int,
 ) -> pl.Trainer:
-    """Return the Lightning Trainer of one fit (deterministic on CPU, stopped at the epoch or time budget)."""
+    """Return the Lightning Trainer of one fit (deterministic on CPU, stopped at the epoch or time budget).
+
+    On more than one device it is Lightning's DDP with spawned processes ("ddp_spawn"): a fit runs
+    inside a Prefect task or a library call, where the default DDP launcher (which re-runs the
+    calling script once per device) cannot work. The trained weights come back to this process.
+    """
     return pl.Trainer(
         accelerator=accelerator,
-        devices=1,
+        devices=devices,
+        strategy="ddp_spawn" if devices > 1 else "auto",
         precision=precision,
         max_epochs=config.max_epochs,
         max_time=timedelta(seconds=config.max_time_s),
@@ -248,6 +255,7 @@ def fit_module(
     progress: bool | None = None,
     early_stopping: bool = True,
     restore_best: bool = True,
+    devices: int = 1,
 ) -> FitResult:
     """Return ``module`` trained with the configured Trainer (reloaded at its best validation MAE by default).
 
@@ -269,8 +277,12 @@ def fit_module(
         Stop when validation MAE has not improved for ``config.patience_epochs`` epochs.
     restore_best : bool
         Return the weights of the best validation epoch; False keeps the last epoch's weights.
+    devices : int
+        Devices to train on at once (DDP over spawned processes when more than 1); each device
+        takes its share of ``train_loader``'s batches, so an epoch costs the same steps in all.
     """
     accelerator = resolve_accelerator(config.accelerator)
+    _check_devices(accelerator, devices)
     precision = "bf16-mixed" if accelerator == "gpu" else "32-true"
     show_progress = sys.stderr.isatty() if progress is None else progress
     folder = _fresh_log_dir(log_dir)
@@ -278,8 +290,10 @@ def fit_module(
     logger = CSVLogger(save_dir=str(folder), name="csv", version=name)
     threads = config.cpu_threads if accelerator == "cpu" else 0
     # The Trainer is built inside the quiet block too: Lightning logs its device lines when it is created.
-    with _quiet_lightning(show_progress), _cpu_threads(threads):
-        trainer = _trainer(config, accelerator, precision, callbacks, logger, len(train_loader), show_progress, folder)
+    with _quiet_lightning(show_progress), _cpu_threads(threads), _spawn_sharing(devices):
+        trainer = _trainer(
+            config, accelerator, precision, callbacks, logger, len(train_loader), show_progress, folder, devices
+        )
         started = time.perf_counter()
         trainer.fit(module, train_dataloaders=train_loader, val_dataloaders=val_loader)
     elapsed_s = time.perf_counter() - started
@@ -296,12 +310,31 @@ def fit_module(
         device=device_label(accelerator),
         precision=precision,
         elapsed_s=elapsed_s,
-        epochs_run=int(trainer.current_epoch),
+        epochs_run=int(trainer.current_epoch) if devices == 1 else len(curves),
         best_epoch=int(curves.loc[kept_row, "epoch"]),
         best_val_mae=float(curves.loc[kept_row, MONITOR]),
-        stopped_by=_stop_reason(trainer, callbacks, config),
+        stopped_by=_stop_reason(trainer, callbacks, config) if devices == 1 else _spawned_stop_reason(curves, config, elapsed_s),
         curves=curves,
     )
+
+
+def _check_devices(accelerator: str, devices: int) -> None:
+    """Raise ConfigError when more devices are asked for than the accelerator has."""
+    if devices < 1:
+        raise ConfigError(f"train.global_devices must be >= 1, got {devices}")
+    if accelerator == "gpu" and devices > torch.cuda.device_count():
+        raise ConfigError(
+            f"train.global_devices={devices} but this machine has {torch.cuda.device_count()} GPU(s); "
+            "ask for at most that many"
+        )
+
+
+def _spawned_stop_reason(curves: pd.DataFrame, config: TrainConfig, elapsed_s: float) -> str:
+    """Return why a multi-device fit stopped, from its epoch log: the spawned processes' trainer and
+    early-stopping state do not come back to this process (only the weights and the best checkpoint do)."""
+    if len(curves) >= config.max_epochs:
+        return "max_epochs"
+    return "max_time" if elapsed_s >= config.max_time_s else "early_stopping"
 
 
 @contextmanager
@@ -387,6 +420,25 @@ def _epoch_curves(metrics_csv: Path) -> pd.DataFrame:
     raw = pd.read_csv(metrics_csv)
     columns = [c for c in ("train_loss", MONITOR, f"{MONITOR}_kw") if c in raw.columns]
     return raw.groupby("epoch", as_index=False)[columns].first().sort_values("epoch").reset_index(drop=True)
+
+
+@contextmanager
+def _spawn_sharing(devices: int) -> Iterator[None]:
+    """Share tensors with spawned DDP processes through files in shared memory inside the block, then restore.
+
+    torch's default on Linux passes file descriptors, and a spawned process failed to rebuild the
+    fit's tensors from them ("unable to resize file <filename not specified>"); the file-system
+    strategy works. One device spawns nothing and changes nothing.
+    """
+    if devices == 1:
+        yield
+        return
+    previous = torch.multiprocessing.get_sharing_strategy()
+    torch.multiprocessing.set_sharing_strategy("file_system")
+    try:
+        yield
+    finally:
+        torch.multiprocessing.set_sharing_strategy(previous)
 
 
 @contextmanager

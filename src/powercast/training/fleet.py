@@ -106,7 +106,9 @@ def _train_global(
     # The logged val_mae_kw of a global model is in a typical meter's kW (the median scale).
     scale_kw = statistics.median(target_scale_kw(item) for item in val_series)
     module = build_forecaster(val_series[0], train, cell, scale_kw=scale_kw)
-    return fit_module(module, train_loader, val_loader, train, name, log_dir, progress, **fit_options)
+    return fit_module(
+        module, train_loader, val_loader, train, name, log_dir, progress, devices=train.global_devices, **fit_options
+    )
 
 
 def _validation_joined_to_training(prepared: PreparedSeries) -> PreparedSeries:
