@@ -7,7 +7,7 @@ accuracy. Each fleet size runs in its own process (``--one N``) so its peak RSS 
 
 Stages of the night, timed separately (wall seconds, this machine):
   ingest       the night's landing file: one day of every meter, one generic CSV
-  prepare      every meter's series at 15 min (lookback 672 steps = 7 days, horizon 96 = 1 day)
+  prepare      every meter's series at 15 min, read in one scan of the store (lookback 672 steps = 7 days, horizon 96 = 1 day)
   global_fit   one GRU and one LSTM over every meter's windows (train.scope = global; step budget)
   select       per meter: global forecasts on its validation windows, baselines, intervals, registry
   forecast     per meter: the champion's (or fallback's) day-ahead batch, then one publish
@@ -93,11 +93,10 @@ def run_one(n_meters: int, args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
     from powercast.experiments.synthetic_fleet import plan_fleet, write_fleet_day_csv, write_fleet_history
-    from powercast.prepare.series import prepare_meter
     from powercast.serving.forecast import make_forecast_batch
     from powercast.serving.publish import publish_batch
     from powercast.store.ingest import ingest_paths
-    from powercast.training.fleet import fit_global_models, global_challenger
+    from powercast.training.fleet import fit_global_models, global_challenger, prepare_fleet
     from powercast.training.pipeline import select_and_register
 
     channels = real_channels()
@@ -119,7 +118,9 @@ def run_one(n_meters: int, args: argparse.Namespace) -> dict[str, Any]:
     started = time.perf_counter()
     ingest_paths([str(landing)], config, run_id="night", progress=False)
     started = _timed(stages, "ingest", started)
-    series = [prepare_meter(config, meter_id) for meter_id in meters]
+    series, left_out = prepare_fleet(config, meters)  # as train-global-models does: one scan of the store
+    if left_out:
+        raise SystemExit(f"meters that could not be prepared: {left_out}")
     started = _timed(stages, "prepare", started)
     fits = fit_global_models(config, series, run_id="night", progress=False)
     started = _timed(stages, "global_fit", started)
