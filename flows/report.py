@@ -198,13 +198,17 @@ def window_words(counts: dict[str, int], split: SplitConfig | None) -> str:
     return f"{words} (test 0: no complete window on or after prepare.split.val_end {split.val_end})"
 
 
+# The key under which a failed global fit sits among a run's failures (keyed by meter otherwise).
+GLOBAL_MODELS_FAILURE = "global models"
+
+
 # ---- the report's sections --------------------------------------------------------------------------
 
 
 def _header_lines(record: RunRecord) -> list[str]:
     """Return the top of the report: who serves each meter and why (or the fleet's totals), what was published."""
     batches = {batch.meter_id: batch for batch in record.batches}
-    meters = record.meters or sorted({*batches, *record.outcomes, *record.failures} - {"global models"})
+    meters = record.meters or sorted({*batches, *record.outcomes, *record.failures} - {GLOBAL_MODELS_FAILURE})
     lines = []
     if len(meters) <= HEADER_METERS:
         for meter_id in meters:

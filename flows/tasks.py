@@ -30,7 +30,7 @@ import powercast.store.readings
 import powercast.training.fleet
 import powercast.training.freshness
 import powercast.training.pipeline
-from flows.report import RunRecord, window_words
+from flows.report import GLOBAL_MODELS_FAILURE, RunRecord, window_words
 from powercast.core.config import PowercastConfig
 from powercast.core.errors import PowercastError, TrainingError, transient_io_cause
 from powercast.io import layout
@@ -262,7 +262,7 @@ def fit_global_models_or_none(
         state = train_global_models(config, meters, record.run_id, as_of_utc, only_with_news, return_state=True)
         fits, error = split_state(state)
     if error is not None:
-        record.failures["global models"] = error
+        record.failures[GLOBAL_MODELS_FAILURE] = error
         return {}
     return fits
 
@@ -362,8 +362,12 @@ def split_state(state: State[Any]) -> tuple[Any, str | None]:
 
 
 def fail_on(failures: dict[str, str], result: Any) -> Any:
-    """Return ``result``, or a Failed state naming every failed meter (the others' work is kept)."""
+    """Return ``result``, or a Failed state naming every failure, meters and the global models apart (the others' work is kept)."""
     if not failures:
         return result
-    detail = "; ".join(f"{meter_id}: {error}" for meter_id, error in failures.items())
-    return Failed(message=f"{len(failures)} meter(s) failed: {detail}")
+    failed_meters = [key for key in failures if key != GLOBAL_MODELS_FAILURE]
+    counts = ([f"{len(failed_meters)} meter(s) failed"] if failed_meters else []) + (
+        ["the global models failed"] if GLOBAL_MODELS_FAILURE in failures else []
+    )
+    detail = "; ".join(f"{key}: {error}" for key, error in failures.items())
+    return Failed(message=f"{' and '.join(counts)}: {detail}")

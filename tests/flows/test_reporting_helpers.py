@@ -110,9 +110,10 @@ def test_fail_on_returns_a_failed_state_naming_every_failed_meter() -> None:
 
     assert isinstance(state, State) and state.is_failed()
     assert state.message == (
-        "2 meter(s) failed: meter_b: ValueError: no readings; "
+        "1 meter(s) failed and the global models failed: meter_b: ValueError: no readings; "
         "global models: TrainingError: no meter has validation windows"
     )
+    assert fail_on({"global models": "TrainingError: x"}, []).message == "the global models failed: global models: TrainingError: x"
 
 
 # ---- report builders --------------------------------------------------------------------------------
