@@ -257,8 +257,9 @@ def _model_stages(steps: dict[str, float], models: dict[str, dict[str, Any]]) ->
         cell = step.removeprefix("· train ")
         model = models.get(cell, {})
         if model.get("fit_s") is not None:
-            stages[f"{cell} fit ({model.get('epochs_run')} epochs)"] = model["fit_s"]
-            stages[f"{cell} refit ({model.get('refit_epochs')} epochs)"] = model["refit_s"]
+            unit = "boosting rounds" if cell == "hgb" else "epochs"  # hgb's card counts its trees' rounds there
+            stages[f"{cell} fit ({model.get('epochs_run')} {unit})"] = model["fit_s"]
+            stages[f"{cell} refit ({model.get('refit_epochs')} {unit})"] = model["refit_s"]
         else:
             stages[f"{cell} fit + refit"] = seconds
         if model.get("task_s") is not None:  # the task's time outside fit and refit: forecasting the scored windows
