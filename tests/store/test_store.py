@@ -185,3 +185,12 @@ def test_a_damaged_partition_fails_its_meter_alone_in_a_fleet_read(tmp_path: Pat
     assert sorted(tables) == ["a", "c"] and list(failures) == ["b"]
     assert "meter_id=b/year=2010/month=09" in failures["b"]
     assert tables["a"].equals(read_readings(root, "a"))
+
+
+def test_a_partition_lacking_a_column_fails_its_meter_in_a_fleet_read(tmp_path: Path, ingested_sample_root: str) -> None:
+    # A dataset scan would fill the missing column with nulls; the fleet read refuses the file as read_readings does.
+    root = _fleet_root(tmp_path, ingested_sample_root)
+    damaged = _partition_file(tmp_path, "c", 2010, 9)
+    pq.write_table(pq.read_table(damaged).drop_columns(["voltage_v"]), damaged)
+    tables, failures = read_fleet_readings(root, ["a", "c"], columns=["timestamp", "voltage_v"])
+    assert list(tables) == ["a"] and "meter_id=c/year=2010/month=09" in failures["c"]

@@ -299,7 +299,7 @@ def read_fleet_readings(
     }
     try:
         pieces = _scan_partitions(filesystem, in_range, wanted, end)
-    except (OSError, pa.ArrowException) as exc:
+    except (OSError, pa.ArrowException, StoreError) as exc:
         return _read_one_by_one(root, [m for m in partitions if m not in failures], end_utc, columns, failures, exc)
     tables = {
         meter_id: _meter_table(meter_id, [pieces[meter_id]] if meter_id in pieces else [], wanted)
@@ -326,8 +326,15 @@ def _scan_partitions(
     row_filter = None if end is None else ds.field("timestamp") < end
     tables: dict[str, pa.Table] = {}
     current, batches = None, []
+    checked: set[str] = set()
     for tagged in dataset.scanner(columns=list(wanted), filter=row_filter).scan_batches():
-        meter_id = meter_of_path[tagged.fragment.path]
+        path = tagged.fragment.path
+        if path not in checked:  # the scan fills a column a file lacks with nulls; read_readings refuses such a file
+            missing = set(wanted) - set(tagged.fragment.physical_schema.names)
+            if missing:
+                raise StoreError(f"store partition {path} lacks column(s) {', '.join(sorted(missing))}")
+            checked.add(path)
+        meter_id = meter_of_path[path]
         if meter_id != current and batches:
             tables[current] = pa.Table.from_batches(batches, schema=file_schema)
             batches = []
