@@ -46,8 +46,8 @@ def _record(prepared: PreparedSeries, config: PowercastConfig, cell: str = "gru"
         data_range_utc=(prepared.index_utc[0], prepared.index_utc[-1]),
         validation_mae_kw=0.5,
         metrics={"val": {"mae_kw": 0.5}},
-        interval_lo_kw=-np.linspace(0.1, 0.3, horizon),
-        interval_hi_kw=np.linspace(0.2, 0.6, horizon),
+        interval_lo=-np.linspace(0.1, 0.3, horizon),
+        interval_hi=np.linspace(0.2, 0.6, horizon),
         interval_coverage=0.8,
         run_id="night1",
         training={"device": "cpu", "elapsed_s": 1.0},
@@ -90,7 +90,7 @@ def test_loaded_model_carries_intervals_scaler_and_training_range(
 ) -> None:
     register_model(tiny_config.root, METER, "night1-gru", module, _record(tiny_prepared, tiny_config))
     loaded = load_model(tiny_config.root, METER, "night1-gru")
-    assert loaded.interval_lo_kw.shape == (1, tiny_prepared.horizon_steps) and (loaded.interval_lo_kw <= 0).all()
+    assert loaded.interval_lo.shape == (1, tiny_prepared.horizon_steps) and (loaded.interval_lo <= 0).all()
     assert loaded.interval_coverage == 0.8 and loaded.cell == "gru"
     assert loaded.training_range_utc == tuple(pd.Timestamp(t) for t in tiny_prepared.split_bounds_utc["train"])
     assert loaded.scaler.to_dict() == tiny_prepared.scaler.to_dict()
@@ -144,7 +144,7 @@ def test_a_card_from_before_ensembles_still_loads(
     loaded = load_model(tiny_config.root, METER, "old-gru")
     windows = window_inputs(tiny_prepared, tiny_prepared.origin_starts["test"])
     np.testing.assert_array_equal(loaded.module.forecast_scaled(windows), single.forecast_scaled(windows))
-    assert loaded.interval_lo_kw.shape == (1, tiny_prepared.horizon_steps) and loaded.holdout_module is None
+    assert loaded.interval_lo.shape == (1, tiny_prepared.horizon_steps) and loaded.holdout_module is None
 
 
 def test_a_card_of_an_unknown_format_is_refused_with_the_readable_ones(
@@ -154,7 +154,7 @@ def test_a_card_of_an_unknown_format_is_refused_with_the_readable_ones(
     card = json.loads((folder / "model.json").read_text())
     card["format"] = "powercast.model/9"
     (folder / "model.json").write_text(json.dumps(card))
-    with pytest.raises(RegistryError, match=r"powercast.model/9.*powercast.model/1.*powercast.model/2"):
+    with pytest.raises(RegistryError, match=r"powercast.model/9.*powercast.model/1.*powercast.model/2.*powercast.model/3"):
         load_model(tiny_config.root, METER, "night1-gru")
 
 
@@ -163,23 +163,25 @@ def test_interval_offsets_follow_the_local_issue_hour(
 ) -> None:
     horizon = tiny_prepared.horizon_steps
     by_hour = np.arange(24, dtype=float)[:, None] + np.linspace(0.0, 0.5, horizon)[None, :]  # [24, H]
-    record = dataclasses.replace(_record(tiny_prepared, tiny_config), interval_lo_kw=-by_hour, interval_hi_kw=by_hour)
+    record = dataclasses.replace(_record(tiny_prepared, tiny_config), interval_lo=-by_hour, interval_hi=by_hour)
     register_model(tiny_config.root, METER, "night1-gru", module, record)
     loaded = load_model(tiny_config.root, METER, "night1-gru")
-    assert loaded.interval_lo_kw.shape == (24, horizon)
+    assert loaded.interval_lo.shape == (24, horizon)
     local_tz = tiny_config.prepare.local_timezone  # a fixed offset: local 00:00 is 23:00 UTC at +01:00
     issued_utc = pd.Timestamp("2010-11-25 00:00", tz=local_tz).tz_convert("UTC")
+    window = window_inputs(tiny_prepared, tiny_prepared.origin_starts["test"][:1])[0]  # [L, F]
+    yhat_kw = np.full(horizon, 2.0, dtype=np.float32)
     for hours_later in (0, 7, 19):
-        lo_kw, hi_kw = loaded.interval_offsets_kw(issued_utc + pd.Timedelta(hours=hours_later))
-        np.testing.assert_allclose(hi_kw, by_hour[hours_later], rtol=1e-6)
-        np.testing.assert_allclose(lo_kw, -by_hour[hours_later], rtol=1e-6)
+        lo_kw, hi_kw = loaded.interval_kw(yhat_kw, issued_utc + pd.Timedelta(hours=hours_later), window)
+        np.testing.assert_allclose(hi_kw - yhat_kw, by_hour[hours_later], atol=1e-5)
+        np.testing.assert_allclose(lo_kw - yhat_kw, -by_hour[hours_later], atol=1e-5)
 
 
 def test_interval_offsets_of_the_wrong_horizon_are_refused(
     tiny_prepared: PreparedSeries, tiny_config: PowercastConfig, module: RNNForecaster
 ) -> None:
     wrong = np.ones((24, tiny_prepared.horizon_steps + 1))
-    record = dataclasses.replace(_record(tiny_prepared, tiny_config), interval_lo_kw=-wrong, interval_hi_kw=wrong)
+    record = dataclasses.replace(_record(tiny_prepared, tiny_config), interval_lo=-wrong, interval_hi=wrong)
     with pytest.raises(RegistryError, match="interval offsets"):
         register_model(tiny_config.root, METER, "night1-gru", module, record)
 
@@ -227,3 +229,70 @@ def test_recording_a_run_twice_keeps_one_history_line(tiny_config: PowercastConf
 def test_version_names_refuse_path_characters() -> None:
     with pytest.raises(RegistryError, match="run_id"):
         version_name("../etc", "gru")
+
+
+def _scaled_record(prepared: PreparedSeries, config: PowercastConfig) -> ModelRecord:
+    return dataclasses.replace(
+        _record(prepared, config), interval_scale="lookback_mean", interval_scale_floor_kw=0.05,
+        interval_lo=-np.linspace(0.1, 0.3, prepared.horizon_steps),
+        interval_hi=np.linspace(0.2, 0.6, prepared.horizon_steps),
+    )
+
+
+def test_scaled_interval_offsets_round_trip_and_multiply_the_input_load(
+    tiny_prepared: PreparedSeries, tiny_config: PowercastConfig, module: RNNForecaster
+) -> None:
+    folder = Path(register_model(tiny_config.root, METER, "night1-gru", module, _scaled_record(tiny_prepared, tiny_config)))
+    interval = json.loads((folder / "model.json").read_text())["interval"]
+    assert (interval["scale"], interval["scale_floor_kw"]) == ("lookback_mean", 0.05)
+    assert "lo_kw" not in interval and len(interval["hi_ratio"][0]) == tiny_prepared.horizon_steps
+    loaded = load_model(tiny_config.root, METER, "night1-gru")
+    assert (loaded.interval_scale, loaded.interval_scale_floor_kw) == ("lookback_mean", 0.05)
+    window = window_inputs(tiny_prepared, tiny_prepared.origin_starts["test"][:1])[0]  # [L, F]
+    yhat_kw = loaded.predict_kw(window[None])[0]
+    issued = tiny_prepared.index_utc[tiny_prepared.origin_starts["test"][0] + tiny_prepared.lookback_steps]
+    lower, upper = loaded.interval_kw(yhat_kw, issued, window)
+    load_kw = tiny_prepared.scaler.inverse_target_kw(window[:, 0]).mean()
+    np.testing.assert_allclose(upper - yhat_kw, np.linspace(0.2, 0.6, tiny_prepared.horizon_steps) * load_kw, rtol=1e-4)
+    np.testing.assert_allclose(lower - yhat_kw, -np.linspace(0.1, 0.3, tiny_prepared.horizon_steps) * load_kw, rtol=1e-4)
+
+
+def test_a_card_from_before_interval_scales_keeps_its_kw_offsets(
+    tiny_prepared: PreparedSeries, tiny_config: PowercastConfig, module: RNNForecaster
+) -> None:
+    """A format-2 card has ``lo_kw`` / ``hi_kw`` and no ``scale``: the offsets are added in kW, as before."""
+    folder = Path(register_model(tiny_config.root, METER, "old-gru", module, _record(tiny_prepared, tiny_config)))
+    card = json.loads((folder / "model.json").read_text())
+    card["format"] = "powercast.model/2"
+    del card["interval"]["scale"]
+    (folder / "model.json").write_text(json.dumps(card))
+    loaded = load_model(tiny_config.root, METER, "old-gru")
+    assert (loaded.interval_scale, loaded.interval_scale_floor_kw) == ("none", 0.0)
+    window = window_inputs(tiny_prepared, tiny_prepared.origin_starts["test"][:1])[0]
+    yhat_kw = loaded.predict_kw(window[None])[0]
+    issued = tiny_prepared.index_utc[tiny_prepared.origin_starts["test"][0] + tiny_prepared.lookback_steps]
+    lower, upper = loaded.interval_kw(yhat_kw, issued, window)
+    np.testing.assert_array_equal(upper, yhat_kw + np.asarray(card["interval"]["hi_kw"][0], dtype=np.float32))
+    np.testing.assert_array_equal(lower, yhat_kw + np.asarray(card["interval"]["lo_kw"][0], dtype=np.float32))
+
+
+def test_scaled_interval_offsets_without_a_floor_or_of_an_unknown_scale_are_refused(
+    tiny_prepared: PreparedSeries, tiny_config: PowercastConfig, module: RNNForecaster
+) -> None:
+    no_floor = dataclasses.replace(_scaled_record(tiny_prepared, tiny_config), interval_scale_floor_kw=0.0)
+    with pytest.raises(RegistryError, match="floor"):
+        register_model(tiny_config.root, METER, "night1-gru", module, no_floor)
+    unknown = dataclasses.replace(_record(tiny_prepared, tiny_config), interval_scale="median")
+    with pytest.raises(RegistryError, match="interval scale"):
+        register_model(tiny_config.root, METER, "night1-gru", module, unknown)
+
+
+def test_a_card_naming_an_unknown_interval_scale_is_reported_as_damaged(
+    tiny_prepared: PreparedSeries, tiny_config: PowercastConfig, module: RNNForecaster
+) -> None:
+    folder = Path(register_model(tiny_config.root, METER, "night1-gru", module, _scaled_record(tiny_prepared, tiny_config)))
+    card = json.loads((folder / "model.json").read_text())
+    card["interval"]["scale"] = "median"
+    (folder / "model.json").write_text(json.dumps(card))
+    with pytest.raises(RegistryError, match="damaged.*interval scale 'median'"):
+        load_model(tiny_config.root, METER, "night1-gru")

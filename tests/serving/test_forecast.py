@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import shutil
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -48,12 +51,45 @@ def test_champion_forecasts_when_the_input_window_is_complete(champion_config):
     assert frame["horizon_h"].tolist() == list(range(1, 25))
     assert frame["target_time"].iloc[0] == pd.Timestamp(COMPLETE_DAY)
     positive = frame["yhat_kw"].to_numpy() > 0  # forecasts are clipped at 0 kW; the rest carry the raw offsets
-    assert champion.interval_hi_kw.shape == (24, 24)  # offsets per local issue hour × horizon step
-    midnight_hi_kw = champion.interval_hi_kw[0]  # issued at local midnight: slot 0
+    assert champion.interval_hi.shape == (24, 24)  # offsets per local issue hour × horizon step
+    # The default scale: offsets are ratios of the mean load of the week the forecast read.
+    assert champion.interval_scale == "lookback_mean" and champion.interval_scale_floor_kw > 0
+    issued = pd.Timestamp(COMPLETE_DAY).tz_convert("UTC")
+    prepared = prepare_meter(
+        champion_config.model_copy(update={"prepare": champion.prepare_config}), METER, end_utc=issued,
+        scaler=champion.scaler,
+    )
+    load_kw = max(float(champion.scaler.inverse_target_kw(input_window(prepared, issued)[:, 0]).mean()),
+                  champion.interval_scale_floor_kw)
+    midnight_hi_kw = champion.interval_hi[0] * load_kw  # issued at local midnight: slot 0
     np.testing.assert_allclose(
         (frame["yhat_hi_kw"] - frame["yhat_kw"]).to_numpy()[positive], midnight_hi_kw[positive], atol=1e-5
     )
     assert batch.training_end_utc == champion.training_range_utc[1]
+
+
+def test_a_champion_card_with_kw_offsets_serves_them_as_before(champion_root, tmp_path):
+    """A card from before interval scales (format 2, ``lo_kw`` / ``hi_kw``, no ``scale``) adds its kW offsets."""
+    old_root = tmp_path / "root"
+    shutil.copytree(champion_root, old_root)
+    champion = load_champion(str(old_root), METER)
+    card_path = old_root / "models" / METER / champion.version / "model.json"
+    card = json.loads(card_path.read_text())
+    interval = card["interval"]
+    card["format"] = "powercast.model/2"
+    card["interval"] = {"coverage": interval["coverage"], "lo_kw": interval["lo_ratio"], "hi_kw": interval["hi_ratio"]}
+    card_path.write_text(json.dumps(card))
+
+    batch = make_forecast_batch(PowercastConfig(root=str(old_root)), METER, pd.Timestamp(COMPLETE_DAY), run_id="r")
+
+    frame = batch.table.to_pandas()
+    positive = frame["yhat_kw"].to_numpy() > 0
+    midnight_hi_kw = np.asarray(interval["hi_ratio"][0], dtype=np.float32)  # read as kW: added, not multiplied
+    np.testing.assert_allclose(
+        (frame["yhat_hi_kw"] - frame["yhat_kw"]).to_numpy()[positive], midnight_hi_kw[positive], atol=1e-5
+    )
+    served = make_forecast_batch(PowercastConfig(root=champion_root), METER, pd.Timestamp(COMPLETE_DAY), run_id="r")
+    np.testing.assert_array_equal(frame["yhat_kw"].to_numpy(), served.table["yhat_kw"].to_numpy())
 
 
 def _longest_hours_without_readings(config: PowercastConfig, start_utc: pd.Timestamp, end_utc: pd.Timestamp) -> int:
@@ -211,7 +247,7 @@ def test_fallback_interval_comes_from_windows_issued_at_the_same_local_hour(tiny
     expected = ConformalIntervals(0.8).fit(truth[at_midnight], forecast[at_midnight])
     pooled = ConformalIntervals(0.8).fit(truth[usable], forecast[usable])
 
-    np.testing.assert_allclose(fallback.hi_kw - fallback.yhat_kw, expected.hi_kw_[0], atol=1e-5)
-    np.testing.assert_allclose(fallback.lo_kw - fallback.yhat_kw, expected.lo_kw_[0], atol=1e-5)
-    assert not np.allclose(expected.hi_kw_, pooled.hi_kw_)  # the issue hour matters on this house
+    np.testing.assert_allclose(fallback.hi_kw - fallback.yhat_kw, expected.hi_[0], atol=1e-5)
+    np.testing.assert_allclose(fallback.lo_kw - fallback.yhat_kw, expected.lo_[0], atol=1e-5)
+    assert not np.allclose(expected.hi_, pooled.hi_)  # the issue hour matters on this house
     assert fallback.calibrated_at_issue_time and fallback.calibration_windows == int(at_midnight.sum())

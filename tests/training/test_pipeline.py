@@ -13,6 +13,7 @@ import pytest
 from powercast.core.config import PowercastConfig
 from powercast.core.errors import TrainingError
 from powercast.models.baselines import BASELINES
+from powercast.models.conformal import ConformalIntervals
 from powercast.models.registry import (
     champion_version,
     list_versions,
@@ -27,10 +28,12 @@ from powercast.training.pipeline import (
     ChallengerFit,
     TrainingOutcome,
     fit_challenger,
+    interval_slots,
     scoring_windows,
     select_and_register,
     train_meter,
     window_inputs,
+    window_lookback_kw,
     window_targets_kw,
 )
 
@@ -127,7 +130,7 @@ def test_served_model_is_refit_and_validation_scores_come_from_the_held_out_fit(
     card = read_card(first_night_config.root, METER, "night1-lstm")
     assert card["training"]["refit_epochs"] == card["training"]["best_epoch"] + 1
     assert card["training"]["ensemble_members"] == first_night_config.train.ensemble_members
-    assert np.asarray(card["interval"]["hi_kw"]).shape == (24, prepared.horizon_steps)  # local issue hour × step
+    assert np.asarray(card["interval"]["hi_ratio"]).shape == (24, prepared.horizon_steps)  # local issue hour × step
     mae_kw = first_night.leaderboard_frame().query("model == 'lstm'").set_index("window_set")["mae_kw"]
     windows = scoring_windows(prepared)
     for window_set, held_out in (("val", True), ("val_day_ahead", True), ("test", False), ("test_day_ahead", False)):
@@ -257,3 +260,25 @@ def test_champion_with_an_older_scaler_is_rescored_with_its_own_scaler_on_todays
     expected = np.abs(champion.predict_kw(window_inputs(own, starts), held_out=True) - window_targets_kw(own, starts)).mean()
     assert second.decision.n_val_windows == len(today.window_starts["val"])
     assert second.decision.champion_val_mae_kw == pytest.approx(float(expected), rel=1e-5)
+
+
+def test_interval_ratios_come_from_the_held_out_fit_relative_to_each_window_input_load(
+    first_night: TrainingOutcome, first_night_config: PowercastConfig
+) -> None:
+    """The card's offsets are the conformal quantiles of (actual - held-out forecast) / input load on validation."""
+    prepared = prepare_meter(first_night_config, METER)
+    loaded = load_model(first_night_config.root, METER, "night1-lstm")
+    starts = scoring_windows(prepared)["val"]
+    held_out_kw = loaded.predict_kw(window_inputs(prepared, starts), held_out=True)
+    slots, n_slots = interval_slots(prepared, first_night_config, {"val": starts})
+    expected = ConformalIntervals(0.8, "lookback_mean").fit(
+        window_targets_kw(prepared, starts), held_out_kw, slots["val"], n_slots, window_lookback_kw(prepared, starts)
+    )
+    assert (loaded.interval_scale, first_night_config.forecast.interval_scale) == ("lookback_mean", "lookback_mean")
+    np.testing.assert_allclose(loaded.interval_hi, expected.hi_, atol=1e-5)
+    np.testing.assert_allclose(loaded.interval_lo, expected.lo_, atol=1e-5)
+    assert loaded.interval_scale_floor_kw == pytest.approx(expected.scale_floor_kw_)
+    # The scale is the mean of the load the window read: the target's own values on complete windows.
+    rows = starts[:, None] + np.arange(prepared.lookback_steps)
+    np.testing.assert_allclose(window_lookback_kw(prepared, starts), prepared.target_kw[rows], atol=1e-5)
+

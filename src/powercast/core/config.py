@@ -44,6 +44,10 @@ SCHEDULER_NAMES: tuple[str, ...] = get_args(Scheduler)
 # What a UCI file's house can be split into: its total and the channels measured inside it.
 Channel = Literal["total", "kitchen", "laundry", "heater_ac", "rest"]
 CHANNEL_NAMES: tuple[str, ...] = get_args(Channel)
+# What a model's interval offsets multiply (powercast.models.conformal): nothing (kW offsets),
+# or the mean load of the forecast's input window.
+IntervalScale = Literal["none", "lookback_mean"]
+INTERVAL_SCALES: tuple[str, ...] = get_args(IntervalScale)
 HiddenSize = Annotated[int, Field(ge=1, le=2048)]
 
 
@@ -359,6 +363,15 @@ class ForecastConfig(_Section):
         ge=1,
         le=366,
         description="A seasonal-naive fallback calibrates its interval on windows of this many days before the issue time.",
+    )
+    interval_scale: IntervalScale = Field(
+        "lookback_mean",
+        title="Interval scale",
+        description="How a trained model's interval follows the load: 'lookback_mean' learns its offsets as ratios "
+        "of the mean load of each window's input (the week before the issue time) and multiplies them by it, so "
+        "the interval widens when the load rises (winter) and narrows when it falls; 'none' adds the same kW "
+        "offsets to every forecast of an issue time. Recorded on the model card, which serving follows; baseline "
+        "fallbacks always use kW offsets from the days just before the issue time.",
     )
 
 

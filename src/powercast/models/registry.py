@@ -31,7 +31,7 @@ import pyarrow.fs as pafs
 from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 
-from powercast.core.config import COMBINED_MODEL, PrepareConfig, TrainConfig, parse_timezone
+from powercast.core.config import COMBINED_MODEL, INTERVAL_SCALES, PrepareConfig, TrainConfig, parse_timezone
 from powercast.core.errors import RegistryError
 from powercast.core.schemas import METER_ID_PATTERN, METER_ID_RULE
 from powercast.core.version import PACKAGE_VERSION
@@ -44,14 +44,16 @@ from powercast.io.atomic import (
 )
 from powercast.models.boosting import BOOSTED_CELL, BoostedForecaster, BoostingParams
 from powercast.models.combination import CombinedForecaster
-from powercast.models.conformal import offsets_for
+from powercast.models.conformal import interval_bounds_kw
 from powercast.models.rnn import RNNForecaster
 from powercast.prepare.features import config_for_features, slot_of_day
 from powercast.prepare.scaling import FeatureScaler
 
 # /2: ensembles (``members.*`` tensors, ``n_members``), held-out weights, per-slot interval offsets.
-MODEL_FORMAT = "powercast.model/2"
-READABLE_MODEL_FORMATS: frozenset[str] = frozenset({"powercast.model/1", MODEL_FORMAT})
+# /3: the interval's ``scale`` (offsets may be ratios of the input window's mean load); a reader
+# of /2 would take such a card for a damaged one, so it is refused there by its format instead.
+MODEL_FORMAT = "powercast.model/3"
+READABLE_MODEL_FORMATS: frozenset[str] = frozenset({"powercast.model/1", "powercast.model/2", MODEL_FORMAT})
 WEIGHTS_FILE = "weights.safetensors"
 HOLDOUT_WEIGHTS_FILE = "holdout.safetensors"
 # A boosted model's trees (scikit-learn's pickle format; the card's sha256 vouches for them).
@@ -87,15 +89,21 @@ class ModelRecord:
         Validation MAE in kW on all validation windows (the selection metric).
     metrics : dict
         Leaderboard scores of this model (JSON-able).
-    interval_lo_kw, interval_hi_kw : np.ndarray
+    interval_lo, interval_hi : np.ndarray
         Conformal offsets ``[slots, H]`` per issue slot of the local day and horizon step (one row:
-        the same for every issue time; ``[H]`` is taken as one row), ``lo <= 0 <= hi``.
+        the same for every issue time; ``[H]`` is taken as one row), ``lo <= 0 <= hi``: kW when
+        ``interval_scale`` is "none", else multiples of the forecast window's scale.
     interval_coverage : float
         Target coverage of the interval.
     run_id : str
         The run that trained it.
     training : dict
         Device, precision, elapsed_s, epochs (JSON-able).
+    interval_scale : str
+        What the offsets multiply (``conformal.INTERVAL_SCALES``): "none" (kW offsets) or
+        "lookback_mean" (the mean load of the input window, at least ``interval_scale_floor_kw``).
+    interval_scale_floor_kw : float
+        The smallest scale (kW, > 0) of scaled offsets; 0.0 when ``interval_scale`` is "none".
     """
 
     cell: str
@@ -107,11 +115,13 @@ class ModelRecord:
     data_range_utc: tuple[pd.Timestamp, pd.Timestamp]
     validation_mae_kw: float
     metrics: dict[str, Any]
-    interval_lo_kw: np.ndarray
-    interval_hi_kw: np.ndarray
+    interval_lo: np.ndarray
+    interval_hi: np.ndarray
     interval_coverage: float
     run_id: str
     training: dict[str, Any] = field(default_factory=dict)
+    interval_scale: str = "none"
+    interval_scale_floor_kw: float = 0.0
 
 
 @dataclass(frozen=True, eq=False)
@@ -125,12 +135,14 @@ class LoadedModel:
     scaler: FeatureScaler
     feature_names: tuple[str, ...]
     prepare_config: PrepareConfig
-    interval_lo_kw: np.ndarray
-    interval_hi_kw: np.ndarray
+    interval_lo: np.ndarray  # [slots, H]: kW, or multiples of the window's scale (interval_scale)
+    interval_hi: np.ndarray
     interval_coverage: float
     training_range_utc: tuple[pd.Timestamp, pd.Timestamp]
     validation_mae_kw: float
     metadata: dict[str, Any]
+    interval_scale: str = "none"
+    interval_scale_floor_kw: float = 0.0
 
     def predict_kw(self, inputs: np.ndarray, held_out: bool = False) -> np.ndarray:
         """Return ``[N, H]`` kW forecasts for ``[N, L, F]`` scaled input windows.
@@ -146,13 +158,27 @@ class LoadedModel:
         module = self.holdout_module if held_out and self.holdout_module is not None else self.module
         return self.scaler.inverse_target_kw(module.forecast_scaled(inputs))
 
-    def interval_offsets_kw(self, issued_at_utc: pd.Timestamp) -> tuple[np.ndarray, np.ndarray]:
-        """Return the ``(lo, hi)`` ``[H]`` kW offsets for a forecast issued at ``issued_at_utc``."""
-        step = pd.Timedelta(days=1) / self.interval_lo_kw.shape[0]
+    def interval_kw(
+        self, yhat_kw: np.ndarray, issued_at_utc: pd.Timestamp, window: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Return the ``(lower, upper)`` ``[H]`` kW bounds of the ``[H]`` forecast issued at ``issued_at_utc``.
+
+        ``window`` is the ``[L, F]`` scaled input the forecast read (column 0 the load): scaled
+        offsets multiply its mean load in kW.
+        """
+        if window.ndim != 2 or window.shape[1] != len(self.feature_names):
+            raise RegistryError(
+                f"model {self.version} takes a [L, {len(self.feature_names)}] input window, got shape {window.shape}"
+            )
+        step = pd.Timedelta(days=1) / self.interval_lo.shape[0]
         local_tz = parse_timezone(self.prepare_config.local_timezone)
         slots = slot_of_day(pd.DatetimeIndex([issued_at_utc]), local_tz, step)
-        lo_kw, hi_kw = offsets_for(self.interval_lo_kw, self.interval_hi_kw, slots, 1)
-        return lo_kw[0], hi_kw[0]
+        lookback_kw = self.scaler.inverse_target_kw(window[None, :, 0])  # [1, L]
+        lower, upper = interval_bounds_kw(
+            np.asarray(yhat_kw)[None], self.interval_lo, self.interval_hi, slots,
+            self.interval_scale, self.interval_scale_floor_kw, lookback_kw,
+        )
+        return lower[0], upper[0]
 
 
 def code_version() -> dict[str, str | None]:
@@ -209,14 +235,7 @@ def register_model(
     """
     filesystem, meter_dir = _meter_dir(root, meter_id)
     folder = f"{meter_dir}/{_checked_name('version', version)}"
-    lo = np.atleast_2d(np.asarray(record.interval_lo_kw, dtype=float))  # [slots, H]
-    hi = np.atleast_2d(np.asarray(record.interval_hi_kw, dtype=float))
-    horizon = module.hparams.horizon_steps
-    if lo.ndim != 2 or lo.shape[1] != horizon or hi.shape != lo.shape or (lo > 0).any() or (hi < 0).any():
-        raise RegistryError(
-            f"interval offsets for {version} must be [slots, {horizon}] (or [{horizon}]) with lo <= 0 <= hi, "
-            f"got shapes {lo.shape}, {hi.shape}"
-        )
+    interval = _interval_card(record, version, module.hparams.horizon_steps)
     card = {
         "format": MODEL_FORMAT,
         "version": version,
@@ -232,7 +251,7 @@ def register_model(
         "data_range_utc": [_timestamp_text(t) for t in record.data_range_utc],
         "validation_mae_kw": float(record.validation_mae_kw),
         "metrics": record.metrics,
-        "interval": {"coverage": float(record.interval_coverage), "lo_kw": lo.tolist(), "hi_kw": hi.tolist()},
+        "interval": interval,
         "run_id": record.run_id,
         "training": record.training,
         "code_version": code_version(),
@@ -253,6 +272,32 @@ def register_model(
         atomic_write_bytes(f"{folder}/{name}", raw, filesystem)
     atomic_write_json(f"{folder}/{CARD_FILE}", card, filesystem)
     return folder
+
+
+def _interval_card(record: ModelRecord, version: str, horizon: int) -> dict[str, Any]:
+    """Return the card's ``interval`` entry, after checking the offsets' shapes, signs and scale.
+
+    kW offsets keep the keys cards had before scaled offsets existed (``lo_kw``, ``hi_kw``);
+    scaled ones are ``lo_ratio`` / ``hi_ratio`` with their ``scale`` and ``scale_floor_kw``.
+    """
+    lo = np.atleast_2d(np.asarray(record.interval_lo, dtype=float))  # [slots, H]
+    hi = np.atleast_2d(np.asarray(record.interval_hi, dtype=float))
+    if lo.ndim != 2 or lo.shape[1] != horizon or hi.shape != lo.shape or (lo > 0).any() or (hi < 0).any():
+        raise RegistryError(
+            f"interval offsets for {version} must be [slots, {horizon}] (or [{horizon}]) with lo <= 0 <= hi, "
+            f"got shapes {lo.shape}, {hi.shape}"
+        )
+    if not (np.isfinite(lo).all() and np.isfinite(hi).all()):
+        raise RegistryError(f"interval offsets for {version} must be finite")
+    scale, floor_kw = record.interval_scale, float(record.interval_scale_floor_kw)
+    if scale not in INTERVAL_SCALES:
+        raise RegistryError(f"interval scale of {version} must be one of {list(INTERVAL_SCALES)}, got {scale!r}")
+    entry: dict[str, Any] = {"coverage": float(record.interval_coverage), "scale": scale}
+    if scale == "none":
+        return {**entry, "lo_kw": lo.tolist(), "hi_kw": hi.tolist()}
+    if not (np.isfinite(floor_kw) and floor_kw > 0):
+        raise RegistryError(f"scaled interval offsets of {version} need a scale floor > 0 kW, got {floor_kw}")
+    return {**entry, "scale_floor_kw": floor_kw, "lo_ratio": lo.tolist(), "hi_ratio": hi.tolist()}
 
 
 def list_versions(root: str, meter_id: str) -> list[str]:
@@ -341,6 +386,11 @@ def _loaded_model(
         if card.get("holdout_weights"):
             holdout_module = _load_weights(f"{folder}/{holdout_name}", card, filesystem, meter_id, version)
     interval = card["interval"]
+    # A card written before scaled offsets existed has no "scale": its offsets are kW.
+    scale = interval.get("scale", "none")
+    if scale not in INTERVAL_SCALES:
+        raise ValueError(f"interval scale {scale!r} is not one of {list(INTERVAL_SCALES)}")
+    unit = "kw" if scale == "none" else "ratio"
     start, end = (pd.Timestamp(text) for text in card["training_range_utc"])
     return LoadedModel(
         version=version,
@@ -351,12 +401,14 @@ def _loaded_model(
         feature_names=tuple(card["feature_names"]),
         # The feature list decides the input switches: a card older than a switch lacks its key.
         prepare_config=config_for_features(PrepareConfig.model_validate(card["prepare_config"]), tuple(card["feature_names"])),
-        interval_lo_kw=np.atleast_2d(np.asarray(interval["lo_kw"], dtype=np.float32)),
-        interval_hi_kw=np.atleast_2d(np.asarray(interval["hi_kw"], dtype=np.float32)),
+        interval_lo=np.atleast_2d(np.asarray(interval[f"lo_{unit}"], dtype=np.float32)),
+        interval_hi=np.atleast_2d(np.asarray(interval[f"hi_{unit}"], dtype=np.float32)),
         interval_coverage=float(interval["coverage"]),
         training_range_utc=(start, end),
         validation_mae_kw=float(card["validation_mae_kw"]),
         metadata=card,
+        interval_scale=scale,
+        interval_scale_floor_kw=float(interval.get("scale_floor_kw", 0.0)),
     )
 
 

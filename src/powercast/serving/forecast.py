@@ -285,7 +285,6 @@ def _champion_batch(
 ) -> ForecastBatch:
     """Return the champion's batch from its [L, F] input window (its network members alone through a gap)."""
     step = prepared.index_utc[1] - prepared.index_utc[0]
-    lo_kw, hi_kw = champion.interval_offsets_kw(issued)
     start, end = champion.training_range_utc
     filled_steps = (
         int((window[:, prepared.feature_names.index(MISSING_MASK_FEATURE)] > 0).sum())
@@ -301,20 +300,23 @@ def _champion_batch(
     networks = gap_networks(champion) if filled_steps else []
     if not networks or champion.cell in RECURRENT_CELLS:
         yhat = champion.predict_kw(window[None])[0]  # [H]
+        lower_kw, upper_kw = champion.interval_kw(yhat, issued, window)
         table = contract_table(
-            prepared.meter_id, issued, step, yhat, yhat + lo_kw, yhat + hi_kw, champion.cell, champion.version, run_id
+            prepared.meter_id, issued, step, yhat, lower_kw, upper_kw, champion.cell, champion.version, run_id
         )
         notes = (f"{filled}: forecast by {champion.cell} {champion.version}",) if filled_steps else ()
         return ForecastBatch(table, champion.interval_coverage, start, end, champion.validation_mae_kw, notes=notes)
-    # A combination through a gap: the mean of its networks, with the combination's interval offsets.
+    # A combination through a gap: the mean of its networks, with the combination's interval offsets
+    # (scaled ones by this window's input load, filled steps included, as for any window).
     scaled = np.mean([network.forecast_scaled(window[None]) for _, network in networks], axis=0)
     yhat = champion.scaler.inverse_target_kw(scaled)[0]  # [H]
+    lower_kw, upper_kw = champion.interval_kw(yhat, issued, window)
     versions = [version for version, _ in networks]
     # One network member is that model; two or more stay the combination (of its networks only).
     cell, version = (str(networks[0][1].hparams.cell), versions[0]) if len(networks) == 1 else (
         champion.cell, champion.version
     )
-    table = contract_table(prepared.meter_id, issued, step, yhat, yhat + lo_kw, yhat + hi_kw, cell, version, run_id)
+    table = contract_table(prepared.meter_id, issued, step, yhat, lower_kw, upper_kw, cell, version, run_id)
     note = (
         f"{filled}: {champion.cell} {champion.version} served by its network member(s) "
         f"{', '.join(versions)} alone (its other members never learned from windows with gaps)"

@@ -142,6 +142,15 @@ def window_inputs(prepared: PreparedSeries, starts: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(sliding_windows(prepared.inputs, prepared.lookback_steps)[starts])
 
 
+def window_lookback_kw(prepared: PreparedSeries, starts: np.ndarray) -> np.ndarray:
+    """Return the input load ``[N, L]`` kW of the windows at ``starts`` (filled steps as the model read them).
+
+    The same values ``LoadedModel.interval_kw`` reads from a served window's first column.
+    """
+    load_kw = prepared.scaler.inverse_target_kw(prepared.inputs[:, 0])  # [T]
+    return sliding_windows(load_kw, prepared.lookback_steps)[np.asarray(starts, dtype=np.int64)]
+
+
 def window_targets_kw(prepared: PreparedSeries, starts: np.ndarray) -> np.ndarray:
     """Return the actual targets ``[N, H]`` kW of the windows at ``starts``."""
     rows = np.asarray(starts, dtype=np.int64)[:, None] + prepared.lookback_steps + np.arange(prepared.horizon_steps)
@@ -565,6 +574,7 @@ class _Scoreboard:
     selection_mask: np.ndarray  # validation windows every contestant forecast
     slots: dict[str, np.ndarray]  # each window's interval slot (local time of day it is issued at)
     n_slots: int
+    lookback_kw: dict[str, np.ndarray]  # [N, L] each window's input load in kW (scales its interval)
 
     def selection_mae_kw(self, yhat_kw: np.ndarray) -> float:
         """Return the selection MAE of a forecast of every validation window, on the shared windows."""
@@ -613,6 +623,7 @@ def _score_contestants(
         selection_mask=selection_mask,
         slots=slots,
         n_slots=n_slots,
+        lookback_kw={name: window_lookback_kw(prepared, starts) for name, starts in windows.items()},
     )
 
 
@@ -651,11 +662,15 @@ def _decide(board: _Scoreboard, cells: Sequence[str]) -> Decision:
 def _calibrate_intervals(
     config: PowercastConfig, board: _Scoreboard, fits: Sequence[ChallengerFit]
 ) -> dict[str, ConformalIntervals]:
-    """Return each challenger's conformal intervals, fitted on its held-out validation residuals."""
+    """Return each challenger's conformal intervals, fitted on its held-out validation residuals.
+
+    With ``forecast.interval_scale`` the residuals are taken relative to each window's input load.
+    """
     truth_kw, slots = board.actual_kw[SELECTION_SET], board.slots[SELECTION_SET]
+    lookback_kw = board.lookback_kw[SELECTION_SET]
     return {
-        challenger.name: ConformalIntervals(config.forecast.interval_coverage).fit(
-            truth_kw, board.forecasts_kw[challenger.name][SELECTION_SET], slots, board.n_slots
+        challenger.name: ConformalIntervals(config.forecast.interval_coverage, config.forecast.interval_scale).fit(
+            truth_kw, board.forecasts_kw[challenger.name][SELECTION_SET], slots, board.n_slots, lookback_kw
         )
         for challenger in fits
     }
@@ -676,7 +691,9 @@ def _leaderboard(
         cell = challenger.name
         for name in board.windows:
             forecast_kw = board.forecasts_kw[cell][name]
-            coverage = intervals[cell].coverage_of(board.actual_kw[name], forecast_kw, board.slots[name])
+            coverage = intervals[cell].coverage_of(
+                board.actual_kw[name], forecast_kw, board.slots[name], board.lookback_kw[name]
+            )
             rows.append(
                 _score_row(
                     run_id, meter_id, cell, "challenger", name,
@@ -728,9 +745,11 @@ def _register_challenger(
         data_range_utc=(index[0], index[-1] + (index[1] - index[0])),
         validation_mae_kw=_row_mae(leaderboard, challenger.name, SELECTION_SET),
         metrics={row["window_set"]: _metrics_of(row) for row in leaderboard if row["model"] == challenger.name},
-        interval_lo_kw=intervals.lo_kw_,
-        interval_hi_kw=intervals.hi_kw_,
+        interval_lo=intervals.lo_,
+        interval_hi=intervals.hi_,
         interval_coverage=config.forecast.interval_coverage,
+        interval_scale=intervals.scale,
+        interval_scale_floor_kw=intervals.scale_floor_kw_,
         run_id=run_id,
         training={
             "device": fit.device,
