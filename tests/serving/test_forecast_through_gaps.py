@@ -13,7 +13,7 @@ import pytest
 from powercast.core.config import PowercastConfig
 from powercast.models.registry import load_champion, promote
 from powercast.prepare.features import MISSING_MASK_FEATURE
-from powercast.prepare.series import prepare_meter
+from powercast.prepare.series import input_window, prepare_meter
 from powercast.serving.forecast import FALLBACK_FAMILY, make_forecast_batch
 from powercast.training.pipeline import train_meter
 
@@ -133,9 +133,58 @@ def test_combination_through_a_gap_is_served_by_its_network_member(masked_night:
     batch = make_forecast_batch(masked_night, METER, issued, run_id="run-gap")
     assert (batch.model, batch.model_version) == ("gru", "masked-gru")
     assert "masked-combo served by its network member(s) masked-gru alone" in batch.notes[0]
+    assert "with the interval of masked-gru" in batch.notes[0]
+    # Its interval: the member's own offsets (calibrated on its own residuals), scaled by the load
+    # of the window it read (filled steps included).
+    (member,) = [model for model in champion.members if model.version == "masked-gru"]
+    _assert_upper_offsets_kw(batch, _expected_upper_offsets_kw(masked_night, member, issued))
     promote(masked_night.root, METER, "masked-gru", "test")
     alone = make_forecast_batch(masked_night, METER, issued, run_id="run-gap")
     np.testing.assert_allclose(batch.table["yhat_kw"].to_numpy(), alone.table["yhat_kw"].to_numpy(), rtol=1e-6)
+
+
+def _assert_upper_offsets_kw(batch, expected_kw: np.ndarray) -> None:
+    """Check ``yhat_hi_kw - yhat_kw`` of a batch where the forecast was not clipped at 0 kW."""
+    frame = batch.table.to_pandas()
+    positive = frame["yhat_kw"].to_numpy() > 0
+    got_kw = (frame["yhat_hi_kw"] - frame["yhat_kw"]).to_numpy()
+    np.testing.assert_allclose(got_kw[positive], np.asarray(expected_kw)[positive], atol=1e-5)
+
+
+def _expected_upper_offsets_kw(config: PowercastConfig, model, issued: pd.Timestamp, kw_offsets: bool = False):
+    """Return ``model``'s midnight upper offsets in kW for the window before ``issued`` (scaled by its load)."""
+    prepared = prepare_meter(
+        config.model_copy(update={"prepare": model.prepare_config}), METER, end_utc=issued, scaler=model.scaler
+    )
+    window = input_window(prepared, issued)
+    assert window[:, prepared.feature_names.index(MISSING_MASK_FEATURE)].any()  # filled steps in the input
+    if kw_offsets:
+        return model.interval_hi[0]
+    load_kw = max(float(model.scaler.inverse_target_kw(window[:, 0]).mean()), model.interval_scale_floor_kw)
+    return model.interval_hi[0] * load_kw  # issued at local midnight: slot 0
+
+
+def test_an_old_combination_card_serves_its_member_through_a_gap_with_its_own_kw_offsets(
+    masked_night: PowercastConfig, tmp_path: Path
+) -> None:
+    """A combination card from before interval scales (format 2, kW offsets) keeps serving a gap as it did."""
+    old_root = tmp_path / "root"
+    shutil.copytree(masked_night.root, old_root)
+    config = masked_night.model_copy(update={"root": str(old_root)})
+    promote(config.root, METER, "masked-combo", "test")
+    card_path = old_root / "models" / METER / "masked-combo" / "model.json"
+    card = json.loads(card_path.read_text())
+    interval = card["interval"]
+    card["format"] = "powercast.model/2"
+    card["interval"] = {"coverage": interval["coverage"], "lo_kw": interval["lo_ratio"], "hi_kw": interval["hi_ratio"]}
+    card_path.write_text(json.dumps(card))
+    champion = load_champion(config.root, METER)
+    assert champion.interval_scale == "none" and not champion.lone_member_keeps_its_interval
+    issued = _midnights_after_outages(config, champion.prepare_config.min_real_input_steps, True)[0]
+    batch = make_forecast_batch(config, METER, issued, run_id="run-gap")
+    assert (batch.model, batch.model_version) == ("gru", "masked-gru")
+    assert "with the interval of masked-combo" in batch.notes[0]
+    _assert_upper_offsets_kw(batch, _expected_upper_offsets_kw(config, champion, issued, kw_offsets=True))
 
 
 def test_hgb_champion_keeps_the_fallback_through_a_gap(masked_night: PowercastConfig) -> None:

@@ -52,8 +52,11 @@ from powercast.prepare.scaling import FeatureScaler
 # /2: ensembles (``members.*`` tensors, ``n_members``), held-out weights, per-slot interval offsets.
 # /3: the interval's ``scale`` (offsets may be ratios of the input window's mean load); a reader
 # of /2 would take such a card for a damaged one, so it is refused there by its format instead.
+# A /3 combination whose network member serves alone through a gap serves it with the member's
+# own interval (see ``LoadedModel.lone_member_keeps_its_interval``).
 MODEL_FORMAT = "powercast.model/3"
-READABLE_MODEL_FORMATS: frozenset[str] = frozenset({"powercast.model/1", "powercast.model/2", MODEL_FORMAT})
+FORMATS_BEFORE_INTERVAL_SCALES: frozenset[str] = frozenset({"powercast.model/1", "powercast.model/2"})
+READABLE_MODEL_FORMATS: frozenset[str] = FORMATS_BEFORE_INTERVAL_SCALES | {MODEL_FORMAT}
 WEIGHTS_FILE = "weights.safetensors"
 HOLDOUT_WEIGHTS_FILE = "holdout.safetensors"
 # A boosted model's trees (scikit-learn's pickle format; the card's sha256 vouches for them).
@@ -143,6 +146,17 @@ class LoadedModel:
     metadata: dict[str, Any]
     interval_scale: str = "none"
     interval_scale_floor_kw: float = 0.0
+    members: tuple[LoadedModel, ...] = ()  # a combination's member models (empty for any other model)
+
+    @property
+    def lone_member_keeps_its_interval(self) -> bool:
+        """Return whether a network member serving this combination alone (through a gap) keeps its own interval.
+
+        The member's interval is calibrated on its own held-out residuals; one network errs more
+        than the combination, so the combination's offsets would be too narrow for it. Cards from
+        before interval scales serve the member with the combination's offsets, as they did.
+        """
+        return self.metadata.get("format") not in FORMATS_BEFORE_INTERVAL_SCALES
 
     def predict_kw(self, inputs: np.ndarray, held_out: bool = False) -> np.ndarray:
         """Return ``[N, H]`` kW forecasts for ``[N, L, F]`` scaled input windows.
@@ -358,15 +372,15 @@ def load_model(root: str, meter_id: str, version: str) -> LoadedModel:
 
 def _combination_modules(
     root: str, meter_id: str, version: str, card: dict[str, Any]
-) -> tuple[CombinedForecaster, CombinedForecaster]:
-    """Return a combination's (served, held-out) modules, built from its member versions."""
+) -> tuple[CombinedForecaster, CombinedForecaster, tuple[LoadedModel, ...]]:
+    """Return a combination's (served, held-out) modules, built from its member versions, and the members."""
     names = list(card["hparams"]["member_versions"])
     if version in names or any(read_card(root, meter_id, name)["cell"] == COMBINED_MODEL for name in names):
         raise RegistryError(f"combination {version} of meter {meter_id!r} names a combination among its members")
     members = [load_model(root, meter_id, name) for name in names]
     served = CombinedForecaster([member.module for member in members], tuple(names))
     held_out = CombinedForecaster([member.holdout_module or member.module for member in members], tuple(names))
-    return served, held_out
+    return served, held_out, tuple(members)
 
 
 def _loaded_model(
@@ -375,11 +389,13 @@ def _loaded_model(
     folder: str,
     meter_id: str,
     version: str,
-    combined: tuple[CombinedForecaster, CombinedForecaster] | None = None,
+    combined: tuple[CombinedForecaster, CombinedForecaster, tuple[LoadedModel, ...]] | None = None,
 ) -> LoadedModel:
     served_name, holdout_name = _weights_files(card["cell"])
+    members: tuple[LoadedModel, ...] = ()
     if combined is not None:
         module, holdout_module = combined[0], (combined[1] if card.get("holdout_weights") else None)
+        members = combined[2]
     else:
         module = _load_weights(f"{folder}/{served_name}", card, filesystem, meter_id, version)
         holdout_module = None
@@ -409,6 +425,7 @@ def _loaded_model(
         metadata=card,
         interval_scale=scale,
         interval_scale_floor_kw=float(interval.get("scale_floor_kw", 0.0)),
+        members=members,
     )
 
 

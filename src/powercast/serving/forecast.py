@@ -117,6 +117,18 @@ def gap_networks(champion: LoadedModel) -> list[tuple[str, RNNForecaster]]:
     return []
 
 
+def lone_member(champion: LoadedModel, versions: list[str]) -> LoadedModel | None:
+    """Return the member model whose own interval serves when it alone forecasts for ``champion``, else None.
+
+    Only one network serving alone has an interval of its own (calibrated on its own residuals);
+    two networks serving their mean, and combinations from before interval scales, keep the
+    combination's.
+    """
+    if len(versions) != 1 or not champion.lone_member_keeps_its_interval:
+        return None
+    return next((member for member in champion.members if member.version == versions[0]), None)
+
+
 def reads_through_gaps(champion: LoadedModel) -> bool:
     """Return whether ``champion`` (or a network inside it) forecasts windows with missing input."""
     return bool(gap_networks(champion))
@@ -306,12 +318,14 @@ def _champion_batch(
         )
         notes = (f"{filled}: forecast by {champion.cell} {champion.version}",) if filled_steps else ()
         return ForecastBatch(table, champion.interval_coverage, start, end, champion.validation_mae_kw, notes=notes)
-    # A combination through a gap: the mean of its networks, with the combination's interval offsets
-    # (scaled ones by this window's input load, filled steps included, as for any window).
+    # A combination through a gap: the mean of its networks, with the interval of the one network
+    # serving alone (its card's) or else the combination's; scaled offsets multiply this window's
+    # input load, filled steps included, as for any window.
     scaled = np.mean([network.forecast_scaled(window[None]) for _, network in networks], axis=0)
     yhat = champion.scaler.inverse_target_kw(scaled)[0]  # [H]
-    lower_kw, upper_kw = champion.interval_kw(yhat, issued, window)
     versions = [version for version, _ in networks]
+    interval_model = lone_member(champion, versions) or champion
+    lower_kw, upper_kw = interval_model.interval_kw(yhat, issued, window)
     # One network member is that model; two or more stay the combination (of its networks only).
     cell, version = (str(networks[0][1].hparams.cell), versions[0]) if len(networks) == 1 else (
         champion.cell, champion.version
@@ -319,7 +333,8 @@ def _champion_batch(
     table = contract_table(prepared.meter_id, issued, step, yhat, lower_kw, upper_kw, cell, version, run_id)
     note = (
         f"{filled}: {champion.cell} {champion.version} served by its network member(s) "
-        f"{', '.join(versions)} alone (its other members never learned from windows with gaps)"
+        f"{', '.join(versions)} alone (its other members never learned from windows with gaps), "
+        f"with the interval of {interval_model.version}"
     )
     return ForecastBatch(table, champion.interval_coverage, start, end, champion.validation_mae_kw, notes=(note,))
 
