@@ -23,13 +23,17 @@ PARIS_WINTER = timezone(timedelta(hours=1))
 
 def test_feature_names_put_target_first_then_extras_then_calendar() -> None:
     names = feature_names(PrepareConfig(extra_features=["voltage_v", "intensity_a"]))
-    assert names == ("active_power_kw", "voltage_v", "intensity_a", "input_missing", *CALENDAR_FEATURES, "holiday_ahead")
-    unmasked = feature_names(PrepareConfig(extra_features=["voltage_v"], missing_mask=False, holiday_features=False))
+    assert names == (
+        "active_power_kw", "voltage_v", "intensity_a", "input_missing", *CALENDAR_FEATURES, "holiday_ahead", "profile_ahead"
+    )
+    unmasked = feature_names(
+        PrepareConfig(extra_features=["voltage_v"], missing_mask=False, holiday_features=False, profile_features=False)
+    )
     assert unmasked == ("active_power_kw", "voltage_v", *CALENDAR_FEATURES)
 
 
 def test_calendar_features_can_be_switched_off() -> None:
-    bare = PrepareConfig(calendar_features=False, missing_mask=False, holiday_features=False)
+    bare = PrepareConfig(calendar_features=False, missing_mask=False, holiday_features=False, profile_features=False)
     assert feature_names(bare) == ("active_power_kw",)
 
 

@@ -15,6 +15,7 @@ from powercast.prepare.features import (
     DAY_OF_YEAR_FEATURES,
     HOLIDAY_FEATURE,
     MISSING_MASK_FEATURE,
+    PROFILE_FEATURE,
     config_for_features,
     day_of_year_features,
     feature_names,
@@ -66,10 +67,12 @@ def test_unknown_holiday_country_names_the_setting() -> None:
 def test_feature_order_and_old_cards_feature_lists() -> None:
     everything = PrepareConfig(missing_mask=True, day_of_year_features=True, holiday_features=True)
     names = feature_names(everything)
-    assert names == ("active_power_kw", MISSING_MASK_FEATURE, *CALENDAR_FEATURES, *DAY_OF_YEAR_FEATURES, HOLIDAY_FEATURE)
+    assert names == (
+        "active_power_kw", MISSING_MASK_FEATURE, *CALENDAR_FEATURES, *DAY_OF_YEAR_FEATURES, HOLIDAY_FEATURE, PROFILE_FEATURE
+    )
     old_card_names = ("active_power_kw", *CALENDAR_FEATURES)  # a card written before these switches
     aligned = config_for_features(everything, old_card_names)
-    assert not (aligned.missing_mask or aligned.day_of_year_features or aligned.holiday_features)
+    assert not (aligned.missing_mask or aligned.day_of_year_features or aligned.holiday_features or aligned.profile_features)
     assert feature_names(aligned) == old_card_names
     with pytest.raises(ConfigError, match="cannot be rebuilt"):
         config_for_features(everything, ("active_power_kw", "mystery"))

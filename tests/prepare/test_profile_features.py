@@ -103,19 +103,22 @@ def test_serving_takes_the_profile_from_the_model_scaler(sample_path: Path) -> N
     refit = prepare_series(readings, served_config, METER)
     np.testing.assert_array_equal(_profile_column(served), _profile_column(trained))
     assert not np.array_equal(_profile_column(refit), _profile_column(trained))
-    without = FeatureScaler.from_dict(prepare_series(readings, PrepareConfig(split=TRAILING), METER).scaler.to_dict())
+    unswitched = PrepareConfig(split=TRAILING, profile_features=False)
+    without = FeatureScaler.from_dict(prepare_series(readings, unswitched, METER).scaler.to_dict())
     assert "weekly_profile_kw" not in without.to_dict()  # a scaler fit without the switch writes what it always did
     with pytest.raises(DataPreparationError, match="no weekly profile"):
         prepare_series(readings, served_config, METER, scaler=without)
 
 
 def test_old_cards_prepare_exactly_as_before(ingested_sample_root: str) -> None:
-    """A card without the column (today's defaults) prepares the same inputs with the switch aligned off."""
-    config = PowercastConfig(root=ingested_sample_root).with_overrides({"prepare.split": TRAILING})
+    """A card without the column (written before the switch) prepares the same inputs with the switch aligned off."""
+    config = PowercastConfig(root=ingested_sample_root).with_overrides(
+        {"prepare.split": TRAILING, "prepare.profile_features": False}
+    )
     before = prepare_meter(config, METER)
     aligned = config_for_features(config.prepare.model_copy(update={"profile_features": True}), before.feature_names)
     after = prepare_meter(config.model_copy(update={"prepare": aligned}), METER, scaler=before.scaler)
-    assert after.feature_names == before.feature_names
+    assert PROFILE_FEATURE not in before.feature_names and after.feature_names == before.feature_names
     np.testing.assert_array_equal(after.inputs, before.inputs)
 
 

@@ -207,7 +207,7 @@ class PrepareConfig(_Section):
         description="Per-meter holiday calendars, meter_id -> country code; other meters use holiday_country.",
     )
     profile_features: bool = Field(
-        False,
+        True,
         title="Weekly profile features",
         description="Add the meter's mean load over its training rows at the local hour of the week one horizon "
         "ahead of each step (in its scaled units), so a window's last day of rows carries the meter's usual "
