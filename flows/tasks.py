@@ -207,6 +207,7 @@ def train_global_models(
     meters the models would learn from has readings newer than its last training: no meter would
     retrain to use them (a meter that cannot be prepared is left out, so it cannot force one).
     """
+    powercast.training.fleet.check_global_devices(config)  # before reading the fleet, not after
     logger = get_run_logger()
     no_news = "no global models tonight: none of the %d meter(s) they learn from has readings newer than its last training"
     if only_with_news and not _any_meter_has_news(config, meters, as_of_utc):  # before paying for preparing them

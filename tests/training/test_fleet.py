@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from powercast.core.config import PowercastConfig
-from powercast.core.errors import ConfigError
+from powercast.core.errors import ConfigError, TrainingError
 from powercast.models.registry import champion_version, list_versions, load_champion, read_card
 from powercast.prepare.datamodule import fleet_train_loader, fleet_val_loader
 from powercast.prepare.series import prepare_meter
@@ -181,10 +183,24 @@ def test_a_global_network_trains_on_two_devices_each_on_half_the_step_budget(fle
     assert all(np.isfinite(forecast).all() for forecast in challenger.forecasts_kw.values())
 
 
-def test_more_devices_than_the_machine_has_gpus_is_refused_naming_the_setting(fleet_root: str, tmp_path: Path) -> None:
-    config = _config(fleet_root, "global").with_overrides(
-        {"train.global_devices": 2, "train.accelerator": "gpu", "train.cells": ["gru"]}
-    )
-    series, _ = prepare_fleet(config, list_meters(fleet_root)[:1])
-    with pytest.raises(ConfigError, match="train.accelerator is 'gpu'|train.global_devices=2"):
-        fit_global(config, series, "gru", tmp_path / "gru_global", progress=False)
+def test_more_devices_than_the_machine_has_gpus_is_refused_before_the_fleet_is_read(
+    fleet_root: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The machine's GPU count is the one thing stood in for: a one-GPU machine asked for two.
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    config = _config(fleet_root, "global").with_overrides({"train.global_devices": 2, "train.accelerator": "auto"})
+    with pytest.raises(ConfigError, match=r"train.global_devices=2 but this machine has 1 GPU\(s\)"):
+        train_fleet(config, list_meters(fleet_root), run_id="two-devices")
+    assert not (Path(fleet_root) / "runs" / "two-devices").exists()
+
+
+def test_a_training_process_that_fails_is_a_training_error_naming_the_model(fleet_root: str, tmp_path: Path) -> None:
+    # A NaN loss inside a spawned process reaches the caller as torch's ProcessRaisedException unless
+    # turned back into the TrainingError the one-process fit raises (callers keep a held-out fit on it).
+    config = _config(fleet_root, "global").with_overrides({"train.global_devices": 2, "train.cells": ["gru"]})
+    series, _ = prepare_fleet(config, list_meters(fleet_root))
+    # Inputs and targets near float32's largest value: finite (the windows' own check passes), the loss overflows.
+    poisoned = [dataclasses.replace(item, inputs=np.full_like(item.inputs, 3e38)) for item in series]
+    with pytest.raises(TrainingError, match="model gru_global: a training process failed: .*training loss became"):
+        fit_global(config, poisoned, "gru", tmp_path / "gru_global", progress=False)

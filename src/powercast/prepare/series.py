@@ -46,7 +46,7 @@ from powercast.prepare.splits import (
     split_window_starts,
 )
 from powercast.prepare.windows import midnight_origin_starts, window_has_invalid
-from powercast.store.readings import future_cutoff_utc, read_fleet_readings, read_readings
+from powercast.store.readings import future_cutoff_utc, iter_fleet_readings, read_readings
 
 # Why a window was left out; each excluded window is counted once, under the first reason that applies.
 EXCLUDED_CROSSES_SPLIT = "crosses_split"
@@ -437,15 +437,20 @@ def prepare_meters(
 ) -> tuple[dict[str, PreparedSeries], dict[str, str]]:
     """Return (meter → its ``PreparedSeries``, as ``prepare_meter`` gives it; meter → why it could not be prepared).
 
-    The meters' readings come from one scan of the store (``read_fleet_readings``), not a
-    listing and file opens per meter; a meter that cannot be read or prepared is reported and
-    the others are still prepared.
+    The meters' readings come from one scan of the store (``iter_fleet_readings``), not a
+    listing and file opens per meter, and each meter is prepared as soon as its readings are
+    read, so only one meter's raw readings are held at a time. A meter that cannot be read or
+    prepared is reported and the others are still prepared.
     """
-    tables, failures = read_fleet_readings(
+    prepared: dict[str, PreparedSeries] = {}
+    failures: dict[str, str] = {}
+    readings = iter_fleet_readings(
         config.root, meter_ids, end_utc=_read_end_utc(config, end_utc), columns=_stored_columns(config)
     )
-    prepared: dict[str, PreparedSeries] = {}
-    for meter_id, table in tables.items():
+    for meter_id, table, error in readings:
+        if table is None:
+            failures[meter_id] = error
+            continue
         try:
             prepared[meter_id] = prepare_series(table, config.prepare, meter_id, grid_end_utc=_grid_end_utc(end_utc))
         except PowercastError as exc:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -271,60 +271,81 @@ def read_fleet_readings(
 ) -> tuple[dict[str, pa.Table], dict[str, str]]:
     """Return (meter → its readings before ``end_utc``, as ``read_readings`` gives them; meter → why it could not be read).
 
-    One listing of the store and one multithreaded dataset scan read every asked meter's
-    partitions, instead of a listing and a file open per meter after another: the night of a
-    fleet reads its history in one pass. A meter that is not in the store is reported, not
-    raised. When the scan fails (a damaged partition file), each meter is read on its own, so
-    the failure stays with the meter whose file it is and names that file.
+    Every table at once: for a fleet too big for that, consume ``iter_fleet_readings`` instead.
+    """
+    tables: dict[str, pa.Table] = {}
+    failures: dict[str, str] = {}
+    for meter_id, table, error in iter_fleet_readings(root, meter_ids, end_utc, columns):
+        if table is not None:
+            tables[meter_id] = table
+        else:
+            failures[meter_id] = error
+    return tables, failures
+
+
+def iter_fleet_readings(
+    root: str,
+    meter_ids: Sequence[str],
+    end_utc: datetime | None = None,
+    columns: Sequence[str] | None = None,
+) -> Iterator[tuple[str, pa.Table | None, str | None]]:
+    """Yield ``(meter, its readings before end_utc, None)`` or ``(meter, None, why not)`` for each asked meter.
+
+    The readings are what ``read_readings`` returns. Every asked meter's month files are read in
+    one multithreaded dataset scan, not a file open after another per meter, and a meter's table
+    is yielded as soon as its last file is read, so a caller that prepares each meter and drops
+    its readings holds one meter's raw readings at a time, not the fleet's (a year of 1-minute
+    readings is about 30 times its prepared hourly series). A meter not in the store is reported,
+    not raised. When the scan fails (a damaged or unreadable file, a transient I/O error), the
+    meters not yet yielded are read one by one, so a failure stays with the meter whose file it
+    is and names that file, and a transient error costs nothing.
     """
     end = _utc_bound(end_utc, "end_utc")
     wanted = _file_columns_wanted(columns)
     filesystem, base = _readings_base(root)
-    asked = set(meter_ids)
-    partitions: dict[str, list[Partition]] = {meter_id: [] for meter_id in sorted(asked)}
-    for info in filesystem.get_file_info(pafs.FileSelector(base, recursive=True, allow_not_found=True)):
-        match = _PARTITION_RE.search(info.path) if info.type == pafs.FileType.File else None
-        if match and match["meter"] in asked:
-            partitions[match["meter"]].append(Partition(match["meter"], int(match["year"]), int(match["month"]), info.path))
-    failures = {
-        meter_id: f"unknown meter {meter_id!r} in the store at {root}; ingest its readings first"
-        for meter_id, found in partitions.items()
-        if not found
-    }
+    # One listing per asked meter: a night for 3 meters of a big store lists those 3, not the store.
+    partitions = {meter_id: _list_partitions(filesystem, base, meter_id) for meter_id in dict.fromkeys(meter_ids)}
+    for meter_id in [meter_id for meter_id, found in partitions.items() if not found]:
+        del partitions[meter_id]
+        yield meter_id, None, f"unknown meter {meter_id!r} in the store at {root}; ingest its readings first"
     in_range = {
         part.path: meter_id
         for meter_id, found in partitions.items()
-        for part in sorted(found, key=lambda part: (part.year, part.month))  # scanned in this order: sorted rows
+        for part in found  # month order (``_list_partitions`` sorts): each meter's rows arrive sorted
         if end is None or part.start_utc < end.as_py()
     }
+    done: set[str] = set()
     try:
-        pieces = _scan_partitions(filesystem, in_range, wanted, end)
-    except (OSError, pa.ArrowException, StoreError) as exc:
-        return _read_one_by_one(root, [m for m in partitions if m not in failures], end_utc, columns, failures, exc)
-    tables = {
-        meter_id: _meter_table(meter_id, [pieces[meter_id]] if meter_id in pieces else [], wanted)
-        for meter_id in partitions
-        if meter_id not in failures
-    }
-    return tables, failures
+        for meter_id, table in _scan_partitions(filesystem, in_range, wanted, end):
+            done.add(meter_id)
+            yield meter_id, _meter_table(meter_id, [table], wanted), None
+    except (OSError, pa.ArrowException, StoreError, KeyError):
+        for meter_id in [meter_id for meter_id in partitions if meter_id not in done]:
+            try:
+                yield meter_id, read_readings(root, meter_id, end_utc=end_utc, columns=columns), None
+            except StoreError as exc:
+                yield meter_id, None, str(exc)
+        return
+    for meter_id in [meter_id for meter_id in partitions if meter_id not in done]:  # no file before end_utc
+        yield meter_id, _meter_table(meter_id, [], wanted), None
 
 
 def _scan_partitions(
     filesystem: pafs.FileSystem, meter_of_path: Mapping[str, str], wanted: Sequence[str], end: pa.Scalar | None
-) -> dict[str, pa.Table]:
-    """Return meter → its rows before ``end`` in the given partition files (in scan order), read in one scan.
+) -> Iterator[tuple[str, pa.Table]]:
+    """Yield ``(meter, its rows before end)`` from the given partition files, read in one ordered scan.
 
-    ``meter_of_path`` lists each meter's files together, so the scan's batches arrive meter by
-    meter and each meter's table is made as soon as its last batch is read: the batches of the
-    whole fleet are never held at once (thousands of small objects alive made every garbage
-    collection pass slow, more than the reading itself).
+    ``meter_of_path`` lists each meter's files together and ``scan_batches`` keeps that order, so
+    a meter's batches arrive together and its table is yielded when the next meter's first batch
+    comes. A meter seen again after that would mean the order broke: that raises rather than
+    silently splitting the meter's readings.
     """
     import pyarrow.dataset as ds  # only the fleet path needs the dataset module
 
     file_schema = pa.schema([READINGS_FILE_SCHEMA.field(name) for name in wanted])
     dataset = ds.dataset(list(meter_of_path), schema=file_schema, format="parquet", filesystem=filesystem)
     row_filter = None if end is None else ds.field("timestamp") < end
-    tables: dict[str, pa.Table] = {}
+    finished: set[str] = set()
     current, batches = None, []
     checked: set[str] = set()
     for tagged in dataset.scanner(columns=list(wanted), filter=row_filter).scan_batches():
@@ -335,35 +356,16 @@ def _scan_partitions(
                 raise StoreError(f"store partition {path} lacks column(s) {', '.join(sorted(missing))}")
             checked.add(path)
         meter_id = meter_of_path[path]
-        if meter_id != current and batches:
-            tables[current] = pa.Table.from_batches(batches, schema=file_schema)
-            batches = []
-        current = meter_id
+        if meter_id != current:
+            if meter_id in finished:
+                raise RuntimeError(f"the store scan returned meter {meter_id!r}'s files out of order")
+            if current is not None:
+                finished.add(current)
+                yield current, pa.Table.from_batches(batches, schema=file_schema)
+            current, batches = meter_id, []
         batches.append(tagged.record_batch)
-    if batches:
-        tables[current] = pa.Table.from_batches(batches, schema=file_schema)
-    return tables
-
-
-def _read_one_by_one(
-    root: str,
-    meter_ids: Sequence[str],
-    end_utc: datetime | None,
-    columns: Sequence[str] | None,
-    failures: dict[str, str],
-    scan_error: Exception,
-) -> tuple[dict[str, pa.Table], dict[str, str]]:
-    """Return ``read_fleet_readings``' answer read meter by meter, after the one scan failed with ``scan_error``."""
-    tables: dict[str, pa.Table] = {}
-    unreadable: dict[str, str] = {}
-    for meter_id in meter_ids:
-        try:
-            tables[meter_id] = read_readings(root, meter_id, end_utc=end_utc, columns=columns)
-        except StoreError as exc:
-            unreadable[meter_id] = str(exc)
-    if not unreadable:  # the scan's error did not come from one meter's file: do not hide it
-        raise StoreError(f"cannot scan the readings store at {root}: {scan_error}") from scan_error
-    return tables, failures | unreadable
+    if current is not None:
+        yield current, pa.Table.from_batches(batches, schema=file_schema)
 
 
 def future_cutoff_utc(tolerance_h: float, now_utc: datetime | None = None) -> datetime:

@@ -10,6 +10,8 @@ soon as a loss is NaN/inf, before anything could be registered.
 from __future__ import annotations
 
 import logging
+import math
+import os
 import shutil
 import sys
 import tempfile
@@ -28,6 +30,7 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from pytorch_lightning.loggers import CSVLogger
+from torch.multiprocessing.spawn import ProcessExitedException, ProcessRaisedException
 from torch.utils.data import DataLoader
 
 from powercast.core.config import TrainConfig
@@ -225,7 +228,7 @@ def _trainer(
         deterministic=accelerator == "cpu",
         callbacks=callbacks,
         logger=logger,
-        log_every_n_steps=max(1, min(50, n_train_batches)),
+        log_every_n_steps=max(1, min(50, math.ceil(n_train_batches / devices))),  # each process runs its share
         enable_progress_bar=show_progress,
         enable_model_summary=False,
         num_sanity_val_steps=0,
@@ -282,7 +285,7 @@ def fit_module(
         takes its share of ``train_loader``'s batches, so an epoch costs the same steps in all.
     """
     accelerator = resolve_accelerator(config.accelerator)
-    _check_devices(accelerator, devices)
+    check_devices(accelerator, devices)
     precision = "bf16-mixed" if accelerator == "gpu" else "32-true"
     show_progress = sys.stderr.isatty() if progress is None else progress
     folder = _fresh_log_dir(log_dir)
@@ -295,7 +298,10 @@ def fit_module(
             config, accelerator, precision, callbacks, logger, len(train_loader), show_progress, folder, devices
         )
         started = time.perf_counter()
-        trainer.fit(module, train_dataloaders=train_loader, val_dataloaders=val_loader)
+        if devices > 1:
+            _fit_in_processes(trainer, module, train_loader, val_loader, name)
+        else:
+            trainer.fit(module, train_dataloaders=train_loader, val_dataloaders=val_loader)
     elapsed_s = time.perf_counter() - started
     if not checkpoint.best_model_path:
         raise TrainingError(
@@ -307,19 +313,22 @@ def fit_module(
     return FitResult(
         name=name,
         module=kept,
-        device=device_label(accelerator),
+        device=device_label(accelerator) + (f" x{devices}" if devices > 1 else ""),
         precision=precision,
         elapsed_s=elapsed_s,
         epochs_run=int(trainer.current_epoch) if devices == 1 else len(curves),
         best_epoch=int(curves.loc[kept_row, "epoch"]),
         best_val_mae=float(curves.loc[kept_row, MONITOR]),
-        stopped_by=_stop_reason(trainer, callbacks, config) if devices == 1 else _spawned_stop_reason(curves, config, elapsed_s),
+        stopped_by=_stop_reason(trainer, callbacks, config) if devices == 1 else _spawned_stop_reason(curves, config, early_stopping),
         curves=curves,
     )
 
 
-def _check_devices(accelerator: str, devices: int) -> None:
-    """Raise ConfigError when more devices are asked for than the accelerator has."""
+def check_devices(accelerator: str, devices: int) -> None:
+    """Raise ConfigError when ``devices`` (``train.global_devices``) asks for more GPUs than the machine has.
+
+    ``accelerator`` is a resolved one (``cpu`` or ``gpu``); on CPU any count runs that many processes.
+    """
     if devices < 1:
         raise ConfigError(f"train.global_devices must be >= 1, got {devices}")
     if accelerator == "gpu" and devices > torch.cuda.device_count():
@@ -329,12 +338,40 @@ def _check_devices(accelerator: str, devices: int) -> None:
         )
 
 
-def _spawned_stop_reason(curves: pd.DataFrame, config: TrainConfig, elapsed_s: float) -> str:
+def _fit_in_processes(
+    trainer: pl.Trainer, module: RNNForecaster, train_loader: DataLoader, val_loader: DataLoader, name: str
+) -> None:
+    """Run ``trainer.fit`` over spawned processes, as a one-process fit fails: TrainingError naming the model.
+
+    An error inside a spawned process reaches this one as torch's ProcessRaisedException (or
+    ProcessExitedException when the process died); the callers keep a good held-out fit when a
+    refit raises a PowercastError, so it is turned into one, with the child's own last line. The
+    address Lightning chose for the processes' rendezvous is forgotten afterwards, so a later fit
+    in this process picks a fresh port instead of reusing one that may still be held.
+    """
+    saved = {key: os.environ.get(key) for key in ("MASTER_ADDR", "MASTER_PORT")}
+    try:
+        trainer.fit(module, train_dataloaders=train_loader, val_dataloaders=val_loader)
+    except (ProcessRaisedException, ProcessExitedException) as exc:
+        last_line = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+        raise TrainingError(f"model {name}: a training process failed: {last_line}") from exc
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def _spawned_stop_reason(curves: pd.DataFrame, config: TrainConfig, early_stopping: bool) -> str:
     """Return why a multi-device fit stopped, from its epoch log: the spawned processes' trainer and
     early-stopping state do not come back to this process (only the weights and the best checkpoint do)."""
     if len(curves) >= config.max_epochs:
         return "max_epochs"
-    return "max_time" if elapsed_s >= config.max_time_s else "early_stopping"
+    epochs_since_best = len(curves) - 1 - int(curves[MONITOR].idxmin())
+    if early_stopping and epochs_since_best >= config.patience_epochs:
+        return "early_stopping"
+    return "max_time"
 
 
 @contextmanager

@@ -37,7 +37,15 @@ from powercast.io.atomic import is_uri, resolve_filesystem
 from powercast.io.locking import meter_lock
 from powercast.prepare.datamodule import fleet_train_loader, fleet_val_loader
 from powercast.prepare.series import PreparedSeries, prepare_meters
-from powercast.training.fit import FitResult, build_forecaster, fit_module, local_log_dir, target_scale_kw
+from powercast.training.fit import (
+    FitResult,
+    build_forecaster,
+    check_devices,
+    fit_module,
+    local_log_dir,
+    resolve_accelerator,
+    target_scale_kw,
+)
 from powercast.training.pipeline import (
     HELD_OUT_SETS,
     ChallengerFit,
@@ -223,6 +231,11 @@ def local_challengers(
     return fits, failed
 
 
+def check_global_devices(config: PowercastConfig) -> None:
+    """Raise ConfigError now when ``train.global_devices`` asks for more GPUs than there are, before a fleet is read."""
+    check_devices(resolve_accelerator(config.train.accelerator), config.train.global_devices)
+
+
 def trains_global(config: PowercastConfig) -> bool:
     """Return whether ``train.scope`` asks for global models tonight."""
     return config.train.scope in ("global", "both")
@@ -264,6 +277,8 @@ def train_fleet(
     With ``lock_timeout_s`` (local roots), each meter's registry writes happen under its lock.
     """
     outcome = FleetOutcome()
+    if trains_global(config):
+        check_global_devices(config)
     usable, outcome.failures = prepare_fleet(config, meter_ids)
     if trains_global(config) and usable:
         outcome.global_fits = fit_global_models(config, usable, run_id, progress)
@@ -296,6 +311,7 @@ def _meter_lock(
 __all__ = [
     "FleetOutcome",
     "GlobalFit",
+    "check_global_devices",
     "fit_global",
     "fit_global_models",
     "global_challenger",
