@@ -162,7 +162,19 @@ def test_scaled_offsets_refuse_a_missing_or_broken_input_load() -> None:
     broken[3, 4] = np.nan
     with pytest.raises(DataPreparationError, match="NaN"):
         ConformalIntervals(coverage=0.8, scale="lookback_mean").fit(actual, forecast, lookback_kw=broken)
-    with pytest.raises(DataPreparationError, match="floor"):
-        ConformalIntervals(coverage=0.8, scale="lookback_mean").fit(actual, forecast, lookback_kw=np.zeros((100, 24)))
     with pytest.raises(ConfigError, match="interval scale"):
         ConformalIntervals(coverage=0.8, scale="median").fit(actual, forecast)  # type: ignore[arg-type]
+
+
+def test_a_mostly_idle_meter_keeps_kw_offsets_instead_of_failing() -> None:
+    """More than half the calibration windows read a week of zero load (an idle sub-meter): nothing to scale by."""
+    rng = np.random.default_rng(9)
+    actual, forecast, lookback_kw = _level_draws(rng, 200, level_kw=1.0)
+    lookback_kw[:110] = 0.0
+    scaled = ConformalIntervals(coverage=0.8, scale="lookback_mean").fit(actual, forecast, lookback_kw=lookback_kw)
+    unscaled = ConformalIntervals(coverage=0.8).fit(actual, forecast)
+    assert scaled.scale == "none" and scaled.scale_floor_kw_ == 0.0
+    np.testing.assert_allclose(scaled.hi_, unscaled.hi_)
+    np.testing.assert_allclose(scaled.lo_, unscaled.lo_)
+    lower, upper = scaled.interval_kw(forecast[:3], lookback_kw=lookback_kw[:3])
+    assert (lower <= forecast[:3]).all() and (forecast[:3] <= upper).all()

@@ -296,3 +296,19 @@ def test_a_card_naming_an_unknown_interval_scale_is_reported_as_damaged(
     (folder / "model.json").write_text(json.dumps(card))
     with pytest.raises(RegistryError, match="damaged.*interval scale 'median'"):
         load_model(tiny_config.root, METER, "night1-gru")
+
+
+def test_a_scaled_card_without_a_floor_or_with_inverted_offsets_is_reported_as_damaged(
+    tiny_prepared: PreparedSeries, tiny_config: PowercastConfig, module: RNNForecaster
+) -> None:
+    # Checked on load too: a card edited or truncated after it was written must not fail inside a forecast.
+    folder = Path(register_model(tiny_config.root, METER, "night1-gru", module, _scaled_record(tiny_prepared, tiny_config)))
+    written = json.loads((folder / "model.json").read_text())
+    no_floor = json.loads(json.dumps(written))
+    del no_floor["interval"]["scale_floor_kw"]
+    inverted = json.loads(json.dumps(written))
+    inverted["interval"]["hi_ratio"] = [[-abs(value) - 0.1 for value in row] for row in inverted["interval"]["hi_ratio"]]
+    for card, damage in ((no_floor, "scale_floor_kw > 0"), (inverted, "lo <= 0 <= hi")):
+        (folder / "model.json").write_text(json.dumps(card))
+        with pytest.raises(RegistryError, match=f"damaged.*{damage}"):
+            load_model(tiny_config.root, METER, "night1-gru")

@@ -103,8 +103,14 @@ class ConformalIntervals:
         scale_kw = np.ones(truth.shape[0])
         if self.scale == "lookback_mean":
             means_kw = lookback_mean_kw(lookback_kw, truth.shape[0])
-            self.scale_floor_kw_ = float(SCALE_FLOOR_FRACTION * np.median(means_kw))
-            scale_kw = window_scale_kw(means_kw, self.scale_floor_kw_)
+            floor_kw = float(SCALE_FLOOR_FRACTION * np.median(means_kw))
+            if floor_kw > 0:
+                self.scale_floor_kw_ = floor_kw
+                scale_kw = window_scale_kw(means_kw, floor_kw)
+            else:
+                # Most calibration windows read a week of zero load (an idle sub-meter): there is no
+                # load to scale by, so this model's offsets stay in kW (the card then says scale "none").
+                self.scale = "none"
         residuals = (truth - forecast) / scale_kw[:, None]  # [N, H]
         pooled = self._offsets(residuals)
         if pooled is None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 import subprocess
 from dataclasses import dataclass, field
@@ -407,6 +408,15 @@ def _loaded_model(
     if scale not in INTERVAL_SCALES:
         raise ValueError(f"interval scale {scale!r} is not one of {list(INTERVAL_SCALES)}")
     unit = "kw" if scale == "none" else "ratio"
+    interval_lo = np.atleast_2d(np.asarray(interval[f"lo_{unit}"], dtype=np.float32))
+    interval_hi = np.atleast_2d(np.asarray(interval[f"hi_{unit}"], dtype=np.float32))
+    floor_kw = float(interval.get("scale_floor_kw", 0.0))
+    # Checked here too, not only when written: a damaged card must fail to load (the fallback then
+    # serves), not fail later inside a forecast.
+    if scale != "none" and not (math.isfinite(floor_kw) and floor_kw > 0):
+        raise ValueError(f"interval scale {scale!r} needs a scale_floor_kw > 0, got {floor_kw}")
+    if not (np.isfinite(interval_lo).all() and np.isfinite(interval_hi).all()) or (interval_lo > 0).any() or (interval_hi < 0).any():
+        raise ValueError(f"interval lo_{unit} / hi_{unit} must be finite with lo <= 0 <= hi")
     start, end = (pd.Timestamp(text) for text in card["training_range_utc"])
     return LoadedModel(
         version=version,
@@ -417,14 +427,14 @@ def _loaded_model(
         feature_names=tuple(card["feature_names"]),
         # The feature list decides the input switches: a card older than a switch lacks its key.
         prepare_config=config_for_features(PrepareConfig.model_validate(card["prepare_config"]), tuple(card["feature_names"])),
-        interval_lo=np.atleast_2d(np.asarray(interval[f"lo_{unit}"], dtype=np.float32)),
-        interval_hi=np.atleast_2d(np.asarray(interval[f"hi_{unit}"], dtype=np.float32)),
+        interval_lo=interval_lo,
+        interval_hi=interval_hi,
         interval_coverage=float(interval["coverage"]),
         training_range_utc=(start, end),
         validation_mae_kw=float(card["validation_mae_kw"]),
         metadata=card,
         interval_scale=scale,
-        interval_scale_floor_kw=float(interval.get("scale_floor_kw", 0.0)),
+        interval_scale_floor_kw=floor_kw,
         members=members,
     )
 
