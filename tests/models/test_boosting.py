@@ -76,3 +76,24 @@ def test_a_fit_that_runs_out_of_its_time_budget_is_refused_not_cut_short() -> No
     windows = _windows(100)
     with pytest.raises(TrainingError, match=rf"hgb: 0 of {HORIZON} horizon steps fit when its time budget of 0 s ran out"):
         BoostedForecaster(params).fit(windows, windows[:, -HORIZON:, 0], time_budget_s=0.0)
+
+
+def test_known_ahead_inputs_are_read_for_each_steps_own_time_and_old_cards_read_as_trained() -> None:
+    features = ("active_power_kw", *CALENDAR_FEATURES, "holiday_ahead", "profile_ahead")
+    params = boosting_params(features, LOOKBACK, HORIZON, PER_DAY, seed=0)
+    assert params.ahead_columns == (5, 6)
+    windows = np.random.default_rng(3).normal(size=(2, LOOKBACK, len(features))).astype(np.float32)
+    for step in (0, 7, HORIZON - 1):
+        # Row t of a known-ahead column describes t + horizon: step h's own value is at row L - H + h.
+        ahead = horizon_features(params, windows, step)[:, -2:]
+        np.testing.assert_array_equal(ahead, windows[:, LOOKBACK - HORIZON + step, 5:])
+    changed = windows.copy()
+    changed[:, LOOKBACK - HORIZON + 7, 6] += 1.0  # the profile at step 7's time moves step 7's features only
+    moved = [not np.array_equal(horizon_features(params, windows, s), horizon_features(params, changed, s)) for s in range(HORIZON)]
+    assert moved == [s == 7 for s in range(HORIZON)]
+    # A card written before (no ahead_columns): every step reads the last row, as its trees were trained on.
+    state = params.to_dict()
+    del state["ahead_columns"]
+    old = type(params).from_dict(state)
+    assert old.ahead_columns == ()
+    np.testing.assert_array_equal(horizon_features(old, windows, 3)[:, -2:], windows[:, -1, 5:])

@@ -11,7 +11,8 @@ scored, registered and served exactly like them:
 * the mean of the last day and of the whole window;
 * the calendar columns of the step being forecast, read from the same time one week earlier in
   the window (same hour and weekday), when the window carries calendar features;
-* the last value of every other measured input.
+* the known-ahead inputs (``holiday_ahead``, ``profile_ahead``) for the step's own time;
+* the last value of every other input.
 
 Missing inputs stay NaN: the histogram trees route them natively, so a window with a gap still
 gets a forecast (the networks need finite inputs).
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
 
 BOOSTED_CELL = "hgb"
 CALENDAR_PREFIXES = ("hour_", "weekday_")
+AHEAD_SUFFIX = "_ahead"  # known inputs computed one horizon ahead (prepare.features)
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,10 @@ class BoostingParams:
     n_features: int
     steps_per_day: int
     calendar_columns: tuple[int, ...]  # input columns holding calendar encodings
+    # Known-ahead columns (holiday_ahead, profile_ahead): row t describes time t + horizon, so the
+    # step's own value sits at window row L - H + step. Empty on cards written before this was
+    # read per step: those read the last row for every step, as they were trained.
+    ahead_columns: tuple[int, ...] = ()
     lag_steps: int = 48
     same_hour_days: int = 7
     max_iter: int = 200
@@ -58,24 +64,28 @@ class BoostingParams:
 
     def to_dict(self) -> dict[str, Any]:
         """Return the JSON-ready parameters."""
-        return {**asdict(self), "calendar_columns": list(self.calendar_columns)}
+        return {**asdict(self), "calendar_columns": list(self.calendar_columns), "ahead_columns": list(self.ahead_columns)}
 
     @classmethod
     def from_dict(cls, state: dict[str, Any]) -> BoostingParams:
         """Return the parameters stored by ``to_dict``."""
-        return cls(**{**state, "calendar_columns": tuple(state["calendar_columns"])})
+        return cls(
+            **{**state, "calendar_columns": tuple(state["calendar_columns"]), "ahead_columns": tuple(state.get("ahead_columns", ()))}
+        )
 
 
 def boosting_params(feature_names: tuple[str, ...], lookback_steps: int, horizon_steps: int, steps_per_day: int,
                     seed: int) -> BoostingParams:
     """Return the parameters for windows of ``feature_names`` (column 0 is the scaled target)."""
     calendar = tuple(i for i, name in enumerate(feature_names) if name.startswith(CALENDAR_PREFIXES))
+    ahead = tuple(i for i, name in enumerate(feature_names) if name.endswith(AHEAD_SUFFIX))
     return BoostingParams(
         lookback_steps=lookback_steps,
         horizon_steps=horizon_steps,
         n_features=len(feature_names),
         steps_per_day=steps_per_day,
         calendar_columns=calendar,
+        ahead_columns=ahead,
         lag_steps=min(48, lookback_steps),
         # Only days the window reaches back to: a feature missing in every row cannot be binned.
         same_hour_days=min(7, lookback_steps // steps_per_day),
@@ -109,8 +119,12 @@ def horizon_features(params: BoostingParams, windows: np.ndarray, step: int) -> 
     period = 7 * per_day if length >= 7 * per_day else per_day
     calendar_at = length + step % period - period
     calendar = [_window_rows(windows, np.array([calendar_at]), column) for column in params.calendar_columns]
-    others = [windows[:, -1:, column] for column in range(1, params.n_features) if column not in params.calendar_columns]
-    return np.concatenate([lags, same_hour, means, *calendar, *others], axis=1).astype(np.float32)
+    # Known-ahead columns: the value for this step's own time (its holiday flag, its usual load).
+    ahead_row = length - params.horizon_steps + step
+    ahead = [_window_rows(windows, np.array([ahead_row]), column) for column in params.ahead_columns]
+    skipped = {*params.calendar_columns, *params.ahead_columns}
+    others = [windows[:, -1:, column] for column in range(1, params.n_features) if column not in skipped]
+    return np.concatenate([lags, same_hour, means, *calendar, *ahead, *others], axis=1).astype(np.float32)
 
 
 def _check_budget(started: float, time_budget_s: float | None, step: int, horizon_steps: int) -> None:
