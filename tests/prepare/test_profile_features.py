@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import timezone
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import pandas as pd
@@ -19,6 +20,7 @@ from powercast.prepare.features import (
     PROFILE_FEATURE,
     config_for_features,
     feature_names,
+    profile_ahead_feature,
     weekly_profile_kw,
 )
 from powercast.prepare.scaling import FeatureScaler
@@ -155,3 +157,19 @@ def test_a_global_network_over_two_meters_reads_the_profile(sample_path: Path, t
     module = trained.fit.module
     assert module.hparams.n_features == len(series[0].feature_names)
     assert not np.allclose(module.forecast_scaled(windows), module.forecast_scaled(other_meter))
+
+
+@pytest.mark.parametrize("freq", ["1h", "15min"])
+def test_profile_ahead_follows_the_local_hour_of_the_week_across_both_dst_changes(freq: str) -> None:
+    # Europe/Paris: 2010-03-28 02:00 local does not exist, 2010-10-31 02:00 happens twice.
+    paris = ZoneInfo("Europe/Paris")
+    profile = np.arange(168, dtype=np.float64)  # slot k holds k: the value names the slot read
+    for start in ("2010-03-26", "2010-10-29"):
+        index = pd.date_range(f"{start} 00:00", periods=4 * 24 * 4, freq=freq, tz="UTC")
+        horizon_steps = 24 * (4 if freq == "15min" else 1)  # one day ahead
+        column = profile_ahead_feature(index, paris, horizon_steps, profile)[:, 0]
+        ahead = [(stamp + pd.Timedelta(days=1)).to_pydatetime().astimezone(paris) for stamp in index]
+        expected = [moment.weekday() * 24 + moment.hour for moment in ahead]
+        np.testing.assert_array_equal(column, np.asarray(expected, dtype=np.float32))
+    if freq == "15min":  # per hour of the week: the four quarter-hours of an hour share one value
+        assert (column.reshape(-1, 4) == column.reshape(-1, 4)[:, :1]).all()
