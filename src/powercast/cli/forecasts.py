@@ -7,6 +7,7 @@ from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from powercast.cli.train import add_training_options, train_overrides
 from powercast.core.config import PowercastConfig, parse_timezone
 from powercast.core.errors import ConfigError, ForecastError
 from powercast.io import layout
@@ -63,7 +64,17 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
     backtest.add_argument("--end", required=True, type=date.fromisoformat, help="last issue day (YYYY-MM-DD, local)")
     backtest.add_argument("--meter", help="meter_id (default: ingest.default_meter_id)")
     backtest.add_argument("--run-id", help="run id written in the rows (default: a fresh one)")
-    backtest.set_defaults(handler=run_backtest_command)
+    backtest.add_argument(
+        "--refit-every-days",
+        type=int,
+        metavar="N",
+        help="walk forward: retrain as the nightly run would have before --start and every N days after it, "
+        "each night on the readings before it only, into a scratch registry under "
+        "<root>/backtests/<meter>/walk-forward/<run id>/ (the live champion is untouched); the training "
+        "settings and --split below apply to every night, a dates split moving forward with it",
+    )
+    add_training_options(backtest)
+    backtest.set_defaults(handler=run_backtest_command, config_overrides=train_overrides)
 
 
 def parse_issue_time(text: str | None, config: PowercastConfig) -> pd.Timestamp | None:
@@ -165,7 +176,21 @@ def run_backtest_command(args: argparse.Namespace, config: PowercastConfig) -> i
 
     meter_id = args.meter or config.ingest.default_meter_id
     run_id = args.run_id or new_run_id("backtest")
+    if args.refit_every_days is not None:
+        return _run_walk_forward(args, config, meter_id, run_id)
     with meter_lock(config.root, meter_id, args.lock_timeout_s, holder=run_id):
         report = run_backtest(config, meter_id, args.start, args.end, run_id)
     print(format_report(report))
+    return 0
+
+
+def _run_walk_forward(args: argparse.Namespace, config: PowercastConfig, meter_id: str, run_id: str) -> int:
+    """Replay with a retrain every ``--refit-every-days``, print the nights and the scores; return 0."""
+    from powercast.experiments.walk_forward import format_walk_forward, run_walk_forward
+
+    with meter_lock(config.root, meter_id, args.lock_timeout_s, holder=run_id):
+        report = run_walk_forward(
+            config, meter_id, args.start, args.end, args.refit_every_days, run_id, progress=False if args.quiet else None
+        )
+    print(format_walk_forward(report))
     return 0

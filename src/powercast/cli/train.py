@@ -40,18 +40,23 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
     meters.add_argument("--meter", nargs="+", help="meter id(s) to train (default: ingest.default_meter_id)")
     meters.add_argument("--all-meters", action="store_true", help="train every meter in the store (a fleet)")
     parser.add_argument("--preset", choices=("default", "seed"), default="default", help="what to train (default: default)")
-    add_setting_options(parser.add_argument_group("training settings"), TRAIN_OPTIONS)
-    parser.add_argument(
-        "--split",
-        choices=("reference", "trailing"),
-        help="reference: train < 2009-07-01 <= val < 2010-01-01 <= test; trailing: the last days validate",
-    )
+    add_training_options(parser)
     parser.add_argument("--run-id", help="names the versions and run folder (default: train-<UTC time>-<random>)")
     seed = parser.add_argument_group("seed preset")
     seed.add_argument("--source", help="raw UCI file the seed preset reads (required with --preset seed)")
     seed.add_argument("--max-rows", type=int, help="seed preset: use only the first rows of the file (quick runs)")
     seed.add_argument("--epochs", type=int, default=10, help="seed preset: training epochs (default 10, as the original)")
     parser.set_defaults(handler=run_train, config_overrides=train_overrides)
+
+
+def add_training_options(parser: argparse.ArgumentParser) -> None:
+    """Add the training settings and ``--split`` (``train`` and the walk-forward ``backtest`` train alike)."""
+    add_setting_options(parser.add_argument_group("training settings"), TRAIN_OPTIONS)
+    parser.add_argument(
+        "--split",
+        choices=("reference", "trailing"),
+        help="reference: train < 2009-07-01 <= val < 2010-01-01 <= test; trailing: the last days validate",
+    )
 
 
 def train_overrides(args: argparse.Namespace) -> dict[str, Any]:

@@ -18,6 +18,7 @@ MODELS = "models"
 RUNS = "runs"
 FORECASTS = "forecasts"
 BACKTESTS = "backtests"
+WALK_FORWARD = "walk-forward"  # under backtests/<meter>/: a champion version never has this name
 PLOTS = "plots"
 LOCKS = "locks"
 
@@ -120,6 +121,16 @@ def parse_forecast_manifest_name(name: str) -> datetime | None:
 def backtest_dir(root: str, meter_id: str, version: str) -> str:
     """Return the data root a backtest of one champion version publishes into."""
     return under(root, BACKTESTS, meter_id, version)
+
+
+def walk_forward_dir(root: str, meter_id: str, run_id: str) -> str:
+    """Return the scratch data root of one walk-forward backtest (its own registry, runs and batches)."""
+    return under(root, BACKTESTS, meter_id, WALK_FORWARD, run_id)
+
+
+def store_dir(root: str) -> str:
+    """Return the folder holding the readings, quarantine and manifest (the parent of ``readings_dir``)."""
+    return under(root, READINGS.partition("/")[0])
 
 
 def plots_dir(root: str) -> str:

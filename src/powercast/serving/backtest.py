@@ -55,7 +55,8 @@ class BacktestReport:
     ----------
     meter_id, champion_version : str
     root : str
-        Data root of the replay's batches (``read_forecasts(root, issued_at=...)`` reads a day).
+        Data root of the replay's batches (``read_forecasts(root, issued_at=...)`` reads a day); for
+        a walk-forward replay, the folder holding one such root per champion version.
     start, end : date
         Local dates of the first and last issue (inclusive).
     batches : int
@@ -139,18 +140,42 @@ def run_backtest(config: PowercastConfig, meter_id: str, start: date, end: date,
     run_id : str
         Written in every row of the replay's batches.
     """
-    if end < start:
-        raise ForecastError(f"backtest end {end} is before start {start}; give --start <= --end")
+    days = issue_days(start, end)
     champion = load_champion(config.root, meter_id)
     if champion is None:
         raise ForecastError(f"meter {meter_id!r} has no champion to replay; run `powercast train` first")
+    replay = Replay()
+    replay_days(config, champion, meter_id, days, run_id, replay)
     local_tz = parse_timezone(champion.prepare_config.local_timezone)
-    days = [start + timedelta(days=offset) for offset in range((end - start).days + 1)]
+    seen_until = _validation_end_utc(champion)
+    overlap_days = sum(local_midnight_utc(day, local_tz) < seen_until for day in days)
+    root = backtest_root(config, meter_id, champion.version)
+    report = replay.report(meter_id, champion, root, start, end, overlap_days=overlap_days)
+    filesystem, base = resolve_filesystem(root)
+    atomic_write_json(f"{base}/{REPORT_NAME}", report.to_dict(), filesystem)
+    return report
+
+
+def issue_days(start: date, end: date) -> list[date]:
+    """Return the local issue days from ``start`` to ``end`` inclusive; ForecastError when ``end`` is before ``start``."""
+    if end < start:
+        raise ForecastError(f"backtest end {end} is before start {start}; give --start <= --end")
+    return [start + timedelta(days=offset) for offset in range((end - start).days + 1)]
+
+
+def replay_days(
+    config: PowercastConfig, champion: LoadedModel, meter_id: str, days: list[date], run_id: str, replay: Replay
+) -> None:
+    """Forecast each local midnight of ``days`` with ``champion``, publish each batch and add it to ``replay``.
+
+    Batches go under ``backtest_root(config, meter_id, champion.version)``; a day no batch could
+    be made for (not even the fallback) is recorded in ``replay.skipped`` with the reason.
+    """
+    local_tz = parse_timezone(champion.prepare_config.local_timezone)
     origins = [local_midnight_utc(day, local_tz) for day in days]
-    prepared = _prepared_through(config, champion, meter_id, origins[-1], f"from {start} to {end}")
+    prepared = _prepared_through(config, champion, meter_id, origins[-1], f"from {days[0]} to {days[-1]}")
     root = backtest_root(config, meter_id, champion.version)
     max_gap_steps = champion.prepare_config.max_interpolate_gap_steps
-    replay = _Replay()
     for day, origin in zip(days, origins):
         try:
             batch = forecast_at(prepared, champion, origin, run_id, config.forecast, max_gap_steps, local_tz)
@@ -159,13 +184,6 @@ def run_backtest(config: PowercastConfig, meter_id: str, start: date, end: date,
             continue
         publish_batch(root, batch)
         replay.add(prepared, origin, batch)
-    seen_until = _validation_end_utc(champion)
-    report = replay.report(
-        prepared, champion, root, start, end, overlap_days=sum(origin < seen_until for origin in origins)
-    )
-    filesystem, base = resolve_filesystem(root)
-    atomic_write_json(f"{base}/{REPORT_NAME}", report.to_dict(), filesystem)
-    return report
 
 
 def _prepared_through(
@@ -183,15 +201,19 @@ def _prepared_through(
 
 
 @dataclass
-class _Replay:
-    """The replayed days so far: each scored day's actuals, forecasts and interval, and what was skipped."""
+class Replay:
+    """The replayed days so far: each scored day's actuals, forecasts, interval and reference, and what was skipped.
+
+    Days may come from several prepared series (a walk-forward replay prepares each refit's
+    champion its own way): each day's actuals and reference forecast are taken when it is added.
+    """
 
     truths: list[np.ndarray] = field(default_factory=list)
     forecasts: list[np.ndarray] = field(default_factory=list)
     lowers: list[np.ndarray] = field(default_factory=list)
     uppers: list[np.ndarray] = field(default_factory=list)
+    references: list[np.ndarray] = field(default_factory=list)
     by_champion: list[bool] = field(default_factory=list)
-    scored_rows: list[int] = field(default_factory=list)
     versions: Counter[str] = field(default_factory=Counter)
     skipped: dict[str, str] = field(default_factory=dict)
 
@@ -207,23 +229,27 @@ class _Replay:
         self.lowers.append(batch.table["yhat_lo_kw"].to_numpy())
         self.uppers.append(batch.table["yhat_hi_kw"].to_numpy())
         self.by_champion.append(batch.model not in FALLBACK_FAMILY.values())
-        self.scored_rows.append(row)
+        start = row - prepared.lookback_steps
+        self.references.append(
+            baseline_per_window(REFERENCE_BASELINE, prepared, np.asarray([start]))[0]
+            if start >= 0
+            else np.full(prepared.horizon_steps, np.nan)
+        )
 
     def report(
-        self, prepared: PreparedSeries, champion: LoadedModel, root: str, start: date, end: date, overlap_days: int
+        self, meter_id: str, champion: LoadedModel, root: str, start: date, end: date, overlap_days: int
     ) -> BacktestReport:
         """Return the scores of the replayed days against actuals and the reference baseline."""
-        horizon = prepared.horizon_steps
+        horizon = champion.prepare_config.horizon_steps
         truth = np.asarray(self.truths, dtype=np.float32).reshape(-1, horizon)  # [D, H]
         yhat = np.asarray(self.forecasts, dtype=np.float32).reshape(-1, horizon)  # [D, H]
+        reference = np.asarray(self.references, dtype=np.float32).reshape(-1, horizon)  # [D, H]
         champion_rows = np.asarray(self.by_champion, dtype=bool)
         scored = len(self.truths) > 0
-        starts = np.asarray(self.scored_rows, dtype=np.int64) - prepared.lookback_steps
-        reference = baseline_per_window(REFERENCE_BASELINE, prepared, starts) if scored else np.empty((0, horizon))
         has_reference = np.isfinite(reference).all(axis=1)
         inside = (truth >= np.asarray(self.lowers)) & (truth <= np.asarray(self.uppers)) if scored else None
         return BacktestReport(
-            meter_id=prepared.meter_id,
+            meter_id=meter_id,
             champion_version=champion.version,
             root=root,
             start=start,
@@ -249,7 +275,7 @@ def format_report(report: BacktestReport) -> str:
     """Return a plain-text summary: MAE per horizon step, overall MAE, interval coverage, fallbacks."""
     lines = [
         f"backtest of {report.meter_id} champion {report.champion_version}: issue days {report.start} .. {report.end}",
-        f"batches      {report.batches} written under {report.root}/forecasts "
+        f"batches      {report.batches} written under {report.root} "
         f"({', '.join(f'{name}: {count}' for name, count in report.batches_by_model.items()) or 'none'})",
         f"scored days  {report.scored_days} (days with all {len(report.mae_kw_by_step) or 'H'} actual hours known)",
     ]

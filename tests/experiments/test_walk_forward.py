@@ -1,0 +1,122 @@
+"""Walk-forward backtest: a night every N days on the readings before it, its champion serving the days after."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from datetime import date, timedelta
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from powercast.cli.main import main
+from powercast.core.config import PowercastConfig
+from powercast.core.errors import ConfigError
+from powercast.experiments.walk_forward import REPORT_NAME, run_walk_forward
+from powercast.models.registry import read_card
+from powercast.prepare.splits import local_midnight_utc
+from powercast.serving.publish import list_issue_times, read_forecasts
+from powercast.store.readings import read_readings
+
+METER = "sceaux_household"
+# The fixture champion's split validates until 2010-11-12: the week after is unseen by the first night.
+START, END, EVERY_DAYS = date(2010, 11, 13), date(2010, 11, 18), 3
+
+
+@pytest.fixture()
+def walk_config(ingested_sample_root: str, champion_overrides: dict, tmp_path: Path) -> PowercastConfig:
+    """A writable root with the sample's store and no model: the tiny GRU set-up of the fixture champion."""
+    root = tmp_path / "root"
+    shutil.copytree(Path(ingested_sample_root) / "store", root / "store")
+    return PowercastConfig(root=str(root)).with_overrides(champion_overrides)
+
+
+@pytest.fixture()
+def walked(walk_config: PowercastConfig):
+    return walk_config, run_walk_forward(walk_config, METER, START, END, EVERY_DAYS, run_id="wf", progress=False)
+
+
+def _published(report_root: str) -> pd.DataFrame:
+    """Every batch the replay published, under every version's folder of the scratch root."""
+    frames = []
+    for folder in sorted((Path(report_root) / "backtests" / METER).iterdir()):
+        frames += [read_forecasts(str(folder), issued_at=t) for t in list_issue_times(str(folder))]
+    return pd.concat(frames, ignore_index=True)
+
+
+def test_each_night_trains_only_on_readings_before_it_with_the_split_moved_forward(walked) -> None:
+    config, report = walked
+
+    assert [refit.as_of for refit in report.refits] == [START, START + timedelta(days=EVERY_DAYS)]
+    first, second = (refit.split for refit in report.refits)
+    assert (second.train_end - first.train_end, second.val_end - first.val_end) == (timedelta(days=3),) * 2
+    assert first.val_end == config.prepare.split.val_end
+    for refit in report.refits:
+        card = read_card(report.work_root, METER, f"{refit.run_id}-gru")
+        midnight_utc = local_midnight_utc(refit.as_of, pd.Timestamp("2010-01-01T00:00+01:00").tzinfo)
+        assert pd.Timestamp(card["data_range_utc"][1]) <= midnight_utc
+        assert refit.train_s > 0
+
+
+def test_every_day_is_served_by_a_champion_of_a_night_on_or_before_it(walked) -> None:
+    _, report = walked
+    batches = _published(report.work_root)
+
+    issued_days = sorted(set(batches["issued_at"].dt.tz_convert("+01:00").dt.date))
+    assert issued_days == list(pd.date_range(START, END).date) and report.backtest.batches == 6
+    night_of_run = {refit.run_id: refit.as_of for refit in report.refits}
+    for issued_at, version in batches.groupby("issued_at")["model_version"].first().items():
+        run_id = version.rsplit("-", 1)[0]
+        assert night_of_run[run_id] <= issued_at.tz_convert("+01:00").date(), (issued_at, version)
+    assert sum(report.backtest.batches_by_model.values()) == 6
+
+
+def test_scores_equal_the_published_batches_against_hourly_readings(walked) -> None:
+    config, report = walked
+    batches = _published(report.work_root)
+    readings = read_readings(config.root, METER, (batches["target_time"].min() - pd.Timedelta(days=1)).to_pydatetime(), None)
+    hourly_kw = readings.to_pandas().set_index("timestamp")["active_power_kw"].resample("1h").mean()
+
+    actual = hourly_kw.reindex(batches["target_time"]).to_numpy()
+    assert report.backtest.scored_days == 6
+    assert report.backtest.mae_kw == pytest.approx(np.abs(batches["yhat_kw"].to_numpy() - actual).mean(), rel=1e-4)
+    saved = json.loads((Path(report.work_root) / REPORT_NAME).read_text())
+    assert saved["backtest"]["mae_kw"] == pytest.approx(report.backtest.mae_kw)
+    assert [night["as_of"] for night in saved["refits"]] == ["2010-11-13", "2010-11-16"]
+
+
+def test_the_live_registry_and_store_are_untouched_and_a_rerun_replaces_the_scratch_root(walked) -> None:
+    config, report = walked
+    store_files = sorted(p.relative_to(config.root) for p in (Path(config.root) / "store").rglob("*"))
+
+    again = run_walk_forward(config, METER, START, END, EVERY_DAYS, run_id="wf", progress=False)
+
+    assert not (Path(config.root) / "models").exists() and not (Path(config.root) / "forecasts").exists()
+    assert sorted(p.relative_to(config.root) for p in (Path(config.root) / "store").rglob("*")) == store_files
+    assert again.work_root == report.work_root and again.backtest.mae_kw == pytest.approx(report.backtest.mae_kw)
+    assert len(_published(again.work_root)) == 6 * 24
+
+
+def test_a_split_that_validates_on_the_replayed_days_is_refused_before_any_work(walk_config: PowercastConfig) -> None:
+    with pytest.raises(ConfigError, match="val_end 2010-11-12 is after the walk-forward's first issue day 2010-11-10"):
+        run_walk_forward(walk_config, METER, date(2010, 11, 10), END, EVERY_DAYS, run_id="wf", progress=False)
+    with pytest.raises(ConfigError, match="refit-every-days must be at least 1"):
+        run_walk_forward(walk_config, METER, START, END, 0, run_id="wf", progress=False)
+    assert not (Path(walk_config.root) / "backtests").exists()
+
+
+def test_the_backtest_command_walks_forward(walk_config: PowercastConfig, tmp_path: Path, capsys) -> None:
+    config_file = tmp_path / "walk.json"
+    config_file.write_text(walk_config.model_dump_json())
+
+    status = main([
+        "backtest", "--config", str(config_file), "--root", walk_config.root, "--start", "2010-11-13",
+        "--end", "2010-11-15", "--refit-every-days", "2", "--run-id", "cli-wf", "--quiet",
+    ])
+
+    out = capsys.readouterr().out
+    assert status == 0
+    assert "2010-11-13" in out and "2010-11-15" in out and "2 nights" in out and "MAE overall" in out
+    assert (Path(walk_config.root) / "backtests" / METER / "walk-forward" / "cli-wf" / REPORT_NAME).is_file()
