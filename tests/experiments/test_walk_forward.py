@@ -13,10 +13,12 @@ import pytest
 
 from powercast.cli.main import main
 from powercast.core.config import PowercastConfig
-from powercast.core.errors import ConfigError
+from powercast.core.errors import ConfigError, RegistryError
 from powercast.experiments.walk_forward import REPORT_NAME, run_walk_forward
-from powercast.models.registry import read_card
+from powercast.models.registry import load_champion, read_card
 from powercast.prepare.splits import local_midnight_utc
+from powercast.serving.backtest import run_backtest
+from powercast.serving.forecast import FALLBACK_BASELINES
 from powercast.serving.publish import list_issue_times, read_forecasts
 from powercast.store.readings import read_readings
 
@@ -120,3 +122,18 @@ def test_the_backtest_command_walks_forward(walk_config: PowercastConfig, tmp_pa
     assert status == 0
     assert "2010-11-13" in out and "2010-11-15" in out and "2 nights" in out and "MAE overall" in out
     assert (Path(walk_config.root) / "backtests" / METER / "walk-forward" / "cli-wf" / REPORT_NAME).is_file()
+
+
+def test_a_backtest_replays_a_named_version_instead_of_the_champion(walked) -> None:
+    config, report = walked
+    champion = load_champion(report.work_root, METER).version
+    # Every night registers its GRU, promoted or not: one of the two is not the champion.
+    other = next(f"{refit.run_id}-gru" for refit in report.refits if f"{refit.run_id}-gru" != champion)
+    work = config.model_copy(update={"root": report.work_root})
+
+    replayed = run_backtest(work, METER, START, END, run_id="bt-version", version=other)
+
+    assert replayed.champion_version == other
+    assert set(replayed.batches_by_model) <= {other, *FALLBACK_BASELINES} and replayed.batches == 6
+    with pytest.raises(RegistryError, match="no-such-version"):
+        run_backtest(work, METER, START, END, run_id="bt-version", version="no-such-version")

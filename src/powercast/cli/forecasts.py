@@ -65,6 +65,9 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
     backtest.add_argument("--meter", help="meter_id (default: ingest.default_meter_id)")
     backtest.add_argument("--run-id", help="run id written in the rows (default: a fresh one)")
     backtest.add_argument(
+        "--version", help="replay this registered version instead of the champion (e.g. a night's losing contestant)"
+    )
+    backtest.add_argument(
         "--refit-every-days",
         type=int,
         metavar="N",
@@ -177,9 +180,11 @@ def run_backtest_command(args: argparse.Namespace, config: PowercastConfig) -> i
     meter_id = args.meter or config.ingest.default_meter_id
     run_id = args.run_id or new_run_id("backtest")
     if args.refit_every_days is not None:
+        if args.version is not None:
+            raise ConfigError("--version and --refit-every-days exclude each other: a walk-forward trains its own versions")
         return _run_walk_forward(args, config, meter_id, run_id)
     with meter_lock(config.root, meter_id, args.lock_timeout_s, holder=run_id):
-        report = run_backtest(config, meter_id, args.start, args.end, run_id)
+        report = run_backtest(config, meter_id, args.start, args.end, run_id, version=args.version)
     print(format_report(report))
     return 0
 

@@ -1,12 +1,14 @@
 """Day-ahead replay with the current champion over a date range: one published batch per day, scored.
 
-No refit: the champion as registered forecasts every local midnight from ``start`` to ``end``
-(inclusive) from the input window before that midnight, exactly as the nightly forecast would,
-including the baseline fallback on days whose input window has a long gap. Each day's
-batch is written with ``publish_batch`` under ``<root>/backtests/<meter_id>/<champion version>/``
-(its own ``forecasts/`` and ``latest.json``), so a consumer scores it with the same readers; a
-re-run publishes the same rows again (identical rows write no new file). Days whose 24 actual hours are all known are scored: MAE per
-horizon step and overall, and the empirical coverage of the interval.
+No refit: the champion as registered (or any registered version, ``version=``) forecasts every
+local midnight from ``start`` to ``end`` (inclusive) from the input window before that midnight,
+exactly as the nightly forecast would, including the baseline fallback on days whose input
+window has a long gap. Each day's batch is written with ``publish_batch`` under
+``<root>/backtests/<meter_id>/<champion version>/`` (its own ``forecasts/`` and ``latest.json``),
+so a consumer scores it with the same readers; a re-run publishes the same rows again (identical
+rows write no new file). Days whose 24 actual hours are all known are scored: MAE per horizon
+step and overall, and the empirical coverage of the interval. A replay that retrains as the
+nights go is ``powercast.experiments.walk_forward``, built on ``replay_days`` and ``Replay``.
 
 The series is prepared once up to the last target, with the champion's scaler. Every forecast
 reads only rows before its origin, except that a gap of at most ``max_interpolate_gap_steps``
@@ -29,7 +31,7 @@ from powercast.core.errors import DataPreparationError, ForecastError
 from powercast.io import layout
 from powercast.io.atomic import atomic_write_json, resolve_filesystem
 from powercast.models.metrics import mae_kw, mae_kw_by_step
-from powercast.models.registry import LoadedModel, load_champion
+from powercast.models.registry import LoadedModel, load_champion, load_model
 from powercast.prepare.resample import freq_timedelta
 from powercast.prepare.series import PreparedSeries, prepare_meter
 from powercast.prepare.splits import local_midnight_utc, split_bounds_utc
@@ -126,7 +128,9 @@ def backtest_root(config: PowercastConfig, meter_id: str, version: str) -> str:
     return layout.backtest_dir(config.root, meter_id, version)
 
 
-def run_backtest(config: PowercastConfig, meter_id: str, start: date, end: date, run_id: str) -> BacktestReport:
+def run_backtest(
+    config: PowercastConfig, meter_id: str, start: date, end: date, run_id: str, version: str | None = None
+) -> BacktestReport:
     """Return the scores of replaying day-ahead forecasts from ``start`` to ``end`` with the champion.
 
     Parameters
@@ -139,9 +143,12 @@ def run_backtest(config: PowercastConfig, meter_id: str, start: date, end: date,
         First and last issue day (local dates, inclusive).
     run_id : str
         Written in every row of the replay's batches.
+    version : str, optional
+        Replay this registered version instead of the champion (e.g. a contestant that lost the
+        night), served exactly as it would be as champion, fallback included.
     """
     days = issue_days(start, end)
-    champion = load_champion(config.root, meter_id)
+    champion = load_champion(config.root, meter_id) if version is None else load_model(config.root, meter_id, version)
     if champion is None:
         raise ForecastError(f"meter {meter_id!r} has no champion to replay; run `powercast train` first")
     replay = Replay()
