@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +24,7 @@ from powercast.training.fleet import (
     fit_global,
     fit_global_models,
     global_challenger,
+    local_challengers,
     prepare_fleet,
     train_fleet,
 )
@@ -204,3 +206,83 @@ def test_a_training_process_that_fails_is_a_training_error_naming_the_model(flee
     poisoned = [dataclasses.replace(item, inputs=np.full_like(item.inputs, 3e38)) for item in series]
     with pytest.raises(TrainingError, match="model gru_global: a training process failed: .*training loss became"):
         fit_global(config, poisoned, "gru", tmp_path / "gru_global", progress=False)
+
+
+@pytest.fixture()
+def fresh_alternating_root(alternating_root: str, tmp_path: Path) -> str:
+    """A copy of ``alternating_root``'s readings with no model registered yet (no champion to beat)."""
+    root = tmp_path / "root"
+    shutil.copytree(alternating_root, root, ignore=shutil.ignore_patterns("models", "runs", "locks"))
+    return str(root)
+
+
+def _alternating_config(root: str, **overrides: object) -> PowercastConfig:
+    return PowercastConfig(root=root).with_overrides(
+        {
+            **TINY,
+            "prepare.lookback_steps": 168,
+            "train.hidden_sizes": [16],
+            "train.max_epochs": 4,
+            "train.global_steps_per_epoch": 40,
+            "train.scope": "global",
+            "train.cells": ["gru"],
+            **overrides,
+        }
+    )
+
+
+def _served_and_reloaded_forecasts(
+    config: PowercastConfig, root: str, meter_id: str, trained: GlobalFit
+) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Return (the in-memory challenger's scaled validation forecasts, the reloaded champion's, its card)."""
+    prepared = prepare_meter(config, meter_id)
+    windows = window_inputs(prepared, prepared.window_starts["val"][:32])
+    in_memory = global_challenger(trained, "gru_global", prepared).served_module.forecast_scaled(windows)
+    champion = load_champion(root, meter_id)
+    assert champion.version.endswith("-gru_global")
+    return in_memory, champion.module.forecast_scaled(windows), read_card(root, meter_id, champion.version)
+
+
+def test_a_global_network_of_its_own_width_trains_registers_and_reloads(fresh_alternating_root: str) -> None:
+    alternating_root = fresh_alternating_root
+    config = _alternating_config(alternating_root, **{"train.hidden_sizes": [4], "train.global_hidden_sizes": [16]})
+    result = train_fleet(config, list_meters(alternating_root), run_id="wide", progress=False)
+    assert result.failures == {}
+    trained = result.global_fits["gru"]
+    assert trained.fit.module.hparams.hidden_sizes == (16,)
+    winners = [meter_id for meter_id, outcome in result.outcomes.items() if outcome.decision.promoted]
+    assert sorted(winners) == list_meters(alternating_root), "the global network wins these meters (see alternating_root)"
+    for meter_id in winners:
+        in_memory, reloaded, card = _served_and_reloaded_forecasts(config, alternating_root, meter_id, trained)
+        assert card["hparams"]["hidden_sizes"] == [16]  # the card records the width it was built with
+        assert card["train_config"]["hidden_sizes"] == [4] and card["train_config"]["global_hidden_sizes"] == [16]
+        assert card["hparams"]["meter_ids"] == list_meters(alternating_root)
+        assert card["hparams"]["serving_meter"] == meter_id
+        np.testing.assert_array_equal(reloaded, in_memory)
+    # The same configuration's local networks keep train.hidden_sizes.
+    prepared = prepare_meter(config, winners[0])
+    [local], failed = local_challengers(config.with_overrides({"train.scope": "both"}), prepared, run_id="wide-local")
+    assert not failed and local.fit.module.hparams.hidden_sizes == (4,)
+
+
+def test_a_global_network_with_a_meter_embedding_serves_each_meter_its_own_row(fresh_alternating_root: str) -> None:
+    alternating_root = fresh_alternating_root
+    config = _alternating_config(alternating_root, **{"train.meter_embedding_dim": 4})
+    meters = list_meters(alternating_root)
+    result = train_fleet(config, meters, run_id="embedded", progress=False)
+    assert result.failures == {}
+    trained = result.global_fits["gru"]
+    winners = [meter_id for meter_id, outcome in result.outcomes.items() if outcome.decision.promoted]
+    assert sorted(winners) == list_meters(alternating_root), "the global network wins these meters (see alternating_root)"
+    for meter_id in winners:
+        in_memory, reloaded, card = _served_and_reloaded_forecasts(config, alternating_root, meter_id, trained)
+        assert card["hparams"]["meter_embedding_dim"] == 4
+        assert card["hparams"]["meter_ids"] == meters and card["hparams"]["serving_meter"] == meter_id
+        np.testing.assert_array_equal(reloaded, in_memory)  # bound to its meter after reloading
+        # The same windows read as another meter's (or an unknown meter's) forecast differently.
+        prepared = prepare_meter(config, meter_id)
+        windows = window_inputs(prepared, prepared.window_starts["val"][:32])
+        other = next(other for other in meters if other != meter_id)
+        champion = load_champion(alternating_root, meter_id).module
+        assert not np.allclose(champion.for_meter(other).forecast_scaled(windows), reloaded)
+        assert not np.allclose(champion.for_meter("never-seen").forecast_scaled(windows), reloaded)

@@ -351,6 +351,22 @@ class TrainConfig(_Section):
         "process per device, each on its share of the step budget, gradients averaged); set the GPU count of a "
         "multi-GPU machine. Local models always use one device.",
     )
+    global_hidden_sizes: list[HiddenSize] | None = Field(
+        None,
+        min_length=1,
+        max_length=4,
+        title="Global hidden sizes",
+        description="Hidden units of each stacked recurrent layer of the global models (train.scope): one network "
+        "serves every meter and may need to be wider than a meter's own. None: train.hidden_sizes.",
+    )
+    meter_embedding_dim: int = Field(
+        0,
+        ge=0,
+        le=256,
+        title="Meter embedding size",
+        description="Size of a learned vector per meter that a global network reads with every recurrent step, so "
+        "it can tell meters apart; 0: none. The meters it learned are listed on its model card.",
+    )
     seed: int = Field(42, description="Seed of weights and shuffling; CPU runs with one seed give identical metrics.")
 
 

@@ -49,6 +49,8 @@ TRAINING_SETTINGS: tuple[str, ...] = (
     "train.scope",
     "train.global_steps_per_epoch",
     "train.global_devices",
+    "train.global_hidden_sizes",
+    "train.meter_embedding_dim",
 )
 
 

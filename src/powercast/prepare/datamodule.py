@@ -30,13 +30,17 @@ class WindowDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         The series whose arrays are indexed (not copied).
     starts : np.ndarray
         int64 window starts; every window must lie on the grid and hold no NaN.
+    meter_index : int, optional
+        When given, each item is (x, y, meter_index) with the index as an int64 scalar tensor:
+        the meter's row in a global network's embedding.
     """
 
-    def __init__(self, prepared: PreparedSeries, starts: np.ndarray) -> None:
+    def __init__(self, prepared: PreparedSeries, starts: np.ndarray, meter_index: int | None = None) -> None:
         self.inputs = prepared.inputs
         self.lookback_steps = prepared.lookback_steps
         self.horizon_steps = prepared.horizon_steps
         self.starts = np.asarray(starts, dtype=np.int64)
+        self.meter_index = None if meter_index is None else torch.tensor(meter_index, dtype=torch.long)
         self._check_starts(prepared.meter_id)
 
     def _check_starts(self, meter_id: str) -> None:
@@ -61,17 +65,20 @@ class WindowDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
     def __len__(self) -> int:
         return int(self.starts.size)
 
-    def __getitem__(self, item: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def __getitem__(self, item: int) -> tuple[torch.Tensor, ...]:
         start = int(self.starts[item])
         origin = start + self.lookback_steps
         x = torch.from_numpy(self.inputs[start:origin])  # [L, F], a view of the base array
         y = torch.from_numpy(self.inputs[origin : origin + self.horizon_steps, 0].copy())  # [H]
+        if self.meter_index is not None:
+            return x, y, self.meter_index
         return x, y
 
 
-def window_dataset(prepared: PreparedSeries, starts: np.ndarray) -> WindowDataset:
-    """Return a dataset of (x [L, F], y [H]) windows of ``prepared`` at ``starts`` (e.g. ``origin_starts['val']``)."""
-    return WindowDataset(prepared, starts)
+def window_dataset(prepared: PreparedSeries, starts: np.ndarray, meter_index: int | None = None) -> WindowDataset:
+    """Return a dataset of (x [L, F], y [H]) windows of ``prepared`` at ``starts`` (e.g. ``origin_starts['val']``),
+    each with ``meter_index`` as a third item when it is given."""
+    return WindowDataset(prepared, starts, meter_index)
 
 
 class WindowDataModule(pl.LightningDataModule):
@@ -153,10 +160,19 @@ class WindowDataModule(pl.LightningDataModule):
         return self._loader("test", False)
 
 
-def _fleet_windows(series: Sequence[PreparedSeries], split: str) -> ConcatDataset:
-    """Return every meter's ``split`` windows as one dataset; each window reads its own meter's scaled arrays."""
+def _fleet_windows(series: Sequence[PreparedSeries], split: str, meter_ids: Sequence[str] | None) -> ConcatDataset:
+    """Return every meter's ``split`` windows as one dataset; each window reads its own meter's scaled arrays.
+
+    With ``meter_ids``, each window also carries its meter's position in that list (a meter not in
+    it gets ``len(meter_ids)``, the unknown meter's index).
+    """
     starts = {id(item): item.training_starts(split) if split == "train" else item.window_starts[split] for item in series}
-    datasets = [window_dataset(item, starts[id(item)]) for item in series if len(starts[id(item)])]
+    positions = {meter_id: index for index, meter_id in enumerate(meter_ids or ())}
+
+    def index_of(item: PreparedSeries) -> int | None:
+        return None if meter_ids is None else positions.get(item.meter_id, len(positions))
+
+    datasets = [window_dataset(item, starts[id(item)], index_of(item)) for item in series if len(starts[id(item)])]
     if not datasets:
         raise DataPreparationError(
             f"no meter of the {len(series)} given has a usable {split} window; ingest more readings or widen the split"
@@ -184,24 +200,26 @@ class StepBudgetSampler(Sampler[int]):
 
 
 def fleet_train_loader(
-    series: Sequence[PreparedSeries], batch_size: int, n_batches: int, seed: int
-) -> DataLoader[tuple[torch.Tensor, torch.Tensor]]:
+    series: Sequence[PreparedSeries], batch_size: int, n_batches: int, seed: int, meter_ids: Sequence[str] | None = None
+) -> DataLoader[tuple[torch.Tensor, ...]]:
     """Return a loader of ``n_batches`` batches per pass, sampled with replacement from every meter's training windows.
 
     A pass costs ``n_batches`` batches however many meters there are: a global model trains on a
-    budget of steps, not on full passes over the fleet's windows.
+    budget of steps, not on full passes over the fleet's windows. With ``meter_ids`` a batch is
+    (x, y, meter index [B]), the index being the window's meter's position in ``meter_ids``.
     """
-    dataset = _fleet_windows(series, "train")
+    dataset = _fleet_windows(series, "train", meter_ids)
     generator = torch.Generator().manual_seed(seed)
     sampler = RandomSampler(dataset, replacement=True, num_samples=n_batches * batch_size, generator=generator)
     return DataLoader(dataset, batch_size=batch_size, sampler=StepBudgetSampler(sampler))
 
 
 def fleet_val_loader(
-    series: Sequence[PreparedSeries], batch_size: int, max_windows: int, seed: int
-) -> DataLoader[tuple[torch.Tensor, torch.Tensor]]:
-    """Return a loader over at most ``max_windows`` validation windows drawn once (seeded) across meters."""
-    dataset = _fleet_windows(series, "val")
+    series: Sequence[PreparedSeries], batch_size: int, max_windows: int, seed: int, meter_ids: Sequence[str] | None = None
+) -> DataLoader[tuple[torch.Tensor, ...]]:
+    """Return a loader over at most ``max_windows`` validation windows drawn once (seeded) across meters
+    (with ``meter_ids``, each with its meter's index as ``fleet_train_loader``'s)."""
+    dataset = _fleet_windows(series, "val", meter_ids)
     if len(dataset) > max_windows:
         chosen = np.sort(np.random.default_rng(seed).choice(len(dataset), size=max_windows, replace=False))
         dataset = Subset(dataset, chosen.tolist())

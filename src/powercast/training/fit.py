@@ -17,7 +17,7 @@ import sys
 import tempfile
 import time
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
@@ -134,12 +134,22 @@ def target_scale_kw(prepared: PreparedSeries) -> float:
 
 
 def build_forecaster(
-    prepared: PreparedSeries, config: TrainConfig, cell: str, scale_kw: float | None = None
+    prepared: PreparedSeries,
+    config: TrainConfig,
+    cell: str,
+    scale_kw: float | None = None,
+    meter_ids: Sequence[str] | None = None,
 ) -> RNNForecaster:
     """Return an untrained ``RNNForecaster`` sized for ``prepared`` and configured by ``config``.
 
     ``scale_kw`` (kW per scaled unit, for the logged ``val_mae_kw``) defaults to ``prepared``'s own.
+    ``meter_ids`` makes it a global network: the meters it learns from are recorded in its
+    hyperparameters (in that order), and with ``config.meter_embedding_dim`` each gets a learned
+    embedding row; a local network (None) has neither.
     """
+    fleet_options = (
+        {} if meter_ids is None else {"meter_ids": list(meter_ids), "meter_embedding_dim": config.meter_embedding_dim}
+    )
     return RNNForecaster(
         n_features=len(prepared.feature_names),
         lookback_steps=prepared.lookback_steps,
@@ -154,6 +164,7 @@ def build_forecaster(
         scheduler=config.scheduler,
         target_scale_kw=target_scale_kw(prepared) if scale_kw is None else scale_kw,
         n_members=config.ensemble_members,
+        **fleet_options,
     )
 
 

@@ -5,8 +5,12 @@ each meter alone, as ``pipeline.train_meter`` does. ``global`` trains one networ
 training windows of every meter, each meter scaled by its own training statistics (its
 ``PreparedSeries`` already is), on a budget of ``train.global_steps_per_epoch`` sampled batches
 per epoch, early-stopped on a seeded sample of ``train.global_val_windows`` validation windows
-across meters: its cost follows that budget, not the number of meters. ``both`` lets the two
-compete. Selection is per meter, on that meter's own validation windows, among its local cells,
+across meters: its cost follows that budget, not the number of meters. A global network is
+``train.global_hidden_sizes`` wide (``train.hidden_sizes`` when None), records the meters it
+learned (``meter_ids``, in the sorted order of the fleet) and, with ``train.meter_embedding_dim``,
+learns a vector per meter; each meter's challenger is the network bound to that meter
+(``RNNForecaster.for_meter``), so a registered global model forecasts with its meter's row after
+reloading. ``both`` lets the two compete. Selection is per meter, on that meter's own validation windows, among its local cells,
 the global cells (named ``gru_global``, ``lstm_global``), the baselines and its champion.
 
 With ``train.refit_on_validation`` a global model is chosen and scored like a local one: the
@@ -108,15 +112,28 @@ def _train_global(
 ) -> FitResult:
     """Return a ``cell`` network trained on sampled batches of ``train_series``' training windows (the budget of
     ``train.global_steps_per_epoch``), validated on a seeded sample of ``val_series``' validation windows."""
+    train = global_train_config(train)
+    meter_ids = [item.meter_id for item in train_series]
+    if [item.meter_id for item in val_series] != meter_ids or len(set(meter_ids)) != len(meter_ids):
+        raise TrainingError(f"a global model needs each meter once, in one order, for training and validation: {meter_ids}")
+    # Windows carry their meter's index only for an embedding to read (without one, batches are as they were).
+    indexed = meter_ids if train.meter_embedding_dim else None
     pl.seed_everything(train.seed, workers=True, verbose=False)
-    train_loader = fleet_train_loader(train_series, train.batch_size, train.global_steps_per_epoch, train.seed)
-    val_loader = fleet_val_loader(val_series, train.batch_size, train.global_val_windows, train.seed)
+    train_loader = fleet_train_loader(train_series, train.batch_size, train.global_steps_per_epoch, train.seed, indexed)
+    val_loader = fleet_val_loader(val_series, train.batch_size, train.global_val_windows, train.seed, indexed)
     # The logged val_mae_kw of a global model is in a typical meter's kW (the median scale).
     scale_kw = statistics.median(target_scale_kw(item) for item in val_series)
-    module = build_forecaster(val_series[0], train, cell, scale_kw=scale_kw)
+    module = build_forecaster(val_series[0], train, cell, scale_kw=scale_kw, meter_ids=meter_ids)
     return fit_module(
         module, train_loader, val_loader, train, name, log_dir, progress, devices=train.global_devices, **fit_options
     )
+
+
+def global_train_config(train: TrainConfig) -> TrainConfig:
+    """Return ``train`` as a global network is built with: ``train.global_hidden_sizes`` wide when set."""
+    if train.global_hidden_sizes is None:
+        return train
+    return train.model_copy(update={"hidden_sizes": list(train.global_hidden_sizes)})
 
 
 def _validation_joined_to_training(prepared: PreparedSeries) -> PreparedSeries:
@@ -199,20 +216,28 @@ def global_challenger(trained: GlobalFit, cell: str, prepared: PreparedSeries) -
 
     The held-out fit forecasts where scores must be held out (validation), the served model elsewhere.
     """
-    served = trained.refit.module if trained.refit is not None else trained.fit.module
+    fit = _bound_to(trained.fit, prepared.meter_id)
+    refit = _bound_to(trained.refit, prepared.meter_id) if trained.refit is not None else None
+    served = refit.module if refit is not None else fit.module
     windows = scoring_windows(prepared)
     return ChallengerFit(
         cell=cell,
-        fit=trained.fit,
+        fit=fit,
         forecasts_kw={
-            name: forecast_module_kw(trained.fit.module if name in HELD_OUT_SETS else served, prepared, starts)
+            name: forecast_module_kw(fit.module if name in HELD_OUT_SETS else served, prepared, starts)
             for name, starts in windows.items()
         },
-        refit=trained.refit,
+        refit=refit,
         refit_skipped=trained.refit_skipped,
         discarded_refit_s=trained.discarded_refit_s,
         scope="global",
     )
+
+
+def _bound_to(fit: FitResult, meter_id: str) -> FitResult:
+    """Return ``fit`` with its network bound to ``meter_id`` (weights shared): its forecasts read that meter's
+    embedding row, and the card it is registered with names the meter (``serving_meter``)."""
+    return dataclasses.replace(fit, module=fit.module.for_meter(meter_id))
 
 
 def local_challengers(
@@ -315,9 +340,10 @@ __all__ = [
     "fit_global",
     "fit_global_models",
     "global_challenger",
-    "refit_global",
+    "global_train_config",
     "local_challengers",
     "prepare_fleet",
+    "refit_global",
     "train_fleet",
     "trains_global",
     "trains_local",
