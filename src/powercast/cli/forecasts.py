@@ -193,7 +193,10 @@ def _run_walk_forward(args: argparse.Namespace, config: PowercastConfig, meter_i
     """Replay with a retrain every ``--refit-every-days``, print the nights and the scores; return 0."""
     from powercast.experiments.walk_forward import format_walk_forward, run_walk_forward
 
-    with meter_lock(config.root, meter_id, args.lock_timeout_s, holder=run_id):
+    # It writes only under its own scratch root and reads the store, whose writes are atomic: the
+    # live meter lock would hold the meter's nights off for hours, so it locks its run id instead.
+    runs_root = layout.under(config.root, layout.BACKTESTS, meter_id, layout.WALK_FORWARD)
+    with named_lock(runs_root, run_id, args.lock_timeout_s, holder=run_id):
         report = run_walk_forward(
             config, meter_id, args.start, args.end, args.refit_every_days, run_id, progress=False if args.quiet else None
         )
