@@ -17,7 +17,7 @@ from powercast.core.errors import ConfigError, RegistryError
 from powercast.experiments.walk_forward import REPORT_NAME, run_walk_forward
 from powercast.models.registry import load_champion, read_card
 from powercast.prepare.splits import local_midnight_utc
-from powercast.serving.backtest import run_backtest
+from powercast.serving.backtest import NO_CHAMPION, run_backtest
 from powercast.serving.forecast import FALLBACK_BASELINES
 from powercast.serving.publish import list_issue_times, read_forecasts
 from powercast.store.readings import read_readings
@@ -137,3 +137,24 @@ def test_a_backtest_replays_a_named_version_instead_of_the_champion(walked) -> N
     assert set(replayed.batches_by_model) <= {other, *FALLBACK_BASELINES} and replayed.batches == 6
     with pytest.raises(RegistryError, match="no-such-version"):
         run_backtest(work, METER, START, END, run_id="bt-version", version="no-such-version")
+
+
+def test_a_night_that_fails_keeps_the_champion_it_had_and_the_walk_goes_on(walk_config: PowercastConfig) -> None:
+    # The sample's outage runs from the evening of 17 August to the evening of 22 August 2010. A
+    # trailing split validates on the last two days of readings: on the night of the 25th those
+    # windows all read the outage in their input, so none can score a model and the night fails.
+    config = walk_config.with_overrides({"prepare.split": {"mode": "trailing", "val_days": 2, "test_days": 0}})
+
+    report = run_walk_forward(config, METER, date(2010, 8, 13), date(2010, 8, 28), 4, run_id="wf-gap", progress=False)
+
+    nights = {refit.as_of: refit for refit in report.refits}
+    failed = nights[date(2010, 8, 25)]
+    assert "training failed, the champion stays" in failed.decision and "no validation window" in failed.decision
+    assert failed.champion_version == nights[date(2010, 8, 21)].champion_version is not None
+    assert report.backtest.batches == 16 and not report.backtest.skipped
+    # The first night's tiny GRU loses to the baselines (seeded): until a champion exists the best
+    # baseline serves, as it would live, and those batches sit in their own folder.
+    assert nights[date(2010, 8, 13)].champion_version is None
+    fallback_days = sum(n for name, n in report.backtest.batches_by_model.items() if name in FALLBACK_BASELINES)
+    assert fallback_days >= 4
+    assert (Path(report.work_root) / "backtests" / METER / NO_CHAMPION).is_dir()

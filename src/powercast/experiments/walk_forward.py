@@ -13,6 +13,9 @@ retraining serves. At each refit day ``d`` (``start``, ``start + N``, ...):
 3. the champion after that night forecasts the days from ``d`` up to the next refit, each day
    published and scored as ``run_backtest`` does.
 
+A night that fails (no validation window after an outage, a NaN loss) keeps the champion it had,
+as a live night does; before any champion, the best baseline serves its days, as it would live.
+
 Nothing it does touches the live registry or forecasts: it trains into its own scratch data
 root, ``<root>/backtests/<meter>/walk-forward/<run_id>/``, whose ``store`` is a link to the live
 store (read only), so a local data root is required. Re-running a run id replaces what it wrote.
@@ -28,7 +31,7 @@ from datetime import date, timedelta
 from pathlib import Path
 
 from powercast.core.config import PowercastConfig, SplitConfig, parse_timezone
-from powercast.core.errors import ConfigError, ForecastError
+from powercast.core.errors import ConfigError, DataPreparationError, ForecastError, TrainingError
 from powercast.io import layout
 from powercast.io.atomic import atomic_write_json, is_uri
 from powercast.models.registry import load_champion
@@ -189,17 +192,22 @@ def _train_as_of(
     split = split_as_of(config.prepare.split, start, as_of)
     night_config = config.model_copy(update={"prepare": config.prepare.model_copy(update={"split": split})})
     midnight_utc = local_midnight_utc(as_of, parse_timezone(config.prepare.local_timezone))
-    prepared = prepare_meter(night_config, meter_id, end_utc=midnight_utc.to_pydatetime())
     night_run_id = f"{run_id}-{as_of:%Y%m%d}"
     started = time.perf_counter()
-    outcome = train_meter(night_config, meter_id, night_run_id, prepared=prepared, progress=progress)
+    try:
+        prepared = prepare_meter(night_config, meter_id, end_utc=midnight_utc.to_pydatetime())
+        decision = train_meter(night_config, meter_id, night_run_id, prepared=prepared, progress=progress).decision.reason
+    except (DataPreparationError, TrainingError) as exc:
+        # As on a live night: a failed training keeps the champion it had, and the next night comes.
+        decision = f"training failed, the champion stays: {exc}"
+        logger.warning("walk-forward %s: the night of %s failed: %s", run_id, as_of, exc)
     train_s = time.perf_counter() - started
     champion = load_champion(config.root, meter_id)
     return Refit(
         as_of=as_of,
         run_id=night_run_id,
         split=split,
-        decision=outcome.decision.reason,
+        decision=decision,
         champion_version=champion.version if champion is not None else None,
         train_s=train_s,
     )
@@ -208,14 +216,10 @@ def _train_as_of(
 def _replay_block(
     night: Refit, config: PowercastConfig, meter_id: str, first_day: date, last_day: date, run_id: str, replay: Replay
 ) -> None:
-    """Forecast ``first_day`` .. ``last_day`` with the night's champion (skipped, with the reason, when none)."""
-    days = issue_days(first_day, last_day)
+    """Forecast ``first_day`` .. ``last_day`` with the night's champion (the best baseline when none, as live)."""
     champion = load_champion(config.root, meter_id)
-    if champion is None:
-        for day in days:
-            replay.skipped[day.isoformat()] = f"no champion after the night of {night.as_of}: {night.decision}"
-        return
-    replay_days(config, champion, meter_id, days, run_id, replay)
+    reason = None if champion is not None else f"no champion after the night of {night.as_of}: {night.decision}"
+    replay_days(config, champion, meter_id, issue_days(first_day, last_day), run_id, replay, reason)
 
 
 def format_walk_forward(report: WalkForwardReport) -> str:

@@ -41,10 +41,13 @@ from powercast.serving.forecast import (
     baseline_per_window,
     forecast_at,
     grid_row,
+    serving_prepare_config,
 )
 from powercast.serving.publish import publish_batch
 
 REPORT_NAME = "backtest.json"
+# The folder of days a replay served with no champion (the fallback): no version is named so.
+NO_CHAMPION = "no-champion"
 # Scored on the same days for reference: the forecast every model must beat.
 REFERENCE_BASELINE = "seasonal_naive_24h"
 
@@ -171,21 +174,32 @@ def issue_days(start: date, end: date) -> list[date]:
 
 
 def replay_days(
-    config: PowercastConfig, champion: LoadedModel, meter_id: str, days: list[date], run_id: str, replay: Replay
+    config: PowercastConfig,
+    champion: LoadedModel | None,
+    meter_id: str,
+    days: list[date],
+    run_id: str,
+    replay: Replay,
+    no_champion_reason: str | None = None,
 ) -> None:
     """Forecast each local midnight of ``days`` with ``champion``, publish each batch and add it to ``replay``.
 
-    Batches go under ``backtest_root(config, meter_id, champion.version)``; a day no batch could
-    be made for (not even the fallback) is recorded in ``replay.skipped`` with the reason.
+    Batches go under ``backtest_root(config, meter_id, champion.version)``. With no champion the
+    best baseline serves, as on a live night, under ``backtest_root(config, meter_id, NO_CHAMPION)``
+    and its note quotes ``no_champion_reason``. A day no batch could be made for (not even the
+    fallback) is recorded in ``replay.skipped`` with the reason.
     """
-    local_tz = parse_timezone(champion.prepare_config.local_timezone)
+    prepare_config = serving_prepare_config(config, champion)
+    local_tz = parse_timezone(prepare_config.local_timezone)
     origins = [local_midnight_utc(day, local_tz) for day in days]
     prepared = _prepared_through(config, champion, meter_id, origins[-1], f"from {days[0]} to {days[-1]}")
-    root = backtest_root(config, meter_id, champion.version)
-    max_gap_steps = champion.prepare_config.max_interpolate_gap_steps
+    root = backtest_root(config, meter_id, champion.version if champion is not None else NO_CHAMPION)
     for day, origin in zip(days, origins):
         try:
-            batch = forecast_at(prepared, champion, origin, run_id, config.forecast, max_gap_steps, local_tz)
+            batch = forecast_at(
+                prepared, champion, origin, run_id, config.forecast, prepare_config.max_interpolate_gap_steps,
+                local_tz, no_champion_reason,
+            )
         except ForecastError as exc:
             replay.skipped[day.isoformat()] = str(exc)
             continue
@@ -194,14 +208,17 @@ def replay_days(
 
 
 def _prepared_through(
-    config: PowercastConfig, champion: LoadedModel, meter_id: str, last_origin_utc: pd.Timestamp, span: str
+    config: PowercastConfig, champion: LoadedModel | None, meter_id: str, last_origin_utc: pd.Timestamp, span: str
 ) -> PreparedSeries:
-    """Return the meter's series prepared the champion's way, up to the last forecast's horizon."""
-    prepare_config = champion.prepare_config
+    """Return the meter's series prepared the champion's way (else the fallback's), up to the last forecast's horizon."""
+    prepare_config = serving_prepare_config(config, champion)
     horizon_end = last_origin_utc + prepare_config.horizon_steps * freq_timedelta(prepare_config.freq)
     try:
         return prepare_meter(
-            config.model_copy(update={"prepare": prepare_config}), meter_id, end_utc=horizon_end, scaler=champion.scaler
+            config.model_copy(update={"prepare": prepare_config}),
+            meter_id,
+            end_utc=horizon_end,
+            scaler=champion.scaler if champion is not None else None,
         )
     except DataPreparationError as exc:
         raise ForecastError(f"cannot replay meter {meter_id!r} {span}: {exc}") from exc

@@ -31,6 +31,7 @@ from powercast.core.config import (
     RECURRENT_CELLS,
     ForecastConfig,
     PowercastConfig,
+    PrepareConfig,
     SplitConfig,
     parse_timezone,
 )
@@ -403,6 +404,15 @@ def forecast_at(
     )
 
 
+def serving_prepare_config(config: PowercastConfig, champion: LoadedModel | None) -> PrepareConfig:
+    """Return how to prepare a meter for serving: the champion's way, else the configured one for the fallback."""
+    if champion is not None:
+        return champion.prepare_config
+    # The fallback reads only target_kw; inputs still need a scaler, and a one-day trailing
+    # validation keeps its training split non-empty however short the history is.
+    return config.prepare.model_copy(update={"split": SplitConfig(mode="trailing", val_days=1)})
+
+
 def make_forecast_batch(
     config: PowercastConfig, meter_id: str, issued_at_utc: datetime | None, run_id: str
 ) -> ForecastBatch:
@@ -430,12 +440,7 @@ def make_forecast_batch(
         # A damaged champion must not cost the meter its forecast: the fallback serves and says why.
         champion, no_champion_reason = None, f"the champion cannot be loaded: {exc}"
     issued = default_issue_time(config, meter_id) if issued_at_utc is None else to_utc_timestamp(issued_at_utc, "issued_at")
-    if champion is None:
-        # The fallback reads only target_kw; inputs still need a scaler, and a one-day trailing
-        # validation keeps its training split non-empty however short the history is.
-        prepare_config = config.prepare.model_copy(update={"split": SplitConfig(mode="trailing", val_days=1)})
-    else:
-        prepare_config = champion.prepare_config
+    prepare_config = serving_prepare_config(config, champion)
     run_config = config.model_copy(update={"prepare": prepare_config})
     try:
         prepared = prepare_meter(run_config, meter_id, end_utc=issued, scaler=None if champion is None else champion.scaler)
