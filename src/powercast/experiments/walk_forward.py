@@ -177,7 +177,8 @@ def run_walk_forward(
     batches_root = layout.under(work_root, layout.BACKTESTS, meter_id)  # a data root per champion version
     backtest = replay.report(meter_id, champion, batches_root, start, end, overlap_days=0)
     report = WalkForwardReport(
-        backtest=replace(backtest, champion_version=", ".join(sorted(backtest.batches_by_model))),
+        # Many champions served: batches_by_model names each with its days.
+        backtest=replace(backtest, champion_version=f"of each night (walk-forward {run_id})"),
         refits=tuple(refits),
         work_root=work_root,
     )
