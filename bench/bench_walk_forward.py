@@ -134,6 +134,7 @@ def main() -> int:
         "start": args.start.isoformat(), "end": args.end.isoformat(), "nights": report["refits"],
         "served": served, "contestants": contestants, "frozen": frozen.to_dict(),
     }
+    RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / (f"walk_forward-{args.tag}.json" if args.tag else "walk_forward.json")
     out.write_text(json.dumps(results, indent=2, default=str) + "\n")
     print(f"wrote {out}")
