@@ -53,8 +53,11 @@ def test_each_night_trains_only_on_readings_before_it_with_the_split_moved_forwa
 
     assert [refit.as_of for refit in report.refits] == [START, START + timedelta(days=EVERY_DAYS)]
     first, second = (refit.split for refit in report.refits)
-    assert (second.train_end - first.train_end, second.val_end - first.val_end) == (timedelta(days=3),) * 2
-    assert first.val_end == config.prepare.split.val_end
+    # Validation ends at each night (the configured one ended the day before START), lengths kept.
+    assert (first.val_end, second.val_end) == (START, START + timedelta(days=EVERY_DAYS))
+    configured = config.prepare.split
+    for split in (first, second):
+        assert split.val_end - split.train_end == configured.val_end - configured.train_end
     for refit in report.refits:
         card = read_card(report.work_root, METER, f"{refit.run_id}-gru")
         midnight_utc = local_midnight_utc(refit.as_of, pd.Timestamp("2010-01-01T00:00+01:00").tzinfo)
@@ -62,16 +65,16 @@ def test_each_night_trains_only_on_readings_before_it_with_the_split_moved_forwa
         assert refit.train_s > 0
 
 
-def test_every_day_is_served_by_a_champion_of_a_night_on_or_before_it(walked) -> None:
+def test_every_day_is_served_by_the_champion_of_the_last_night_before_it(walked) -> None:
     _, report = walked
     batches = _published(report.work_root)
 
     issued_days = sorted(set(batches["issued_at"].dt.tz_convert("+01:00").dt.date))
     assert issued_days == list(pd.date_range(START, END).date) and report.backtest.batches == 6
-    night_of_run = {refit.run_id: refit.as_of for refit in report.refits}
     for issued_at, version in batches.groupby("issued_at")["model_version"].first().items():
-        run_id = version.rsplit("-", 1)[0]
-        assert night_of_run[run_id] <= issued_at.tz_convert("+01:00").date(), (issued_at, version)
+        day = issued_at.tz_convert("+01:00").date()
+        block_night = [refit for refit in report.refits if refit.as_of <= day][-1]
+        assert version == block_night.champion_version, (issued_at, version)  # no gap in these days' inputs
     assert sum(report.backtest.batches_by_model.values()) == 6
 
 
@@ -101,12 +104,21 @@ def test_the_live_registry_and_store_are_untouched_and_a_rerun_replaces_the_scra
     assert len(_published(again.work_root)) == 6 * 24
 
 
-def test_a_split_that_validates_on_the_replayed_days_is_refused_before_any_work(walk_config: PowercastConfig) -> None:
-    with pytest.raises(ConfigError, match="val_end 2010-11-12 is after the walk-forward's first issue day 2010-11-10"):
-        run_walk_forward(walk_config, METER, date(2010, 11, 10), END, EVERY_DAYS, run_id="wf", progress=False)
+def test_bad_command_lines_are_refused_before_any_work(walk_config: PowercastConfig, tmp_path: Path, capsys) -> None:
+    config_file = tmp_path / "walk.json"
+    config_file.write_text(walk_config.model_dump_json())
+    common = ["backtest", "--config", str(config_file), "--root", walk_config.root, "--start", "2010-11-13",
+              "--end", "2010-11-15", "--quiet"]
+
     with pytest.raises(ConfigError, match="refit-every-days must be at least 1"):
         run_walk_forward(walk_config, METER, START, END, 0, run_id="wf", progress=False)
-    assert not (Path(walk_config.root) / "backtests").exists()
+    assert main([*common, "--refit-every-days", "0"]) == 2
+    assert "--refit-every-days must be at least 1" in capsys.readouterr().err
+    assert main([*common, "--refit-every-days", "2", "--version", "x-gru"]) == 2
+    assert "exclude each other" in capsys.readouterr().err
+    assert main([*common, "--max-epochs", "3"]) == 2  # a plain replay trains nothing
+    assert "train.max_epochs: training settings apply only to a walk-forward" in capsys.readouterr().err
+    assert not (Path(walk_config.root) / "backtests").exists() and not (Path(walk_config.root) / "locks").exists()
 
 
 def test_the_backtest_command_walks_forward(walk_config: PowercastConfig, tmp_path: Path, capsys) -> None:
@@ -151,6 +163,9 @@ def test_a_night_that_fails_keeps_the_champion_it_had_and_the_walk_goes_on(walk_
     failed = nights[date(2010, 8, 25)]
     assert "training failed, the champion stays" in failed.decision and "no validation window" in failed.decision
     assert failed.champion_version == nights[date(2010, 8, 21)].champion_version is not None
+    batches = _published(report.work_root)
+    after_failure = batches[batches["issued_at"] >= pd.Timestamp("2010-08-25T00:00+01:00")]
+    assert set(after_failure["model_version"]) == {failed.champion_version}  # the champion it had served on
     assert report.backtest.batches == 16 and not report.backtest.skipped
     # The first night's tiny GRU loses to the baselines (seeded): until a champion exists the best
     # baseline serves, as it would live, and those batches sit in their own folder.

@@ -183,6 +183,11 @@ def run_backtest_command(args: argparse.Namespace, config: PowercastConfig) -> i
         if args.version is not None:
             raise ConfigError("--version and --refit-every-days exclude each other: a walk-forward trains its own versions")
         return _run_walk_forward(args, config, meter_id, run_id)
+    if train_overrides(args):
+        raise ConfigError(
+            f"{', '.join(sorted(train_overrides(args)))}: training settings apply only to a walk-forward; "
+            "add --refit-every-days N, or leave them out to replay a registered model"
+        )
     with meter_lock(config.root, meter_id, args.lock_timeout_s, holder=run_id):
         report = run_backtest(config, meter_id, args.start, args.end, run_id, version=args.version)
     print(format_report(report))
@@ -191,12 +196,13 @@ def run_backtest_command(args: argparse.Namespace, config: PowercastConfig) -> i
 
 def _run_walk_forward(args: argparse.Namespace, config: PowercastConfig, meter_id: str, run_id: str) -> int:
     """Replay with a retrain every ``--refit-every-days``, print the nights and the scores; return 0."""
-    from powercast.experiments.walk_forward import format_walk_forward, run_walk_forward
+    from powercast.experiments.walk_forward import format_walk_forward, refit_days, run_walk_forward
 
+    refit_days(args.start, args.end, args.refit_every_days)  # a bad N or range fails before the lock is taken
     # It writes only under its own scratch root and reads the store, whose writes are atomic: the
-    # live meter lock would hold the meter's nights off for hours, so it locks its run id instead.
-    runs_root = layout.under(config.root, layout.BACKTESTS, meter_id, layout.WALK_FORWARD)
-    with named_lock(runs_root, run_id, args.lock_timeout_s, holder=run_id):
+    # live meter lock would hold the meter's nights off for hours, so it locks its run instead
+    # (a lock file of the live root's locks/, named after the meter, whose id it checks, and the run).
+    with named_lock(config.root, f"{meter_id}.{layout.WALK_FORWARD}.{run_id}", args.lock_timeout_s, holder=run_id):
         report = run_walk_forward(
             config, meter_id, args.start, args.end, args.refit_every_days, run_id, progress=False if args.quiet else None
         )

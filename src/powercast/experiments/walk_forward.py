@@ -8,8 +8,8 @@ retraining serves. At each refit day ``d`` (``start``, ``start + N``, ...):
 1. the meter is prepared from the readings before local midnight of ``d`` only;
 2. the night's training runs on it (``train_meter``: held-out fits, selection against the
    baselines and the previous refit's champion, refit, intervals, registration), with a
-   ``dates`` split moved forward by the days since ``start`` (a ``trailing`` split is relative
-   to the data's end already);
+   ``dates`` split moved so that its validation ends at the night, its lengths kept (a
+   ``trailing`` split is relative to the data's end already);
 3. the champion after that night forecasts the days from ``d`` up to the next refit, each day
    published and scored as ``run_backtest`` does.
 
@@ -18,7 +18,7 @@ as a live night does; before any champion, the best baseline serves its days, as
 
 Nothing it does touches the live registry or forecasts: it trains into its own scratch data
 root, ``<root>/backtests/<meter>/walk-forward/<run_id>/``, whose ``store`` is a link to the live
-store (read only), so a local data root is required. Re-running a run id replaces what it wrote.
+store (which it only reads), so a local data root is required. Re-running a run id replaces what it wrote.
 """
 
 from __future__ import annotations
@@ -26,12 +26,12 @@ from __future__ import annotations
 import logging
 import os
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
 
 from powercast.core.config import PowercastConfig, SplitConfig, parse_timezone
-from powercast.core.errors import ConfigError, DataPreparationError, ForecastError, TrainingError
+from powercast.core.errors import ConfigError, DataPreparationError, ForecastError, RegistryError, TrainingError
 from powercast.io import layout
 from powercast.io.atomic import atomic_write_json, is_uri
 from powercast.models.registry import load_champion
@@ -59,7 +59,8 @@ class Refit:
     decision : str
         The night's decision, as the training report words it.
     champion_version : str | None
-        The champion that forecast the days up to the next refit (None: none yet, days skipped).
+        The champion that forecast the days up to the next refit (None: none yet, the best
+        baseline served them, as it would live).
     train_s : float
         Training wall-clock seconds of the night (every challenger, held-out fit and refit).
     """
@@ -96,22 +97,22 @@ def refit_days(start: date, end: date, refit_every_days: int) -> list[date]:
     return issue_days(start, end)[::refit_every_days]
 
 
-def split_as_of(split: SplitConfig, start: date, as_of: date) -> SplitConfig:
-    """Return ``split`` for the night of ``as_of``: a dates split moves forward by the days since ``start``."""
+def split_as_of(split: SplitConfig, as_of: date) -> SplitConfig:
+    """Return ``split`` for the night of ``as_of``: a dates split moves so that its validation ends at the night.
+
+    Its training and validation lengths are kept; a ``trailing`` split is relative to the data's
+    end already. Validation never reaches past the night, and no day between it and the night is
+    left out of the refit, as on a live night.
+    """
     if split.mode != "dates":
         return split
     assert split.train_end is not None and split.val_end is not None  # SplitConfig checks dates mode has both
-    if split.val_end > start:
-        raise ConfigError(
-            f"prepare.split.val_end {split.val_end} is after the walk-forward's first issue day {start}: "
-            "a night would select on days it then forecasts; end validation on or before --start"
-        )
-    shift = as_of - start
-    return split.model_copy(update={"train_end": split.train_end + shift, "val_end": split.val_end + shift})
+    shift = as_of - split.val_end
+    return split.model_copy(update={"train_end": split.train_end + shift, "val_end": as_of})
 
 
 def walk_forward_root(config: PowercastConfig, meter_id: str, run_id: str) -> str:
-    """Return a fresh scratch data root for the replay whose ``store`` links to the live one (read only)."""
+    """Return a fresh scratch data root for the replay whose ``store`` links to the live one (only read)."""
     if is_uri(config.root):
         raise ConfigError(f"a walk-forward backtest needs a local data root (it links the store), got {config.root!r}")
     work_root = Path(layout.walk_forward_dir(config.root, meter_id, run_id)).absolute()
@@ -159,38 +160,31 @@ def run_walk_forward(
         Training progress bars; None shows them only on a terminal.
     """
     nights = refit_days(start, end, refit_every_days)
-    split_as_of(config.prepare.split, start, start)  # refuse a bad split before any work
     work_root = walk_forward_root(config, meter_id, run_id)
     replay, refits = Replay(), []
     for index, as_of in enumerate(nights):
         last_day = nights[index + 1] - timedelta(days=1) if index + 1 < len(nights) else end
-        night = _train_as_of(config.model_copy(update={"root": work_root}), meter_id, start, as_of, run_id, progress)
+        night = _train_as_of(config.model_copy(update={"root": work_root}), meter_id, as_of, run_id, progress)
         refits.append(night)
         _replay_block(night, config.model_copy(update={"root": work_root}), meter_id, as_of, last_day, run_id, replay)
         logger.info(
             "walk-forward %s: night of %s (%s, %.0f s) served %s to %s",
             run_id, as_of, night.champion_version or "no champion", night.train_s, as_of, last_day,
         )
-    champion = load_champion(work_root, meter_id)
-    if champion is None:
-        raise ForecastError(f"meter {meter_id!r}: no night of the walk-forward promoted a champion; nothing was served")
     batches_root = layout.under(work_root, layout.BACKTESTS, meter_id)  # a data root per champion version
-    backtest = replay.report(meter_id, champion, batches_root, start, end, overlap_days=0)
-    report = WalkForwardReport(
-        # Many champions served: batches_by_model names each with its days.
-        backtest=replace(backtest, champion_version=f"of each night (walk-forward {run_id})"),
-        refits=tuple(refits),
-        work_root=work_root,
+    backtest = replay.report(
+        # Many champions (or none: the fallback) served; batches_by_model names each with its days.
+        meter_id, f"of each night (walk-forward {run_id})", config.forecast.interval_coverage,
+        config.prepare.horizon_steps, batches_root, start, end, overlap_days=0,
     )
+    report = WalkForwardReport(backtest=backtest, refits=tuple(refits), work_root=work_root)
     atomic_write_json(f"{work_root}/{REPORT_NAME}", report.to_dict())
     return report
 
 
-def _train_as_of(
-    config: PowercastConfig, meter_id: str, start: date, as_of: date, run_id: str, progress: bool | None
-) -> Refit:
+def _train_as_of(config: PowercastConfig, meter_id: str, as_of: date, run_id: str, progress: bool | None) -> Refit:
     """Return the record of one night trained on the readings before local midnight of ``as_of``."""
-    split = split_as_of(config.prepare.split, start, as_of)
+    split = split_as_of(config.prepare.split, as_of)
     night_config = config.model_copy(update={"prepare": config.prepare.model_copy(update={"split": split})})
     midnight_utc = local_midnight_utc(as_of, parse_timezone(config.prepare.local_timezone))
     night_run_id = f"{run_id}-{as_of:%Y%m%d}"
@@ -203,7 +197,10 @@ def _train_as_of(
         decision = f"training failed, the champion stays: {exc}"
         logger.warning("walk-forward %s: the night of %s failed: %s", run_id, as_of, exc)
     train_s = time.perf_counter() - started
-    champion = load_champion(config.root, meter_id)
+    try:
+        champion = load_champion(config.root, meter_id)
+    except RegistryError:
+        champion = None  # the block's replay serves the fallback and says why
     return Refit(
         as_of=as_of,
         run_id=night_run_id,
@@ -218,9 +215,16 @@ def _replay_block(
     night: Refit, config: PowercastConfig, meter_id: str, first_day: date, last_day: date, run_id: str, replay: Replay
 ) -> None:
     """Forecast ``first_day`` .. ``last_day`` with the night's champion (the best baseline when none, as live)."""
-    champion = load_champion(config.root, meter_id)
-    reason = None if champion is not None else f"no champion after the night of {night.as_of}: {night.decision}"
-    replay_days(config, champion, meter_id, issue_days(first_day, last_day), run_id, replay, reason)
+    days = issue_days(first_day, last_day)
+    try:
+        champion = load_champion(config.root, meter_id)
+        reason = None if champion is not None else f"no champion after the night of {night.as_of}: {night.decision}"
+    except RegistryError as exc:  # as live: a damaged champion costs the meter its model, not its forecast
+        champion, reason = None, f"the champion cannot be loaded: {exc}"
+    try:
+        replay_days(config, champion, meter_id, days, run_id, replay, reason)
+    except ForecastError as exc:  # the block's series cannot be prepared: its days are skipped, the walk goes on
+        replay.skipped.update({day.isoformat(): str(exc) for day in days})
 
 
 def format_walk_forward(report: WalkForwardReport) -> str:

@@ -160,7 +160,10 @@ def run_backtest(
     seen_until = _validation_end_utc(champion)
     overlap_days = sum(local_midnight_utc(day, local_tz) < seen_until for day in days)
     root = backtest_root(config, meter_id, champion.version)
-    report = replay.report(meter_id, champion, root, start, end, overlap_days=overlap_days)
+    report = replay.report(
+        meter_id, champion.version, champion.interval_coverage, champion.prepare_config.horizon_steps, root, start,
+        end, overlap_days=overlap_days,
+    )
     filesystem, base = resolve_filesystem(root)
     atomic_write_json(f"{base}/{REPORT_NAME}", report.to_dict(), filesystem)
     return report
@@ -261,10 +264,18 @@ class Replay:
         )
 
     def report(
-        self, meter_id: str, champion: LoadedModel, root: str, start: date, end: date, overlap_days: int
+        self,
+        meter_id: str,
+        champion_version: str,
+        nominal_coverage: float,
+        horizon_steps: int,
+        root: str,
+        start: date,
+        end: date,
+        overlap_days: int,
     ) -> BacktestReport:
         """Return the scores of the replayed days against actuals and the reference baseline."""
-        horizon = champion.prepare_config.horizon_steps
+        horizon = horizon_steps
         truth = np.asarray(self.truths, dtype=np.float32).reshape(-1, horizon)  # [D, H]
         yhat = np.asarray(self.forecasts, dtype=np.float32).reshape(-1, horizon)  # [D, H]
         reference = np.asarray(self.references, dtype=np.float32).reshape(-1, horizon)  # [D, H]
@@ -274,7 +285,7 @@ class Replay:
         inside = (truth >= np.asarray(self.lowers)) & (truth <= np.asarray(self.uppers)) if scored else None
         return BacktestReport(
             meter_id=meter_id,
-            champion_version=champion.version,
+            champion_version=champion_version,
             root=root,
             start=start,
             end=end,
@@ -285,7 +296,7 @@ class Replay:
             mae_kw_by_step=tuple(float(v) for v in mae_kw_by_step(truth, yhat)) if scored else (),
             champion_mae_kw=mae_kw(truth[champion_rows], yhat[champion_rows]) if champion_rows.any() else float("nan"),
             interval_coverage=float(inside.mean()) if scored else float("nan"),
-            nominal_coverage=champion.interval_coverage,
+            nominal_coverage=nominal_coverage,
             reference_mae_kw=mae_kw(truth[has_reference], reference[has_reference])
             if has_reference.any()
             else float("nan"),
