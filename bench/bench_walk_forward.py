@@ -47,6 +47,8 @@ CONTESTANTS = ("gru", "lstm", "hgb", "combo")  # printed in this order; every ce
 def pooled(reports: list[BacktestReport]) -> dict[str, float]:
     """Return MAE and coverage over every scored day of ``reports`` (each day has all its hours: pool by days)."""
     days = sum(report.scored_days for report in reports)
+    if not days:
+        return {"scored_days": 0, "mae_kw": float("nan"), "interval_coverage": float("nan")}
     return {
         "scored_days": days,
         "mae_kw": sum(report.mae_kw * report.scored_days for report in reports if report.scored_days) / days,
@@ -57,17 +59,24 @@ def pooled(reports: list[BacktestReport]) -> dict[str, float]:
 
 
 def contestant_scores(config: PowercastConfig, nights: list[dict], end: date, run_id: str) -> dict[str, dict]:
-    """Return each contestant's pooled scores: each night's version replayed over the days up to the next night."""
+    """Return each contestant's pooled scores: each night's version replayed over the days up to the next night.
+
+    A night that failed, or registered no such cell, leaves its days to the contestant's previous
+    version (as a failed live night keeps its models); days before any version are not scored.
+    """
     scores = {}
     first_run = nights[0]["run_id"]
     cells = [v.removeprefix(f"{first_run}-") for v in list_versions(config.root, METER) if v.startswith(f"{first_run}-")]
+    registered = set(list_versions(config.root, METER))
     for cell in sorted(cells, key=lambda name: CONTESTANTS.index(name) if name in CONTESTANTS else len(CONTESTANTS)):
-        reports = []
+        reports, version = [], None
         for index, night in enumerate(nights):
             first = date.fromisoformat(night["as_of"])
             last = date.fromisoformat(nights[index + 1]["as_of"]) - timedelta(days=1) if index + 1 < len(nights) else end
-            version = f"{night['run_id']}-{cell}"
-            reports.append(run_backtest(config, METER, first, last, f"{run_id}-{cell}", version=version))
+            if f"{night['run_id']}-{cell}" in registered:
+                version = f"{night['run_id']}-{cell}"
+            if version is not None:
+                reports.append(run_backtest(config, METER, first, last, f"{run_id}-{cell}", version=version))
         scores[cell] = pooled(reports)
     return scores
 
@@ -118,7 +127,11 @@ def main() -> int:
     work = config.model_copy(update={"root": scoring_root(work_root)})
     contestants = contestant_scores(work, report["refits"], args.end, run_id)
     first_champion = report["refits"][0]["champion_version"]
-    frozen = run_backtest(work, METER, args.start, args.end, f"{run_id}-frozen", version=first_champion)
+    frozen = (  # None would replay the scratch root's last champion: no frozen row then
+        run_backtest(work, METER, args.start, args.end, f"{run_id}-frozen", version=first_champion)
+        if first_champion is not None
+        else None
+    )
     served = report["backtest"]
     print(f"walk-forward {run_id}: {len(report['refits'])} nights every {args.refit_every_days} days, seed {args.seed}")
     print(f"{'night':<10}  {'train s':>7}  champion after it")
@@ -128,11 +141,12 @@ def main() -> int:
     print(f"{'walk-forward champion':<34} {served['scored_days']:>5} {served['mae_kw']:>8.4f} {served['interval_coverage']:>9.1%}")
     for cell, score in contestants.items():
         print(f"{'walk-forward ' + cell:<34} {score['scored_days']:>5} {score['mae_kw']:>8.4f} {score['interval_coverage']:>9.1%}")
-    print(f"{'frozen ' + first_champion:<34} {frozen.scored_days:>5} {frozen.mae_kw:>8.4f} {frozen.interval_coverage:>9.1%}")
+    if frozen is not None:
+        print(f"{'frozen ' + first_champion:<34} {frozen.scored_days:>5} {frozen.mae_kw:>8.4f} {frozen.interval_coverage:>9.1%}")
     results = {
         "benchmark": "walk_forward", "run_id": run_id, "seed": args.seed, "refit_every_days": args.refit_every_days,
         "start": args.start.isoformat(), "end": args.end.isoformat(), "nights": report["refits"],
-        "served": served, "contestants": contestants, "frozen": frozen.to_dict(),
+        "served": served, "contestants": contestants, "frozen": frozen.to_dict() if frozen is not None else None,
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / (f"walk_forward-{args.tag}.json" if args.tag else "walk_forward.json")
