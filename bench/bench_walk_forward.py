@@ -4,7 +4,7 @@ The frozen backtest (``powercast backtest``) replays the champion trained throug
 of 2010; the nightly run retrains every night. This benchmark walks forward instead
 (``powercast.experiments.walk_forward``): a training night before ``--start`` and every
 ``--refit-every-days`` after it, each on the readings before it only, with the reference split
-(train < 2009-07-01 <= validation < 2010-01-01) moved forward with it. Then it scores, over every
+(train < 2009-07-01 <= validation < 2010-01-01) moved so that its validation ends at each night. Then it scores, over every
 scored day of the range (days after outages included, 24 hours known):
 
 * the walk-forward's served champion (what the nights selected, fallbacks included);

@@ -74,7 +74,7 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
         help="walk forward: retrain as the nightly run would have before --start and every N days after it, "
         "each night on the readings before it only, into a scratch registry under "
         "<root>/backtests/<meter>/walk-forward/<run id>/ (the live champion is untouched); the training "
-        "settings and --split below apply to every night, a dates split moving forward with it",
+        "settings and --split below apply to every night, a dates split moved so that its validation ends at each night",
     )
     add_training_options(backtest)
     backtest.set_defaults(handler=run_backtest_command, config_overrides=train_overrides)
