@@ -94,3 +94,16 @@ def test_the_embedding_learns_what_the_windows_cannot_tell(tmp_path: Path) -> No
     reloaded = RNNForecaster(**bound.hparams)
     reloaded.load_state_dict(bound.state_dict())
     np.testing.assert_array_equal(reloaded.forecast_scaled(probe), second)
+
+
+def test_training_without_each_windows_meter_index_fails_but_serving_reads_the_bound_meter() -> None:
+    from powercast.core.errors import DataPreparationError
+
+    network = RNNForecaster(**SHAPE, meter_ids=["a", "b"], meter_embedding_dim=2)
+    windows = torch.zeros(4, SHAPE["lookback_steps"], SHAPE["n_features"])
+
+    network.train()
+    with pytest.raises(DataPreparationError, match="trains only on windows with a meter index"):
+        network(windows)
+    served = network.for_meter("b").eval()
+    torch.testing.assert_close(served(windows), network.eval()(windows, torch.full((4,), 1, dtype=torch.long)))

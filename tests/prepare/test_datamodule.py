@@ -105,3 +105,26 @@ def test_no_nan_in_any_batch_from_the_full_file(full_data_path: Path) -> None:
     )
     assert all(prepared.window_starts[split].size > 1000 for split in ("train", "val", "test"))
     assert assert_loaders_have_no_nan(WindowDataModule(prepared, batch_size=1024)) > 30
+
+
+def test_fleet_batches_carry_each_windows_own_meter_index_whatever_the_series_order(tiny_prepared) -> None:
+    import dataclasses
+
+    from powercast.prepare.datamodule import fleet_train_loader
+
+    # Three meters with the same grid, told apart by an offset on every input value: "b" +100,
+    # "c" +200 ("c" is not among the network's meters: the unknown row). Given in another order
+    # than meter_ids, so a position-in-the-list bug would show.
+    def shifted(meter_id: str, offset: float):
+        return dataclasses.replace(tiny_prepared, meter_id=meter_id, inputs=tiny_prepared.inputs + offset)
+
+    series = [shifted("c", 200.0), shifted("b", 100.0), shifted("a", 0.0)]
+    loader = fleet_train_loader(series, batch_size=64, n_batches=6, seed=3, meter_ids=["a", "b"])
+
+    seen = set()
+    for x, _, meter_index in loader:
+        offset_meter = torch.round(x[:, -1, 0] / 100).long()  # 0 for a, 1 for b, 2 for c (scaled loads are small)
+        assert meter_index.dtype == torch.int64
+        assert torch.equal(meter_index, offset_meter)
+        seen |= set(meter_index.tolist())
+    assert seen == {0, 1, 2}

@@ -179,6 +179,10 @@ class RNNForecaster(pl.LightningModule):
         ``meter_index`` (int64 ``[B]``) picks each window's embedding row; None: ``serving_meter``'s row.
         """
         if self.hparams.get("meter_embedding_dim", 0) and meter_index is None:
+            if self.training:
+                # Training reads each window's own meter: a loader that lost the index must fail,
+                # not train every window through the serving meter's (or the mean) row.
+                raise DataPreparationError("a network with a meter embedding trains only on windows with a meter index")
             index = self.meter_index(self.hparams.get("serving_meter"))
             meter_index = torch.full((x.shape[0],), index, dtype=torch.long, device=x.device)
         return torch.stack([member(x, meter_index) for member in self.members])  # [K, B, H]

@@ -31,7 +31,7 @@ class WindowDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
     starts : np.ndarray
         int64 window starts; every window must lie on the grid and hold no NaN.
     meter_index : int, optional
-        When given, each item is (x, y, meter_index) with the index as an int64 scalar tensor:
+        When given, each item is (x, y, meter_index) with the index as an int (batched as int64):
         the meter's row in a global network's embedding.
     """
 
@@ -40,7 +40,9 @@ class WindowDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         self.lookback_steps = prepared.lookback_steps
         self.horizon_steps = prepared.horizon_steps
         self.starts = np.asarray(starts, dtype=np.int64)
-        self.meter_index = None if meter_index is None else torch.tensor(meter_index, dtype=torch.long)
+        # A plain int: default_collate makes an int64 batch of it, and under DDP's file_system sharing a
+        # tensor here would be one shared-memory file per meter and split.
+        self.meter_index = None if meter_index is None else int(meter_index)
         self._check_starts(prepared.meter_id)
 
     def _check_starts(self, meter_id: str) -> None:
