@@ -183,9 +183,10 @@ def run_backtest_command(args: argparse.Namespace, config: PowercastConfig) -> i
         if args.version is not None:
             raise ConfigError("--version and --refit-every-days exclude each other: a walk-forward trains its own versions")
         return _run_walk_forward(args, config, meter_id, run_id)
-    if train_overrides(args):
+    training_settings = train_overrides(args)
+    if training_settings:
         raise ConfigError(
-            f"{', '.join(sorted(train_overrides(args)))}: training settings apply only to a walk-forward; "
+            f"{', '.join(sorted(training_settings))}: training settings apply only to a walk-forward; "
             "add --refit-every-days N, or leave them out to replay a registered model"
         )
     with meter_lock(config.root, meter_id, args.lock_timeout_s, holder=run_id):
