@@ -15,7 +15,7 @@ from powercast.core.config import PowercastConfig
 from powercast.core.errors import ConfigError, TrainingError
 from powercast.models.registry import champion_version, list_versions, load_champion, read_card
 from powercast.prepare.datamodule import fleet_train_loader, fleet_val_loader
-from powercast.prepare.series import prepare_meter
+from powercast.prepare.series import PreparedSeries, prepare_meter
 from powercast.serving.forecast import make_forecast_batch
 from powercast.store.ingest import ingest_paths
 from powercast.store.readings import list_meters
@@ -28,7 +28,14 @@ from powercast.training.fleet import (
     prepare_fleet,
     train_fleet,
 )
-from powercast.training.pipeline import forecast_module_kw, window_inputs
+from powercast.training.pipeline import (
+    SELECTION_SET,
+    ChallengerFit,
+    forecast_module_kw,
+    select_and_register,
+    window_inputs,
+    window_targets_kw,
+)
 
 CHANNELS = ["total", "kitchen", "laundry", "heater_ac", "rest"]
 TINY = {
@@ -142,12 +149,15 @@ def test_one_global_network_serves_every_meter_it_wins(alternating_root: str) ->
     assert sorted(winners) == list_meters(alternating_root), "the global model beats every baseline here"
     for meter_id in winners:
         champion = load_champion(alternating_root, meter_id)
-        assert champion.version.endswith("_global")
+        # The only contestants are the two global networks, and their combination (the mean of both).
+        networks = champion.members or (champion,)
+        assert all(network.version.endswith("_global") for network in networks)
+        assert {network.version for network in networks} <= set(list_versions(alternating_root, meter_id))
         prepared = prepare_meter(config, meter_id)
         # Issue at the last validation midnight whose week of inputs is complete (no gap fallback).
         start = int(prepared.origin_starts["val"][-1])
         batch = make_forecast_batch(config, meter_id, prepared.index_utc[start + prepared.lookback_steps], run_id="fc")
-        assert batch.model in {"gru", "lstm"}  # the contract names the cell; the version says global
+        assert batch.model == champion.cell  # the contract names the cell (gru, lstm, combo); the version says global
         assert batch.model_version == champion.version
         assert np.isfinite(batch.table["yhat_kw"].to_numpy()).all()
     for meter_id, outcome in result.outcomes.items():
@@ -286,3 +296,59 @@ def test_a_global_network_with_a_meter_embedding_serves_each_meter_its_own_row(f
         champion = load_champion(alternating_root, meter_id).module
         assert not np.allclose(champion.for_meter(other).forecast_scaled(windows), reloaded)
         assert not np.allclose(champion.for_meter("never-seen").forecast_scaled(windows), reloaded)
+
+
+def _with_validation_forecasts_kw(challenger: ChallengerFit, val_kw: np.ndarray) -> ChallengerFit:
+    """Return ``challenger`` forecasting ``val_kw`` on the selection windows (made errors, to steer selection)."""
+    return dataclasses.replace(challenger, forecasts_kw={**challenger.forecasts_kw, SELECTION_SET: val_kw})
+
+
+def _local_and_global_gru(
+    root: str, run_id: str
+) -> tuple[PowercastConfig, PreparedSeries, ChallengerFit, ChallengerFit]:
+    """Return one meter's local GRU and the fleet's global GRU as that meter's challengers."""
+    config = _alternating_config(root, **{"train.scope": "both"})
+    series = [prepare_meter(config, meter_id) for meter_id in list_meters(root)]
+    trained = fit_global_models(config, series, run_id=run_id, progress=False)["gru"]
+    prepared = series[0]
+    [local], failed = local_challengers(config, prepared, run_id=run_id)
+    assert not failed
+    return config, prepared, local, global_challenger(trained, "gru", prepared)
+
+
+def test_a_winning_combination_with_a_global_member_registers_that_member_under_the_meter(
+    fresh_alternating_root: str,
+) -> None:
+    # The combination takes the best two challengers of any scope. Here the local GRU's validation
+    # errors are made the mirror image of the global GRU's, so their mean is exact and wins.
+    root = fresh_alternating_root
+    config, prepared, local, global_gru = _local_and_global_gru(root, "mixed")
+    actual_kw = window_targets_kw(prepared, prepared.window_starts[SELECTION_SET])
+    global_kw = global_gru.forecasts_kw[SELECTION_SET]
+    mirrored = _with_validation_forecasts_kw(local, np.where(np.isnan(actual_kw), global_kw, 2 * actual_kw - global_kw))
+    outcome = select_and_register(config, prepared.meter_id, "mixed", prepared, [mirrored, global_gru])
+    assert outcome.decision.winner == "combo"
+    assert set(outcome.versions) == {"gru", "gru_global", "combo"}
+    champion = load_champion(root, prepared.meter_id)
+    assert champion.version == "mixed-combo"
+    assert set(champion.module.member_versions) == {"mixed-gru", "mixed-gru_global"}
+    assert read_card(root, prepared.meter_id, "mixed-gru_global")["training"]["scope"] == "global"
+    # Served: the mean of the meter's own GRU and the global GRU bound to this meter.
+    windows = window_inputs(prepared, prepared.window_starts["val"][:16])
+    served = [local.served_module, global_gru.served_module]
+    expected = np.mean([module.forecast_scaled(windows) for module in served], axis=0)
+    np.testing.assert_allclose(champion.module.forecast_scaled(windows), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_a_losing_combination_with_a_global_member_is_not_registered(fresh_alternating_root: str) -> None:
+    # The local GRU is made exact on validation: it wins, so the global GRU is not written under this
+    # meter, and neither is the combination, whose card would name a version that does not exist.
+    root = fresh_alternating_root
+    config, prepared, local, global_gru = _local_and_global_gru(root, "local-wins")
+    exact = _with_validation_forecasts_kw(local, window_targets_kw(prepared, prepared.window_starts[SELECTION_SET]))
+    outcome = select_and_register(config, prepared.meter_id, "local-wins", prepared, [exact, global_gru])
+    assert outcome.decision.winner == "gru"
+    contestants = {row["model"] for row in outcome.leaderboard if row["window_set"] == SELECTION_SET}
+    assert {"gru", "gru_global", "combo"} <= contestants  # every one scored, on the leaderboard
+    assert set(outcome.versions) == {"gru"}
+    assert list_versions(root, prepared.meter_id) == ["local-wins-gru"]

@@ -450,19 +450,21 @@ def _fit_record(module: Any) -> FitResult:
 def combination_challenger(
     fits: Sequence[ChallengerFit], validation_kw: np.ndarray, run_id: str
 ) -> ChallengerFit | None:
-    """Return the mean of the two local challengers with the lowest validation MAE, or None with fewer than two.
+    """Return the mean of the two challengers with the lowest validation MAE, or None with fewer than two.
 
-    Its forecasts are the members' mean on every window set (held-out fits where they score held
-    out, served models elsewhere), so it is scored like any other contestant.
+    Members may be local or global: a global network errs differently from the meter's own models
+    (it learned from the whole fleet), which is what a mean gains from. Its forecasts are the
+    members' mean on every window set (held-out fits where they score held out, served models
+    elsewhere), so it is scored like any other contestant.
     """
-    local = [challenger for challenger in fits if challenger.scope == "local" and challenger.cell != COMBINED_MODEL]
-    if len(local) < 2:
+    candidates = [challenger for challenger in fits if challenger.cell != COMBINED_MODEL]
+    if len(candidates) < 2:
         return None
 
     def validation_mae_kw(challenger: ChallengerFit) -> float:
         return float(np.nanmean(np.abs(challenger.forecasts_kw[SELECTION_SET] - validation_kw)))
 
-    members = sorted(local, key=validation_mae_kw)[:2]
+    members = sorted(candidates, key=validation_mae_kw)[:2]
     versions = tuple(version_name(run_id, member.name) for member in members)
     held_out = CombinedForecaster([member.fit.module for member in members], versions)
     served = CombinedForecaster([member.served_module for member in members], versions)
@@ -477,6 +479,32 @@ def combination_challenger(
         refit=_fit_record(served) if refit else None,
         refit_skipped=None if refit else "its members were not refit",
     )
+
+
+def _member_names(combination: ChallengerFit, fits: Sequence[ChallengerFit], run_id: str) -> set[str]:
+    """Return the names of the contestants a combination averages."""
+    members = set(combination.fit.module.member_versions)
+    return {c.name for c in fits if version_name(run_id, c.name) in members}
+
+
+def _to_register(
+    fits: Sequence[ChallengerFit], combination: ChallengerFit | None, winner: str | None, run_id: str
+) -> list[ChallengerFit]:
+    """Return the contestants written to the registry tonight.
+
+    A global model is one network for the whole fleet: it is written under a meter only where it
+    serves (it wins, or is a member of the winning combination), so the registry holds no copy per
+    meter per night. Local models are always written (a later backtest can replay a loser); a
+    combination only when its members are, since its card names their versions.
+    """
+    names = {c.name for c in fits if c.scope == "local" and c is not combination}
+    if winner is not None:
+        names.add(winner)
+        if combination is not None and winner == combination.name:
+            names |= _member_names(combination, fits, run_id)
+    if combination is not None and _member_names(combination, fits, run_id) <= names:
+        names.add(combination.name)
+    return [c for c in fits if c.name in names]
 
 
 def _check_fits(meter_id: str, fits: Sequence[ChallengerFit], windows: dict[str, np.ndarray]) -> None:
@@ -531,9 +559,7 @@ def select_and_register(
     fits = [*fits, combination] if combination is not None else list(fits)
     board = _score_contestants(config, meter_id, prepared, fits, windows)
     decision = _decide(board, [challenger.name for challenger in fits])
-    # A global model is one network for the whole fleet: it is written under a meter only where it
-    # wins, so the registry holds no copy per meter per night, and only written models get a version.
-    registered = [c for c in fits if c.scope == "local" or decision.winner == c.name]
+    registered = _to_register(fits, combination, decision.winner, run_id)  # only written models get a version
     versions = {challenger.name: version_name(run_id, challenger.name) for challenger in registered}
     intervals = _calibrate_intervals(config, board, fits)
     leaderboard = _leaderboard(run_id, meter_id, board, fits, versions, intervals, decision)
