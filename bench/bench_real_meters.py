@@ -4,8 +4,10 @@ Ingests the full file with every channel as its own meter (the house total and i
 laundry, heater/AC and rest-of-house channels), trains with ``train.scope = both`` on the
 reference split (train < 2009-07-01 <= validation < 2010-01-01 <= test), and prints per meter the
 day-ahead test MAE (kW, windows issued at local midnight, every scored window of 2010) of the
-best local network, the best global network (each chosen by validation MAE, as selection would)
-and the baseline with the lowest validation MAE, then the median over meters. Writes
+best local network, the best global network (each chosen by validation MAE, as selection would),
+the baseline with the lowest validation MAE, the combination (the mean of the two challengers
+with the lowest validation MAE, of any scope) and the contestant selection serves on a first
+night, then the median over meters. Writes
 bench/results/real_meters.json (real_meters-<tag>.json with --tag). Seeds are the configuration's
 (train.seed, default 42).
 
@@ -17,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import shutil
 import statistics
 import time
 from pathlib import Path
@@ -58,7 +61,13 @@ def meter_row(meter_id: str, leaderboard: list[dict[str, Any]], decision: Any) -
         best = _best_by_validation(leaderboard, models)
         row[family] = best or "-"
         row[f"{family}_test_mae_kw"] = _mae(leaderboard, best, SCORED_SET) if best else float("nan")
+    # The combination averages the two challengers with the lowest validation MAE (local or global).
+    challengers = {row["model"] for row in leaderboard if row["kind"] == "challenger"} - {"combo"}
+    members = sorted(challengers, key=lambda model: _mae(leaderboard, model, "val"))[:2]
+    row["combo"] = "+".join(members) if "combo" in names else "-"
+    row["combo_test_mae_kw"] = _mae(leaderboard, "combo", SCORED_SET) if "combo" in names else float("nan")
     row["selected"] = decision.winner if decision.promoted else "(none promoted)"
+    row["selected_test_mae_kw"] = _mae(leaderboard, decision.winner, SCORED_SET) if decision.promoted else float("nan")
     return row
 
 
@@ -87,26 +96,37 @@ def main() -> int:
         overrides[key] = json.loads(value)
     config = PowercastConfig(root=args.root).with_overrides(overrides)
     ingest_paths([args.source], config, run_id="bench-real-ingest", progress=False)
+    # Every benchmark is a first night: no earlier champion to compare with, so "selected" is what
+    # selection picks among tonight's contestants.
+    for folder in (Path(args.root) / "models", Path(args.root) / "runs"):
+        if folder.exists():
+            shutil.rmtree(folder)
     meters = list_meters(config.root)
     run_id = f"bench-real-{int(time.time())}"
     started = time.perf_counter()
     result = train_fleet(config, meters, run_id, progress=False)
     elapsed_s = time.perf_counter() - started
     rows = [meter_row(m, o.leaderboard, o.decision) for m, o in sorted(result.outcomes.items())]
-    header = f"{'meter':<28} {'local':>14} {'global':>20} {'best baseline':>28}  selected"
+    header = (
+        f"{'meter':<28} {'local':>14} {'global':>20} {'best baseline':>28} {'combination':>32} {'selected':>20}"
+    )
     print(header)
     print("-" * len(header))
     for row in rows:
         print(
             f"{row['meter_id']:<28} {row['local']:>5} {row['local_test_mae_kw']:>8.4f} "
             f"{row['global']:>11} {row['global_test_mae_kw']:>8.4f} "
-            f"{row['baseline']:>19} {row['baseline_test_mae_kw']:>8.4f}  {row['selected']}"
+            f"{row['baseline']:>19} {row['baseline_test_mae_kw']:>8.4f} "
+            f"{row['combo']:>23} {row['combo_test_mae_kw']:>8.4f} "
+            f"{row['selected']:>11} {row['selected_test_mae_kw']:>8.4f}"
         )
-    keys = ("local_test_mae_kw", "global_test_mae_kw", "baseline_test_mae_kw")
+    families = ("local", "global", "baseline", "combo", "selected")
+    keys = tuple(f"{family}_test_mae_kw" for family in families)
     medians = {key: _median_kw([row[key] for row in rows]) for key in keys}
     print(
         f"{'median over meters':<28} {medians['local_test_mae_kw']:>14.4f} {medians['global_test_mae_kw']:>20.4f} "
-        f"{medians['baseline_test_mae_kw']:>28.4f}"
+        f"{medians['baseline_test_mae_kw']:>28.4f} {medians['combo_test_mae_kw']:>32.4f} "
+        f"{medians['selected_test_mae_kw']:>20.4f}"
     )
     global_s = {
         cell: {"fit_s": round(trained.fit.elapsed_s, 1), "refit_s": round(trained.elapsed_s - trained.fit.elapsed_s, 1)}
