@@ -15,10 +15,11 @@ The alternative a user would pick, local models, is measured on one meter (``loc
 GRU + LSTM with the same settings) and scales with the fleet: N times that.
 
     .venv/bin/python bench/bench_fleet.py [--sizes 1 10 100 1000] [--epochs 12] [--steps 200] [--members 3]
+                                          [--global-hidden-sizes 128] [--meter-embedding-dim 16] [--tag NAME]
 
 The defaults are the configuration's defaults (12 epochs of 200 sampled batches, 3-member ensembles).
 
-Prints a table and writes bench/results/fleet.json (and fleet-<N>.json per size).
+Prints a table and writes bench/results/fleet.json (and fleet-<N>.json per size; -<tag> with --tag).
 """
 
 from __future__ import annotations
@@ -60,6 +61,8 @@ def _config(root: Path, args: argparse.Namespace):
             "train.ensemble_members": args.members,
             "train.cpu_threads": args.cpu_threads,
             "train.accelerator": args.accelerator,
+            "train.global_hidden_sizes": args.global_hidden_sizes,
+            "train.meter_embedding_dim": args.meter_embedding_dim,
         }
     )
 
@@ -173,6 +176,11 @@ def main() -> int:
     parser.add_argument("--cpu-threads", type=int, default=2, help="torch threads (train.cpu_threads)")
     parser.add_argument("--accelerator", default="cpu", choices=("cpu", "gpu", "auto"))
     parser.add_argument("--seed", type=int, default=1, help="seed of the synthetic fleet")
+    parser.add_argument(
+        "--global-hidden-sizes", type=int, nargs="+", default=None, help="train.global_hidden_sizes (default: none)"
+    )
+    parser.add_argument("--meter-embedding-dim", type=int, default=0, help="train.meter_embedding_dim (default 0)")
+    parser.add_argument("--tag", default="", help="write fleet-<tag>.json (and fleet-<N>-<tag>.json) instead")
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--local", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -189,13 +197,21 @@ def main() -> int:
     _print_table(rows, local)
     summary = {
         "machine": f"{platform.machine()}, {platform.processor() or 'cpu'}, python {platform.python_version()}",
-        "settings": {key: getattr(args, key) for key in ("epochs", "steps", "members", "cpu_threads", "seed")},
+        "settings": {
+            key: getattr(args, key)
+            for key in ("epochs", "steps", "members", "cpu_threads", "seed", "global_hidden_sizes", "meter_embedding_dim")
+        },
         "sizes": rows,
         **local,
         "note": "synthetic meters (derived from the real UCI channels): cost figures only, never accuracy",
     }
-    (RESULTS / "fleet.json").write_text(json.dumps(summary, indent=2))
+    (RESULTS / f"fleet{_suffix(args)}.json").write_text(json.dumps(summary, indent=2))
     return 0
+
+
+def _suffix(args: argparse.Namespace) -> str:
+    """Return the results files' tag suffix (``-<tag>``, or nothing)."""
+    return f"-{args.tag}" if args.tag else ""
 
 
 def _child(extra: list[str], args: argparse.Namespace) -> dict[str, Any]:
@@ -203,12 +219,15 @@ def _child(extra: list[str], args: argparse.Namespace) -> dict[str, Any]:
     options = ["--source", args.source, "--epochs", str(args.epochs), "--steps", str(args.steps)]
     options += ["--members", str(args.members), "--cpu-threads", str(args.cpu_threads)]
     options += ["--accelerator", args.accelerator, "--seed", str(args.seed)]
+    options += ["--meter-embedding-dim", str(args.meter_embedding_dim)]
+    if args.global_hidden_sizes:
+        options += ["--global-hidden-sizes", *map(str, args.global_hidden_sizes)]
     done = subprocess.run([sys.executable, __file__, *options, *extra], capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise SystemExit(f"bench_fleet {' '.join(extra)} failed:\n{done.stderr[-3000:]}")
     result = json.loads(done.stdout.strip().splitlines()[-1])
     if "meters" in result:
-        (RESULTS / f"fleet-{result['meters']}.json").write_text(json.dumps(result, indent=2))
+        (RESULTS / f"fleet-{result['meters']}{_suffix(args)}.json").write_text(json.dumps(result, indent=2))
     return result
 
 
