@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import shutil
 from pathlib import Path
 
@@ -13,7 +14,14 @@ import torch
 
 from powercast.core.config import PowercastConfig
 from powercast.core.errors import ConfigError, TrainingError
-from powercast.models.registry import champion_version, list_versions, load_champion, read_card
+from powercast.models.registry import (
+    CARD_FILE,
+    GLOBAL_NETWORK_FILE,
+    champion_version,
+    list_versions,
+    load_champion,
+    read_card,
+)
 from powercast.prepare.datamodule import fleet_train_loader, fleet_val_loader
 from powercast.prepare.series import PreparedSeries, prepare_meter
 from powercast.serving.forecast import make_forecast_batch
@@ -243,14 +251,21 @@ def _alternating_config(root: str, **overrides: object) -> PowercastConfig:
 
 def _served_and_reloaded_forecasts(
     config: PowercastConfig, root: str, meter_id: str, trained: GlobalFit
-) -> tuple[np.ndarray, np.ndarray, dict]:
-    """Return (the in-memory challenger's scaled validation forecasts, the reloaded champion's, its card)."""
+) -> tuple[np.ndarray, np.ndarray, dict, dict]:
+    """Return (the in-memory challenger's scaled validation forecasts, the reloaded champion's, its card, and the
+    shared ``network.json`` the card names), after checking that the weights are stored once, in the shared folder."""
     prepared = prepare_meter(config, meter_id)
     windows = window_inputs(prepared, prepared.window_starts["val"][:32])
     in_memory = global_challenger(trained, "gru_global", prepared).served_module.forecast_scaled(windows)
     champion = load_champion(root, meter_id)
     assert champion.version.endswith("-gru_global")
-    return in_memory, champion.module.forecast_scaled(windows), read_card(root, meter_id, champion.version)
+    card = read_card(root, meter_id, champion.version)
+    models = Path(root) / "models"
+    [shared] = (models / "_global" / champion.version).iterdir()  # one network folder for every meter it serves
+    assert card["global_network"] == {"version": champion.version, "network_id": shared.name}
+    assert [path.name for path in (models / meter_id / champion.version).iterdir()] == [CARD_FILE]  # no weights here
+    network = json.loads((shared / GLOBAL_NETWORK_FILE).read_text())
+    return in_memory, champion.module.forecast_scaled(windows), card, network
 
 
 def test_a_global_network_of_its_own_width_trains_registers_and_reloads(fresh_alternating_root: str) -> None:
@@ -263,10 +278,13 @@ def test_a_global_network_of_its_own_width_trains_registers_and_reloads(fresh_al
     winners = [meter_id for meter_id, outcome in result.outcomes.items() if outcome.decision.promoted]
     assert sorted(winners) == list_meters(alternating_root), "the global network wins these meters (see alternating_root)"
     for meter_id in winners:
-        in_memory, reloaded, card = _served_and_reloaded_forecasts(config, alternating_root, meter_id, trained)
+        in_memory, reloaded, card, network = _served_and_reloaded_forecasts(config, alternating_root, meter_id, trained)
         assert card["hparams"]["hidden_sizes"] == [16]  # the card records the width it was built with
         assert card["train_config"]["hidden_sizes"] == [4] and card["train_config"]["global_hidden_sizes"] == [16]
-        assert card["hparams"]["meter_ids"] == list_meters(alternating_root)
+        # The fleet's meter list is kept once, in the shared folder; the meter's card records its length.
+        assert "meter_ids" not in card["hparams"] and card["hparams"]["n_meters"] == len(list_meters(alternating_root))
+        assert network["hparams"]["meter_ids"] == list_meters(alternating_root)
+        assert network["hparams"]["hidden_sizes"] == [16] and network["weights_sha256"] == card["weights_sha256"]
         assert card["hparams"]["serving_meter"] == meter_id
         np.testing.assert_array_equal(reloaded, in_memory)
     # The same configuration's local networks keep train.hidden_sizes.
@@ -285,9 +303,11 @@ def test_a_global_network_with_a_meter_embedding_serves_each_meter_its_own_row(f
     winners = [meter_id for meter_id, outcome in result.outcomes.items() if outcome.decision.promoted]
     assert sorted(winners) == list_meters(alternating_root), "the global network wins these meters (see alternating_root)"
     for meter_id in winners:
-        in_memory, reloaded, card = _served_and_reloaded_forecasts(config, alternating_root, meter_id, trained)
+        in_memory, reloaded, card, network = _served_and_reloaded_forecasts(config, alternating_root, meter_id, trained)
         assert card["hparams"]["meter_embedding_dim"] == 4
-        assert card["hparams"]["meter_ids"] == meters and card["hparams"]["serving_meter"] == meter_id
+        assert "meter_ids" not in card["hparams"] and card["hparams"]["serving_meter"] == meter_id
+        # The embedding table's rows follow the shared meter list (the weights and the list are stored once).
+        assert network["hparams"]["meter_ids"] == meters and "serving_meter" not in network["hparams"]
         np.testing.assert_array_equal(reloaded, in_memory)  # bound to its meter after reloading
         # The same windows read as another meter's (or an unknown meter's) forecast differently.
         prepared = prepare_meter(config, meter_id)

@@ -15,6 +15,7 @@ READINGS = "store/readings"
 QUARANTINE = "store/quarantine"
 MANIFEST = "store/manifest.parquet"
 MODELS = "models"
+GLOBAL_MODELS = "_global"  # under models/: never a meter id (METER_ID_PATTERN starts with a letter or digit)
 RUNS = "runs"
 FORECASTS = "forecasts"
 BACKTESTS = "backtests"
@@ -51,6 +52,12 @@ def manifest_path(root: str) -> str:
 def meter_models_dir(root: str, meter_id: str) -> str:
     """Return a meter's registry folder: model versions, champion pointer, promotion history."""
     return under(root, MODELS, meter_id)
+
+
+def global_network_dir(root: str, version: str, network_id: str) -> str:
+    """Return the shared folder of one global network of a registry version (its weights, stored once for
+    every meter it serves); ``GLOBAL_MODELS`` is no meter id (those start with a letter or digit)."""
+    return under(root, MODELS, GLOBAL_MODELS, version, network_id)
 
 
 def run_dir(root: str, run_id: str, *parts: str) -> str:

@@ -8,10 +8,25 @@ Layout under the data root (a local path or a URI)::
     models/<meter_id>/<version>/model.json            everything needed to rebuild and trust it
     models/<meter_id>/champion.json                   {"version": ...}, replaced atomically
     models/<meter_id>/history.jsonl                   one line per nightly decision (idempotent per run_id)
+    models/_global/<version>/<network_id>/weights.safetensors   a global network's served weights (and
+    models/_global/<version>/<network_id>/holdout.safetensors   held-out ones), once for every meter
+    models/_global/<version>/<network_id>/network.json          its hyperparameters (meter list included)
+                                                                and the weights' sha256s
 
 ``model.json`` is written after the weights, so a version folder without it is incomplete and
 never listed. Weights are stored as safetensors from CPU copies, so a model trained on a GPU
 loads on a machine without one.
+
+A global network (an ``RNNForecaster`` with ``meter_ids``) serves many meters with the same
+weights, so it is stored once per version in the shared folder rather than once per meter: the
+meter's card (format /4) keeps its scaler, intervals, metrics, ``serving_meter`` and the weights'
+sha256s (it still vouches for the bytes it serves), names the shared folder (``global_network``)
+and records ``n_meters`` instead of the fleet's meter list. ``network_id`` is a digest of
+``network.json``'s hyperparameters and sha256s: a network of other content under the same version
+(a re-run of the run id) gets a folder of its own and never replaces bytes an older card vouches
+for, and a ``network.json`` edited or damaged since (a reordered meter list would swap embedding
+rows) no longer matches the id it is filed under. Cards written before the shared folder keep
+their weights and meter list in their own folder and still load.
 """
 
 from __future__ import annotations
@@ -57,7 +72,10 @@ from powercast.prepare.scaling import FeatureScaler
 # own interval (see ``LoadedModel.lone_member_keeps_its_interval``).
 MODEL_FORMAT = "powercast.model/3"
 FORMATS_BEFORE_INTERVAL_SCALES: frozenset[str] = frozenset({"powercast.model/1", "powercast.model/2"})
-READABLE_MODEL_FORMATS: frozenset[str] = FORMATS_BEFORE_INTERVAL_SCALES | {MODEL_FORMAT}
+# /4: a global network's meter card, whose weights and meter list are in the shared folder (every
+# other card is still /3); a reader of /3 would find no weights and take it for a damaged card.
+GLOBAL_MODEL_FORMAT = "powercast.model/4"
+READABLE_MODEL_FORMATS: frozenset[str] = FORMATS_BEFORE_INTERVAL_SCALES | {MODEL_FORMAT, GLOBAL_MODEL_FORMAT}
 WEIGHTS_FILE = "weights.safetensors"
 HOLDOUT_WEIGHTS_FILE = "holdout.safetensors"
 # A boosted model's trees (scikit-learn's pickle format; the card's sha256 vouches for them).
@@ -66,9 +84,15 @@ BOOSTED_HOLDOUT_FILE = "holdout.pkl"
 CARD_FILE = "model.json"
 WEIGHTS_SHA256_KEY = "weights_sha256"  # card key: {weights file name: sha256 of its bytes}
 CHAMPION_FILE = "champion.json"
+GLOBAL_NETWORK_FILE = "network.json"  # in a global network's shared folder
+GLOBAL_NETWORK_FORMAT = "powercast.global_network/1"
+GLOBAL_NETWORK_KEY = "global_network"  # meter card key: {"version": ..., "network_id": ...} of the shared folder
+N_METERS_KEY = "n_meters"  # in a global network's meter card hparams: the length of the meter list kept in network.json
+NETWORK_ID_HEX_CHARS = 16  # 64 bits of the digest: two different networks of one version never share a folder
 HISTORY_FILE = "history.jsonl"
 _NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")  # run ids and versions
 _METER_ID_RE = re.compile(METER_ID_PATTERN)
+_NETWORK_ID_RE = re.compile(rf"^[0-9a-f]{{{NETWORK_ID_HEX_CHARS}}}$")
 
 
 @dataclass(frozen=True, eq=False)
@@ -225,6 +249,14 @@ def _meter_dir(root: str, meter_id: str) -> tuple[pafs.FileSystem, str]:
     return filesystem, layout.meter_models_dir(base, meter_id)
 
 
+def _global_network_dir(root: str, version: str, network_id: str) -> tuple[pafs.FileSystem, str]:
+    """Return the filesystem and shared folder of a global network, after checking both names (cards can be damaged)."""
+    filesystem, base = resolve_filesystem(root)
+    if not isinstance(network_id, str) or not _NETWORK_ID_RE.match(network_id):
+        raise RegistryError(f"{network_id!r} is not a global network id ({NETWORK_ID_HEX_CHARS} hex digits)")
+    return filesystem, layout.global_network_dir(base, _checked_name("version", version), network_id)
+
+
 def _timestamp_text(value: pd.Timestamp) -> str:
     return pd.Timestamp(value).isoformat()
 
@@ -246,7 +278,9 @@ def register_model(
 
     ``module`` is the model that forecasts in service; ``holdout_module``, when it was refit on
     the validation windows, is the fit that had not seen them (kept so that a later night can
-    compare this model with its challengers out of sample).
+    compare this model with its challengers out of sample). A global network's weights go to its
+    shared folder instead (written once, whichever meter registers it first), and only its card
+    to the meter's folder.
     """
     filesystem, meter_dir = _meter_dir(root, meter_id)
     folder = f"{meter_dir}/{_checked_name('version', version)}"
@@ -283,10 +317,94 @@ def register_model(
             weights[holdout_name] = _module_bytes(holdout_module)
     # The card, written last, vouches for the weights: a file damaged later is caught at load.
     card[WEIGHTS_SHA256_KEY] = {name: hashlib.sha256(raw).hexdigest() for name, raw in weights.items()}
-    for name, raw in weights.items():
-        atomic_write_bytes(f"{folder}/{name}", raw, filesystem)
+    if _is_global_network(module):
+        network = _global_network_entry(version, record.cell, card["hparams"], card[WEIGHTS_SHA256_KEY])
+        network_id = _network_id(network)
+        _, shared = _global_network_dir(root, version, network_id)
+        _write_global_network(filesystem, shared, weights, network)
+        card["format"] = GLOBAL_MODEL_FORMAT
+        card["hparams"] = _meter_card_hparams(card["hparams"])
+        card[GLOBAL_NETWORK_KEY] = {"version": version, "network_id": network_id}
+    else:
+        for name, raw in weights.items():
+            atomic_write_bytes(f"{folder}/{name}", raw, filesystem)
     atomic_write_json(f"{folder}/{CARD_FILE}", card, filesystem)
     return folder
+
+
+def _is_global_network(module: RNNForecaster | BoostedForecaster | CombinedForecaster) -> bool:
+    """Return whether ``module`` is a global network (one for a fleet: ``meter_ids`` recorded; a local one has none)."""
+    return isinstance(module, RNNForecaster) and bool(module.meter_ids)
+
+
+def _json_ready(value: Any) -> Any:
+    """Return ``value`` as JSON reads it back (tuples become lists), so that written and read entries compare equal."""
+    return json.loads(json.dumps(value))
+
+
+def _global_network_entry(version: str, cell: str, hparams: dict[str, Any], digests: dict[str, str]) -> dict[str, Any]:
+    """Return a global network's ``network.json``: the same for every meter it serves (no ``serving_meter``)."""
+    shared_hparams = {name: value for name, value in hparams.items() if name != "serving_meter"}
+    return _json_ready(
+        {
+            "format": GLOBAL_NETWORK_FORMAT,
+            "version": version,
+            "cell": cell,
+            "hparams": shared_hparams,
+            WEIGHTS_SHA256_KEY: digests,
+        }
+    )
+
+
+def _network_id(network: dict[str, Any]) -> str:
+    """Return the id a global network is filed under: a digest of its hyperparameters and weights' sha256s."""
+    identity = {"hparams": network["hparams"], WEIGHTS_SHA256_KEY: network[WEIGHTS_SHA256_KEY]}
+    text = json.dumps(identity, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:NETWORK_ID_HEX_CHARS]
+
+
+def _meter_card_hparams(hparams: dict[str, Any]) -> dict[str, Any]:
+    """Return a global network's hyperparameters as a meter's card keeps them: the meter list's length, not the list.
+
+    The list is the fleet (O(meters) per card); it stays in the shared ``network.json``.
+    """
+    kept = {name: value for name, value in hparams.items() if name != "meter_ids"}
+    return {**kept, N_METERS_KEY: len(hparams["meter_ids"])}
+
+
+def _write_global_network(
+    filesystem: pafs.FileSystem, shared: str, weights: dict[str, bytes], network: dict[str, Any]
+) -> None:
+    """Write a global network's weights files, then its ``network.json``, into its shared folder unless already there.
+
+    Every meter the network serves registers it, possibly several processes at once: their bytes
+    are identical (the folder is named by their digest) and each write is an atomic rename, so
+    concurrent writers cannot leave a folder of mixed files.
+    """
+    if _global_network_is_complete(filesystem, shared, weights, network):
+        return
+    for name, raw in weights.items():
+        atomic_write_bytes(f"{shared}/{name}", raw, filesystem)
+    atomic_write_json(f"{shared}/{GLOBAL_NETWORK_FILE}", network, filesystem)
+
+
+def _global_network_is_complete(
+    filesystem: pafs.FileSystem, shared: str, weights: dict[str, bytes], network: dict[str, Any]
+) -> bool:
+    """Return whether the shared folder already holds this network: its ``network.json`` with these sha256s, and
+    each weights file at its size.
+
+    ``network.json`` is written after the weights, so when it is there the weights were written; they
+    are not read back and hashed for each of a thousand meters (loading checks every byte).
+    """
+    raw = read_bytes(f"{shared}/{GLOBAL_NETWORK_FILE}", filesystem)
+    try:
+        if raw is None or json.loads(raw) != network:
+            return False
+    except ValueError:  # a damaged network.json is rewritten
+        return False
+    infos = filesystem.get_file_info([f"{shared}/{name}" for name in weights])
+    return all(info.type == pafs.FileType.File and info.size == len(weights[info.base_name]) for info in infos)
 
 
 def _interval_card(record: ModelRecord, version: str, horizon: int) -> dict[str, Any]:
@@ -362,9 +480,14 @@ def load_model(root: str, meter_id: str, version: str) -> LoadedModel:
     """
     card = read_card(root, meter_id, version)
     filesystem, meter_dir = _meter_dir(root, meter_id)
+    folder = f"{meter_dir}/{version}"
     try:
-        combined = _combination_modules(root, meter_id, version, card) if card["cell"] == COMBINED_MODEL else None
-        return _loaded_model(card, filesystem, f"{meter_dir}/{version}", meter_id, version, combined)
+        if card["cell"] == COMBINED_MODEL:
+            combined = _combination_modules(root, meter_id, version, card)
+            return _loaded_model(card, filesystem, folder, card["hparams"], meter_id, version, combined)
+        shared = _shared_network(root, card, folder)
+        weights_folder, hparams = (folder, card["hparams"]) if shared is None else shared
+        return _loaded_model(card, filesystem, weights_folder, hparams, meter_id, version)
     except (KeyError, TypeError, ValueError, IndexError) as exc:  # pydantic's ValidationError is a ValueError
         raise RegistryError(
             f"{meter_dir}/{version}/{CARD_FILE} is damaged ({type(exc).__name__}: {exc}); retrain the model"
@@ -384,24 +507,80 @@ def _combination_modules(
     return served, held_out, tuple(members)
 
 
+def _shared_network(root: str, card: dict[str, Any], folder: str) -> tuple[str, dict[str, Any]] | None:
+    """Return (the shared folder, the hyperparameters to rebuild with) of a global network's meter card; None for any
+    other card (a global network's registered before the shared folder included: its own folder holds all).
+
+    The hyperparameters are ``network.json``'s (the meter list) bound to the card's ``serving_meter``.
+
+    Raises
+    ------
+    RegistryError
+        Naming the file, when ``network.json`` is missing or damaged or the card does not describe it.
+    """
+    reference = card.get(GLOBAL_NETWORK_KEY)
+    if reference is None:
+        return None
+    try:
+        filesystem, shared = _global_network_dir(root, reference["version"], reference["network_id"])
+        serving = {name: value for name, value in card["hparams"].items() if name == "serving_meter"}
+        card_digests = card[WEIGHTS_SHA256_KEY]
+    except (KeyError, TypeError, AttributeError) as exc:
+        damage = f"{type(exc).__name__}: {exc}"
+        raise RegistryError(f"{folder}/{CARD_FILE} is damaged ({damage}); retrain the model") from exc
+    network = _read_global_network(filesystem, shared)
+    hparams = {**network["hparams"], **serving}
+    if network[WEIGHTS_SHA256_KEY] != card_digests or _meter_card_hparams(hparams) != card["hparams"]:
+        raise RegistryError(
+            f"{folder}/{CARD_FILE} does not describe the shared network at {shared}/{GLOBAL_NETWORK_FILE} "
+            "(other hyperparameters or sha256s): the entry is damaged; retrain the model"
+        )
+    return shared, hparams
+
+
+def _read_global_network(filesystem: pafs.FileSystem, shared: str) -> dict[str, Any]:
+    """Return the parsed ``network.json`` of a shared folder, after checking it matches the id it is filed under."""
+    path = f"{shared}/{GLOBAL_NETWORK_FILE}"
+    raw = read_bytes(path, filesystem)
+    if raw is None:
+        raise RegistryError(f"the shared global network at {path} is missing: retrain the model")
+    try:
+        network = json.loads(raw)
+        intact = (
+            network["format"] == GLOBAL_NETWORK_FORMAT
+            and isinstance(network["hparams"], dict)
+            and _network_id(network) == shared.rpartition("/")[2]
+        )
+    except (ValueError, KeyError, TypeError) as exc:  # JSONDecodeError, or not the entry's shape
+        raise RegistryError(f"{path} is damaged ({type(exc).__name__}: {exc}); retrain the model") from exc
+    if not intact:
+        raise RegistryError(
+            f"{path} is damaged: its format or contents do not match the network id it is filed under; retrain"
+        )
+    return network
+
+
 def _loaded_model(
     card: dict[str, Any],
     filesystem: pafs.FileSystem,
-    folder: str,
+    weights_folder: str,
+    hparams: dict[str, Any],
     meter_id: str,
     version: str,
     combined: tuple[CombinedForecaster, CombinedForecaster, tuple[LoadedModel, ...]] | None = None,
 ) -> LoadedModel:
+    """Return the model of ``card`` whose weights files are in ``weights_folder`` (a combination: its members')."""
     served_name, holdout_name = _weights_files(card["cell"])
     members: tuple[LoadedModel, ...] = ()
     if combined is not None:
         module, holdout_module = combined[0], (combined[1] if card.get("holdout_weights") else None)
         members = combined[2]
     else:
-        module = _load_weights(f"{folder}/{served_name}", card, filesystem, meter_id, version)
+        module = _load_weights(f"{weights_folder}/{served_name}", card, hparams, filesystem, meter_id, version)
         holdout_module = None
         if card.get("holdout_weights"):
-            holdout_module = _load_weights(f"{folder}/{holdout_name}", card, filesystem, meter_id, version)
+            holdout_path = f"{weights_folder}/{holdout_name}"
+            holdout_module = _load_weights(holdout_path, card, hparams, filesystem, meter_id, version)
     interval = card["interval"]
     # A card written before scaled offsets existed has no "scale": its offsets are kW.
     scale = interval.get("scale", "none")
@@ -454,9 +633,17 @@ def _module_bytes(module: RNNForecaster | BoostedForecaster) -> bytes:
 
 
 def _load_weights(
-    weights_path: str, card: dict[str, Any], filesystem: pafs.FileSystem, meter_id: str, version: str
+    weights_path: str,
+    card: dict[str, Any],
+    hparams: dict[str, Any],
+    filesystem: pafs.FileSystem,
+    meter_id: str,
+    version: str,
 ) -> RNNForecaster | BoostedForecaster:
-    """Return the module described by ``card`` with the weights at ``weights_path``, on CPU in eval mode."""
+    """Return the module built from ``hparams`` with the weights at ``weights_path``, on CPU in eval mode.
+
+    ``card`` vouches for the bytes (its sha256s); ``hparams`` is its own, or a global network's shared ones.
+    """
     raw = read_bytes(weights_path, filesystem)
     if raw is None:
         raise RegistryError(f"model {version} of meter {meter_id!r} has no weights at {weights_path}: retrain it")
@@ -473,15 +660,15 @@ def _load_weights(
             "the file is truncated or corrupted; retrain the model"
         )
     if card["cell"] == BOOSTED_CELL:
-        return BoostedForecaster.from_bytes(BoostingParams.from_dict(card["hparams"]), raw, weights_path)
-    hparams = dict(card["hparams"])
-    hparams["hidden_sizes"] = tuple(hparams["hidden_sizes"])
-    module = RNNForecaster(**hparams)
+        return BoostedForecaster.from_bytes(BoostingParams.from_dict(hparams), raw, weights_path)
+    built_with = dict(hparams)
+    built_with["hidden_sizes"] = tuple(built_with["hidden_sizes"])
+    module = RNNForecaster(**built_with)
     try:
         state = load_safetensors(raw)
     except Exception as exc:  # safetensors raises its own SafetensorError on a damaged header
         raise RegistryError(f"weights at {weights_path} cannot be read ({exc}): the file is damaged; retrain") from exc
-    if "n_members" not in card["hparams"]:
+    if "n_members" not in hparams:
         # Cards written before ensembles hold one network's tensors at the top level.
         state = {f"members.0.{name}": tensor for name, tensor in state.items()}
     try:
@@ -521,14 +708,17 @@ def verify_model_files(root: str, meter_id: str, version: str) -> None:
             if member != version:
                 verify_model_files(root, meter_id, member)
         return
+    folder = f"{meter_dir}/{version}"
+    shared = _shared_network(root, card, folder)  # a global network's weights are in its shared folder
+    weights_folder = folder if shared is None else shared[0]
     digests = card.get(WEIGHTS_SHA256_KEY)
     if not isinstance(digests, dict):
         return  # a card written before sha256s were recorded: only loading can check it
     for name, expected in digests.items():
-        raw = read_bytes(f"{meter_dir}/{version}/{name}", filesystem)
+        raw = read_bytes(f"{weights_folder}/{name}", filesystem)
         if raw is None or hashlib.sha256(raw).hexdigest() != expected:
             raise RegistryError(
-                f"weights at {meter_dir}/{version}/{name} are missing or do not match the sha256 in the model card: "
+                f"weights at {weights_folder}/{name} are missing or do not match the sha256 in the model card: "
                 "the file is truncated or corrupted; retrain the model"
             )
 
