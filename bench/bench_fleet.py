@@ -88,6 +88,8 @@ def real_channels():
 def _timed(stages: dict[str, float], name: str, started: float) -> float:
     now = time.perf_counter()
     stages[name] = round(now - started, 2)
+    # On stderr as each stage ends: a failure later in the night still leaves the figures so far.
+    print(f"stage {name}: {stages[name]:.1f} s", file=sys.stderr, flush=True)
     return now
 
 
@@ -144,7 +146,7 @@ def run_one(n_meters: int, args: argparse.Namespace) -> dict[str, Any]:
         "per_meter_s": round(total_s / n_meters, 3),
         "promoted_global": int(promoted),
         "served_by_network": sum(batch.model != "seasonal_naive" for batch in batches),
-        "global_fit": {cell: {"epochs": fit.epochs_run, "stopped_by": fit.stopped_by} for cell, fit in fits.items()},
+        "global_fit": {cell: _global_fit_row(trained) for cell, trained in fits.items()},
         "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
         "store_files": len(files),
         "store_mib": round(sum(path.stat().st_size for path in files) / 2**20, 1),
@@ -152,6 +154,21 @@ def run_one(n_meters: int, args: argparse.Namespace) -> dict[str, Any]:
         "models_mib": round(sum(p.stat().st_size for p in (root / "models").rglob("*") if p.is_file()) / 2**20, 1),
         "setup_s": round(setup_s, 1),
     }
+
+
+def _global_fit_row(trained: Any) -> dict[str, Any]:
+    """Return what one global network's training did: its held-out fit, and the refit that serves (if any)."""
+    row = {
+        "epochs": trained.fit.epochs_run,
+        "stopped_by": trained.fit.stopped_by,
+        "fit_s": round(trained.fit.elapsed_s, 1),
+        "refit_s": round(trained.elapsed_s - trained.fit.elapsed_s, 1),
+    }
+    if trained.refit is not None:
+        row["refit_epochs"] = trained.refit.epochs_run
+    else:
+        row["refit_skipped"] = trained.refit_skipped
+    return row
 
 
 def local_fit_seconds(args: argparse.Namespace) -> float:
