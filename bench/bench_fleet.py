@@ -150,7 +150,7 @@ def run_one(n_meters: int, args: argparse.Namespace) -> dict[str, Any]:
         "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
         "store_files": len(files),
         "store_mib": round(sum(path.stat().st_size for path in files) / 2**20, 1),
-        # The registry after one night: global networks written under the meters they serve.
+        # The registry after one night: a card per meter and contestant, a global network's weights once.
         "models_mib": round(sum(p.stat().st_size for p in (root / "models").rglob("*") if p.is_file()) / 2**20, 1),
         "setup_s": round(setup_s, 1),
     }

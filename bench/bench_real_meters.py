@@ -30,6 +30,7 @@ DEFAULT_SOURCE = REPO.parent / "shared" / "data" / "household_power_consumption.
 RESULTS = REPO / "bench" / "results"
 CHANNELS = ["total", "kitchen", "laundry", "heater_ac", "rest"]
 SCORED_SET = "test_day_ahead"
+SCRATCH_MARKER = ".bench-real-meters-scratch"
 
 
 def _mae(leaderboard: list[dict[str, Any]], model: str, window_set: str) -> float:
@@ -71,6 +72,23 @@ def meter_row(meter_id: str, leaderboard: list[dict[str, Any]], decision: Any) -
     return row
 
 
+def claim_scratch_root(root: Path) -> None:
+    """Mark ``root`` as this benchmark's scratch root, refusing a data root with models it did not make.
+
+    The benchmark deletes the root's models/ and runs/ (each run is a first night), so it must never
+    be pointed at a real data root by mistake.
+    """
+    marker = root / SCRATCH_MARKER
+    inside_results = root.resolve().is_relative_to(RESULTS.resolve())  # the benchmarks' own scratch space
+    if (root / "models").exists() and not marker.exists() and not inside_results:
+        raise SystemExit(
+            f"{root} holds models/ but is not a scratch root of this benchmark (no {SCRATCH_MARKER}); "
+            "the benchmark deletes models/ and runs/ of its root: pass a new --root"
+        )
+    root.mkdir(parents=True, exist_ok=True)
+    marker.write_text("scratch root of bench/bench_real_meters.py: its models/ and runs/ are deleted on each run\n")
+
+
 def main() -> int:
     """Run the benchmark, print the table, write the JSON; return the exit status."""
     from powercast.core.config import PowercastConfig, SplitConfig
@@ -95,6 +113,7 @@ def main() -> int:
         key, _, value = item.partition("=")
         overrides[key] = json.loads(value)
     config = PowercastConfig(root=args.root).with_overrides(overrides)
+    claim_scratch_root(Path(args.root))
     ingest_paths([args.source], config, run_id="bench-real-ingest", progress=False)
     # Every benchmark is a first night: no earlier champion to compare with, so "selected" is what
     # selection picks among tonight's contestants.

@@ -20,6 +20,7 @@ from powercast.models.registry import (
     champion_version,
     list_versions,
     load_champion,
+    load_model,
     read_card,
 )
 from powercast.prepare.datamodule import fleet_train_loader, fleet_val_loader
@@ -168,9 +169,9 @@ def test_one_global_network_serves_every_meter_it_wins(alternating_root: str) ->
         assert batch.model == champion.cell  # the contract names the cell (gru, lstm, combo); the version says global
         assert batch.model_version == champion.version
         assert np.isfinite(batch.table["yhat_kw"].to_numpy()).all()
-    for meter_id, outcome in result.outcomes.items():
-        if not outcome.decision.promoted:  # a global model is written only under the meters it wins
-            assert list_versions(alternating_root, meter_id) == []
+    for meter_id in result.outcomes:  # every contestant is written under every meter, winner or not
+        written = {version for version in list_versions(alternating_root, meter_id) if version.startswith("night2-")}
+        assert written == {"night2-gru_global", "night2-lstm_global", "night2-combo"}
 
 
 def test_a_global_network_is_chosen_on_validation_then_refit_on_it(fleet_root: str) -> None:
@@ -336,7 +337,7 @@ def _local_and_global_gru(
     return config, prepared, local, global_challenger(trained, "gru", prepared)
 
 
-def test_a_winning_combination_with_a_global_member_registers_that_member_under_the_meter(
+def test_a_winning_combination_with_a_global_member_serves_their_mean(
     fresh_alternating_root: str,
 ) -> None:
     # The combination takes the best two challengers of any scope. Here the local GRU's validation
@@ -360,15 +361,27 @@ def test_a_winning_combination_with_a_global_member_registers_that_member_under_
     np.testing.assert_allclose(champion.module.forecast_scaled(windows), expected, rtol=1e-5, atol=1e-6)
 
 
-def test_a_losing_combination_with_a_global_member_is_not_registered(fresh_alternating_root: str) -> None:
-    # The local GRU is made exact on validation: it wins, so the global GRU is not written under this
-    # meter, and neither is the combination, whose card would name a version that does not exist.
+def test_every_contestant_is_written_and_a_rerun_of_the_run_id_replaces_them(fresh_alternating_root: str) -> None:
+    # The local GRU is made exact on validation: it wins. The global GRU and the combination lose
+    # and are written too (the global one as a card naming its shared weights), so a backtest can
+    # replay any of them; re-running the run id, where the combination now wins, rewrites all three.
     root = fresh_alternating_root
-    config, prepared, local, global_gru = _local_and_global_gru(root, "local-wins")
-    exact = _with_validation_forecasts_kw(local, window_targets_kw(prepared, prepared.window_starts[SELECTION_SET]))
-    outcome = select_and_register(config, prepared.meter_id, "local-wins", prepared, [exact, global_gru])
+    config, prepared, local, global_gru = _local_and_global_gru(root, "night")
+    meter_id = prepared.meter_id
+    actual_kw = window_targets_kw(prepared, prepared.window_starts[SELECTION_SET])
+    exact = _with_validation_forecasts_kw(local, actual_kw)
+    outcome = select_and_register(config, meter_id, "night", prepared, [exact, global_gru])
     assert outcome.decision.winner == "gru"
     contestants = {row["model"] for row in outcome.leaderboard if row["window_set"] == SELECTION_SET}
-    assert {"gru", "gru_global", "combo"} <= contestants  # every one scored, on the leaderboard
-    assert set(outcome.versions) == {"gru"}
-    assert list_versions(root, prepared.meter_id) == ["local-wins-gru"]
+    assert {"gru", "gru_global", "combo"} <= contestants
+    assert set(list_versions(root, meter_id)) == {"night-gru", "night-gru_global", "night-combo"}
+    assert read_card(root, meter_id, "night-gru_global")["training"]["scope"] == "global"
+    assert set(load_model(root, meter_id, "night-combo").module.member_versions) == {"night-gru", "night-gru_global"}
+
+    global_kw = global_gru.forecasts_kw[SELECTION_SET]
+    mirrored = _with_validation_forecasts_kw(local, np.where(np.isnan(actual_kw), global_kw, 2 * actual_kw - global_kw))
+    rerun = select_and_register(config, meter_id, "night", prepared, [mirrored, global_gru])
+    assert rerun.decision.winner == "combo" and load_champion(root, meter_id).version == "night-combo"
+    assert set(list_versions(root, meter_id)) == {"night-gru", "night-gru_global", "night-combo"}
+    card = read_card(root, meter_id, "night-combo")
+    assert card["validation_mae_kw"] == pytest.approx(0.0, abs=1e-6)  # tonight's card, not the first attempt's

@@ -481,32 +481,6 @@ def combination_challenger(
     )
 
 
-def _member_names(combination: ChallengerFit, fits: Sequence[ChallengerFit], run_id: str) -> set[str]:
-    """Return the names of the contestants a combination averages."""
-    members = set(combination.fit.module.member_versions)
-    return {c.name for c in fits if version_name(run_id, c.name) in members}
-
-
-def _to_register(
-    fits: Sequence[ChallengerFit], combination: ChallengerFit | None, winner: str | None, run_id: str
-) -> list[ChallengerFit]:
-    """Return the contestants written to the registry tonight.
-
-    A global model is one network for the whole fleet: it is written under a meter only where it
-    serves (it wins, or is a member of the winning combination), so the registry holds no copy per
-    meter per night. Local models are always written (a later backtest can replay a loser); a
-    combination only when its members are, since its card names their versions.
-    """
-    names = {c.name for c in fits if c.scope == "local" and c is not combination}
-    if winner is not None:
-        names.add(winner)
-        if combination is not None and winner == combination.name:
-            names |= _member_names(combination, fits, run_id)
-    if combination is not None and _member_names(combination, fits, run_id) <= names:
-        names.add(combination.name)
-    return [c for c in fits if c.name in names]
-
-
 def _check_fits(meter_id: str, fits: Sequence[ChallengerFit], windows: dict[str, np.ndarray]) -> None:
     """Raise TrainingError unless ``fits`` are distinct cells forecasting exactly ``windows``."""
     if not fits:
@@ -559,11 +533,13 @@ def select_and_register(
     fits = [*fits, combination] if combination is not None else list(fits)
     board = _score_contestants(config, meter_id, prepared, fits, windows)
     decision = _decide(board, [challenger.name for challenger in fits])
-    registered = _to_register(fits, combination, decision.winner, run_id)  # only written models get a version
-    versions = {challenger.name: version_name(run_id, challenger.name) for challenger in registered}
+    # Every contestant is written, a global network too: its weights are stored once per night
+    # (registry: models/_global), so under a meter it is a card. A later backtest can replay any
+    # of them, a combination's members are always there, and re-running a run id rewrites all.
+    versions = {challenger.name: version_name(run_id, challenger.name) for challenger in fits}
     intervals = _calibrate_intervals(config, board, fits)
     leaderboard = _leaderboard(run_id, meter_id, board, fits, versions, intervals, decision)
-    for challenger in registered:
+    for challenger in fits:
         _register_challenger(
             config, run_id, prepared, challenger, versions[challenger.name], leaderboard, intervals[challenger.name]
         )
