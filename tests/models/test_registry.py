@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from model_records import model_record
 from safetensors.torch import load_file, save_file
 
 from powercast.core.config import PowercastConfig
@@ -34,26 +35,6 @@ from powercast.training.pipeline import window_inputs
 METER = "sceaux_household"
 
 
-def _record(prepared: PreparedSeries, config: PowercastConfig, cell: str = "gru") -> ModelRecord:
-    horizon = prepared.horizon_steps
-    return ModelRecord(
-        cell=cell,
-        scaler=prepared.scaler,
-        feature_names=prepared.feature_names,
-        prepare_config=config.prepare,
-        train_config=config.train,
-        training_range_utc=prepared.split_bounds_utc["train"],
-        data_range_utc=(prepared.index_utc[0], prepared.index_utc[-1]),
-        validation_mae_kw=0.5,
-        metrics={"val": {"mae_kw": 0.5}},
-        interval_lo=-np.linspace(0.1, 0.3, horizon),
-        interval_hi=np.linspace(0.2, 0.6, horizon),
-        interval_coverage=0.8,
-        run_id="night1",
-        training={"device": "cpu", "elapsed_s": 1.0},
-    )
-
-
 @pytest.fixture()
 def module(tiny_prepared: PreparedSeries, tiny_config: PowercastConfig) -> RNNForecaster:
     torch.manual_seed(0)
@@ -63,7 +44,7 @@ def module(tiny_prepared: PreparedSeries, tiny_config: PowercastConfig) -> RNNFo
 def test_checkpoint_round_trip_on_cpu_gives_the_same_predictions(
     tiny_prepared: PreparedSeries, tiny_config: PowercastConfig, module: RNNForecaster
 ) -> None:
-    register_model(tiny_config.root, METER, "night1-gru", module, _record(tiny_prepared, tiny_config))
+    register_model(tiny_config.root, METER, "night1-gru", module, model_record(tiny_prepared, tiny_config))
     loaded = load_model(tiny_config.root, METER, "night1-gru")
     windows = window_inputs(tiny_prepared, tiny_prepared.origin_starts["test"])
     expected_kw = tiny_prepared.scaler.inverse_target_kw(module.forecast_scaled(windows))
@@ -74,7 +55,7 @@ def test_checkpoint_round_trip_on_cpu_gives_the_same_predictions(
 def test_weights_are_plain_safetensors_and_the_card_describes_the_model(
     tiny_prepared: PreparedSeries, tiny_config: PowercastConfig, module: RNNForecaster
 ) -> None:
-    folder = Path(register_model(tiny_config.root, METER, "night1-gru", module, _record(tiny_prepared, tiny_config)))
+    folder = Path(register_model(tiny_config.root, METER, "night1-gru", module, model_record(tiny_prepared, tiny_config)))
     tensors = load_file(folder / "weights.safetensors", device="cpu")
     assert set(tensors) == set(module.state_dict())
     card = json.loads((folder / "model.json").read_text())
@@ -88,7 +69,7 @@ def test_weights_are_plain_safetensors_and_the_card_describes_the_model(
 def test_loaded_model_carries_intervals_scaler_and_training_range(
     tiny_prepared: PreparedSeries, tiny_config: PowercastConfig, module: RNNForecaster
 ) -> None:
-    register_model(tiny_config.root, METER, "night1-gru", module, _record(tiny_prepared, tiny_config))
+    register_model(tiny_config.root, METER, "night1-gru", module, model_record(tiny_prepared, tiny_config))
     loaded = load_model(tiny_config.root, METER, "night1-gru")
     assert loaded.interval_lo.shape == (1, tiny_prepared.horizon_steps) and (loaded.interval_lo <= 0).all()
     assert loaded.interval_coverage == 0.8 and loaded.cell == "gru"
@@ -103,7 +84,7 @@ def test_a_refit_model_keeps_its_held_out_fit_beside_it(
     torch.manual_seed(1)
     held_out = build_forecaster(tiny_prepared, tiny_config.train, "gru").eval()
     folder = Path(
-        register_model(tiny_config.root, METER, "night1-gru", module, _record(tiny_prepared, tiny_config), held_out)
+        register_model(tiny_config.root, METER, "night1-gru", module, model_record(tiny_prepared, tiny_config), held_out)
     )
     assert (folder / "holdout.safetensors").is_file()
     loaded = load_model(tiny_config.root, METER, "night1-gru")
@@ -118,7 +99,7 @@ def test_a_refit_model_keeps_its_held_out_fit_beside_it(
 def test_a_model_without_a_held_out_fit_serves_it_for_both(
     tiny_prepared: PreparedSeries, tiny_config: PowercastConfig, module: RNNForecaster
 ) -> None:
-    folder = Path(register_model(tiny_config.root, METER, "night1-gru", module, _record(tiny_prepared, tiny_config)))
+    folder = Path(register_model(tiny_config.root, METER, "night1-gru", module, model_record(tiny_prepared, tiny_config)))
     assert not (folder / "holdout.safetensors").exists()
     loaded = load_model(tiny_config.root, METER, "night1-gru")
     windows = window_inputs(tiny_prepared, tiny_prepared.origin_starts["test"])
@@ -131,7 +112,7 @@ def test_a_card_from_before_ensembles_still_loads(
 ) -> None:
     torch.manual_seed(2)
     single = build_forecaster(tiny_prepared, tiny_config.train.model_copy(update={"ensemble_members": 1}), "gru").eval()
-    folder = Path(register_model(tiny_config.root, METER, "old-gru", single, _record(tiny_prepared, tiny_config)))
+    folder = Path(register_model(tiny_config.root, METER, "old-gru", single, model_record(tiny_prepared, tiny_config)))
     # Rewrite the folder as the first format wrote it: one network's tensors at the top level,
     # no n_members in the card.
     tensors = {name.removeprefix("members.0."): tensor for name, tensor in load_file(folder / "weights.safetensors").items()}
@@ -150,7 +131,7 @@ def test_a_card_from_before_ensembles_still_loads(
 def test_a_card_of_an_unknown_format_is_refused_with_the_readable_ones(
     tiny_prepared: PreparedSeries, tiny_config: PowercastConfig, module: RNNForecaster
 ) -> None:
-    folder = Path(register_model(tiny_config.root, METER, "night1-gru", module, _record(tiny_prepared, tiny_config)))
+    folder = Path(register_model(tiny_config.root, METER, "night1-gru", module, model_record(tiny_prepared, tiny_config)))
     card = json.loads((folder / "model.json").read_text())
     card["format"] = "powercast.model/9"
     (folder / "model.json").write_text(json.dumps(card))
@@ -163,7 +144,7 @@ def test_interval_offsets_follow_the_local_issue_hour(
 ) -> None:
     horizon = tiny_prepared.horizon_steps
     by_hour = np.arange(24, dtype=float)[:, None] + np.linspace(0.0, 0.5, horizon)[None, :]  # [24, H]
-    record = dataclasses.replace(_record(tiny_prepared, tiny_config), interval_lo=-by_hour, interval_hi=by_hour)
+    record = dataclasses.replace(model_record(tiny_prepared, tiny_config), interval_lo=-by_hour, interval_hi=by_hour)
     register_model(tiny_config.root, METER, "night1-gru", module, record)
     loaded = load_model(tiny_config.root, METER, "night1-gru")
     assert loaded.interval_lo.shape == (24, horizon)
@@ -181,7 +162,7 @@ def test_interval_offsets_of_the_wrong_horizon_are_refused(
     tiny_prepared: PreparedSeries, tiny_config: PowercastConfig, module: RNNForecaster
 ) -> None:
     wrong = np.ones((24, tiny_prepared.horizon_steps + 1))
-    record = dataclasses.replace(_record(tiny_prepared, tiny_config), interval_lo=-wrong, interval_hi=wrong)
+    record = dataclasses.replace(model_record(tiny_prepared, tiny_config), interval_lo=-wrong, interval_hi=wrong)
     with pytest.raises(RegistryError, match="interval offsets"):
         register_model(tiny_config.root, METER, "night1-gru", module, record)
 
@@ -194,7 +175,7 @@ def test_promote_points_the_champion_at_the_version(
     tiny_prepared: PreparedSeries, tiny_config: PowercastConfig, module: RNNForecaster
 ) -> None:
     for run in ("night1", "night2"):
-        register_model(tiny_config.root, METER, version_name(run, "gru"), module, _record(tiny_prepared, tiny_config))
+        register_model(tiny_config.root, METER, version_name(run, "gru"), module, model_record(tiny_prepared, tiny_config))
     promote(tiny_config.root, METER, "night2-gru", run_id="night2")
     assert champion_version(tiny_config.root, METER) == "night2-gru"
     assert load_champion(tiny_config.root, METER).version == "night2-gru"
@@ -203,7 +184,7 @@ def test_promote_points_the_champion_at_the_version(
 def test_unknown_version_names_the_known_ones(
     tiny_prepared: PreparedSeries, tiny_config: PowercastConfig, module: RNNForecaster
 ) -> None:
-    register_model(tiny_config.root, METER, "night1-gru", module, _record(tiny_prepared, tiny_config))
+    register_model(tiny_config.root, METER, "night1-gru", module, model_record(tiny_prepared, tiny_config))
     with pytest.raises(RegistryError, match=r"no model version 'night9-gru'.*night1-gru"):
         load_model(tiny_config.root, METER, "night9-gru")
 
@@ -211,7 +192,7 @@ def test_unknown_version_names_the_known_ones(
 def test_folder_without_its_card_is_not_a_version(
     tiny_prepared: PreparedSeries, tiny_config: PowercastConfig, module: RNNForecaster
 ) -> None:
-    register_model(tiny_config.root, METER, "night1-gru", module, _record(tiny_prepared, tiny_config))
+    register_model(tiny_config.root, METER, "night1-gru", module, model_record(tiny_prepared, tiny_config))
     half_written = Path(tiny_config.root) / "models" / METER / "night2-gru"
     half_written.mkdir()
     (half_written / "weights.safetensors").write_bytes(b"partial")
@@ -233,7 +214,7 @@ def test_version_names_refuse_path_characters() -> None:
 
 def _scaled_record(prepared: PreparedSeries, config: PowercastConfig) -> ModelRecord:
     return dataclasses.replace(
-        _record(prepared, config), interval_scale="lookback_mean", interval_scale_floor_kw=0.05,
+        model_record(prepared, config), interval_scale="lookback_mean", interval_scale_floor_kw=0.05,
         interval_lo=-np.linspace(0.1, 0.3, prepared.horizon_steps),
         interval_hi=np.linspace(0.2, 0.6, prepared.horizon_steps),
     )
@@ -261,7 +242,7 @@ def test_a_card_from_before_interval_scales_keeps_its_kw_offsets(
     tiny_prepared: PreparedSeries, tiny_config: PowercastConfig, module: RNNForecaster
 ) -> None:
     """A format-2 card has ``lo_kw`` / ``hi_kw`` and no ``scale``: the offsets are added in kW, as before."""
-    folder = Path(register_model(tiny_config.root, METER, "old-gru", module, _record(tiny_prepared, tiny_config)))
+    folder = Path(register_model(tiny_config.root, METER, "old-gru", module, model_record(tiny_prepared, tiny_config)))
     card = json.loads((folder / "model.json").read_text())
     card["format"] = "powercast.model/2"
     del card["interval"]["scale"]
@@ -282,7 +263,7 @@ def test_scaled_interval_offsets_without_a_floor_or_of_an_unknown_scale_are_refu
     no_floor = dataclasses.replace(_scaled_record(tiny_prepared, tiny_config), interval_scale_floor_kw=0.0)
     with pytest.raises(RegistryError, match="floor"):
         register_model(tiny_config.root, METER, "night1-gru", module, no_floor)
-    unknown = dataclasses.replace(_record(tiny_prepared, tiny_config), interval_scale="median")
+    unknown = dataclasses.replace(model_record(tiny_prepared, tiny_config), interval_scale="median")
     with pytest.raises(RegistryError, match="interval scale"):
         register_model(tiny_config.root, METER, "night1-gru", module, unknown)
 

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from model_records import model_record
 
 from powercast.core.config import COMBINED_MODEL, PowercastConfig
 from powercast.core.errors import RegistryError
@@ -27,6 +28,7 @@ from powercast.models.registry import (
     HOLDOUT_WEIGHTS_FILE,
     MODEL_FORMAT,
     WEIGHTS_FILE,
+    LoadedModel,
     ModelRecord,
     load_model,
     promote,
@@ -96,24 +98,18 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Fleet:
     return Fleet(root, config, series, trained.fit.module.eval())
 
 
-def _record(prepared: PreparedSeries, config: PowercastConfig, cell: str = "gru") -> ModelRecord:
-    horizon = prepared.horizon_steps
-    return ModelRecord(
-        cell=cell,
-        scaler=prepared.scaler,
-        feature_names=prepared.feature_names,
-        prepare_config=config.prepare,
-        train_config=config.train,
-        training_range_utc=prepared.split_bounds_utc["train"],
-        data_range_utc=(prepared.index_utc[0], prepared.index_utc[-1]),
-        validation_mae_kw=0.5,
-        metrics={"val": {"mae_kw": 0.5}},
-        interval_lo=-np.linspace(0.1, 0.3, horizon),
-        interval_hi=np.linspace(0.2, 0.6, horizon),
-        interval_coverage=0.8,
-        run_id="night1",
-        training={"device": "cpu", "elapsed_s": 1.0, "scope": "global"},
+def _assert_forecasts_like(
+    loaded: LoadedModel, served: RNNForecaster, held_out: RNNForecaster, meter: str, windows: np.ndarray
+) -> None:
+    """Assert that a reloaded model forecasts exactly like the served and held-out networks bound to ``meter``."""
+    np.testing.assert_array_equal(loaded.module.forecast_scaled(windows), served.for_meter(meter).forecast_scaled(windows))
+    np.testing.assert_array_equal(
+        loaded.holdout_module.forecast_scaled(windows), held_out.for_meter(meter).forecast_scaled(windows)
     )
+
+
+def _record(prepared: PreparedSeries, config: PowercastConfig, cell: str = "gru") -> ModelRecord:
+    return model_record(prepared, config, cell, scope="global")
 
 
 def _nudged(network: RNNForecaster) -> RNNForecaster:
@@ -171,12 +167,7 @@ def test_one_version_under_three_meters_writes_the_weights_once_and_each_meter_r
         loaded = load_model(registry, meter, VERSION)
         windows = _windows(fleet.series[meter])
         assert loaded.module.hparams.serving_meter == meter and loaded.module.meter_ids == tuple(fleet.meters)
-        np.testing.assert_array_equal(
-            loaded.module.forecast_scaled(windows), served.for_meter(meter).forecast_scaled(windows)
-        )
-        np.testing.assert_array_equal(
-            loaded.holdout_module.forecast_scaled(windows), fleet.network.for_meter(meter).forecast_scaled(windows)
-        )
+        _assert_forecasts_like(loaded, served, fleet.network, meter, windows)
         verify_model_files(registry, meter, VERSION)
     # Each meter reads its own embedding row: the same windows forecast differently as another meter's.
     windows = _windows(fleet.series[fleet.meters[0]])
@@ -306,12 +297,7 @@ def test_a_global_card_written_before_the_shared_folder_still_loads(fleet: Fleet
     loaded = load_model(registry, meter, VERSION)
     windows = _windows(fleet.series[meter])
     assert loaded.module.hparams.serving_meter == meter and loaded.module.meter_ids == tuple(fleet.meters)
-    np.testing.assert_array_equal(
-        loaded.module.forecast_scaled(windows), served.for_meter(meter).forecast_scaled(windows)
-    )
-    np.testing.assert_array_equal(
-        loaded.holdout_module.forecast_scaled(windows), fleet.network.for_meter(meter).forecast_scaled(windows)
-    )
+    _assert_forecasts_like(loaded, served, fleet.network, meter, windows)
 
 
 def test_a_combination_with_a_global_member_loads_and_verifies(fleet: Fleet, tmp_path: Path) -> None:
