@@ -90,6 +90,7 @@ GLOBAL_NETWORK_KEY = "global_network"  # meter card key: {"version": ..., "netwo
 N_METERS_KEY = "n_meters"  # in a global network's meter card hparams: the length of the meter list kept in network.json
 NETWORK_ID_HEX_CHARS = 16  # 64 bits of the digest: two different networks of one version never share a folder
 HISTORY_FILE = "history.jsonl"
+INTERVAL_DECIMALS = 6  # interval offsets on a card: kW, or ratios of the input week's mean load
 _NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")  # run ids and versions
 _METER_ID_RE = re.compile(METER_ID_PATTERN)
 _NETWORK_ID_RE = re.compile(rf"^[0-9a-f]{{{NETWORK_ID_HEX_CHARS}}}$")
@@ -426,6 +427,10 @@ def _interval_card(record: ModelRecord, version: str, horizon: int) -> dict[str,
     if scale not in INTERVAL_SCALES:
         raise RegistryError(f"interval scale of {version} must be one of {list(INTERVAL_SCALES)}, got {scale!r}")
     entry: dict[str, Any] = {"coverage": float(record.interval_coverage), "scale": scale}
+    # A card holds slots x horizon offsets per bound (96 x 96 at 15 min): written at full float
+    # precision they were most of a card's 0.5 MB. A millionth of a kW (or of a ratio) is far
+    # finer than a quantile estimated from validation residuals, and loading reads float32 anyway.
+    lo, hi = np.round(lo, INTERVAL_DECIMALS), np.round(hi, INTERVAL_DECIMALS)
     if scale == "none":
         return {**entry, "lo_kw": lo.tolist(), "hi_kw": hi.tolist()}
     if not (np.isfinite(floor_kw) and floor_kw > 0):
