@@ -158,6 +158,22 @@ def test_interval_offsets_follow_the_local_issue_hour(
         np.testing.assert_allclose(lo_kw - yhat_kw, -by_hour[hours_later], atol=1e-5)
 
 
+def test_interval_offsets_are_written_to_six_decimals_rounded_outward(
+    tiny_prepared: PreparedSeries, tiny_config: PowercastConfig, module: RNNForecaster
+) -> None:
+    horizon = tiny_prepared.horizon_steps
+    hi = np.full((2, horizon), 0.1234561)  # ceil -> 0.123457; a plain round would give 0.123456, narrower
+    lo = np.full((2, horizon), -0.1234561)  # floor -> -0.123457
+    lo[1, 0], hi[1, 0] = -1e-9, 1e-9  # tiny offsets keep their side of zero: -1e-06 and 1e-06
+    record = dataclasses.replace(model_record(tiny_prepared, tiny_config), interval_lo=lo, interval_hi=hi)
+    folder = Path(register_model(tiny_config.root, METER, "night1-gru", module, record))
+    interval = json.loads((folder / "model.json").read_text())["interval"]
+    assert interval["hi_kw"][0][0] == 0.123457 and interval["lo_kw"][0][0] == -0.123457
+    assert interval["hi_kw"][1][0] == 1e-06 and interval["lo_kw"][1][0] == -1e-06
+    loaded = load_model(tiny_config.root, METER, "night1-gru")
+    assert (loaded.interval_hi >= hi.astype(np.float32)).all() and (loaded.interval_lo <= lo.astype(np.float32)).all()
+
+
 def test_interval_offsets_of_the_wrong_horizon_are_refused(
     tiny_prepared: PreparedSeries, tiny_config: PowercastConfig, module: RNNForecaster
 ) -> None:

@@ -429,8 +429,10 @@ def _interval_card(record: ModelRecord, version: str, horizon: int) -> dict[str,
     entry: dict[str, Any] = {"coverage": float(record.interval_coverage), "scale": scale}
     # A card holds slots x horizon offsets per bound (96 x 96 at 15 min): written at full float
     # precision they were most of a card's 0.5 MB. A millionth of a kW (or of a ratio) is far
-    # finer than a quantile estimated from validation residuals, and loading reads float32 anyway.
-    lo, hi = np.round(lo, INTERVAL_DECIMALS), np.round(hi, INTERVAL_DECIMALS)
+    # finer than a quantile estimated from validation residuals. Rounded outward, so an interval
+    # is never narrower than the one calibrated (and lo <= 0 <= hi still holds).
+    grid = 10.0**INTERVAL_DECIMALS
+    lo, hi = np.floor(lo * grid) / grid, np.ceil(hi * grid) / grid
     if scale == "none":
         return {**entry, "lo_kw": lo.tolist(), "hi_kw": hi.tolist()}
     if not (np.isfinite(floor_kw) and floor_kw > 0):
