@@ -16,8 +16,8 @@ the global cells (named ``gru_global``, ``lstm_global``), the baselines and its 
 With ``train.refit_on_validation`` a global model is chosen and scored like a local one: the
 held-out fit picks the epoch count and is what selection scores; a refit on every meter's
 training and validation windows, for that many epochs on the same step budget, is what serves
-(the most recent months matter most). It is written to a meter's registry only where it wins
-that meter.
+(the most recent months matter most). Every meter's registry gets a card for it (its weights
+are stored once per night, in ``models/_global``).
 """
 
 from __future__ import annotations
