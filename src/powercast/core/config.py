@@ -414,6 +414,22 @@ class FleetConfig(_Section):
     )
 
 
+class RegistryConfig(_Section):
+    """How long the model registry keeps the versions of past training runs (powercast.models.retention)."""
+
+    keep_runs: int = Field(
+        14,
+        ge=1,
+        le=10_000,
+        title="Training runs kept per meter",
+        description="Each meter keeps the model versions of its last this many training runs (the nights that "
+        "trained it, newest by the cards' created_at); older versions are pruned after each night and by "
+        "'powercast models prune'. Always kept: the champion, every version named in the meter's last this many "
+        "decisions (a rollback target), the members of a kept combination, a card that cannot be read, and the "
+        "global network folders a kept card uses.",
+    )
+
+
 class PowercastConfig(_Section):
     """Everything a run needs, passed down explicitly."""
 
@@ -423,6 +439,7 @@ class PowercastConfig(_Section):
     train: TrainConfig = Field(default_factory=TrainConfig)
     forecast: ForecastConfig = Field(default_factory=ForecastConfig)
     fleet: FleetConfig = Field(default_factory=FleetConfig)
+    registry: RegistryConfig = Field(default_factory=RegistryConfig)
 
     def with_overrides(self, overrides: dict[str, Any]) -> PowercastConfig:
         """Return a copy with dotted-key overrides applied (``{"train.max_epochs": 3}``)."""

@@ -33,6 +33,9 @@ PREPARE_SETTINGS: tuple[str, ...] = (
 # How the nightly run spreads per-meter work.
 FLEET_SETTINGS: tuple[str, ...] = ("fleet.task_runner", "fleet.dask_address", "fleet.dask_workers")
 
+# How much of the model registry a night (and `powercast models prune`) keeps.
+REGISTRY_SETTINGS: tuple[str, ...] = ("registry.keep_runs",)
+
 # What the train and nightly runs let a person change, in form order.
 TRAINING_SETTINGS: tuple[str, ...] = (
     "train.cells",
@@ -132,4 +135,13 @@ def settings(keys: tuple[str, ...]) -> tuple[Setting, ...]:
     return tuple(setting(key) for key in keys)
 
 
-__all__ = ["FLEET_SETTINGS", "INGEST_SETTINGS", "PREPARE_SETTINGS", "TRAINING_SETTINGS", "Setting", "setting", "settings"]
+__all__ = [
+    "FLEET_SETTINGS",
+    "INGEST_SETTINGS",
+    "PREPARE_SETTINGS",
+    "REGISTRY_SETTINGS",
+    "TRAINING_SETTINGS",
+    "Setting",
+    "setting",
+    "settings",
+]

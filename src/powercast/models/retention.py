@@ -1,0 +1,553 @@
+"""Registry retention: prune the model versions of old training runs and the global networks no kept card uses.
+
+Every night writes one version folder per contestant under ``models/<meter_id>/`` and a global
+network's weights under ``models/_global/<version>/<network_id>/``; nothing else ever removes
+them. The policy (``registry.keep_runs``, default 14) keeps, for each meter:
+
+* the versions of its last ``keep_runs`` training runs: the ``run_id`` of its cards, newest first
+  by the newest ``created_at`` of each run's cards (a run is a night that trained the meter, so a
+  meter left untrained for a month still keeps its last 14 trainings);
+* its champion (``champion.json``), however old;
+* every version named in its last ``keep_runs`` decisions (``history.jsonl``: the champion before
+  and after, the challengers), so that the champion a night replaced stays a rollback target;
+* the members of every kept combination (``hparams.member_versions``), transitively;
+* a version whose card cannot be read (never delete what cannot be read): it is reported.
+
+A ``models/_global/<version>/<network_id>/`` folder is kept while a kept card of any meter names
+it (``global_network``); a card that cannot be read keeps the whole ``_global/<its version>``
+(a global card names its own version). An unreferenced folder younger than
+``GLOBAL_ORPHAN_GRACE_S`` is kept too: ``register_model`` writes the shared folder before the
+card that names it.
+
+Crash safety: a version folder is first renamed (atomically, on a local disk) into the meter's
+``.trash/`` folder, then removed. ``list_versions`` lists only folders holding ``model.json``
+directly, so a folder in ``.trash/`` is never listed, and ``.trash`` can be no version, meter id
+or network id (those start with a letter or digit). A prune interrupted half-way leaves its
+folders in ``.trash/``; the next prune removes them. A filesystem that cannot rename a folder (an
+object store) removes the card first, so the version stops being listed before its weights go.
+
+Concurrency: a meter is pruned under its write lock (``powercast.io.locking.meter_lock``, local
+roots; on a URI root no lock exists, as for training), the lock every training and promotion of
+that meter holds, so pruning never races a run writing it. A meter whose lock stays busy is
+skipped and reported, and so is one whose champion pointer or history cannot be read: nothing of
+it is deleted. The ``_global`` folders are shared by every meter and have no lock of their own: they
+are pruned after the meters, from the references of every card left, and not at all when some
+meter's cards could not be listed.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import uuid
+from collections.abc import Iterable
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import pyarrow.fs as pafs
+
+from powercast.core.config import COMBINED_MODEL
+from powercast.core.errors import ConfigError, LockedError, RegistryError
+from powercast.core.schemas import METER_ID_PATTERN
+from powercast.io import layout
+from powercast.io.atomic import is_uri, resolve_filesystem
+from powercast.io.locking import DEFAULT_LOCK_TIMEOUT_S, meter_lock
+from powercast.models.registry import (
+    CARD_FILE,
+    GLOBAL_NETWORK_FILE,
+    GLOBAL_NETWORK_KEY,
+    NETWORK_ID_HEX_CHARS,
+    champion_version,
+    list_versions,
+    read_card,
+    read_history,
+)
+
+KEEP_RUNS_SETTING = "registry.keep_runs"
+# Under models/<meter_id>/ and models/_global/: starts with ".", so it is no version, meter id or
+# network id, and holds no model.json of its own, so list_versions never lists it.
+TRASH_DIR = ".trash"
+# An unreferenced global network younger than this is kept: register_model writes the shared
+# folder a moment before the card naming it, maybe in a run beside this prune. Far longer than
+# that moment, far shorter than the nightly cadence (an orphan goes the next night).
+GLOBAL_ORPHAN_GRACE_S = 6 * 3600.0
+DEFAULT_PRUNE_HOLDER = "registry prune"
+# History keys naming versions (training.pipeline._promote_and_record writes them).
+_HISTORY_VERSION_KEYS = ("champion_before", "champion_after")
+_HISTORY_VERSIONS_BY_CELL_KEY = "challenger_versions"
+_METER_ID_RE = re.compile(METER_ID_PATTERN)
+_NETWORK_ID_RE = re.compile(rf"^[0-9a-f]{{{NETWORK_ID_HEX_CHARS}}}$")
+
+
+@dataclass(frozen=True)
+class MeterPruning:
+    """What pruning did (or, in a dry run, would do) to one meter's versions."""
+
+    meter_id: str
+    kept: tuple[str, ...] = ()
+    removed: tuple[str, ...] = ()
+    bytes_freed: int = 0  # the removed versions' files and any trash a crashed prune left
+    unreadable: dict[str, str] = field(default_factory=dict)  # version -> why its card cannot be read (kept)
+    failures: dict[str, str] = field(default_factory=dict)  # version or trash folder -> why it is still there
+    skipped: str | None = None  # why nothing of this meter was pruned
+    global_networks: frozenset[tuple[str, str]] = frozenset()  # (version, network_id) its kept cards use
+    global_versions: frozenset[str] = frozenset()  # _global/<version> folders kept whole (unreadable cards)
+
+
+@dataclass(frozen=True)
+class GlobalPruning:
+    """What pruning did (or would do) to the shared ``models/_global/<version>/<network_id>/`` folders."""
+
+    kept: tuple[str, ...] = ()  # "<version>/<network_id>", named by a kept card
+    removed: tuple[str, ...] = ()
+    too_new: tuple[str, ...] = ()  # unreferenced but younger than the grace period: kept for now
+    bytes_freed: int = 0
+    failures: dict[str, str] = field(default_factory=dict)
+    skipped: str | None = None
+
+
+@dataclass(frozen=True)
+class PruneReport:
+    """The outcome of pruning a registry: each meter, then the shared global networks."""
+
+    keep_runs: int
+    dry_run: bool
+    meters: tuple[MeterPruning, ...]
+    global_networks: GlobalPruning
+
+    @property
+    def bytes_freed(self) -> int:
+        """Return the bytes removed (would be removed, in a dry run) in all."""
+        return sum(meter.bytes_freed for meter in self.meters) + self.global_networks.bytes_freed
+
+    @property
+    def versions_removed(self) -> int:
+        """Return how many meter versions were (would be) removed."""
+        return sum(len(meter.removed) for meter in self.meters)
+
+    def problems(self) -> list[str]:
+        """Return one line per thing left in place for a reason other than the policy (empty when none)."""
+        lines = [f"meter {meter.meter_id!r} not pruned: {meter.skipped}" for meter in self.meters if meter.skipped]
+        for meter in self.meters:
+            lines += [f"meter {meter.meter_id!r}: kept {name}: {why}" for name, why in meter.unreadable.items()]
+            lines += [f"meter {meter.meter_id!r}: {name} not removed: {why}" for name, why in meter.failures.items()]
+        if self.global_networks.skipped:
+            lines.append(f"global networks not pruned: {self.global_networks.skipped}")
+        lines += [f"global network {name} not removed: {why}" for name, why in self.global_networks.failures.items()]
+        return lines
+
+
+def check_keep_runs(keep_runs: int) -> int:
+    """Return ``keep_runs`` after checking it is a whole number of runs, at least 1.
+
+    Raises
+    ------
+    ConfigError
+        Naming the setting, for 0, a negative number or not an integer.
+    """
+    if isinstance(keep_runs, bool) or not isinstance(keep_runs, int) or keep_runs < 1:
+        raise ConfigError(
+            f"{KEEP_RUNS_SETTING} must be a whole number of training runs, at least 1 (a meter always keeps its "
+            f"newest run), got {keep_runs!r}"
+        )
+    return keep_runs
+
+
+def registry_meters(root: str) -> list[str]:
+    """Return the meter ids that have a folder under ``models/`` (``_global`` and the trash are none)."""
+    filesystem, base = resolve_filesystem(root)
+    selector = pafs.FileSelector(layout.under(base, layout.MODELS), allow_not_found=True)
+    return sorted(
+        info.base_name
+        for info in filesystem.get_file_info(selector)
+        if info.type == pafs.FileType.Directory and _METER_ID_RE.match(info.base_name)
+    )
+
+
+def prune_registry(
+    root: str,
+    keep_runs: int,
+    dry_run: bool = False,
+    lock_timeout_s: float = DEFAULT_LOCK_TIMEOUT_S,
+    holder: str = DEFAULT_PRUNE_HOLDER,
+    orphan_grace_s: float = GLOBAL_ORPHAN_GRACE_S,
+) -> PruneReport:
+    """Prune every meter's versions under ``models/``, then the global networks no kept card uses.
+
+    ``dry_run`` decides and measures the same, removing nothing. A meter whose lock another run
+    holds past ``lock_timeout_s`` is skipped (0: skip at once). Problems with one meter are
+    reported in the result (``PruneReport.problems``), never raised.
+
+    Raises
+    ------
+    ConfigError
+        When ``keep_runs`` is not a whole number >= 1 (the message names ``registry.keep_runs``).
+    """
+    check_keep_runs(keep_runs)
+    meters = tuple(
+        prune_meter(root, meter_id, keep_runs, dry_run, lock_timeout_s, holder) for meter_id in registry_meters(root)
+    )
+    return PruneReport(keep_runs, dry_run, meters, _prune_global_after(root, meters, dry_run, orphan_grace_s))
+
+
+def prune_meter(
+    root: str,
+    meter_id: str,
+    keep_runs: int,
+    dry_run: bool = False,
+    lock_timeout_s: float = DEFAULT_LOCK_TIMEOUT_S,
+    holder: str = DEFAULT_PRUNE_HOLDER,
+) -> MeterPruning:
+    """Remove the versions of ``meter_id`` the policy does not keep, under the meter's write lock.
+
+    Never raises for the meter's state: a busy lock, a damaged champion pointer or history, or a
+    folder that cannot be listed skips the meter (``MeterPruning.skipped``); an unreadable card is
+    kept and named (``MeterPruning.unreadable``).
+
+    Raises
+    ------
+    ConfigError
+        When ``keep_runs`` is not a whole number >= 1.
+    """
+    check_keep_runs(keep_runs)
+    try:
+        with _write_lock(root, meter_id, lock_timeout_s, holder):
+            return _prune_locked_meter(root, meter_id, keep_runs, dry_run)
+    except LockedError as exc:
+        return MeterPruning(meter_id, skipped=f"another run holds its lock ({exc})")
+    except RegistryError as exc:
+        return MeterPruning(meter_id, skipped=f"its registry cannot be read, so nothing is deleted: {exc}")
+    except OSError as exc:
+        return MeterPruning(meter_id, skipped=f"its registry folder cannot be read or changed: {exc}")
+
+
+def _write_lock(root: str, meter_id: str, timeout_s: float, holder: str) -> AbstractContextManager[Any]:
+    """Return the meter's write lock on a local root; a no-op on a URI root (no file locks there)."""
+    if is_uri(root):
+        return nullcontext()
+    return meter_lock(root, meter_id, timeout_s=timeout_s, holder=holder)
+
+
+def _prune_locked_meter(root: str, meter_id: str, keep_runs: int, dry_run: bool) -> MeterPruning:
+    """Return what pruning ``meter_id`` did; the caller holds its lock."""
+    versions = list_versions(root, meter_id)
+    champion = champion_version(root, meter_id)  # a damaged pointer raises: the champion is unknown
+    history = read_history(root, meter_id)  # likewise: the rollback targets are unknown
+    cards, unreadable = read_cards(root, meter_id, versions)
+    kept = versions_to_keep(cards, unreadable, champion, history, keep_runs) & set(versions)
+    removed = [version for version in versions if version not in kept]
+    filesystem, base = resolve_filesystem(root)
+    meter_dir = layout.meter_models_dir(base, meter_id)
+    trash = f"{meter_dir}/{TRASH_DIR}"
+    bytes_freed = folder_bytes(filesystem, trash)  # what a crashed prune left
+    failures: dict[str, str] = {}
+    for version in list(removed):
+        folder = f"{meter_dir}/{version}"
+        size_bytes = folder_bytes(filesystem, folder)
+        try:
+            if not dry_run:
+                discard_folder(filesystem, folder, trash, CARD_FILE)
+        except OSError as exc:
+            failures[version] = str(exc)
+            removed.remove(version)
+            continue
+        bytes_freed += size_bytes
+    if not dry_run:
+        bytes_freed -= _empty_trash(filesystem, trash, failures)
+    networks, whole_versions = global_references(cards, kept, unreadable)
+    return MeterPruning(
+        meter_id,
+        kept=tuple(sorted(kept | (set(failures) - {TRASH_DIR}))),  # a version that failed to go is still there
+        removed=tuple(removed),
+        bytes_freed=bytes_freed,
+        unreadable=unreadable,
+        failures=failures,
+        global_networks=frozenset(networks),
+        global_versions=frozenset(whole_versions),
+    )
+
+
+def read_cards(root: str, meter_id: str, versions: Iterable[str]) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
+    """Return (version -> card) for the cards pruning can rely on, and (version -> why not) for the others."""
+    cards: dict[str, dict[str, Any]] = {}
+    unreadable: dict[str, str] = {}
+    for version in versions:
+        try:
+            card = read_card(root, meter_id, version)
+        except RegistryError as exc:
+            unreadable[version] = str(exc)
+            continue
+        problem = _card_problem(card)
+        if problem is None:
+            cards[version] = card
+        else:
+            unreadable[version] = f"{layout.meter_models_dir(root, meter_id)}/{version}/{CARD_FILE} {problem}"
+    return cards, unreadable
+
+
+def _card_problem(card: dict[str, Any]) -> str | None:
+    """Return what a card lacks for pruning to judge it (its run, when it was made, what it names), or None."""
+    if not isinstance(card.get("run_id"), str):
+        return "has no run_id"
+    if _created_at(card) is None:
+        return f"has no ISO 8601 created_at (got {card.get('created_at')!r})"
+    if card.get("cell") == COMBINED_MODEL and _member_versions(card) is None:
+        return "is a combination without a list of member_versions in its hparams"
+    reference = card.get(GLOBAL_NETWORK_KEY)
+    if reference is not None and _network_reference(reference) is None:
+        return f"has a damaged {GLOBAL_NETWORK_KEY!r} ({reference!r})"
+    return None
+
+
+def _created_at(card: dict[str, Any]) -> datetime | None:
+    try:
+        stamp = datetime.fromisoformat(card["created_at"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    return stamp if stamp.tzinfo is not None else stamp.replace(tzinfo=UTC)
+
+
+def _member_versions(card: dict[str, Any]) -> list[str] | None:
+    hparams = card.get("hparams")
+    members = hparams.get("member_versions") if isinstance(hparams, dict) else None
+    if not isinstance(members, list) or not all(isinstance(name, str) for name in members):
+        return None
+    return members
+
+
+def _network_reference(reference: Any) -> tuple[str, str] | None:
+    """Return (version, network_id) of a card's ``global_network`` entry, or None when it is damaged."""
+    if not isinstance(reference, dict):
+        return None
+    version, network_id = reference.get("version"), reference.get("network_id")
+    if not isinstance(version, str) or not isinstance(network_id, str):
+        return None
+    return version, network_id
+
+
+def versions_to_keep(
+    cards: dict[str, dict[str, Any]],
+    unreadable: dict[str, str],
+    champion: str | None,
+    history: list[Any],
+    keep_runs: int,
+) -> set[str]:
+    """Return the versions the policy keeps (see the module docstring); names may include versions already gone."""
+    runs = runs_to_keep(cards, keep_runs)
+    kept = {version for version, card in cards.items() if card["run_id"] in runs}
+    kept |= set(unreadable)
+    kept |= versions_named_in_history(history, keep_runs)
+    if champion is not None:
+        kept.add(champion)
+    return with_combination_members(kept, cards)
+
+
+def runs_to_keep(cards: dict[str, dict[str, Any]], keep_runs: int) -> set[str]:
+    """Return the ``keep_runs`` newest run ids among the cards, a run as new as its newest card's ``created_at``."""
+    newest_by_run: dict[str, datetime] = {}
+    for card in cards.values():
+        created_at = _created_at(card)
+        run_id = card["run_id"]
+        if run_id not in newest_by_run or created_at > newest_by_run[run_id]:
+            newest_by_run[run_id] = created_at
+    newest_first = sorted(newest_by_run, key=lambda run_id: (newest_by_run[run_id], run_id), reverse=True)
+    return set(newest_first[:keep_runs])
+
+
+def versions_named_in_history(history: list[Any], keep_runs: int) -> set[str]:
+    """Return every version the last ``keep_runs`` decisions name: champions before and after, challengers."""
+    named: set[str] = set()
+    for entry in history[-keep_runs:]:
+        if not isinstance(entry, dict):
+            continue
+        named |= {entry[key] for key in _HISTORY_VERSION_KEYS if isinstance(entry.get(key), str)}
+        by_cell = entry.get(_HISTORY_VERSIONS_BY_CELL_KEY)
+        if isinstance(by_cell, dict):
+            named |= {version for version in by_cell.values() if isinstance(version, str)}
+    return named
+
+
+def with_combination_members(kept: set[str], cards: dict[str, dict[str, Any]]) -> set[str]:
+    """Return ``kept`` with the members of every kept combination added, and theirs, until nothing is added."""
+    closed = set(kept)
+    pending = list(kept)
+    while pending:
+        card = cards.get(pending.pop())
+        if card is None or card.get("cell") != COMBINED_MODEL:
+            continue
+        for member in _member_versions(card) or []:
+            if member not in closed:
+                closed.add(member)
+                pending.append(member)
+    return closed
+
+
+def global_references(
+    cards: dict[str, dict[str, Any]], kept: Iterable[str], unreadable: Iterable[str]
+) -> tuple[set[tuple[str, str]], set[str]]:
+    """Return the (version, network_id) folders the kept cards name, and the ``_global`` versions kept whole.
+
+    A card that cannot be read might name a global network; a global card names its own version,
+    so that ``_global/<version>`` is kept entirely.
+    """
+    networks = set()
+    for version in kept:
+        reference = cards[version].get(GLOBAL_NETWORK_KEY) if version in cards else None
+        if reference is not None:
+            networks.add(_network_reference(reference))
+    return networks, set(unreadable)
+
+
+def folder_bytes(filesystem: pafs.FileSystem, folder: str) -> int:
+    """Return the bytes of every file under ``folder`` (0 when it does not exist)."""
+    selector = pafs.FileSelector(folder, recursive=True, allow_not_found=True)
+    return sum(info.size or 0 for info in filesystem.get_file_info(selector) if info.type == pafs.FileType.File)
+
+
+def discard_folder(filesystem: pafs.FileSystem, folder: str, trash: str, marker_file: str) -> None:
+    """Take ``folder`` out of the registry so that no reader ever finds it half-deleted.
+
+    On a local disk the folder is renamed atomically into ``trash`` (emptied later, by this prune
+    or, after a crash, the next one). A filesystem that cannot rename a folder (an object store)
+    deletes ``marker_file`` first (a card, ``network.json``): without it the folder is no longer
+    listed or loadable, then the rest. A folder already gone (another prune took it) is no error.
+    """
+    if isinstance(filesystem, pafs.LocalFileSystem):
+        filesystem.create_dir(trash, recursive=True)
+        name = folder.rpartition("/")[2]
+        try:
+            filesystem.move(folder, f"{trash}/{name}.{uuid.uuid4().hex[:12]}")
+        except FileNotFoundError:
+            pass
+        return
+    if filesystem.get_file_info(f"{folder}/{marker_file}").type == pafs.FileType.File:
+        filesystem.delete_file(f"{folder}/{marker_file}")
+    if filesystem.get_file_info(folder).type == pafs.FileType.Directory:
+        filesystem.delete_dir(folder)
+
+
+def _empty_trash(filesystem: pafs.FileSystem, trash: str, failures: dict[str, str]) -> int:
+    """Remove the trash folder and everything in it; return the bytes that could not be removed (0 normally)."""
+    if filesystem.get_file_info(trash).type != pafs.FileType.Directory:
+        return 0
+    try:
+        filesystem.delete_dir(trash)
+    except FileNotFoundError:  # another prune emptied it first
+        return 0
+    except OSError as exc:
+        failures[TRASH_DIR] = f"{trash} could not be emptied ({exc}); the next prune tries again"
+        return folder_bytes(filesystem, trash)
+    return 0
+
+
+def _prune_global_after(
+    root: str, meters: tuple[MeterPruning, ...], dry_run: bool, orphan_grace_s: float
+) -> GlobalPruning:
+    """Prune the ``_global`` folders after the meters, from the references of every card still there.
+
+    A skipped meter deleted nothing: its cards are read (without its lock, reading only) and all
+    count. When one cannot even be listed, its references are unknown and nothing is pruned.
+    """
+    networks: set[tuple[str, str]] = set()
+    whole_versions: set[str] = set()
+    for meter in meters:
+        if meter.skipped is None:
+            networks |= meter.global_networks
+            whole_versions |= meter.global_versions
+            continue
+        try:
+            versions = list_versions(root, meter.meter_id)
+            cards, unreadable = read_cards(root, meter.meter_id, versions)
+        except (RegistryError, OSError) as exc:
+            return GlobalPruning(skipped=f"the cards of meter {meter.meter_id!r} cannot be listed ({exc})")
+        meter_networks, meter_versions = global_references(cards, versions, unreadable)
+        networks |= meter_networks
+        whole_versions |= meter_versions
+    return prune_global_networks(root, networks, whole_versions, dry_run, orphan_grace_s)
+
+
+def prune_global_networks(
+    root: str,
+    networks_in_use: set[tuple[str, str]],
+    versions_in_use: set[str],
+    dry_run: bool = False,
+    orphan_grace_s: float = GLOBAL_ORPHAN_GRACE_S,
+) -> GlobalPruning:
+    """Remove the ``models/_global/<version>/<network_id>/`` folders nothing uses and older than the grace.
+
+    ``networks_in_use``: (version, network_id) named by kept cards of every meter; ``versions_in_use``:
+    ``_global/<version>`` folders kept whole. A version folder left empty is removed too.
+    """
+    filesystem, base = resolve_filesystem(root)
+    global_dir = layout.under(base, layout.MODELS, layout.GLOBAL_MODELS)
+    trash = f"{global_dir}/{TRASH_DIR}"
+    now = datetime.now(UTC)
+    kept, removed, too_new, failures = [], [], [], {}
+    bytes_freed = folder_bytes(filesystem, trash)
+    for version, network_id, folder in _global_network_folders(filesystem, global_dir):
+        name = f"{version}/{network_id}"
+        if (version, network_id) in networks_in_use or version in versions_in_use:
+            kept.append(name)
+        elif (now - _newest_mtime(filesystem, folder)).total_seconds() < orphan_grace_s:
+            too_new.append(name)
+        else:
+            size_bytes = folder_bytes(filesystem, folder)
+            try:
+                if not dry_run:
+                    discard_folder(filesystem, folder, trash, GLOBAL_NETWORK_FILE)
+            except OSError as exc:
+                failures[name] = str(exc)
+                continue
+            removed.append(name)
+            bytes_freed += size_bytes
+    if not dry_run:
+        bytes_freed -= _empty_trash(filesystem, trash, failures)
+        _remove_empty_version_folders(filesystem, global_dir)
+    return GlobalPruning(tuple(kept), tuple(removed), tuple(too_new), bytes_freed, failures)
+
+
+def _subfolders(filesystem: pafs.FileSystem, folder: str) -> list[pafs.FileInfo]:
+    selector = pafs.FileSelector(folder, allow_not_found=True)
+    return sorted(
+        (info for info in filesystem.get_file_info(selector) if info.type == pafs.FileType.Directory),
+        key=lambda info: info.base_name,
+    )
+
+
+def _global_network_folders(filesystem: pafs.FileSystem, global_dir: str) -> list[tuple[str, str, str]]:
+    """Return (version, network_id, folder) of every network folder under ``_global`` (the trash and other names
+    registry never writes there are left alone)."""
+    found = []
+    for version_info in _subfolders(filesystem, global_dir):
+        if version_info.base_name.startswith("."):  # the trash (versions start with a letter or digit)
+            continue
+        for network_info in _subfolders(filesystem, version_info.path):
+            if _NETWORK_ID_RE.match(network_info.base_name):
+                found.append((version_info.base_name, network_info.base_name, network_info.path))
+    return found
+
+
+def _newest_mtime(filesystem: pafs.FileSystem, folder: str) -> datetime:
+    """Return when anything in ``folder`` (or the folder) last changed; the epoch when the filesystem does not say."""
+    infos = [filesystem.get_file_info(folder)]
+    infos += filesystem.get_file_info(pafs.FileSelector(folder, recursive=True, allow_not_found=True))
+    stamps = [info.mtime for info in infos if info.mtime is not None]
+    return max(stamps, default=datetime.fromtimestamp(0, UTC))
+
+
+def _remove_empty_version_folders(filesystem: pafs.FileSystem, global_dir: str) -> None:
+    """Remove ``_global/<version>`` folders left empty, on a local disk (an object store has no empty folders).
+
+    ``os.rmdir`` removes only an empty folder: one a run has just written a network into stays.
+    """
+    if not isinstance(filesystem, pafs.LocalFileSystem):
+        return
+    for version_info in _subfolders(filesystem, global_dir):
+        if version_info.base_name.startswith("."):
+            continue
+        try:
+            os.rmdir(version_info.path)
+        except OSError:  # not empty (ENOTEMPTY), or gone already
+            continue

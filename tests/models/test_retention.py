@@ -1,0 +1,296 @@
+"""Registry retention on real registry files: tiny real networks registered over several nights, then pruned.
+
+Two meters share a global GRU each night. Meter A registers a local GRU, an LSTM, the global GRU
+bound to it and a combination of its local and global GRU; it promoted night02's combination and
+replaced it with night05's GRU. Meter B registers its local and global GRU, promoted night01's GRU
+and has no decision history. Pruned keeping 3 runs (night04 to night06).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import torch
+from model_records import model_record
+
+from powercast.core.config import COMBINED_MODEL, PowercastConfig
+from powercast.core.errors import ConfigError, RegistryError
+from powercast.models.combination import CombinedForecaster
+from powercast.models.registry import (
+    CARD_FILE,
+    CHAMPION_FILE,
+    list_versions,
+    load_champion,
+    load_model,
+    promote,
+    read_card,
+    record_decision,
+    register_model,
+)
+from powercast.models.retention import (
+    GLOBAL_ORPHAN_GRACE_S,
+    TRASH_DIR,
+    discard_folder,
+    prune_registry,
+    with_combination_members,
+)
+from powercast.models.rnn import RNNForecaster
+from powercast.prepare.series import PreparedSeries
+from powercast.training.fit import build_forecaster
+
+A, B = "sceaux_household", "meter-b"
+NIGHTS = [f"night{number:02d}" for number in range(1, 7)]
+KEEP_RUNS = 3
+# What keeping 3 runs leaves: nights 04-06, A's champion (night05-gru) and the champion it replaced
+# (night02-combo, named in a recent decision) with its members, B's champion from night01.
+KEPT_A = sorted(
+    [f"{night}-{cell}" for night in NIGHTS[3:] for cell in ("gru", "lstm", "gru_global", "combo")]
+    + ["night02-combo", "night02-gru", "night02-gru_global"]
+)
+KEPT_B = sorted([f"{night}-{cell}" for night in NIGHTS[3:] for cell in ("gru", "gru_global")] + ["night01-gru"])
+KEPT_GLOBAL = ["night02-gru_global", "night04-gru_global", "night05-gru_global", "night06-gru_global"]
+TWO_DAYS_S = 2 * 24 * 3600
+# A's champion after each night: none, night02's combination from night02, night05's GRU from night05.
+A_CHAMPION_AFTER = dict(zip(NIGHTS, [None, *["night02-combo"] * 3, *["night05-gru"] * 2], strict=True))
+A_CHAMPION_BEFORE = dict(zip(NIGHTS, [None, *list(A_CHAMPION_AFTER.values())[:-1]], strict=True))
+
+
+@dataclass(frozen=True)
+class Networks:
+    """Untrained tiny networks with real weights: a GRU, an LSTM and a global GRU of meters A and B."""
+
+    gru: RNNForecaster
+    lstm: RNNForecaster
+    global_gru: RNNForecaster
+
+
+@pytest.fixture(scope="module")
+def networks(tiny_prepared: PreparedSeries) -> Networks:
+    train = PowercastConfig().with_overrides({"train.hidden_sizes": [8], "train.ensemble_members": 1}).train
+    torch.manual_seed(0)
+    return Networks(
+        build_forecaster(tiny_prepared, train, "gru").eval(),
+        build_forecaster(tiny_prepared, train, "lstm").eval(),
+        build_forecaster(tiny_prepared, train, "gru", meter_ids=[A, B]).eval(),
+    )
+
+
+def _register(root: str, meter: str, version: str, module, prepared: PreparedSeries, config: PowercastConfig) -> None:
+    run_id, _, cell = version.partition("-")
+    scope = "global" if cell.endswith("_global") else "local"
+    record = dataclasses.replace(model_record(prepared, config, cell.removesuffix("_global"), scope), run_id=run_id)
+    register_model(root, meter, version, module, record)
+
+
+def _night(root: str, night: str, networks: Networks, prepared: PreparedSeries, config: PowercastConfig) -> None:
+    """Register one night's versions of both meters, as selection does, and A's decision."""
+    bound = networks.global_gru.for_meter(A)
+    for cell, module in (("gru", networks.gru), ("lstm", networks.lstm), ("gru_global", bound)):
+        _register(root, A, f"{night}-{cell}", module, prepared, config)
+    members = (f"{night}-gru", f"{night}-gru_global")
+    combination = CombinedForecaster([networks.gru, bound], members)
+    _register(root, A, f"{night}-{COMBINED_MODEL}", combination, prepared, config)
+    _register(root, B, f"{night}-gru", networks.gru, prepared, config)
+    _register(root, B, f"{night}-gru_global", networks.global_gru.for_meter(B), prepared, config)
+    if A_CHAMPION_AFTER[night] != A_CHAMPION_BEFORE[night]:
+        promote(root, A, A_CHAMPION_AFTER[night], night)
+    if night == "night01":
+        promote(root, B, "night01-gru", night)
+    versions = {cell: f"{night}-{cell}" for cell in ("gru", "lstm", "gru_global", COMBINED_MODEL)}
+    entry = {
+        "champion_before": A_CHAMPION_BEFORE[night],
+        "champion_after": A_CHAMPION_AFTER[night],
+        "challenger_versions": versions,
+    }
+    record_decision(root, A, night, entry)
+
+
+def _age(folder: Path, seconds: float) -> None:
+    """Set every file and folder under ``folder`` to ``seconds`` ago (a registry written nights before)."""
+    stamp = time.time() - seconds
+    for path in [folder, *folder.rglob("*")]:
+        os.utime(path, (stamp, stamp))
+
+
+@pytest.fixture()
+def registry(tmp_path: Path, networks: Networks, tiny_prepared: PreparedSeries, tiny_config: PowercastConfig) -> str:
+    """Six nights of meters A and B, written two days ago."""
+    root = str(tmp_path / "registry")
+    for night in NIGHTS:
+        _night(root, night, networks, tiny_prepared, tiny_config)
+    _age(Path(root) / "models", TWO_DAYS_S)
+    return root
+
+
+def _global_versions(root: str) -> list[str]:
+    folder = Path(root) / "models" / "_global"
+    return sorted(path.name for path in folder.iterdir()) if folder.is_dir() else []
+
+
+def _tree(root: str) -> dict[str, int]:
+    """Return every file under models/ with its size in bytes."""
+    models = Path(root) / "models"
+    return {str(path.relative_to(models)): path.stat().st_size for path in models.rglob("*") if path.is_file()}
+
+
+def test_old_versions_go_and_the_champions_rollbacks_members_and_used_global_networks_stay(registry: str) -> None:
+    before = _tree(registry)
+    report = prune_registry(registry, KEEP_RUNS)
+
+    assert list_versions(registry, A) == KEPT_A
+    assert list_versions(registry, B) == KEPT_B
+    assert _global_versions(registry) == KEPT_GLOBAL  # night02's: A's kept combination uses it through its member
+    by_meter = {meter.meter_id: meter for meter in report.meters}
+    a_cells = sorted(("gru", "lstm", "gru_global", COMBINED_MODEL))
+    a_removed = [f"{night}-{cell}" for night in ("night01", "night03") for cell in a_cells] + ["night02-lstm"]
+    assert by_meter[A].removed == tuple(sorted(a_removed))  # night02's LSTM: in no kept combination
+    b_removed = ("night01-gru_global", "night02-gru", "night02-gru_global", "night03-gru", "night03-gru_global")
+    assert by_meter[B].removed == b_removed
+    removed_networks = [name.partition("/")[0] for name in report.global_networks.removed]
+    assert removed_networks == ["night01-gru_global", "night03-gru_global"]
+    assert report.problems() == []
+    after = _tree(registry)
+    assert report.bytes_freed == sum(before.values()) - sum(after.values()) > 0
+    assert not any(TRASH_DIR in name for name in after)
+
+
+def test_kept_models_still_load_after_pruning(registry: str, tiny_prepared: PreparedSeries) -> None:
+    prune_registry(registry, KEEP_RUNS)
+    assert load_champion(registry, A).version == "night05-gru"
+    assert load_champion(registry, B).version == "night01-gru"
+    rollback = load_model(registry, A, "night02-combo")  # a combination with a global member, from before the window
+    assert [member.version for member in rollback.members] == ["night02-gru", "night02-gru_global"]
+    for version in KEPT_B:
+        load_model(registry, B, version)
+
+
+def test_pruning_again_changes_nothing(registry: str) -> None:
+    prune_registry(registry, KEEP_RUNS)
+    tree = _tree(registry)
+    again = prune_registry(registry, KEEP_RUNS)
+    assert _tree(registry) == tree
+    assert again.bytes_freed == 0 and again.versions_removed == 0 and again.global_networks.removed == ()
+
+
+def test_a_dry_run_removes_nothing_and_reports_what_pruning_then_removes(registry: str) -> None:
+    tree = _tree(registry)
+    dry = prune_registry(registry, KEEP_RUNS, dry_run=True)
+    assert _tree(registry) == tree
+    assert dry.dry_run and dry.versions_removed > 0
+    real = prune_registry(registry, KEEP_RUNS)
+    assert [(m.meter_id, m.kept, m.removed, m.bytes_freed) for m in dry.meters] == [
+        (m.meter_id, m.kept, m.removed, m.bytes_freed) for m in real.meters
+    ]
+    assert dry.global_networks.removed == real.global_networks.removed and dry.bytes_freed == real.bytes_freed
+
+
+def test_folders_left_in_the_trash_by_a_crash_are_never_listed_and_the_next_prune_removes_them(
+    registry: str,
+) -> None:
+    import pyarrow.fs as pafs
+
+    models = Path(registry) / "models"
+    # A prune that renamed a version and a global network into the trash and was killed before emptying it.
+    discard_folder(pafs.LocalFileSystem(), str(models / A / "night01-lstm"), str(models / A / TRASH_DIR), CARD_FILE)
+    [network] = (models / "_global" / "night01-gru_global").iterdir()
+    discard_folder(pafs.LocalFileSystem(), str(network), str(models / "_global" / TRASH_DIR), "network.json")
+    [trashed] = (models / A / TRASH_DIR).iterdir()
+    assert (trashed / CARD_FILE).is_file()  # a whole version, inside the trash...
+    assert TRASH_DIR not in list_versions(registry, A) and "night01-lstm" not in list_versions(registry, A)
+    with pytest.raises(RegistryError, match="cannot name a registry folder"):
+        read_card(registry, A, TRASH_DIR)  # ...which no reader can take for one
+    before = _tree(registry)
+    report = prune_registry(registry, KEEP_RUNS)
+    assert not (models / A / TRASH_DIR).exists() and not (models / "_global" / TRASH_DIR).exists()
+    assert list_versions(registry, A) == KEPT_A and _global_versions(registry) == KEPT_GLOBAL
+    assert report.bytes_freed == sum(before.values()) - sum(_tree(registry).values())
+    assert report.problems() == []
+
+
+def test_a_card_that_cannot_be_read_is_kept_and_named_and_the_rest_is_pruned(registry: str) -> None:
+    card = Path(registry) / "models" / A / "night01-gru_global" / CARD_FILE
+    card.write_text('{"format": "powercast.model/4", "trunc')
+    report = prune_registry(registry, KEEP_RUNS)
+    assert list_versions(registry, A) == sorted([*KEPT_A, "night01-gru_global"])
+    # It might name night01's global network: that folder stays while the card does.
+    assert _global_versions(registry) == sorted(["night01-gru_global", *KEPT_GLOBAL])
+    [problem] = report.problems()
+    assert str(card) in problem and "not valid JSON" in problem
+    assert {meter.meter_id: meter for meter in report.meters}[A].unreadable.keys() == {"night01-gru_global"}
+
+
+def test_a_meter_whose_champion_pointer_is_damaged_is_left_whole_and_named(registry: str) -> None:
+    (Path(registry) / "models" / B / CHAMPION_FILE).write_text("{not json")
+    versions = list_versions(registry, B)
+    report = prune_registry(registry, KEEP_RUNS)
+    assert list_versions(registry, B) == versions
+    assert list_versions(registry, A) == KEPT_A
+    # B's cards still count: every global network one of them names stays.
+    assert _global_versions(registry) == [f"{night}-gru_global" for night in NIGHTS]
+    [problem] = report.problems()
+    assert f"meter {B!r} not pruned" in problem and CHAMPION_FILE in problem
+
+
+def test_a_meter_another_run_is_writing_is_skipped(registry: str) -> None:
+    from powercast.io.locking import meter_lock
+
+    held, release = threading.Event(), threading.Event()
+
+    def hold_the_lock() -> None:
+        with meter_lock(registry, A, holder="night07"):
+            held.set()
+            release.wait(30)
+
+    writer = threading.Thread(target=hold_the_lock)
+    writer.start()
+    try:
+        assert held.wait(30)
+        report = prune_registry(registry, KEEP_RUNS, lock_timeout_s=0)
+    finally:
+        release.set()
+        writer.join()
+    assert len(list_versions(registry, A)) == 4 * len(NIGHTS)
+    assert list_versions(registry, B) == KEPT_B
+    [problem] = report.problems()
+    assert f"meter {A!r} not pruned" in problem and "night07" in problem
+
+
+def test_an_unused_global_network_is_kept_while_it_is_new_then_removed(
+    registry: str, networks: Networks, tiny_prepared: PreparedSeries, tiny_config: PowercastConfig
+) -> None:
+    # register_model writes the shared folder before the card naming it: seen between the two, it is unused.
+    _register(registry, A, "night07-gru_global", networks.global_gru.for_meter(A), tiny_prepared, tiny_config)
+    (Path(registry) / "models" / A / "night07-gru_global" / CARD_FILE).unlink()
+    report = prune_registry(registry, KEEP_RUNS)
+    assert [name.partition("/")[0] for name in report.global_networks.too_new] == ["night07-gru_global"]
+    assert "night07-gru_global" in _global_versions(registry)
+    _age(Path(registry) / "models" / "_global" / "night07-gru_global", GLOBAL_ORPHAN_GRACE_S + 60)
+    later = prune_registry(registry, KEEP_RUNS)
+    assert [name.partition("/")[0] for name in later.global_networks.removed] == ["night07-gru_global"]
+    assert _global_versions(registry) == KEPT_GLOBAL
+
+
+def test_combination_members_are_kept_transitively() -> None:
+    cards = {
+        "n1-combo": {"cell": COMBINED_MODEL, "hparams": {"member_versions": ["n1-gru", "n1-inner"]}},
+        "n1-inner": {"cell": COMBINED_MODEL, "hparams": {"member_versions": ["n1-lstm", "n1-gru"]}},
+        "n1-gru": {"cell": "gru", "hparams": {}},
+        "n1-lstm": {"cell": "lstm", "hparams": {}},
+        "n1-hgb": {"cell": "hgb", "hparams": {}},
+    }
+    assert with_combination_members({"n1-combo"}, cards) == {"n1-combo", "n1-inner", "n1-gru", "n1-lstm"}
+
+
+@pytest.mark.parametrize("keep_runs", [0, -1])
+def test_a_keep_count_below_one_fails_naming_the_setting(registry: str, keep_runs: int) -> None:
+    with pytest.raises(ConfigError, match=r"registry\.keep_runs"):
+        prune_registry(registry, keep_runs)
+    with pytest.raises(ConfigError, match=r"registry\.keep_runs"):
+        PowercastConfig().with_overrides({"registry.keep_runs": keep_runs})
+    assert len(list_versions(registry, A)) == 4 * len(NIGHTS)
