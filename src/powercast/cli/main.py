@@ -18,6 +18,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "powercast.cli.prepare",
     "powercast.cli.forecasts",
     "powercast.cli.train",
+    "powercast.cli.models",
 )
 
 

@@ -1,0 +1,50 @@
+"""``powercast models prune``: what it prints, what a dry run leaves, how a bad keep count fails."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+import torch
+from model_records import model_record
+
+from powercast.cli.main import main
+from powercast.core.config import PowercastConfig
+from powercast.models.registry import list_versions, promote, register_model
+from powercast.prepare.series import PreparedSeries
+from powercast.training.fit import build_forecaster
+
+METER = "sceaux_household"
+
+
+@pytest.fixture()
+def two_nights(tmp_path: Path, tiny_prepared: PreparedSeries, tiny_config: PowercastConfig) -> str:
+    """A registry root where night1 and night2 each registered a real tiny GRU; night2's is the champion."""
+    root = str(tmp_path / "registry")
+    torch.manual_seed(0)
+    network = build_forecaster(tiny_prepared, tiny_config.train, "gru").eval()
+    for night in ("night1", "night2"):
+        record = dataclasses.replace(model_record(tiny_prepared, tiny_config), run_id=night)
+        register_model(root, METER, f"{night}-gru", network, record)
+    promote(root, METER, "night2-gru", run_id="night2")
+    return root
+
+
+def test_prune_prints_what_it_removes_and_a_dry_run_removes_nothing(two_nights: str, capsys) -> None:
+    assert main(["models", "prune", "--root", two_nights, "--keep-runs", "1", "--dry-run"]) == 0
+    dry = capsys.readouterr().out
+    assert "dry run: nothing removed" in dry and "would remove 1 (night1-gru)" in dry and "would free" in dry
+    assert list_versions(two_nights, METER) == ["night1-gru", "night2-gru"]
+
+    assert main(["models", "prune", "--root", two_nights, "--keep-runs", "1"]) == 0
+    out = capsys.readouterr().out
+    assert f"{METER}: kept 1 versions, removed 1 (night1-gru), freed" in out
+    assert "removed 1 versions of 1 meters and 0 global networks; freed" in out and "bytes)" in out
+    assert list_versions(two_nights, METER) == ["night2-gru"]
+
+
+def test_a_keep_count_of_zero_fails_naming_the_setting(two_nights: str, capsys) -> None:
+    assert main(["models", "prune", "--root", two_nights, "--keep-runs", "0"]) == 2
+    assert "registry.keep_runs" in capsys.readouterr().err
+    assert list_versions(two_nights, METER) == ["night1-gru", "night2-gru"]
