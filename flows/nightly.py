@@ -1,4 +1,4 @@
-"""Flow: the nightly run. Ingest new landing files, retrain meters with new readings, forecast, publish.
+"""Flow: the nightly run. Ingest new landing files, retrain meters with new readings, forecast, publish, prune.
 
 ``python flows/nightly.py --sample`` (what ``make run`` runs) puts the bundled sample (the last
 year of the UCI house in two files) in ``<root>/landing`` when that folder is empty and runs the nightly flow once on it, with a small
@@ -36,7 +36,9 @@ from flows.tasks import (
     publish_and_plot,
 )
 from flows.train import record_trainings
+from powercast.core.config import PowercastConfig
 from powercast.io.atomic import is_uri
+from powercast.models.retention import PruneReport, prune_registry
 from powercast.serving.publish import PublishedBatch
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -87,9 +89,48 @@ def nightly(params: NightlyParams = NightlyParams()) -> list[PublishedBatch]:
     record.failures |= failed  # after a failed global fit, recorded by fit_global_models_or_none
     record_nights(record, nights)
     publish_and_plot(config, record, params.lock_timeout_s)
+    prune_after_the_night(config, record.run_id)
     # From the flow's body, not a task: the artifacts then belong to this flow run.
     publish_report(record)
     return fail_on(record.failures, record.published)
+
+
+@task(name="prune-registry", cache_policy=NO_CACHE)
+def prune_old_models(config: PowercastConfig, run_id: str) -> PruneReport:
+    """Remove the model versions of training runs older than the last ``registry.keep_runs`` of each meter.
+
+    A meter another run is writing is skipped at once (lock timeout 0), not waited for: the next
+    night prunes it.
+    """
+    report = prune_registry(config.root, config.registry.keep_runs, lock_timeout_s=0, holder=run_id)
+    logger = get_run_logger()
+    logger.info(
+        "registry pruned to each meter's last %d training runs: %d versions of %d meters and %d global networks "
+        "removed, %d bytes freed",
+        report.keep_runs,
+        report.versions_removed,
+        len(report.meters),
+        len(report.global_networks.removed),
+        report.bytes_freed,
+    )
+    for problem in report.problems():
+        logger.warning("registry pruning: %s", problem)
+    return report
+
+
+def prune_after_the_night(config: PowercastConfig, run_id: str) -> PruneReport | None:
+    """Prune the registry once the night's forecasts are published; return what it did, None when it failed.
+
+    A failed prune is a warning in the log, not a failed night: the forecasts are out, and the
+    next night prunes again.
+    """
+    state = prune_old_models(config, run_id, return_state=True)
+    if state.is_completed():
+        return state.result()
+    get_run_logger().warning(
+        "registry pruning failed (%s): tonight's forecasts are published; the next night prunes again", state.message
+    )
+    return None
 
 
 def record_nights(record: RunRecord, nights: dict[str, MeterNight]) -> None:

@@ -32,7 +32,15 @@ from pydantic.fields import FieldInfo
 
 from powercast.core.config import DEFAULT_ROOT, ENV_CONFIG, ENV_ROOT, PowercastConfig, load_config, parse_timezone
 from powercast.core.schemas import METER_ID_PATTERN
-from powercast.core.settings import FLEET_SETTINGS, INGEST_SETTINGS, TRAINING_SETTINGS, Setting, setting, settings
+from powercast.core.settings import (
+    FLEET_SETTINGS,
+    INGEST_SETTINGS,
+    REGISTRY_SETTINGS,
+    TRAINING_SETTINGS,
+    Setting,
+    setting,
+    settings,
+)
 from powercast.io import layout
 from powercast.io.locking import DEFAULT_LOCK_TIMEOUT_S
 
@@ -241,6 +249,6 @@ class _NightlyOptions(TrainingParams, _LandingParams):
 NightlyParams = with_settings(
     "NightlyParams",
     _NightlyOptions,
-    (*INGEST_SETTINGS, *FLEET_SETTINGS),
-    "Parameters of the nightly flow: ingest, retrain when there is news, forecast, publish.",
+    (*INGEST_SETTINGS, *FLEET_SETTINGS, *REGISTRY_SETTINGS),
+    "Parameters of the nightly flow: ingest, retrain when there is news, forecast, publish, prune old models.",
 )
