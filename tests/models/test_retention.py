@@ -213,6 +213,17 @@ def test_folders_left_in_the_trash_by_a_crash_are_never_listed_and_the_next_prun
     assert report.problems() == []
 
 
+def test_on_a_filesystem_that_is_not_the_local_disk_a_version_is_deleted_in_place(registry: str) -> None:
+    import pyarrow.fs as pafs
+
+    meter_dir = Path(registry) / "models" / A
+    # Not a LocalFileSystem instance, as an object store is not: no folder rename, the card goes first.
+    filesystem = pafs.SubTreeFileSystem(str(meter_dir), pafs.LocalFileSystem())
+    discard_folder(filesystem, "night01-gru", TRASH_DIR, CARD_FILE)
+    assert not (meter_dir / "night01-gru").exists() and not (meter_dir / TRASH_DIR).exists()
+    assert "night01-gru" not in list_versions(registry, A)
+
+
 def test_a_card_that_cannot_be_read_is_kept_and_named_and_the_rest_is_pruned(registry: str) -> None:
     card = Path(registry) / "models" / A / "night01-gru_global" / CARD_FILE
     card.write_text('{"format": "powercast.model/4", "trunc')

@@ -184,6 +184,8 @@ def prune_registry(
     ------
     ConfigError
         When ``keep_runs`` is not a whole number >= 1 (the message names ``registry.keep_runs``).
+    OSError
+        When ``models/`` itself cannot be listed (then no meter is pruned).
     """
     check_keep_runs(keep_runs)
     meters = tuple(
@@ -237,13 +239,34 @@ def _prune_locked_meter(root: str, meter_id: str, keep_runs: int, dry_run: bool)
     history = read_history(root, meter_id)  # likewise: the rollback targets are unknown
     cards, unreadable = read_cards(root, meter_id, versions)
     kept = versions_to_keep(cards, unreadable, champion, history, keep_runs) & set(versions)
-    removed = [version for version in versions if version not in kept]
     filesystem, base = resolve_filesystem(root)
     meter_dir = layout.meter_models_dir(base, meter_id)
     trash = f"{meter_dir}/{TRASH_DIR}"
-    bytes_freed = folder_bytes(filesystem, trash)  # what a crashed prune left
-    failures: dict[str, str] = {}
-    for version in list(removed):
+    leftover_bytes = folder_bytes(filesystem, trash)  # what a prune killed half-way left
+    doomed = [version for version in versions if version not in kept]
+    removed, removed_bytes, failures = _discard_versions(filesystem, meter_dir, doomed, trash, dry_run)
+    unremoved_bytes = 0 if dry_run else _empty_trash(filesystem, trash, failures)
+    still_there = kept | (set(doomed) - set(removed))  # a version that failed to go still counts
+    networks, whole_versions = global_references(cards, still_there, unreadable)
+    return MeterPruning(
+        meter_id,
+        kept=tuple(sorted(still_there)),
+        removed=tuple(removed),
+        bytes_freed=leftover_bytes + removed_bytes - unremoved_bytes,
+        unreadable=unreadable,
+        failures=failures,
+        global_networks=frozenset(networks),
+        global_versions=frozenset(whole_versions),
+    )
+
+
+def _discard_versions(
+    filesystem: pafs.FileSystem, meter_dir: str, versions: list[str], trash: str, dry_run: bool
+) -> tuple[list[str], int, dict[str, str]]:
+    """Take ``versions`` out of the meter's folder (into ``trash``); return those removed, their bytes, and why
+    the others could not be (they are still there, whole)."""
+    removed, removed_bytes, failures = [], 0, {}
+    for version in versions:
         folder = f"{meter_dir}/{version}"
         size_bytes = folder_bytes(filesystem, folder)
         try:
@@ -251,22 +274,10 @@ def _prune_locked_meter(root: str, meter_id: str, keep_runs: int, dry_run: bool)
                 discard_folder(filesystem, folder, trash, CARD_FILE)
         except OSError as exc:
             failures[version] = str(exc)
-            removed.remove(version)
             continue
-        bytes_freed += size_bytes
-    if not dry_run:
-        bytes_freed -= _empty_trash(filesystem, trash, failures)
-    networks, whole_versions = global_references(cards, kept, unreadable)
-    return MeterPruning(
-        meter_id,
-        kept=tuple(sorted(kept | (set(failures) - {TRASH_DIR}))),  # a version that failed to go is still there
-        removed=tuple(removed),
-        bytes_freed=bytes_freed,
-        unreadable=unreadable,
-        failures=failures,
-        global_networks=frozenset(networks),
-        global_versions=frozenset(whole_versions),
-    )
+        removed.append(version)
+        removed_bytes += size_bytes
+    return removed, removed_bytes, failures
 
 
 def read_cards(root: str, meter_id: str, versions: Iterable[str]) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
