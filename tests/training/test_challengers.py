@@ -6,23 +6,31 @@ and each round-trips through the registry like the networks.
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 
 from powercast.core.config import PowercastConfig
 from powercast.core.errors import TrainingError
-from powercast.models.boosting import BoostedForecaster
 from powercast.models.combination import CombinedForecaster
 from powercast.models.registry import load_model
 from powercast.training.boosted import fit_boosted, refit_boosted
-from powercast.training.pipeline import SELECTION_SET, TrainingOutcome, train_meter, window_inputs
+from powercast.training.pipeline import (
+    SELECTION_SET,
+    TrainingOutcome,
+    best_mean_group,
+    train_meter,
+    window_inputs,
+    window_targets_kw,
+)
 
 METER = "sceaux_household"
 
 
 @pytest.fixture(scope="module")
 def night(tiny_config_factory, tmp_path_factory: pytest.TempPathFactory) -> tuple[PowercastConfig, TrainingOutcome]:
-    config = tiny_config_factory(tmp_path_factory.mktemp("challengers")).with_overrides({"train.cells": ["gru", "hgb"]})
+    config = tiny_config_factory(tmp_path_factory.mktemp("challengers")).with_overrides({"train.cells": ["gru", "lstm", "hgb"]})
     return config, train_meter(config, METER, "night", progress=False)
 
 
@@ -36,7 +44,7 @@ def _validation_mae_kw(outcome: TrainingOutcome) -> dict[str, float]:
 
 def test_the_leaderboard_shows_every_contestant(night: tuple[PowercastConfig, TrainingOutcome]) -> None:
     _, outcome = night
-    assert set(_validation_mae_kw(outcome)) == {"gru", "hgb", "combo"}
+    assert set(_validation_mae_kw(outcome)) == {"gru", "lstm", "hgb", "combo"}
     baselines = {row["model"] for row in outcome.leaderboard if row["kind"] == "baseline"}
     assert {"same_hour_mean_7d", "seasonal_naive_24h"} <= baselines
 
@@ -53,16 +61,73 @@ def test_selection_picks_the_lowest_validation_mae_among_all_challengers(
 def test_the_combination_is_the_mean_of_its_members(night: tuple[PowercastConfig, TrainingOutcome]) -> None:
     config, outcome = night
     combo = load_model(config.root, METER, outcome.versions["combo"])
-    gru = load_model(config.root, METER, outcome.versions["gru"])
-    hgb = load_model(config.root, METER, outcome.versions["hgb"])
-    assert isinstance(combo.module, CombinedForecaster) and isinstance(hgb.module, BoostedForecaster)
-    assert set(combo.module.member_versions) == {outcome.versions["gru"], outcome.versions["hgb"]}
+    assert isinstance(combo.module, CombinedForecaster)
+    members = [load_model(config.root, METER, version) for version in combo.module.member_versions]
+    assert len(members) >= 2 and set(combo.module.member_versions) <= set(outcome.versions.values())
     n_features = len(combo.feature_names)
     windows = np.random.default_rng(1).normal(size=(6, config.prepare.lookback_steps, n_features)).astype(np.float32)
-    expected = (gru.predict_kw(windows) + hgb.predict_kw(windows)) / 2
+    expected = np.mean([member.predict_kw(windows) for member in members], axis=0)
     np.testing.assert_allclose(combo.predict_kw(windows), expected, rtol=1e-5, atol=1e-5)
-    held_out = (gru.predict_kw(windows, held_out=True) + hgb.predict_kw(windows, held_out=True)) / 2
+    held_out = np.mean([member.predict_kw(windows, held_out=True) for member in members], axis=0)
     np.testing.assert_allclose(combo.predict_kw(windows, held_out=True), held_out, rtol=1e-5, atol=1e-5)
+
+
+def test_the_combination_is_the_group_whose_mean_scores_best_on_validation(
+    night: tuple[PowercastConfig, TrainingOutcome], tiny_prepared
+) -> None:
+    """Every group of two or three of the night's models, averaged from their registered held-out fits,
+    scores no better on the selection windows than the group the night combined."""
+    config, outcome = night
+    starts = tiny_prepared.window_starts[SELECTION_SET]
+    windows, actual_kw = window_inputs(tiny_prepared, starts), window_targets_kw(tiny_prepared, starts)
+    held_out_kw = {
+        cell: load_model(config.root, METER, outcome.versions[cell]).predict_kw(windows, held_out=True)
+        for cell in ("gru", "lstm", "hgb")
+    }
+    group_mae_kw = {
+        group: float(np.nanmean(np.abs(np.mean([held_out_kw[cell] for cell in group], axis=0) - actual_kw)))
+        for size in (2, 3)
+        for group in itertools.combinations(sorted(held_out_kw), size)
+    }
+    combined = tuple(sorted(version.rsplit("-", 1)[1] for version in load_model(
+        config.root, METER, outcome.versions["combo"]).module.member_versions))
+    assert group_mae_kw[combined] == pytest.approx(min(group_mae_kw.values()), abs=1e-5), group_mae_kw
+    assert _validation_mae_kw(outcome)["combo"] == pytest.approx(group_mae_kw[combined], abs=1e-4)
+
+
+def _forecasts_erring(actual_kw: np.ndarray, errors_kw: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    return {name: actual_kw + error_kw for name, error_kw in errors_kw.items()}
+
+
+def test_the_best_mean_group_prefers_a_model_that_errs_differently_to_the_second_best() -> None:
+    """Two networks that err alike gain nothing from each other; the third, the worst alone, errs the other
+    way, so a mean with it beats the mean of the two best (gru and lstm: 0.305 kW off)."""
+    actual_kw = np.ones((50, 4))
+    errors_kw = {"gru": actual_kw * 0.30, "lstm": actual_kw * 0.31, "hgb": actual_kw * -0.32}
+    assert best_mean_group(_forecasts_erring(actual_kw, errors_kw), actual_kw) == ["lstm", "hgb"]  # 0.005 kW off
+
+
+def test_the_best_mean_group_may_hold_every_model() -> None:
+    actual_kw = np.zeros((30, 2))
+    swing = np.tile([1.0, -1.0, 0.0], 10)[:, None] * np.ones((1, 2))
+    forecasts = {"a": swing, "b": np.roll(swing, 1, axis=0), "c": np.roll(swing, 2, axis=0)}  # their mean is exact
+    assert best_mean_group(forecasts, actual_kw) == ["a", "b", "c"]
+
+
+def test_the_best_mean_group_breaks_ties_towards_fewer_and_better_models() -> None:
+    actual_kw = np.zeros((10, 3))
+    forecasts = {"worse": np.full((10, 3), 0.2), "best": np.full((10, 3), 0.1), "other": np.full((10, 3), -0.1)}
+    # best+other is exact; no other group is.
+    assert best_mean_group(forecasts, actual_kw) == ["best", "other"]
+    tied = {"b": np.full((10, 3), 0.1), "a": np.full((10, 3), -0.1), "c": np.full((10, 3), 0.1)}
+    # a+b and a+c are both exact: the tie goes to the group of the better single models, named first.
+    assert best_mean_group(tied, actual_kw) == ["a", "b"]
+
+
+def test_the_best_mean_group_ignores_unknown_actuals() -> None:
+    actual_kw = np.array([[1.0, np.nan], [2.0, 3.0]])
+    forecasts = {"x": np.array([[1.0, 9.0], [2.0, 3.5]]), "y": np.array([[1.0, -9.0], [2.0, 2.5]])}
+    assert best_mean_group(forecasts, actual_kw) == ["x", "y"]
 
 
 def test_the_boosted_model_round_trips_through_the_registry(

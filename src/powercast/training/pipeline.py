@@ -15,6 +15,7 @@ the last two itself (one task per cell, then one to decide):
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -450,35 +451,59 @@ def _fit_record(module: Any) -> FitResult:
 def combination_challenger(
     fits: Sequence[ChallengerFit], validation_kw: np.ndarray, run_id: str
 ) -> ChallengerFit | None:
-    """Return the mean of the two challengers with the lowest validation MAE, or None with fewer than two.
+    """Return the mean of the challengers whose mean has the lowest validation MAE, or None with fewer than two.
 
-    Members may be local or global: a global network errs differently from the meter's own models
-    (it learned from the whole fleet), which is what a mean gains from. Its forecasts are the
-    members' mean on every window set (held-out fits where they score held out, served models
-    elsewhere), so it is scored like any other contestant.
+    Every group of two or more challengers is a candidate (at most 26 with the five a night can
+    train: three local cells, two global networks), and the group whose equal-weight mean scores
+    best on the selection windows is the combination. Picking the two best challengers alone
+    missed the best mean: two networks that err alike gain little from each other, while a
+    slightly worse model that errs differently (hgb beside the networks) gains more. Members may
+    be local or global: a global network learned from the whole fleet, which is what a mean gains
+    from. Its forecasts are the members' mean on every window set (held-out fits where they score
+    held out, served models elsewhere), so it is scored like any other contestant.
     """
-    candidates = [challenger for challenger in fits if challenger.cell != COMBINED_MODEL]
+    candidates = sorted(
+        (challenger for challenger in fits if challenger.cell != COMBINED_MODEL), key=lambda challenger: challenger.name
+    )
     if len(candidates) < 2:
         return None
-
-    def validation_mae_kw(challenger: ChallengerFit) -> float:
-        return float(np.nanmean(np.abs(challenger.forecasts_kw[SELECTION_SET] - validation_kw)))
-
-    members = sorted(candidates, key=validation_mae_kw)[:2]
-    versions = tuple(version_name(run_id, member.name) for member in members)
-    held_out = CombinedForecaster([member.fit.module for member in members], versions)
-    served = CombinedForecaster([member.served_module for member in members], versions)
-    refit = any(member.refit is not None for member in members)
+    members = best_mean_group(
+        {challenger.name: challenger.forecasts_kw[SELECTION_SET] for challenger in candidates}, validation_kw
+    )
+    members_fits = [challenger for challenger in candidates if challenger.name in members]
+    members_fits.sort(key=lambda challenger: members.index(challenger.name))
+    versions = tuple(version_name(run_id, member.name) for member in members_fits)
+    held_out = CombinedForecaster([member.fit.module for member in members_fits], versions)
+    served = CombinedForecaster([member.served_module for member in members_fits], versions)
+    refit = any(member.refit is not None for member in members_fits)
     return ChallengerFit(
         cell=COMBINED_MODEL,
         fit=_fit_record(held_out),
         forecasts_kw={
-            name: np.mean([member.forecasts_kw[name] for member in members], axis=0)
-            for name in members[0].forecasts_kw
+            name: np.mean([member.forecasts_kw[name] for member in members_fits], axis=0)
+            for name in members_fits[0].forecasts_kw
         },
         refit=_fit_record(served) if refit else None,
         refit_skipped=None if refit else "its members were not refit",
     )
+
+
+def best_mean_group(forecasts_kw: dict[str, np.ndarray], actual_kw: np.ndarray) -> list[str]:
+    """Return the names (best single model first) of the group of two or more whose mean forecast has the lowest MAE.
+
+    ``forecasts_kw`` maps a model name to its ``[N, H]`` kW forecasts of the windows whose actuals
+    are ``actual_kw`` (NaN where unknown). Ties go to the smaller group, then to the group of the
+    better single models, so the choice is deterministic.
+    """
+    def mae_kw(forecast_kw: np.ndarray) -> float:
+        return float(np.nanmean(np.abs(forecast_kw - actual_kw)))
+
+    ranked = sorted(forecasts_kw, key=lambda name: (mae_kw(forecasts_kw[name]), name))
+    groups = [
+        list(group) for size in range(2, len(ranked) + 1) for group in itertools.combinations(ranked, size)
+    ]  # combinations keep the ranked order, so each group lists its best model first
+    scores = {tuple(group): mae_kw(np.mean([forecasts_kw[name] for name in group], axis=0)) for group in groups}
+    return min(groups, key=lambda group: (scores[tuple(group)], len(group), [ranked.index(n) for n in group]))
 
 
 def _check_fits(meter_id: str, fits: Sequence[ChallengerFit], windows: dict[str, np.ndarray]) -> None:
