@@ -5,8 +5,9 @@ laundry, heater/AC and rest-of-house channels), trains with ``train.scope = both
 reference split (train < 2009-07-01 <= validation < 2010-01-01 <= test), and prints per meter the
 day-ahead test MAE (kW, windows issued at local midnight, every scored window of 2010) of the
 best local network, the best global network (each chosen by validation MAE, as selection would),
-the baseline with the lowest validation MAE, the combination (the mean of the two challengers
-with the lowest validation MAE, of any scope) and the contestant selection serves on a first
+the baseline with the lowest validation MAE, the combination (the mean of the group of
+challengers, of any scope, whose mean scores best on validation; its members read from its
+model card) and the contestant selection serves on a first
 night, then the median over meters. Writes
 bench/results/real_meters.json (real_meters-<tag>.json with --tag). Seeds are the configuration's
 (train.seed, default 42).
@@ -48,7 +49,7 @@ def _median_kw(values: list[float]) -> float:
     return statistics.median(trained) if trained else float("nan")
 
 
-def meter_row(meter_id: str, leaderboard: list[dict[str, Any]], decision: Any) -> dict[str, Any]:
+def meter_row(meter_id: str, leaderboard: list[dict[str, Any]], decision: Any, combo_members: list[str]) -> dict[str, Any]:
     """Return one meter's test MAE per family (NaN for a family not trained), each family's member chosen on validation."""
     names = {row["model"] for row in leaderboard}
     baselines = sorted({row["model"] for row in leaderboard if row["kind"] == "baseline"})
@@ -62,14 +63,21 @@ def meter_row(meter_id: str, leaderboard: list[dict[str, Any]], decision: Any) -
         best = _best_by_validation(leaderboard, models)
         row[family] = best or "-"
         row[f"{family}_test_mae_kw"] = _mae(leaderboard, best, SCORED_SET) if best else float("nan")
-    # The combination averages the two challengers with the lowest validation MAE (local or global).
-    challengers = {row["model"] for row in leaderboard if row["kind"] == "challenger"} - {"combo"}
-    members = sorted(challengers, key=lambda model: _mae(leaderboard, model, "val"))[:2]
-    row["combo"] = "+".join(members) if "combo" in names else "-"
+    row["combo"] = "+".join(combo_members) if "combo" in names else "-"
     row["combo_test_mae_kw"] = _mae(leaderboard, "combo", SCORED_SET) if "combo" in names else float("nan")
     row["selected"] = decision.winner if decision.promoted else "(none promoted)"
     row["selected_test_mae_kw"] = _mae(leaderboard, decision.winner, SCORED_SET) if decision.promoted else float("nan")
     return row
+
+
+def combination_members(root: str, meter_id: str, versions: dict[str, str]) -> list[str]:
+    """Return the models the meter's registered combination averages (its card's member versions), [] without one."""
+    from powercast.models.registry import read_card
+
+    if "combo" not in versions:
+        return []
+    by_version = {version: model for model, version in versions.items()}
+    return [by_version[version] for version in read_card(root, meter_id, versions["combo"])["hparams"]["member_versions"]]
 
 
 def claim_scratch_root(root: Path) -> None:
@@ -125,7 +133,10 @@ def main() -> int:
     started = time.perf_counter()
     result = train_fleet(config, meters, run_id, progress=False)
     elapsed_s = time.perf_counter() - started
-    rows = [meter_row(m, o.leaderboard, o.decision) for m, o in sorted(result.outcomes.items())]
+    rows = [
+        meter_row(m, o.leaderboard, o.decision, combination_members(config.root, m, o.versions))
+        for m, o in sorted(result.outcomes.items())
+    ]
     header = (
         f"{'meter':<28} {'local':>14} {'global':>20} {'best baseline':>28} {'combination':>32} {'selected':>20}"
     )

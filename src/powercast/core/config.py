@@ -37,7 +37,7 @@ RecurrentCell = Literal["gru", "lstm"]
 RECURRENT_CELLS: tuple[str, ...] = get_args(RecurrentCell)
 Cell = Literal["gru", "lstm", "hgb"]
 CELL_NAMES: tuple[str, ...] = get_args(Cell)
-# The mean of a night's two best challengers, competing beside them (powercast.models.combination).
+# The mean of the group of a night's challengers whose mean scores best, competing beside them (powercast.models.combination).
 COMBINED_MODEL = "combo"
 Scheduler = Literal["onecycle", "plateau", "none"]
 SCHEDULER_NAMES: tuple[str, ...] = get_args(Scheduler)
