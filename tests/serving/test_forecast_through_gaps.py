@@ -187,6 +187,58 @@ def test_an_old_combination_card_serves_its_member_through_a_gap_with_its_own_kw
     _assert_upper_offsets_kw(batch, _expected_upper_offsets_kw(config, champion, issued, kw_offsets=True))
 
 
+def _copy_version(root: Path, version: str, copy: str, edit) -> None:
+    """Register ``copy`` as a copy of ``version`` (same weights files) whose card ``edit`` changes."""
+    shutil.copytree(root / "models" / METER / version, root / "models" / METER / copy)
+    card_path = root / "models" / METER / copy / "model.json"
+    card = json.loads(card_path.read_text())
+    card["version"] = copy
+    edit(card)
+    card_path.write_text(json.dumps(card))
+
+
+def test_part_of_a_combination_through_a_gap_serves_the_widest_of_its_members_intervals(
+    masked_night: PowercastConfig, tmp_path: Path
+) -> None:
+    """Two networks of a three-member combination (hgb left out) serve with the widest of their own intervals.
+
+    The combination's interval was calibrated with hgb in the mean, and their mean without it was
+    never calibrated; each network's own is, on its own residuals. The second network here is the
+    first with its upper offsets doubled and its lower ones halved, so the widest bounds are its
+    upper and the first's lower.
+    """
+    root = tmp_path / "root"
+    shutil.copytree(masked_night.root, root)
+    config = masked_night.model_copy(update={"root": str(root)})
+
+    def wider_above(card: dict) -> None:
+        interval = card["interval"]
+        interval["hi_ratio"] = (np.asarray(interval["hi_ratio"]) * 2).tolist()
+        interval["lo_ratio"] = (np.asarray(interval["lo_ratio"]) / 2).tolist()
+
+    def three_members(card: dict) -> None:
+        card["hparams"]["member_versions"] = ["masked-gru", "masked-gru-wide", "masked-hgb"]
+
+    _copy_version(root, "masked-gru", "masked-gru-wide", wider_above)
+    _copy_version(root, "masked-combo", "masked-trio", three_members)
+    promote(config.root, METER, "masked-trio", "test")
+    champion = load_champion(config.root, METER)
+    gru, wide = (next(m for m in champion.members if m.version == v) for v in ("masked-gru", "masked-gru-wide"))
+    issued = _midnights_after_outages(config, champion.prepare_config.min_real_input_steps, True)[0]
+    batch = make_forecast_batch(config, METER, issued, run_id="run-gap")
+
+    assert (batch.model, batch.model_version) == ("combo", "masked-trio")
+    assert "served by its network member(s) masked-gru, masked-gru-wide alone" in batch.notes[0]
+    assert "with the widest of the intervals of masked-gru, masked-gru-wide" in batch.notes[0]
+    _assert_upper_offsets_kw(batch, _expected_upper_offsets_kw(config, wide, issued))
+    frame = batch.table.to_pandas()
+    unclipped = frame["yhat_lo_kw"].to_numpy() > 0  # a lower bound is clipped at 0 kW
+    assert unclipped.any()
+    lower_offsets_kw = (frame["yhat_kw"] - frame["yhat_lo_kw"]).to_numpy()
+    expected_lower_kw = -_expected_upper_offsets_kw(config, gru, issued) * gru.interval_lo[0] / gru.interval_hi[0]
+    np.testing.assert_allclose(lower_offsets_kw[unclipped], expected_lower_kw[unclipped], atol=1e-5)
+
+
 def test_hgb_champion_keeps_the_fallback_through_a_gap(masked_night: PowercastConfig) -> None:
     promote(masked_night.root, METER, "masked-hgb", "test")
     champion = load_champion(masked_night.root, METER)
