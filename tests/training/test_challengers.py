@@ -114,20 +114,34 @@ def test_the_best_mean_group_may_hold_every_model() -> None:
     assert best_mean_group(forecasts, actual_kw) == ["a", "b", "c"]
 
 
-def test_the_best_mean_group_breaks_ties_towards_fewer_and_better_models() -> None:
+def test_the_best_mean_group_breaks_ties_towards_fewer_models_then_by_rank_and_name() -> None:
     actual_kw = np.zeros((10, 3))
     forecasts = {"worse": np.full((10, 3), 0.2), "best": np.full((10, 3), 0.1), "other": np.full((10, 3), -0.1)}
-    # best+other is exact; no other group is.
-    assert best_mean_group(forecasts, actual_kw) == ["best", "other"]
+    assert best_mean_group(forecasts, actual_kw) == ["best", "other"]  # exact; no other group is
     tied = {"b": np.full((10, 3), 0.1), "a": np.full((10, 3), -0.1), "c": np.full((10, 3), 0.1)}
-    # a+b and a+c are both exact: the tie goes to the group of the better single models, named first.
+    # a+b and a+c are both exact, and b and c score alike alone: the names decide.
     assert best_mean_group(tied, actual_kw) == ["a", "b"]
 
 
-def test_the_best_mean_group_ignores_unknown_actuals() -> None:
+def test_the_best_mean_group_scores_only_known_actuals() -> None:
+    """x and y err by +-0.25 where the actual is known (their mean is exact) and wildly where it is not; z errs
+    by 0.125. Were the unknown step scored, every group would score NaN and the first (z and x) would be taken."""
     actual_kw = np.array([[1.0, np.nan], [2.0, 3.0]])
-    forecasts = {"x": np.array([[1.0, 9.0], [2.0, 3.5]]), "y": np.array([[1.0, -9.0], [2.0, 2.5]])}
+    forecasts = {
+        "x": np.array([[1.25, 100.0], [2.25, 3.25]]),
+        "y": np.array([[0.75, -50.0], [1.75, 2.75]]),
+        "z": np.array([[1.125, 1.0], [2.125, 3.125]]),
+    }
     assert best_mean_group(forecasts, actual_kw) == ["x", "y"]
+
+
+def test_a_model_that_did_not_forecast_every_scored_step_is_in_no_group() -> None:
+    actual_kw = np.zeros((4, 2))
+    diverged = np.full((4, 2), -0.1)
+    diverged[2, 1] = np.nan  # its mean with "up" would be exact elsewhere
+    forecasts = {"up": np.full((4, 2), 0.1), "diverged": diverged, "far": np.full((4, 2), -0.3)}
+    assert best_mean_group(forecasts, actual_kw) == ["up", "far"]
+    assert best_mean_group({"up": forecasts["up"], "diverged": diverged}, actual_kw) == []
 
 
 def test_the_boosted_model_round_trips_through_the_registry(

@@ -340,7 +340,7 @@ def _local_and_global_gru(
 def test_a_winning_combination_with_a_global_member_serves_their_mean(
     fresh_alternating_root: str,
 ) -> None:
-    # The combination takes the best two challengers of any scope. Here the local GRU's validation
+    # The combination is the best-scoring group of challengers of any scope. Here the local GRU's validation
     # errors are made the mirror image of the global GRU's, so their mean is exact and wins.
     root = fresh_alternating_root
     config, prepared, local, global_gru = _local_and_global_gru(root, "mixed")

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -470,6 +471,8 @@ def combination_challenger(
     members = best_mean_group(
         {challenger.name: challenger.forecasts_kw[SELECTION_SET] for challenger in candidates}, validation_kw
     )
+    if not members:
+        return None
     members_fits = [challenger for challenger in candidates if challenger.name in members]
     members_fits.sort(key=lambda challenger: members.index(challenger.name))
     versions = tuple(version_name(run_id, member.name) for member in members_fits)
@@ -492,18 +495,25 @@ def best_mean_group(forecasts_kw: dict[str, np.ndarray], actual_kw: np.ndarray) 
     """Return the names (best single model first) of the group of two or more whose mean forecast has the lowest MAE.
 
     ``forecasts_kw`` maps a model name to its ``[N, H]`` kW forecasts of the windows whose actuals
-    are ``actual_kw`` (NaN where unknown). Ties go to the smaller group, then to the group of the
-    better single models, so the choice is deterministic.
+    are ``actual_kw`` (NaN where unknown: those steps are not scored). A model that did not
+    forecast every scored step (NaN, inf: a diverged fit) is in no group, since its share of a mean
+    would be missing too; with fewer than two others there is no group, and [] is returned. Ties
+    go to the smaller group, then to the group of the better single models, then by name.
     """
-    def mae_kw(forecast_kw: np.ndarray) -> float:
-        return float(np.nanmean(np.abs(forecast_kw - actual_kw)))
+    known = np.isfinite(actual_kw)
 
-    ranked = sorted(forecasts_kw, key=lambda name: (mae_kw(forecasts_kw[name]), name))
+    def mae_kw(forecast_kw: np.ndarray) -> float:
+        return float(np.abs(forecast_kw[known] - actual_kw[known]).mean()) if known.any() else math.inf
+
+    usable = [name for name, forecast_kw in forecasts_kw.items() if np.isfinite(forecast_kw[known]).all()]
+    ranked = sorted(usable, key=lambda name: (mae_kw(forecasts_kw[name]), name))
     groups = [
         list(group) for size in range(2, len(ranked) + 1) for group in itertools.combinations(ranked, size)
     ]  # combinations keep the ranked order, so each group lists its best model first
     scores = {tuple(group): mae_kw(np.mean([forecasts_kw[name] for name in group], axis=0)) for group in groups}
-    return min(groups, key=lambda group: (scores[tuple(group)], len(group), [ranked.index(n) for n in group]))
+    return min(
+        groups, key=lambda group: (scores[tuple(group)], len(group), [ranked.index(n) for n in group]), default=[]
+    )
 
 
 def _check_fits(meter_id: str, fits: Sequence[ChallengerFit], windows: dict[str, np.ndarray]) -> None:
