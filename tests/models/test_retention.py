@@ -25,11 +25,14 @@ from powercast.models.combination import CombinedForecaster
 from powercast.models.registry import (
     CARD_FILE,
     CHAMPION_FILE,
+    HISTORY_FILE,
+    champion_version,
     list_versions,
     load_champion,
     load_model,
     promote,
     read_card,
+    read_history,
     record_decision,
     register_model,
 )
@@ -246,6 +249,23 @@ def test_a_meter_whose_champion_pointer_is_damaged_is_left_whole_and_named(regis
     assert _global_versions(registry) == [f"{night}-gru_global" for night in NIGHTS]
     [problem] = report.problems()
     assert f"meter {B!r} not pruned" in problem and CHAMPION_FILE in problem
+
+
+@pytest.mark.parametrize("damaged_file", [CHAMPION_FILE, HISTORY_FILE])
+def test_a_meter_whose_pointer_or_history_is_not_utf8_is_skipped_and_the_others_are_pruned(
+    registry: str, damaged_file: str
+) -> None:
+    path = Path(registry) / "models" / A / damaged_file
+    path.write_bytes(b"\x80\x81" + path.read_bytes())  # not UTF-8: a disk or copy that mangled it
+    reader = champion_version if damaged_file == CHAMPION_FILE else read_history
+    with pytest.raises(RegistryError, match=str(path)):
+        reader(registry, A)
+    versions = list_versions(registry, A)
+    report = prune_registry(registry, KEEP_RUNS)
+    assert list_versions(registry, A) == versions
+    assert list_versions(registry, B) == KEPT_B
+    [problem] = report.problems()
+    assert f"meter {A!r} not pruned" in problem and damaged_file in problem
 
 
 def test_a_meter_another_run_is_writing_is_skipped(registry: str) -> None:

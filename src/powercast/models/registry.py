@@ -693,7 +693,7 @@ def champion_version(root: str, meter_id: str) -> str | None:
         return None
     try:
         return str(json.loads(raw)["version"])
-    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+    except (ValueError, KeyError, TypeError) as exc:  # JSONDecodeError, or bytes that are not UTF-8 text
         raise RegistryError(f"{meter_dir}/{CHAMPION_FILE} is damaged ({exc}); re-promote a version") from exc
 
 
@@ -757,8 +757,12 @@ def read_history(root: str, meter_id: str) -> list[dict[str, Any]]:
     raw = read_bytes(path, filesystem)
     if raw is None:
         return []
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise RegistryError(f"{path} is not UTF-8 text ({exc}); repair or remove the damaged bytes") from exc
     entries = []
-    for number, line in enumerate(raw.decode("utf-8").splitlines(), start=1):
+    for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         try:

@@ -223,6 +223,9 @@ def prune_meter(
         return MeterPruning(meter_id, skipped=f"its registry cannot be read, so nothing is deleted: {exc}")
     except OSError as exc:
         return MeterPruning(meter_id, skipped=f"its registry folder cannot be read or changed: {exc}")
+    except ValueError as exc:  # a reader that let bad bytes through: one meter's damage must not stop the prune
+        damage = f"{type(exc).__name__}: {exc}"
+        return MeterPruning(meter_id, skipped=f"its registry holds data that cannot be read ({damage}), so nothing is deleted")
 
 
 def _write_lock(root: str, meter_id: str, timeout_s: float, holder: str) -> AbstractContextManager[Any]:
