@@ -24,6 +24,9 @@ from powercast.core.errors import ConfigError, RegistryError
 from powercast.models.combination import CombinedForecaster
 from powercast.models.registry import (
     CARD_FILE,
+    CHALLENGER_VERSIONS_KEY,
+    CHAMPION_AFTER_KEY,
+    CHAMPION_BEFORE_KEY,
     CHAMPION_FILE,
     HISTORY_FILE,
     champion_version,
@@ -44,8 +47,9 @@ from powercast.models.retention import (
     with_combination_members,
 )
 from powercast.models.rnn import RNNForecaster
-from powercast.prepare.series import PreparedSeries
+from powercast.prepare.series import PreparedSeries, prepare_meter
 from powercast.training.fit import build_forecaster
+from powercast.training.pipeline import fit_challenger, select_and_register
 
 A, B = "sceaux_household", "meter-b"
 NIGHTS = [f"night{number:02d}" for number in range(1, 7)]
@@ -107,9 +111,9 @@ def _night(root: str, night: str, networks: Networks, prepared: PreparedSeries, 
         promote(root, B, "night01-gru", night)
     versions = {cell: f"{night}-{cell}" for cell in ("gru", "lstm", "gru_global", COMBINED_MODEL)}
     entry = {
-        "champion_before": A_CHAMPION_BEFORE[night],
-        "champion_after": A_CHAMPION_AFTER[night],
-        "challenger_versions": versions,
+        CHAMPION_BEFORE_KEY: A_CHAMPION_BEFORE[night],
+        CHAMPION_AFTER_KEY: A_CHAMPION_AFTER[night],
+        CHALLENGER_VERSIONS_KEY: versions,
     }
     record_decision(root, A, night, entry)
 
@@ -305,6 +309,26 @@ def test_an_unused_global_network_is_kept_while_it_is_new_then_removed(
     later = prune_registry(registry, KEEP_RUNS)
     assert [name.partition("/")[0] for name in later.global_networks.removed] == ["night07-gru_global"]
     assert _global_versions(registry) == KEPT_GLOBAL
+
+
+def test_nights_of_the_real_selection_keep_the_champion_it_replaced_and_lose_the_night_between(
+    tiny_config: PowercastConfig,
+) -> None:
+    """The history the library's selection writes (its keys, its decisions), pruned to one run."""
+    config = tiny_config.with_overrides({"train.max_epochs": 4, "train.patience_epochs": 4})
+    prepared = prepare_meter(config, A)
+    fits = {cell: fit_challenger(config, prepared, cell, "fits", progress=False) for cell in ("gru", "lstm")}
+    # The GRU beats the baselines (night1), ties with itself (night2); the GRU + LSTM mean beats it (night3).
+    for run_id, cells in (("night1", ["gru"]), ("night2", ["gru"]), ("night3", ["gru", "lstm"])):
+        select_and_register(config, A, run_id, prepared, [fits[cell] for cell in cells])
+    last = read_history(config.root, A)[-1]
+    rollback, champion = last[CHAMPION_BEFORE_KEY], last[CHAMPION_AFTER_KEY]
+    assert (rollback, champion) == ("night1-gru", "night3-combo"), last.get("reason")
+    report = prune_registry(config.root, 1)
+    assert list_versions(config.root, A) == ["night1-gru", "night3-combo", "night3-gru", "night3-lstm"]
+    assert report.meters[0].removed == ("night2-gru",) and report.problems() == []
+    assert champion_version(config.root, A) == champion
+    assert load_model(config.root, A, rollback).version == rollback  # still there to roll back to
 
 
 def test_combination_members_are_kept_transitively() -> None:

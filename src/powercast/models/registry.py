@@ -90,6 +90,11 @@ GLOBAL_NETWORK_KEY = "global_network"  # meter card key: {"version": ..., "netwo
 N_METERS_KEY = "n_meters"  # in a global network's meter card hparams: the length of the meter list kept in network.json
 NETWORK_ID_HEX_CHARS = 16  # 64 bits of the digest: two different networks of one version never share a folder
 HISTORY_FILE = "history.jsonl"
+# The keys of a history.jsonl decision that name versions: training.pipeline writes them, and
+# models.retention keeps every version they name in a meter's last decisions (rollback targets).
+CHAMPION_BEFORE_KEY = "champion_before"
+CHAMPION_AFTER_KEY = "champion_after"
+CHALLENGER_VERSIONS_KEY = "challenger_versions"  # {challenger name: version} of the night
 INTERVAL_DECIMALS = 6  # interval offsets on a card: kW, or ratios of the input week's mean load
 _NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")  # run ids and versions
 _METER_ID_RE = re.compile(METER_ID_PATTERN)

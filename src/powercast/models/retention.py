@@ -56,6 +56,9 @@ from powercast.io.atomic import is_uri, resolve_filesystem
 from powercast.io.locking import DEFAULT_LOCK_TIMEOUT_S, meter_lock
 from powercast.models.registry import (
     CARD_FILE,
+    CHALLENGER_VERSIONS_KEY,
+    CHAMPION_AFTER_KEY,
+    CHAMPION_BEFORE_KEY,
     GLOBAL_NETWORK_FILE,
     GLOBAL_NETWORK_KEY,
     NETWORK_ID_HEX_CHARS,
@@ -74,9 +77,6 @@ TRASH_DIR = ".trash"
 # that moment, far shorter than the nightly cadence (an orphan goes the next night).
 GLOBAL_ORPHAN_GRACE_S = 6 * 3600.0
 DEFAULT_PRUNE_HOLDER = "registry prune"
-# History keys naming versions (training.pipeline._promote_and_record writes them).
-_HISTORY_VERSION_KEYS = ("champion_before", "champion_after")
-_HISTORY_VERSIONS_BY_CELL_KEY = "challenger_versions"
 _METER_ID_RE = re.compile(METER_ID_PATTERN)
 _NETWORK_ID_RE = re.compile(rf"^[0-9a-f]{{{NETWORK_ID_HEX_CHARS}}}$")
 
@@ -376,8 +376,9 @@ def versions_named_in_history(history: list[Any], keep_runs: int) -> set[str]:
     for entry in history[-keep_runs:]:
         if not isinstance(entry, dict):
             continue
-        named |= {entry[key] for key in _HISTORY_VERSION_KEYS if isinstance(entry.get(key), str)}
-        by_cell = entry.get(_HISTORY_VERSIONS_BY_CELL_KEY)
+        champions = (entry.get(CHAMPION_BEFORE_KEY), entry.get(CHAMPION_AFTER_KEY))
+        named |= {version for version in champions if isinstance(version, str)}
+        by_cell = entry.get(CHALLENGER_VERSIONS_KEY)
         if isinstance(by_cell, dict):
             named |= {version for version in by_cell.values() if isinstance(version, str)}
     return named

@@ -47,6 +47,9 @@ from powercast.models.metrics import (
     seasonal_naive_scale_kw,
 )
 from powercast.models.registry import (
+    CHALLENGER_VERSIONS_KEY,
+    CHAMPION_AFTER_KEY,
+    CHAMPION_BEFORE_KEY,
     LoadedModel,
     ModelRecord,
     load_champion,
@@ -828,9 +831,9 @@ def _promote_and_record(
         run_id,
         {
             **decision.to_dict(),
-            "champion_before": decision.champion_version,
-            "champion_after": champion_after,
-            "challenger_versions": versions,
+            CHAMPION_BEFORE_KEY: decision.champion_version,
+            CHAMPION_AFTER_KEY: champion_after,
+            CHALLENGER_VERSIONS_KEY: versions,
             # What the night learned from, promoted or not: a run with nothing newer skips training.
             DATA_END_KEY: pd.Timestamp(data_end_utc).isoformat(),
             "decided_at": datetime.now(timezone.utc).isoformat(),
