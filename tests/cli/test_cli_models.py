@@ -48,3 +48,13 @@ def test_a_keep_count_of_zero_fails_naming_the_setting(two_nights: str, capsys) 
     assert main(["models", "prune", "--root", two_nights, "--keep-runs", "0"]) == 2
     assert "registry.keep_runs" in capsys.readouterr().err
     assert list_versions(two_nights, METER) == ["night1-gru", "night2-gru"]
+
+
+def test_a_registry_folder_that_cannot_be_listed_is_one_line_and_exit_2(tmp_path: Path, capsys) -> None:
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "models").write_text("a file where the registry folder should be")
+    assert main(["models", "prune", "--root", str(root)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("powercast models: error: cannot list the registry folder") and str(root / "models") in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err

@@ -41,6 +41,7 @@ from powercast.models.registry import (
 )
 from powercast.models.retention import (
     GLOBAL_ORPHAN_GRACE_S,
+    KEEP_RUNS_SETTING,
     TRASH_DIR,
     discard_folder,
     prune_registry,
@@ -342,8 +343,11 @@ def test_combination_members_are_kept_transitively() -> None:
     assert with_combination_members({"n1-combo"}, cards) == {"n1-combo", "n1-inner", "n1-gru", "n1-lstm"}
 
 
-@pytest.mark.parametrize("keep_runs", [0, -1])
-def test_a_keep_count_below_one_fails_naming_the_setting(registry: str, keep_runs: int) -> None:
+KEEP_RUNS_MAX = next(constraint.le for constraint in KEEP_RUNS_SETTING.field.metadata if hasattr(constraint, "le"))
+
+
+@pytest.mark.parametrize("keep_runs", [0, -1, KEEP_RUNS_MAX + 1])
+def test_a_keep_count_out_of_the_declared_bounds_fails_naming_the_setting(registry: str, keep_runs: int) -> None:
     with pytest.raises(ConfigError, match=r"registry\.keep_runs"):
         prune_registry(registry, keep_runs)
     with pytest.raises(ConfigError, match=r"registry\.keep_runs"):

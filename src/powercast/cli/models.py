@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from powercast.cli.options import add_setting_options, setting_overrides
 from powercast.core.config import PowercastConfig
+from powercast.core.errors import RegistryError
 from powercast.core.settings import REGISTRY_SETTINGS, settings
 
 # The registry imports torch: the retention module is imported by the handler, so that building
@@ -95,10 +96,14 @@ def run_prune(args: argparse.Namespace, config: PowercastConfig) -> int:
     from powercast.io import layout
     from powercast.models.retention import prune_registry
 
-    report = prune_registry(
-        config.root, config.registry.keep_runs, dry_run=args.dry_run, lock_timeout_s=args.lock_timeout_s
-    )
-    print("\n".join(report_lines(report, layout.under(config.root, layout.MODELS))))
+    models_dir = layout.under(config.root, layout.MODELS)
+    try:
+        report = prune_registry(
+            config.root, config.registry.keep_runs, dry_run=args.dry_run, lock_timeout_s=args.lock_timeout_s
+        )
+    except OSError as exc:  # models/ itself cannot be listed: nothing was pruned
+        raise RegistryError(f"cannot list the registry folder {models_dir} ({exc}); nothing was pruned") from exc
+    print("\n".join(report_lines(report, models_dir)))
     problems = report.problems()
     for problem in problems:
         print(f"powercast models prune: {problem}", file=sys.stderr)

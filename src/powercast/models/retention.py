@@ -51,6 +51,7 @@ import pyarrow.fs as pafs
 from powercast.core.config import COMBINED_MODEL
 from powercast.core.errors import ConfigError, LockedError, RegistryError
 from powercast.core.schemas import METER_ID_PATTERN
+from powercast.core.settings import REGISTRY_SETTINGS, Setting, settings
 from powercast.io import layout
 from powercast.io.atomic import is_uri, resolve_filesystem
 from powercast.io.locking import DEFAULT_LOCK_TIMEOUT_S, meter_lock
@@ -68,7 +69,9 @@ from powercast.models.registry import (
     read_history,
 )
 
-KEEP_RUNS_SETTING = "registry.keep_runs"
+# registry.keep_runs as declared once (core.config.RegistryConfig, listed in REGISTRY_SETTINGS):
+# its dotted key and bounds are read from there, never written here a second time.
+(KEEP_RUNS_SETTING,) = settings(REGISTRY_SETTINGS)
 # Under models/<meter_id>/ and models/_global/: starts with ".", so it is no version, meter id or
 # network id, and holds no model.json of its own, so list_versions never lists it.
 TRASH_DIR = ".trash"
@@ -140,19 +143,25 @@ class PruneReport:
 
 
 def check_keep_runs(keep_runs: int) -> int:
-    """Return ``keep_runs`` after checking it is a whole number of runs, at least 1.
+    """Return ``keep_runs`` after checking it is a whole number of runs within the setting's declared bounds.
 
     Raises
     ------
     ConfigError
-        Naming the setting, for 0, a negative number or not an integer.
+        Naming the setting, for a number out of its bounds (0, a negative one) or not an integer.
     """
-    if isinstance(keep_runs, bool) or not isinstance(keep_runs, int) or keep_runs < 1:
+    low, high = _declared_bound(KEEP_RUNS_SETTING, "ge"), _declared_bound(KEEP_RUNS_SETTING, "le")
+    if isinstance(keep_runs, bool) or not isinstance(keep_runs, int) or not low <= keep_runs <= high:
         raise ConfigError(
-            f"{KEEP_RUNS_SETTING} must be a whole number of training runs, at least 1 (a meter always keeps its "
-            f"newest run), got {keep_runs!r}"
+            f"{KEEP_RUNS_SETTING.key} must be a whole number of training runs from {low} to {high} (a meter always keeps "
+            f"its newest run), got {keep_runs!r}"
         )
     return keep_runs
+
+
+def _declared_bound(item: Setting, name: str) -> Any:
+    """Return the bound ``name`` ("ge", "le") the setting's config field declares."""
+    return next(getattr(constraint, name) for constraint in item.field.metadata if hasattr(constraint, name))
 
 
 def registry_meters(root: str) -> list[str]:
