@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import pyarrow.fs as pafs
 import pytest
 import torch
 from model_records import model_record
@@ -201,8 +202,6 @@ def test_a_dry_run_removes_nothing_and_reports_what_pruning_then_removes(registr
 def test_folders_left_in_the_trash_by_a_crash_are_never_listed_and_the_next_prune_removes_them(
     registry: str,
 ) -> None:
-    import pyarrow.fs as pafs
-
     models = Path(registry) / "models"
     # A prune that renamed a version and a global network into the trash and was killed before emptying it.
     discard_folder(pafs.LocalFileSystem(), str(models / A / "night01-lstm"), str(models / A / TRASH_DIR), CARD_FILE)
@@ -222,14 +221,41 @@ def test_folders_left_in_the_trash_by_a_crash_are_never_listed_and_the_next_prun
 
 
 def test_on_a_filesystem_that_is_not_the_local_disk_a_version_is_deleted_in_place(registry: str) -> None:
-    import pyarrow.fs as pafs
-
     meter_dir = Path(registry) / "models" / A
     # Not a LocalFileSystem instance, as an object store is not: no folder rename, the card goes first.
     filesystem = pafs.SubTreeFileSystem(str(meter_dir), pafs.LocalFileSystem())
     discard_folder(filesystem, "night01-gru", TRASH_DIR, CARD_FILE)
     assert not (meter_dir / "night01-gru").exists() and not (meter_dir / TRASH_DIR).exists()
     assert "night01-gru" not in list_versions(registry, A)
+
+
+class TrashEmptiedByAnotherPrune(pafs.LocalFileSystem):
+    """The local disk, where another prune empties the trash right after each of our first ``times`` create_dir."""
+
+    def __init__(self, times: int) -> None:
+        super().__init__()
+        self.times = times
+
+    def create_dir(self, path: str, recursive: bool = True) -> None:
+        super().create_dir(path, recursive=recursive)
+        if self.times > 0:
+            self.times -= 1
+            self.delete_dir(path)
+
+
+def test_a_version_is_moved_into_the_trash_even_when_another_prune_empties_it_in_between(registry: str) -> None:
+    meter_dir = Path(registry) / "models" / A
+    discard_folder(TrashEmptiedByAnotherPrune(times=1), str(meter_dir / "night01-gru"), str(meter_dir / TRASH_DIR), CARD_FILE)
+    assert not (meter_dir / "night01-gru").exists()
+    [trashed] = (meter_dir / TRASH_DIR).iterdir()
+    assert (trashed / CARD_FILE).is_file()
+
+
+def test_a_version_the_trash_kept_vanishing_under_is_left_whole_and_the_failure_said(registry: str) -> None:
+    meter_dir = Path(registry) / "models" / A
+    with pytest.raises(OSError, match="night01-gru could not be moved"):
+        discard_folder(TrashEmptiedByAnotherPrune(times=99), str(meter_dir / "night01-gru"), str(meter_dir / TRASH_DIR), CARD_FILE)
+    assert "night01-gru" in list_versions(registry, A)
 
 
 def test_a_card_that_cannot_be_read_is_kept_and_named_and_the_rest_is_pruned(registry: str) -> None:

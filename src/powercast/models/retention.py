@@ -437,19 +437,43 @@ def discard_folder(filesystem: pafs.FileSystem, folder: str, trash: str, marker_
     or, after a crash, the next one). A filesystem that cannot rename a folder (an object store)
     deletes ``marker_file`` first (a card, ``network.json``): without it the folder is no longer
     listed or loadable, then the rest. A folder already gone (another prune took it) is no error.
+
+    Raises
+    ------
+    OSError
+        When the folder is still there: it could not be moved or deleted (it stays whole on a local disk).
     """
     if isinstance(filesystem, pafs.LocalFileSystem):
-        filesystem.create_dir(trash, recursive=True)
-        name = folder.rpartition("/")[2]
-        try:
-            filesystem.move(folder, f"{trash}/{name}.{uuid.uuid4().hex[:12]}")
-        except FileNotFoundError:
-            pass
+        _move_into_trash(filesystem, folder, trash)
         return
     if filesystem.get_file_info(f"{folder}/{marker_file}").type == pafs.FileType.File:
         filesystem.delete_file(f"{folder}/{marker_file}")
     if filesystem.get_file_info(folder).type == pafs.FileType.Directory:
         filesystem.delete_dir(folder)
+
+
+# A rename into the trash that found no trash folder is tried again this many times: another
+# prune (the _global folders have no lock) can empty the trash between our create_dir and move.
+TRASH_MOVE_ATTEMPTS = 3
+
+
+def _move_into_trash(filesystem: pafs.LocalFileSystem, folder: str, trash: str) -> None:
+    """Rename ``folder`` into ``trash`` under a name of its own; return when it is there or gone.
+
+    The rename fails with FileNotFoundError both when ``folder`` is gone (another prune took it:
+    done) and when ``trash`` is (another prune emptied it since we made it: make it again).
+    """
+    name = folder.rpartition("/")[2]
+    for _ in range(TRASH_MOVE_ATTEMPTS):
+        filesystem.create_dir(trash, recursive=True)
+        try:
+            filesystem.move(folder, f"{trash}/{name}.{uuid.uuid4().hex[:12]}")
+            return
+        except FileNotFoundError:
+            if filesystem.get_file_info(folder).type == pafs.FileType.NotFound:
+                return
+    raise OSError(f"{folder} could not be moved into {trash}: the trash folder kept vanishing (another prune "
+                  "emptying it); it is left whole, and the next prune tries again")
 
 
 def _empty_trash(filesystem: pafs.FileSystem, trash: str, failures: dict[str, str]) -> int:
