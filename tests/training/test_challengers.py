@@ -93,6 +93,10 @@ def test_the_combination_is_the_group_whose_mean_scores_best_on_validation(
         config.root, METER, outcome.versions["combo"]).module.member_versions))
     assert group_mae_kw[combined] == pytest.approx(min(group_mae_kw.values()), abs=1e-5), group_mae_kw
     assert _validation_mae_kw(outcome)["combo"] == pytest.approx(group_mae_kw[combined], abs=1e-4)
+    # The run report names the group, in the card's order.
+    combo_rows = [row for row in outcome.leaderboard if row["model"] == "combo"]
+    assert combo_rows and all(tuple(sorted(row["members"])) == combined for row in combo_rows)
+    assert all("members" not in row for row in outcome.leaderboard if row["model"] != "combo")
 
 
 def _forecasts_erring(actual_kw: np.ndarray, errors_kw: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -727,8 +727,11 @@ def _leaderboard(
 ) -> list[dict[str, Any]]:
     """Return one row per contestant and window set: challengers, then baselines, then the champion."""
     rows: list[dict[str, Any]] = []
+    model_of_version = {version: model for model, version in versions.items()}
     for challenger in fits:
         cell = challenger.name
+        # Which models a combination averages (JSON report only): the group changes from night to night.
+        members = [model_of_version.get(v, v) for v in getattr(challenger.fit.module, "member_versions", ())]
         for name in board.windows:
             forecast_kw = board.forecasts_kw[cell][name]
             coverage = intervals[cell].coverage_of(
@@ -742,6 +745,7 @@ def _leaderboard(
                     interval_coverage=coverage,
                     train_time_s=challenger.elapsed_s, device=challenger.device, epochs=challenger.fit.epochs_run,
                     promoted=decision.winner == cell,
+                    **({"members": members} if members else {}),
                 )
             )
     for name in BASELINES:
