@@ -9,6 +9,7 @@ and has no decision history. Pruned keeping 3 runs (night04 to night06).
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import threading
 import time
@@ -258,16 +259,51 @@ def test_a_version_the_trash_kept_vanishing_under_is_left_whole_and_the_failure_
     assert "night01-gru" in list_versions(registry, A)
 
 
-def test_a_card_that_cannot_be_read_is_kept_and_named_and_the_rest_is_pruned(registry: str) -> None:
+def test_a_card_that_cannot_be_read_is_kept_with_its_run_and_named_and_the_rest_is_pruned(registry: str) -> None:
     card = Path(registry) / "models" / A / "night01-gru_global" / CARD_FILE
     card.write_text('{"format": "powercast.model/4", "trunc')
     report = prune_registry(registry, KEEP_RUNS)
-    assert list_versions(registry, A) == sorted([*KEPT_A, "night01-gru_global"])
+    night01 = [f"night01-{cell}" for cell in ("gru", "lstm", "gru_global", COMBINED_MODEL)]
+    assert list_versions(registry, A) == sorted([*KEPT_A, *night01])  # it might be a member of any of its run
     # It might name night01's global network: that folder stays while the card does.
     assert _global_versions(registry) == sorted(["night01-gru_global", *KEPT_GLOBAL])
     [problem] = report.problems()
     assert str(card) in problem and "not valid JSON" in problem
     assert {meter.meter_id: meter for meter in report.meters}[A].unreadable.keys() == {"night01-gru_global"}
+
+
+def _rewrite_card(root: str, meter: str, version: str, **changes: object) -> None:
+    path = Path(root) / "models" / meter / version / CARD_FILE
+    path.write_text(json.dumps({**json.loads(path.read_text()), **changes}))
+
+
+@pytest.mark.parametrize("damage", ["a newer format", "bytes that are no JSON"])
+def test_an_unreadable_champion_combination_keeps_its_members_and_its_run(registry: str, damage: str) -> None:
+    promote(registry, A, "night02-combo", "night07")
+    card = read_card(registry, A, "night02-combo")
+    if damage == "a newer format":  # still JSON: the members it names are kept, wherever they are
+        hparams = {**card["hparams"], "member_versions": [*card["hparams"]["member_versions"], "night01-gru"]}
+        _rewrite_card(registry, A, "night02-combo", format="powercast.model/9", hparams=hparams)
+    else:
+        (Path(registry) / "models" / A / "night02-combo" / CARD_FILE).write_bytes(b"\x00\x80 not a card")
+    report = prune_registry(registry, KEEP_RUNS)
+    also_kept = ["night02-lstm"] + (["night01-gru"] if damage == "a newer format" else [])
+    assert list_versions(registry, A) == sorted([*KEPT_A, *also_kept])
+    assert champion_version(registry, A) == "night02-combo"
+    [problem] = report.problems()
+    assert "night02-combo" in problem and problem.startswith(f"meter {A!r}: kept night02-combo")
+
+
+def test_runs_are_ordered_by_their_decisions_not_by_a_clock_that_ran_ahead(registry: str) -> None:
+    # night01 was trained on a host whose clock said 2099: its cards look the newest of all.
+    for cell in ("gru", "lstm", "gru_global", COMBINED_MODEL):
+        _rewrite_card(registry, A, f"night01-{cell}", created_at="2099-01-01T00:00:00+00:00")
+    _rewrite_card(registry, B, "night02-gru", created_at="2099-01-01T00:00:00+00:00")
+    prune_registry(registry, KEEP_RUNS)
+    assert list_versions(registry, A) == KEPT_A  # A's decisions say night01 is the oldest night
+    # B recorded no decision: only its cards' clocks order its runs, and night02 takes night04's place.
+    night02, night04 = {"night02-gru", "night02-gru_global"}, {"night04-gru", "night04-gru_global"}
+    assert list_versions(registry, B) == sorted(set(KEPT_B) - night04 | night02)
 
 
 def test_a_meter_whose_champion_pointer_is_damaged_is_left_whole_and_named(registry: str) -> None:
@@ -358,6 +394,26 @@ def test_nights_of_the_real_selection_keep_the_champion_it_replaced_and_lose_the
     assert load_model(config.root, A, rollback).version == rollback  # still there to roll back to
 
 
+def test_a_rerun_night_whose_global_network_changed_frees_the_network_no_card_names_any_more(
+    registry: str, tiny_prepared: PreparedSeries, tiny_config: PowercastConfig
+) -> None:
+    global_dir = Path(registry) / "models" / "_global" / "night06-gru_global"
+    [old_network] = [path.name for path in global_dir.iterdir()]
+    train = PowercastConfig().with_overrides({"train.hidden_sizes": [8], "train.ensemble_members": 1}).train
+    torch.manual_seed(1)
+    rerun = build_forecaster(tiny_prepared, train, "gru", meter_ids=[A, B]).eval()  # other weights, same run id
+    for meter in (A, B):
+        _register(registry, meter, "night06-gru_global", rerun.for_meter(meter), tiny_prepared, tiny_config)
+    [new_network] = [path.name for path in global_dir.iterdir() if path.name != old_network]
+    _age(Path(registry) / "models", TWO_DAYS_S)
+    report = prune_registry(registry, KEEP_RUNS)
+    removed = report.global_networks.removed
+    assert [name.partition("/")[0] for name in removed] == ["night01-gru_global", "night03-gru_global", "night06-gru_global"]
+    assert removed[-1] == f"night06-gru_global/{old_network}"
+    assert [path.name for path in global_dir.iterdir()] == [new_network]
+    load_model(registry, A, "night06-gru_global")
+
+
 def test_combination_members_are_kept_transitively() -> None:
     cards = {
         "n1-combo": {"cell": COMBINED_MODEL, "hparams": {"member_versions": ["n1-gru", "n1-inner"]}},
@@ -366,7 +422,8 @@ def test_combination_members_are_kept_transitively() -> None:
         "n1-lstm": {"cell": "lstm", "hparams": {}},
         "n1-hgb": {"cell": "hgb", "hparams": {}},
     }
-    assert with_combination_members({"n1-combo"}, cards) == {"n1-combo", "n1-inner", "n1-gru", "n1-lstm"}
+    members = {version: card["hparams"].get("member_versions", []) for version, card in cards.items()}
+    assert with_combination_members({"n1-combo"}, members.__getitem__) == {"n1-combo", "n1-inner", "n1-gru", "n1-lstm"}
 
 
 KEEP_RUNS_MAX = next(constraint.le for constraint in KEEP_RUNS_SETTING.field.metadata if hasattr(constraint, "le"))

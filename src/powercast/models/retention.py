@@ -1,23 +1,36 @@
-"""Registry retention: prune the model versions of old training runs and the global networks no kept card uses.
+"""Registry retention: prune the model versions of old training runs and the global networks no card uses.
 
 Every night writes one version folder per contestant under ``models/<meter_id>/`` and a global
 network's weights under ``models/_global/<version>/<network_id>/``; nothing else ever removes
 them. The policy (``registry.keep_runs``, default 14) keeps, for each meter:
 
-* the versions of its last ``keep_runs`` training runs: the ``run_id`` of its cards, newest first
-  by the newest ``created_at`` of each run's cards (a run is a night that trained the meter, so a
-  meter left untrained for a month still keeps its last 14 trainings);
+* the versions of its last ``keep_runs`` training runs. A version's run is its name without the
+  last ``-<cell>`` (``registry.version_name`` names every version ``<run_id>-<cell>``). Runs are
+  ordered by their decision's position in ``history.jsonl`` (a later line is a later night, whatever
+  clock stamped the cards); runs without a decision there (a night that stopped before deciding,
+  cards from before decisions were recorded) count as older than every decided run, newest first
+  by their cards' newest ``created_at``. A run is a night that trained the meter, so a meter left
+  untrained for a month still keeps its last 14 trainings;
 * its champion (``champion.json``), however old;
-* every version named in its last ``keep_runs`` decisions (``history.jsonl``: the champion before
-  and after, the challengers), so that the champion a night replaced stays a rollback target;
+* every version named in its last ``keep_runs`` decisions (the champion before and after, the
+  challengers), so that the champion a night replaced stays a rollback target;
 * the members of every kept combination (``hparams.member_versions``), transitively;
-* a version whose card cannot be read (never delete what cannot be read): it is reported.
+* a version whose card cannot be read (never delete what cannot be read), with every version of
+  its run (a combination's members are always versions of its own run) and, when its JSON parses,
+  the members it names: it is reported.
 
-A ``models/_global/<version>/<network_id>/`` folder is kept while a kept card of any meter names
-it (``global_network``); a card that cannot be read keeps the whole ``_global/<its version>``
-(a global card names its own version). An unreferenced folder younger than
-``GLOBAL_ORPHAN_GRACE_S`` is kept too: ``register_model`` writes the shared folder before the
-card that names it.
+Cards are read only where the policy needs them (a card at 15-minute steps is 0.36 MB, and a
+meter holds some 70): the cards of versions it would delete (to keep an unreadable one), of
+combinations kept without their run (a champion or rollback target from an older run: their
+members), and of runs without a decision (their ``created_at``). A combination kept with its whole
+run is not read: its members are beside it.
+
+A ``models/_global/<version>/<network_id>/`` folder is kept while some meter holds a card of that
+version: ``register_model`` files a global network under the version of the meter card that names
+it. Only when a version holds more than one network (a re-run of its run id with other weights)
+are the cards of that version read, to see which network each names (one that cannot be read
+keeps them all). An unreferenced folder younger than ``GLOBAL_ORPHAN_GRACE_S`` is kept too:
+``register_model`` writes the shared folder before the card that names it.
 
 Crash safety: a version folder is first renamed (atomically, on a local disk) into the meter's
 ``.trash/`` folder, then removed. ``list_versions`` lists only folders holding ``model.json``
@@ -30,17 +43,17 @@ Concurrency: a meter is pruned under its write lock (``powercast.io.locking.mete
 roots; on a URI root no lock exists, as for training), the lock every training and promotion of
 that meter holds, so pruning never races a run writing it. A meter whose lock stays busy is
 skipped and reported, and so is one whose champion pointer or history cannot be read: nothing of
-it is deleted. The ``_global`` folders are shared by every meter and have no lock of their own: they
-are pruned after the meters, from the references of every card left, and not at all when some
-meter's cards could not be listed.
+it is deleted. The ``_global`` folders are shared by every meter and have no lock of their own:
+they are pruned after the meters, and not at all when the meters' folders cannot be read.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Collection, Iterable, Mapping
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -53,7 +66,7 @@ from powercast.core.errors import ConfigError, LockedError, RegistryError
 from powercast.core.schemas import METER_ID_PATTERN
 from powercast.core.settings import REGISTRY_SETTINGS, Setting, settings
 from powercast.io import layout
-from powercast.io.atomic import is_uri, resolve_filesystem
+from powercast.io.atomic import is_uri, read_bytes, resolve_filesystem
 from powercast.io.locking import DEFAULT_LOCK_TIMEOUT_S, meter_lock
 from powercast.models.registry import (
     CARD_FILE,
@@ -82,6 +95,7 @@ GLOBAL_ORPHAN_GRACE_S = 6 * 3600.0
 DEFAULT_PRUNE_HOLDER = "registry prune"
 _METER_ID_RE = re.compile(METER_ID_PATTERN)
 _NETWORK_ID_RE = re.compile(rf"^[0-9a-f]{{{NETWORK_ID_HEX_CHARS}}}$")
+_EPOCH = datetime.fromtimestamp(0, UTC)
 
 
 @dataclass(frozen=True)
@@ -95,15 +109,13 @@ class MeterPruning:
     unreadable: dict[str, str] = field(default_factory=dict)  # version -> why its card cannot be read (kept)
     failures: dict[str, str] = field(default_factory=dict)  # version or trash folder -> why it is still there
     skipped: str | None = None  # why nothing of this meter was pruned
-    global_networks: frozenset[tuple[str, str]] = frozenset()  # (version, network_id) its kept cards use
-    global_versions: frozenset[str] = frozenset()  # _global/<version> folders kept whole (unreadable cards)
 
 
 @dataclass(frozen=True)
 class GlobalPruning:
     """What pruning did (or would do) to the shared ``models/_global/<version>/<network_id>/`` folders."""
 
-    kept: tuple[str, ...] = ()  # "<version>/<network_id>", named by a kept card
+    kept: tuple[str, ...] = ()  # "<version>/<network_id>", used by a meter's card
     removed: tuple[str, ...] = ()
     too_new: tuple[str, ...] = ()  # unreferenced but younger than the grace period: kept for now
     bytes_freed: int = 0
@@ -182,25 +194,30 @@ def prune_registry(
     lock_timeout_s: float = DEFAULT_LOCK_TIMEOUT_S,
     holder: str = DEFAULT_PRUNE_HOLDER,
     orphan_grace_s: float = GLOBAL_ORPHAN_GRACE_S,
+    meter_ids: Iterable[str] | None = None,
 ) -> PruneReport:
-    """Prune every meter's versions under ``models/``, then the global networks no kept card uses.
+    """Prune the meters' versions under ``models/``, then the global networks no meter's card uses.
 
-    ``dry_run`` decides and measures the same, removing nothing. A meter whose lock another run
-    holds past ``lock_timeout_s`` is skipped (0: skip at once). Problems with one meter are
-    reported in the result (``PruneReport.problems``), never raised.
+    ``meter_ids`` limits the meters pruned (the nightly run prunes the meters it trained; None:
+    every meter); the global networks are judged on every meter's cards all the same. ``dry_run``
+    decides and measures the same, removing nothing. A meter whose lock another run holds past
+    ``lock_timeout_s`` is skipped (0: skip at once). Problems with one meter are reported in the
+    result (``PruneReport.problems``), never raised.
 
     Raises
     ------
     ConfigError
-        When ``keep_runs`` is not a whole number >= 1 (the message names ``registry.keep_runs``).
+        When ``keep_runs`` is not a whole number within ``registry.keep_runs``'s bounds.
     OSError
         When ``models/`` itself cannot be listed (then no meter is pruned).
     """
     check_keep_runs(keep_runs)
-    meters = tuple(
-        prune_meter(root, meter_id, keep_runs, dry_run, lock_timeout_s, holder) for meter_id in registry_meters(root)
-    )
-    return PruneReport(keep_runs, dry_run, meters, _prune_global_after(root, meters, dry_run, orphan_grace_s))
+    every_meter = registry_meters(root)
+    chosen = every_meter if meter_ids is None else sorted(set(meter_ids) & set(every_meter))
+    meters = tuple(prune_meter(root, meter_id, keep_runs, dry_run, lock_timeout_s, holder) for meter_id in chosen)
+    gone = {meter.meter_id: frozenset(meter.removed) for meter in meters}  # a dry run's too: it judges as a prune
+    networks = prune_global_networks(root, every_meter, gone, dry_run, orphan_grace_s)
+    return PruneReport(keep_runs, dry_run, meters, networks)
 
 
 def prune_meter(
@@ -249,8 +266,8 @@ def _prune_locked_meter(root: str, meter_id: str, keep_runs: int, dry_run: bool)
     versions = list_versions(root, meter_id)
     champion = champion_version(root, meter_id)  # a damaged pointer raises: the champion is unknown
     history = read_history(root, meter_id)  # likewise: the rollback targets are unknown
-    cards, unreadable = read_cards(root, meter_id, versions)
-    kept = versions_to_keep(cards, unreadable, champion, history, keep_runs) & set(versions)
+    cards = MeterCards(root, meter_id)
+    kept = versions_to_keep(versions, cards, champion, history, keep_runs)
     filesystem, base = resolve_filesystem(root)
     meter_dir = layout.meter_models_dir(base, meter_id)
     trash = f"{meter_dir}/{TRASH_DIR}"
@@ -258,17 +275,13 @@ def _prune_locked_meter(root: str, meter_id: str, keep_runs: int, dry_run: bool)
     doomed = [version for version in versions if version not in kept]
     removed, removed_bytes, failures = _discard_versions(filesystem, meter_dir, doomed, trash, dry_run)
     unremoved_bytes = 0 if dry_run else _empty_trash(filesystem, trash, failures)
-    still_there = kept | (set(doomed) - set(removed))  # a version that failed to go still counts
-    networks, whole_versions = global_references(cards, still_there, unreadable)
     return MeterPruning(
         meter_id,
-        kept=tuple(sorted(still_there)),
+        kept=tuple(sorted(kept | (set(doomed) - set(removed)))),  # a version that failed to go is still there
         removed=tuple(removed),
         bytes_freed=leftover_bytes + removed_bytes - unremoved_bytes,
-        unreadable=unreadable,
+        unreadable=dict(cards.unreadable),
         failures=failures,
-        global_networks=frozenset(networks),
-        global_versions=frozenset(whole_versions),
     )
 
 
@@ -292,35 +305,79 @@ def _discard_versions(
     return removed, removed_bytes, failures
 
 
-def read_cards(root: str, meter_id: str, versions: Iterable[str]) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
-    """Return (version -> card) for the cards pruning can rely on, and (version -> why not) for the others."""
-    cards: dict[str, dict[str, Any]] = {}
-    unreadable: dict[str, str] = {}
-    for version in versions:
+def run_of_version(version: str) -> str:
+    """Return the training run a version belongs to: its name without the last ``-<cell>``.
+
+    ``registry.version_name`` names every version ``<run_id>-<cell>`` and no cell name holds a
+    "-", so the name says the run without reading the card; a name without "-" is a run of its own.
+    """
+    run_id, _, _ = version.rpartition("-")
+    return run_id or version
+
+
+class MeterCards:
+    """One meter's cards, each read once and only when pruning asks for it (a card can be 0.36 MB)."""
+
+    def __init__(self, root: str, meter_id: str) -> None:
+        self.root = root
+        self.meter_id = meter_id
+        self.unreadable: dict[str, str] = {}  # version -> why its card cannot be relied on (it is kept)
+        self._cards: dict[str, dict[str, Any] | None] = {}
+
+    def card(self, version: str) -> dict[str, Any] | None:
+        """Return the version's card; None when it cannot be read or lacks what pruning relies on (then in
+        ``unreadable``)."""
+        if version not in self._cards:
+            self._cards[version] = self._read(version)
+        return self._cards[version]
+
+    def created_at(self, version: str) -> datetime | None:
+        """Return when the version's card was written; None when the card cannot be read."""
+        card = self.card(version)
+        return None if card is None else _created_at(card)
+
+    def members_named(self, version: str) -> list[str]:
+        """Return the member versions the card names: a readable combination's, else whatever an unreadable
+        card's JSON holds under ``hparams.member_versions`` (none when it does not even parse)."""
+        card = self.card(version)
+        if card is not None:
+            return (_member_versions(card) or []) if card.get("cell") == COMBINED_MODEL else []
+        filesystem, base = resolve_filesystem(self.root)
         try:
-            card = read_card(root, meter_id, version)
+            raw = read_bytes(f"{layout.meter_models_dir(base, self.meter_id)}/{version}/{CARD_FILE}", filesystem)
+            parsed = json.loads(raw) if raw is not None else None
+        except (OSError, ValueError):  # gone, or not JSON (not UTF-8 text either): it names nothing readable
+            return []
+        return (_member_versions(parsed) or []) if isinstance(parsed, dict) else []
+
+    def _read(self, version: str) -> dict[str, Any] | None:
+        try:
+            card = read_card(self.root, self.meter_id, version)
         except RegistryError as exc:
-            unreadable[version] = str(exc)
-            continue
-        problem = _card_problem(card)
-        if problem is None:
-            cards[version] = card
-        else:
-            unreadable[version] = f"{layout.meter_models_dir(root, meter_id)}/{version}/{CARD_FILE} {problem}"
-    return cards, unreadable
+            self.unreadable[version] = str(exc)
+            return None
+        problem = _card_problem(card, version)
+        if problem is not None:
+            path = f"{layout.meter_models_dir(self.root, self.meter_id)}/{version}/{CARD_FILE}"
+            self.unreadable[version] = f"{path} {problem}"
+            return None
+        return card
 
 
-def _card_problem(card: dict[str, Any]) -> str | None:
-    """Return what a card lacks for pruning to judge it (its run, when it was made, what it names), or None."""
-    if not isinstance(card.get("run_id"), str):
-        return "has no run_id"
+def _card_problem(card: dict[str, Any], version: str) -> str | None:
+    """Return what a card lacks for pruning to judge it (when it was made, what it names), or None."""
     if _created_at(card) is None:
         return f"has no ISO 8601 created_at (got {card.get('created_at')!r})"
     if card.get("cell") == COMBINED_MODEL and _member_versions(card) is None:
         return "is a combination without a list of member_versions in its hparams"
     reference = card.get(GLOBAL_NETWORK_KEY)
-    if reference is not None and _network_reference(reference) is None:
+    if reference is None:
+        return None
+    network = _network_reference(reference)
+    if network is None:
         return f"has a damaged {GLOBAL_NETWORK_KEY!r} ({reference!r})"
+    if network[0] != version:  # pruning finds a global network by the version of the cards naming it
+        return f"names the global network of another version ({network[0]!r})"
     return None
 
 
@@ -351,32 +408,65 @@ def _network_reference(reference: Any) -> tuple[str, str] | None:
 
 
 def versions_to_keep(
-    cards: dict[str, dict[str, Any]],
-    unreadable: dict[str, str],
-    champion: str | None,
-    history: list[Any],
-    keep_runs: int,
+    versions: list[str], cards: MeterCards, champion: str | None, history: list[Any], keep_runs: int
 ) -> set[str]:
-    """Return the versions the policy keeps (see the module docstring); names may include versions already gone."""
-    runs = runs_to_keep(cards, keep_runs)
-    kept = {version for version, card in cards.items() if card["run_id"] in runs}
-    kept |= set(unreadable)
-    kept |= versions_named_in_history(history, keep_runs)
-    if champion is not None:
-        kept.add(champion)
-    return with_combination_members(kept, cards)
+    """Return the versions among ``versions`` the policy keeps (see the module docstring).
+
+    Reads the cards of the versions it would not keep: a card that cannot be read keeps its whole
+    run (and the members its JSON names), which may keep more; repeated until nothing is added.
+    """
+    by_run = versions_by_run(versions)
+    whole_runs = set(runs_newest_first(by_run, history, cards.created_at)[:keep_runs])
+    named = versions_named_in_history(history, keep_runs) | ({champion} if champion else set())
+    present = set(versions)
+
+    def members_of(version: str) -> list[str]:
+        if version not in present:  # named in history, pruned long ago
+            return []
+        if version not in cards.unreadable and run_of_version(version) in whole_runs:
+            return []  # a combination kept with its whole run: its members are versions of that run
+        return cards.members_named(version)
+
+    while True:
+        kept = with_combination_members(named | {v for run in whole_runs for v in by_run[run]}, members_of)
+        kept &= present
+        for version in present - kept:
+            cards.card(version)  # what would be deleted is read first: an unreadable card is never deleted
+        unreadable_runs = {run_of_version(version) for version in cards.unreadable} - whole_runs
+        if not unreadable_runs:
+            return kept
+        whole_runs |= unreadable_runs
 
 
-def runs_to_keep(cards: dict[str, dict[str, Any]], keep_runs: int) -> set[str]:
-    """Return the ``keep_runs`` newest run ids among the cards, a run as new as its newest card's ``created_at``."""
-    newest_by_run: dict[str, datetime] = {}
-    for card in cards.values():
-        created_at = _created_at(card)
-        run_id = card["run_id"]
-        if run_id not in newest_by_run or created_at > newest_by_run[run_id]:
-            newest_by_run[run_id] = created_at
-    newest_first = sorted(newest_by_run, key=lambda run_id: (newest_by_run[run_id], run_id), reverse=True)
-    return set(newest_first[:keep_runs])
+def versions_by_run(versions: Iterable[str]) -> dict[str, list[str]]:
+    """Return the versions grouped by their run (``run_of_version``), in the order given."""
+    by_run: dict[str, list[str]] = {}
+    for version in versions:
+        by_run.setdefault(run_of_version(version), []).append(version)
+    return by_run
+
+
+def runs_newest_first(
+    by_run: dict[str, list[str]], history: list[Any], created_at_of: Callable[[str], datetime | None]
+) -> list[str]:
+    """Return the runs of ``by_run`` newest first: those with a decision in ``history`` by its position (the last
+    line is the newest night), then the others by the newest ``created_at`` of their versions' cards.
+
+    A clock that ran ahead on one host cannot keep its run among the newest for ever: a decided
+    run's place is where its line is. A run without a decision has only its cards' clock to go by.
+    """
+    decided: list[str] = []
+    for entry in reversed(history):
+        run_id = entry.get("run_id") if isinstance(entry, dict) else None
+        if isinstance(run_id, str) and run_id in by_run and run_id not in decided:
+            decided.append(run_id)
+
+    def newest_card(run_id: str) -> datetime:
+        stamps = [stamp for version in by_run[run_id] if (stamp := created_at_of(version)) is not None]
+        return max(stamps, default=_EPOCH)  # none readable: its run is kept whole anyway
+
+    undecided = [run_id for run_id in by_run if run_id not in set(decided)]
+    return decided + sorted(undecided, key=lambda run_id: (newest_card(run_id), run_id), reverse=True)
 
 
 def versions_named_in_history(history: list[Any], keep_runs: int) -> set[str]:
@@ -393,35 +483,19 @@ def versions_named_in_history(history: list[Any], keep_runs: int) -> set[str]:
     return named
 
 
-def with_combination_members(kept: set[str], cards: dict[str, dict[str, Any]]) -> set[str]:
-    """Return ``kept`` with the members of every kept combination added, and theirs, until nothing is added."""
+def with_combination_members(kept: set[str], members_of: Callable[[str], Iterable[str]]) -> set[str]:
+    """Return ``kept`` with the members of every kept combination added, and theirs, until nothing is added.
+
+    ``members_of(version)`` names a version's members (none for a model that is no combination).
+    """
     closed = set(kept)
     pending = list(kept)
     while pending:
-        card = cards.get(pending.pop())
-        if card is None or card.get("cell") != COMBINED_MODEL:
-            continue
-        for member in _member_versions(card) or []:
+        for member in members_of(pending.pop()):
             if member not in closed:
                 closed.add(member)
                 pending.append(member)
     return closed
-
-
-def global_references(
-    cards: dict[str, dict[str, Any]], kept: Iterable[str], unreadable: Iterable[str]
-) -> tuple[set[tuple[str, str]], set[str]]:
-    """Return the (version, network_id) folders the kept cards name, and the ``_global`` versions kept whole.
-
-    A card that cannot be read might name a global network; a global card names its own version,
-    so that ``_global/<version>`` is kept entirely.
-    """
-    networks = set()
-    for version in kept:
-        reference = cards[version].get(GLOBAL_NETWORK_KEY) if version in cards else None
-        if reference is not None:
-            networks.add(_network_reference(reference))
-    return networks, set(unreadable)
 
 
 def folder_bytes(filesystem: pafs.FileSystem, folder: str) -> int:
@@ -490,53 +564,33 @@ def _empty_trash(filesystem: pafs.FileSystem, trash: str, failures: dict[str, st
     return 0
 
 
-def _prune_global_after(
-    root: str, meters: tuple[MeterPruning, ...], dry_run: bool, orphan_grace_s: float
-) -> GlobalPruning:
-    """Prune the ``_global`` folders after the meters, from the references of every card still there.
-
-    A skipped meter deleted nothing: its cards are read (without its lock, reading only) and all
-    count. When one cannot even be listed, its references are unknown and nothing is pruned.
-    """
-    networks: set[tuple[str, str]] = set()
-    whole_versions: set[str] = set()
-    for meter in meters:
-        if meter.skipped is None:
-            networks |= meter.global_networks
-            whole_versions |= meter.global_versions
-            continue
-        try:
-            versions = list_versions(root, meter.meter_id)
-            cards, unreadable = read_cards(root, meter.meter_id, versions)
-        except (RegistryError, OSError) as exc:
-            return GlobalPruning(skipped=f"the cards of meter {meter.meter_id!r} cannot be listed ({exc})")
-        meter_networks, meter_versions = global_references(cards, versions, unreadable)
-        networks |= meter_networks
-        whole_versions |= meter_versions
-    return prune_global_networks(root, networks, whole_versions, dry_run, orphan_grace_s)
-
-
 def prune_global_networks(
     root: str,
-    networks_in_use: set[tuple[str, str]],
-    versions_in_use: set[str],
+    meter_ids: list[str],
+    gone: Mapping[str, Collection[str]] | None = None,
     dry_run: bool = False,
     orphan_grace_s: float = GLOBAL_ORPHAN_GRACE_S,
 ) -> GlobalPruning:
-    """Remove the ``models/_global/<version>/<network_id>/`` folders nothing uses and older than the grace.
+    """Remove the ``models/_global/<version>/<network_id>/`` folders no card of ``meter_ids`` uses and older than
+    the grace; a version folder left empty is removed too.
 
-    ``networks_in_use``: (version, network_id) named by kept cards of every meter; ``versions_in_use``:
-    ``_global/<version>`` folders kept whole. A version folder left empty is removed too.
+    ``gone``: versions of a meter to count as removed although their folders are there (what a dry
+    run would have removed).
     """
     filesystem, base = resolve_filesystem(root)
     global_dir = layout.under(base, layout.MODELS, layout.GLOBAL_MODELS)
     trash = f"{global_dir}/{TRASH_DIR}"
+    folders = _global_network_folders(filesystem, global_dir)
+    try:
+        in_use = networks_in_use(root, folders, meter_ids, gone or {})
+    except OSError as exc:
+        return GlobalPruning(skipped=f"the meters' cards naming them cannot be looked for ({exc})")
     now = datetime.now(UTC)
     kept, removed, too_new, failures = [], [], [], {}
     bytes_freed = folder_bytes(filesystem, trash)
-    for version, network_id, folder in _global_network_folders(filesystem, global_dir):
+    for version, network_id, folder in folders:
         name = f"{version}/{network_id}"
-        if (version, network_id) in networks_in_use or version in versions_in_use:
+        if (version, network_id) in in_use:
             kept.append(name)
         elif (now - _newest_mtime(filesystem, folder)).total_seconds() < orphan_grace_s:
             too_new.append(name)
@@ -554,6 +608,58 @@ def prune_global_networks(
         bytes_freed -= _empty_trash(filesystem, trash, failures)
         _remove_empty_version_folders(filesystem, global_dir)
     return GlobalPruning(tuple(kept), tuple(removed), tuple(too_new), bytes_freed, failures)
+
+
+def networks_in_use(
+    root: str, folders: list[tuple[str, str, str]], meter_ids: list[str], gone: Mapping[str, Collection[str]]
+) -> set[tuple[str, str]]:
+    """Return the (version, network_id) of ``folders`` some meter's card uses.
+
+    A global network is filed under the version of the meter cards naming it, so a version's only
+    network is in use while one meter holds a card of that version (looked up, not read). Only a
+    version holding several networks has those cards read, to see which each names.
+
+    Raises
+    ------
+    OSError
+        When a meter's folder cannot be looked into (then which networks are used is unknown).
+    """
+    filesystem, base = resolve_filesystem(root)
+    ids_by_version: dict[str, list[str]] = {}
+    for version, network_id, _ in folders:
+        ids_by_version.setdefault(version, []).append(network_id)
+    in_use: set[tuple[str, str]] = set()
+    for version, network_ids in ids_by_version.items():
+        holders = (
+            meter_id
+            for meter_id in meter_ids
+            if version not in gone.get(meter_id, ())
+            and filesystem.get_file_info(f"{layout.meter_models_dir(base, meter_id)}/{version}/{CARD_FILE}").type
+            == pafs.FileType.File
+        )
+        if len(network_ids) == 1:
+            if next(holders, None) is not None:  # the first holder is enough
+                in_use.add((version, network_ids[0]))
+            continue
+        for meter_id in holders:
+            in_use |= _networks_named(root, meter_id, version, network_ids)
+    return in_use
+
+
+def _networks_named(root: str, meter_id: str, version: str, network_ids: list[str]) -> set[tuple[str, str]]:
+    """Return the networks of ``version`` the meter's card of that version names (all of them, when it cannot
+    be read: it might name any)."""
+    try:
+        card = read_card(root, meter_id, version)
+    except RegistryError:
+        return {(version, network_id) for network_id in network_ids}
+    reference = card.get(GLOBAL_NETWORK_KEY)
+    if reference is None:  # a model of this meter's own under a global network's version name
+        return set()
+    network = _network_reference(reference)
+    if network is None or network[0] != version:
+        return {(version, network_id) for network_id in network_ids}
+    return {network}
 
 
 def _subfolders(filesystem: pafs.FileSystem, folder: str) -> list[pafs.FileInfo]:
@@ -582,7 +688,7 @@ def _newest_mtime(filesystem: pafs.FileSystem, folder: str) -> datetime:
     infos = [filesystem.get_file_info(folder)]
     infos += filesystem.get_file_info(pafs.FileSelector(folder, recursive=True, allow_not_found=True))
     stamps = [info.mtime for info in infos if info.mtime is not None]
-    return max(stamps, default=datetime.fromtimestamp(0, UTC))
+    return max(stamps, default=_EPOCH)
 
 
 def _remove_empty_version_folders(filesystem: pafs.FileSystem, global_dir: str) -> None:
