@@ -89,24 +89,30 @@ def nightly(params: NightlyParams = NightlyParams()) -> list[PublishedBatch]:
     record.failures |= failed  # after a failed global fit, recorded by fit_global_models_or_none
     record_nights(record, nights)
     publish_and_plot(config, record, params.lock_timeout_s)
-    prune_after_the_night(config, record.run_id)
+    with record.timed("prune"):
+        prune_after_the_night(config, record.run_id, sorted(record.outcomes))
     # From the flow's body, not a task: the artifacts then belong to this flow run.
     publish_report(record)
     return fail_on(record.failures, record.published)
 
 
 @task(name="prune-registry", cache_policy=NO_CACHE)
-def prune_old_models(config: PowercastConfig, run_id: str) -> PruneReport:
-    """Remove the model versions of training runs older than the last ``registry.keep_runs`` of each meter.
+def prune_old_models(config: PowercastConfig, run_id: str, meter_ids: list[str]) -> PruneReport:
+    """Remove the model versions of ``meter_ids`` older than their last ``registry.keep_runs`` training runs,
+    then the global networks no meter's card uses.
 
-    A meter another run is writing is skipped at once (lock timeout 0), not waited for: the next
-    night prunes it.
+    Only the meters trained tonight: a meter not trained gained no version, so it has nothing new
+    to prune, and reading every meter's registry every night would cost the most on the biggest
+    fleets. ``powercast models prune`` prunes every meter. A meter another run is writing is
+    skipped at once (lock timeout 0), not waited for: the next night it trains prunes it.
     """
-    report = prune_registry(config.root, config.registry.keep_runs, lock_timeout_s=0, holder=run_id)
+    report = prune_registry(
+        config.root, config.registry.keep_runs, lock_timeout_s=0, holder=run_id, meter_ids=meter_ids
+    )
     logger = get_run_logger()
     logger.info(
-        "registry pruned to each meter's last %d training runs: %d versions of %d meters and %d global networks "
-        "removed, %d bytes freed",
+        "registry pruned to each meter's last %d training runs: %d versions of the %d meters trained tonight and "
+        "%d global networks removed, %d bytes freed",
         report.keep_runs,
         report.versions_removed,
         len(report.meters),
@@ -118,13 +124,14 @@ def prune_old_models(config: PowercastConfig, run_id: str) -> PruneReport:
     return report
 
 
-def prune_after_the_night(config: PowercastConfig, run_id: str) -> PruneReport | None:
-    """Prune the registry once the night's forecasts are published; return what it did, None when it failed.
+def prune_after_the_night(config: PowercastConfig, run_id: str, trained: list[str]) -> PruneReport | None:
+    """Prune the meters ``trained`` tonight once the night's forecasts are published; return what it did, None
+    when it failed.
 
     A failed prune is a warning in the log, not a failed night: the forecasts are out, and the
     next night prunes again.
     """
-    state = prune_old_models(config, run_id, return_state=True)
+    state = prune_old_models(config, run_id, trained, return_state=True)
     if state.is_completed():
         return state.result()
     get_run_logger().warning(

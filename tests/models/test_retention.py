@@ -246,7 +246,9 @@ class TrashEmptiedByAnotherPrune(pafs.LocalFileSystem):
 
 def test_a_version_is_moved_into_the_trash_even_when_another_prune_empties_it_in_between(registry: str) -> None:
     meter_dir = Path(registry) / "models" / A
-    discard_folder(TrashEmptiedByAnotherPrune(times=1), str(meter_dir / "night01-gru"), str(meter_dir / TRASH_DIR), CARD_FILE)
+    discard_folder(
+        TrashEmptiedByAnotherPrune(times=1), str(meter_dir / "night01-gru"), str(meter_dir / TRASH_DIR), CARD_FILE
+    )
     assert not (meter_dir / "night01-gru").exists()
     [trashed] = (meter_dir / TRASH_DIR).iterdir()
     assert (trashed / CARD_FILE).is_file()
@@ -255,7 +257,9 @@ def test_a_version_is_moved_into_the_trash_even_when_another_prune_empties_it_in
 def test_a_version_the_trash_kept_vanishing_under_is_left_whole_and_the_failure_said(registry: str) -> None:
     meter_dir = Path(registry) / "models" / A
     with pytest.raises(OSError, match="night01-gru could not be moved"):
-        discard_folder(TrashEmptiedByAnotherPrune(times=99), str(meter_dir / "night01-gru"), str(meter_dir / TRASH_DIR), CARD_FILE)
+        discard_folder(
+            TrashEmptiedByAnotherPrune(times=99), str(meter_dir / "night01-gru"), str(meter_dir / TRASH_DIR), CARD_FILE
+        )
     assert "night01-gru" in list_versions(registry, A)
 
 
@@ -408,7 +412,8 @@ def test_a_rerun_night_whose_global_network_changed_frees_the_network_no_card_na
     _age(Path(registry) / "models", TWO_DAYS_S)
     report = prune_registry(registry, KEEP_RUNS)
     removed = report.global_networks.removed
-    assert [name.partition("/")[0] for name in removed] == ["night01-gru_global", "night03-gru_global", "night06-gru_global"]
+    versions = [name.partition("/")[0] for name in removed]
+    assert versions == ["night01-gru_global", "night03-gru_global", "night06-gru_global"]
     assert removed[-1] == f"night06-gru_global/{old_network}"
     assert [path.name for path in global_dir.iterdir()] == [new_network]
     load_model(registry, A, "night06-gru_global")

@@ -165,8 +165,8 @@ def check_keep_runs(keep_runs: int) -> int:
     low, high = _declared_bound(KEEP_RUNS_SETTING, "ge"), _declared_bound(KEEP_RUNS_SETTING, "le")
     if isinstance(keep_runs, bool) or not isinstance(keep_runs, int) or not low <= keep_runs <= high:
         raise ConfigError(
-            f"{KEEP_RUNS_SETTING.key} must be a whole number of training runs from {low} to {high} (a meter always keeps "
-            f"its newest run), got {keep_runs!r}"
+            f"{KEEP_RUNS_SETTING.key} must be a whole number of training runs from {low} to {high} (a meter "
+            f"always keeps its newest run), got {keep_runs!r}"
         )
     return keep_runs
 
@@ -251,7 +251,8 @@ def prune_meter(
         return MeterPruning(meter_id, skipped=f"its registry folder cannot be read or changed: {exc}")
     except ValueError as exc:  # a reader that let bad bytes through: one meter's damage must not stop the prune
         damage = f"{type(exc).__name__}: {exc}"
-        return MeterPruning(meter_id, skipped=f"its registry holds data that cannot be read ({damage}), so nothing is deleted")
+        skipped = f"its registry holds data that cannot be read ({damage}), so nothing is deleted"
+        return MeterPruning(meter_id, skipped=skipped)
 
 
 def _write_lock(root: str, meter_id: str, timeout_s: float, holder: str) -> AbstractContextManager[Any]:
