@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import os
+import time
 from pathlib import Path
 
 import pytest
@@ -58,3 +60,16 @@ def test_a_registry_folder_that_cannot_be_listed_is_one_line_and_exit_2(tmp_path
     err = capsys.readouterr().err
     assert err.startswith("powercast models: error: cannot list the registry folder") and str(root / "models") in err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_prune_names_the_folders_without_a_card_it_removes(two_nights: str, capsys) -> None:
+    crashed = Path(two_nights) / "models" / METER / "night3-gru"  # a registration that died before its card
+    crashed.mkdir()
+    (crashed / "weights.safetensors").write_bytes(b"weights of a version never finished")
+    long_ago_s = time.time() - 7 * 24 * 3600
+    for path in (crashed / "weights.safetensors", crashed):
+        os.utime(path, (long_ago_s, long_ago_s))
+    assert main(["models", "prune", "--root", two_nights, "--keep-runs", "2"]) == 0
+    out = capsys.readouterr().out
+    assert f"{METER}: kept 2 versions, removed 0 and 1 folders without a card (night3-gru), freed" in out
+    assert not crashed.exists()

@@ -45,6 +45,8 @@ from powercast.models.retention import (
     GLOBAL_ORPHAN_GRACE_S,
     KEEP_RUNS_SETTING,
     TRASH_DIR,
+    MeterPruning,
+    PruneReport,
     discard_folder,
     prune_registry,
     with_combination_members,
@@ -138,6 +140,11 @@ def registry(tmp_path: Path, networks: Networks, tiny_prepared: PreparedSeries, 
     return root
 
 
+def _pruning_of(report: PruneReport, meter_id: str) -> MeterPruning:
+    [pruning] = [meter for meter in report.meters if meter.meter_id == meter_id]
+    return pruning
+
+
 def _global_versions(root: str) -> list[str]:
     folder = Path(root) / "models" / "_global"
     return sorted(path.name for path in folder.iterdir()) if folder.is_dir() else []
@@ -221,13 +228,108 @@ def test_folders_left_in_the_trash_by_a_crash_are_never_listed_and_the_next_prun
     assert report.problems() == []
 
 
-def test_on_a_filesystem_that_is_not_the_local_disk_a_version_is_deleted_in_place(registry: str) -> None:
+class ObjectStoreView(pafs.FileSystemHandler):
+    """The local disk as pruning sees an object store: no LocalFileSystem, so no folder rename. Records the
+    deletions in order; with ``fail_folder_deletes`` deleting a folder fails, as a dropped connection would."""
+
+    def __init__(self, fail_folder_deletes: bool = False) -> None:
+        self.local = pafs.LocalFileSystem()
+        self.fail_folder_deletes = fail_folder_deletes
+        self.deletions: list[str] = []
+
+    def delete_file(self, path):
+        self.deletions.append(f"file {Path(path).name}")
+        self.local.delete_file(path)
+
+    def delete_dir(self, path):
+        self.deletions.append(f"folder {Path(path).name}")
+        if self.fail_folder_deletes:
+            raise OSError(f"connection reset while deleting {path}")
+        self.local.delete_dir(path)
+
+    def move(self, src, dest):
+        raise OSError("an object store cannot rename a folder")
+
+    def get_type_name(self):
+        return "object-store-view"
+
+    def normalize_path(self, path):
+        return path
+
+    def equals(self, other):
+        return self is other
+
+    def get_file_info(self, paths):
+        return self.local.get_file_info(paths)
+
+    def get_file_info_selector(self, selector):
+        return self.local.get_file_info(selector)
+
+    def create_dir(self, path, recursive):
+        self.local.create_dir(path, recursive=recursive)
+
+    def delete_dir_contents(self, path, missing_dir_ok=False):
+        self.local.delete_dir_contents(path, missing_dir_ok=missing_dir_ok)
+
+    def delete_root_dir_contents(self):
+        raise OSError("not in a test")
+
+    def copy_file(self, src, dest):
+        self.local.copy_file(src, dest)
+
+    def open_input_stream(self, path):
+        return self.local.open_input_stream(path)
+
+    def open_input_file(self, path):
+        return self.local.open_input_file(path)
+
+    def open_output_stream(self, path, metadata):
+        return self.local.open_output_stream(path, metadata=metadata)
+
+    def open_append_stream(self, path, metadata):
+        return self.local.open_append_stream(path, metadata=metadata)
+
+
+def test_on_a_filesystem_that_cannot_rename_a_version_loses_its_card_first_then_the_rest(registry: str) -> None:
     meter_dir = Path(registry) / "models" / A
-    # Not a LocalFileSystem instance, as an object store is not: no folder rename, the card goes first.
-    filesystem = pafs.SubTreeFileSystem(str(meter_dir), pafs.LocalFileSystem())
-    discard_folder(filesystem, "night01-gru", TRASH_DIR, CARD_FILE)
+    store = ObjectStoreView()
+    discard_folder(pafs.PyFileSystem(store), str(meter_dir / "night01-gru"), str(meter_dir / TRASH_DIR), CARD_FILE)
+    assert store.deletions == [f"file {CARD_FILE}", "folder night01-gru"]
     assert not (meter_dir / "night01-gru").exists() and not (meter_dir / TRASH_DIR).exists()
     assert "night01-gru" not in list_versions(registry, A)
+
+
+def test_a_deletion_stopped_after_the_card_leaves_a_folder_a_later_prune_removes(registry: str) -> None:
+    meter_dir = Path(registry) / "models" / A
+    store = ObjectStoreView(fail_folder_deletes=True)
+    with pytest.raises(OSError, match="connection reset"):
+        discard_folder(pafs.PyFileSystem(store), str(meter_dir / "night01-gru"), str(meter_dir / TRASH_DIR), CARD_FILE)
+    assert not (meter_dir / "night01-gru" / CARD_FILE).exists() and (meter_dir / "night01-gru").is_dir()
+    assert "night01-gru" not in list_versions(registry, A)  # never listed again: only the folder sweep finds it
+    fresh = prune_registry(registry, KEEP_RUNS)  # the deletion changed the folder just now: within the grace
+    assert (meter_dir / "night01-gru").is_dir() and _pruning_of(fresh, A).incomplete == ()
+    _age(meter_dir / "night01-gru", GLOBAL_ORPHAN_GRACE_S + 60)
+    report = prune_registry(registry, KEEP_RUNS)
+    assert not (meter_dir / "night01-gru").exists() and _pruning_of(report, A).incomplete == ("night01-gru",)
+    assert report.problems() == []
+
+
+def test_a_folder_a_crashed_registration_left_without_its_card_goes_once_it_is_old(registry: str) -> None:
+    meter_dir = Path(registry) / "models" / A
+    crashed = meter_dir / "night07-gru"
+    crashed.mkdir()
+    (crashed / "weights.safetensors").write_bytes((meter_dir / "night06-gru" / "weights.safetensors").read_bytes())
+    pointer, history = (meter_dir / CHAMPION_FILE).read_bytes(), (meter_dir / HISTORY_FILE).read_bytes()
+    first = prune_registry(registry, KEEP_RUNS)
+    assert crashed.is_dir() and _pruning_of(first, A).incomplete == ()  # it may be a version being written
+    _age(crashed, GLOBAL_ORPHAN_GRACE_S + 60)
+    dry = prune_registry(registry, KEEP_RUNS, dry_run=True)
+    assert crashed.is_dir() and _pruning_of(dry, A).incomplete == ("night07-gru",)
+    later = prune_registry(registry, KEEP_RUNS)
+    assert not crashed.exists() and _pruning_of(later, A).incomplete == ("night07-gru",)
+    assert _pruning_of(later, A).bytes_freed == _pruning_of(dry, A).bytes_freed
+    assert (meter_dir / CHAMPION_FILE).read_bytes() == pointer and (meter_dir / HISTORY_FILE).read_bytes() == history
+    assert list_versions(registry, A) == KEPT_A and not (meter_dir / TRASH_DIR).exists()
 
 
 class TrashEmptiedByAnotherPrune(pafs.LocalFileSystem):

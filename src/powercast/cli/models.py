@@ -58,8 +58,13 @@ def meter_line(meter: MeterPruning, verb: str, freed: str) -> str:
     if meter.skipped:
         return f"  {meter.meter_id}: skipped, {meter.skipped}"
     removed = f" ({', '.join(meter.removed)})" if meter.removed else ""
+    incomplete = (
+        f" and {len(meter.incomplete)} folders without a card ({', '.join(meter.incomplete)})"
+        if meter.incomplete
+        else ""
+    )
     return (
-        f"  {meter.meter_id}: kept {len(meter.kept)} versions, {verb} {len(meter.removed)}{removed}, "
+        f"  {meter.meter_id}: kept {len(meter.kept)} versions, {verb} {len(meter.removed)}{removed}{incomplete}, "
         f"{freed} {size_text(meter.bytes_freed)}"
     )
 

@@ -32,12 +32,17 @@ are the cards of that version read, to see which network each names (one that ca
 keeps them all). An unreferenced folder younger than ``GLOBAL_ORPHAN_GRACE_S`` is kept too:
 ``register_model`` writes the shared folder before the card that names it.
 
+A folder under ``models/<meter_id>/`` without ``model.json`` is never listed, so nothing else
+would remove it: one in which nothing changed for ``GLOBAL_ORPHAN_GRACE_S`` (a ``register_model``
+that died before its card, a deletion on an object store that stopped after the card) is removed.
+
 Crash safety: a version folder is first renamed (atomically, on a local disk) into the meter's
 ``.trash/`` folder, then removed. ``list_versions`` lists only folders holding ``model.json``
 directly, so a folder in ``.trash/`` is never listed, and ``.trash`` can be no version, meter id
 or network id (those start with a letter or digit). A prune interrupted half-way leaves its
 folders in ``.trash/``; the next prune removes them. A filesystem that cannot rename a folder (an
-object store) removes the card first, so the version stops being listed before its weights go.
+object store) removes the card first, so the version stops being listed before its weights go;
+what a deletion stopped half-way leaves is a folder without a card, removed by a later prune.
 
 Concurrency: a meter is pruned under its write lock (``powercast.io.locking.meter_lock``, local
 roots; on a URI root no lock exists, as for training), the lock every training and promotion of
@@ -88,9 +93,10 @@ from powercast.models.registry import (
 # Under models/<meter_id>/ and models/_global/: starts with ".", so it is no version, meter id or
 # network id, and holds no model.json of its own, so list_versions never lists it.
 TRASH_DIR = ".trash"
-# An unreferenced global network younger than this is kept: register_model writes the shared
-# folder a moment before the card naming it, maybe in a run beside this prune. Far longer than
-# that moment, far shorter than the nightly cadence (an orphan goes the next night).
+# An unreferenced global network, or a meter's folder without a card, younger than this is kept:
+# register_model writes the shared folder and a version's weights a moment before the card, maybe
+# in a run beside this prune. Far longer than that moment, far shorter than the nightly cadence
+# (an orphan goes the next night).
 GLOBAL_ORPHAN_GRACE_S = 6 * 3600.0
 DEFAULT_PRUNE_HOLDER = "registry prune"
 _METER_ID_RE = re.compile(METER_ID_PATTERN)
@@ -106,6 +112,7 @@ class MeterPruning:
     kept: tuple[str, ...] = ()
     removed: tuple[str, ...] = ()
     bytes_freed: int = 0  # the removed versions' files and any trash a crashed prune left
+    incomplete: tuple[str, ...] = ()  # folders without a card, untouched past the grace: removed
     unreadable: dict[str, str] = field(default_factory=dict)  # version -> why its card cannot be read (kept)
     failures: dict[str, str] = field(default_factory=dict)  # version or trash folder -> why it is still there
     skipped: str | None = None  # why nothing of this meter was pruned
@@ -214,7 +221,9 @@ def prune_registry(
     check_keep_runs(keep_runs)
     every_meter = registry_meters(root)
     chosen = every_meter if meter_ids is None else sorted(set(meter_ids) & set(every_meter))
-    meters = tuple(prune_meter(root, meter_id, keep_runs, dry_run, lock_timeout_s, holder) for meter_id in chosen)
+    meters = tuple(
+        prune_meter(root, meter_id, keep_runs, dry_run, lock_timeout_s, holder, orphan_grace_s) for meter_id in chosen
+    )
     gone = {meter.meter_id: frozenset(meter.removed) for meter in meters}  # a dry run's too: it judges as a prune
     networks = prune_global_networks(root, every_meter, gone, dry_run, orphan_grace_s)
     return PruneReport(keep_runs, dry_run, meters, networks)
@@ -227,8 +236,10 @@ def prune_meter(
     dry_run: bool = False,
     lock_timeout_s: float = DEFAULT_LOCK_TIMEOUT_S,
     holder: str = DEFAULT_PRUNE_HOLDER,
+    orphan_grace_s: float = GLOBAL_ORPHAN_GRACE_S,
 ) -> MeterPruning:
-    """Remove the versions of ``meter_id`` the policy does not keep, under the meter's write lock.
+    """Remove the versions of ``meter_id`` the policy does not keep, under the meter's write lock, and its
+    folders without a card in which nothing changed for ``orphan_grace_s``.
 
     Never raises for the meter's state: a busy lock, a damaged champion pointer or history, or a
     folder that cannot be listed skips the meter (``MeterPruning.skipped``); an unreadable card is
@@ -242,7 +253,7 @@ def prune_meter(
     check_keep_runs(keep_runs)
     try:
         with _write_lock(root, meter_id, lock_timeout_s, holder):
-            return _prune_locked_meter(root, meter_id, keep_runs, dry_run)
+            return _prune_locked_meter(root, meter_id, keep_runs, dry_run, orphan_grace_s)
     except LockedError as exc:
         return MeterPruning(meter_id, skipped=f"another run holds its lock ({exc})")
     except RegistryError as exc:
@@ -262,7 +273,9 @@ def _write_lock(root: str, meter_id: str, timeout_s: float, holder: str) -> Abst
     return meter_lock(root, meter_id, timeout_s=timeout_s, holder=holder)
 
 
-def _prune_locked_meter(root: str, meter_id: str, keep_runs: int, dry_run: bool) -> MeterPruning:
+def _prune_locked_meter(
+    root: str, meter_id: str, keep_runs: int, dry_run: bool, orphan_grace_s: float
+) -> MeterPruning:
     """Return what pruning ``meter_id`` did; the caller holds its lock."""
     versions = list_versions(root, meter_id)
     champion = champion_version(root, meter_id)  # a damaged pointer raises: the champion is unknown
@@ -275,12 +288,18 @@ def _prune_locked_meter(root: str, meter_id: str, keep_runs: int, dry_run: bool)
     leftover_bytes = folder_bytes(filesystem, trash)  # what a prune killed half-way left
     doomed = [version for version in versions if version not in kept]
     removed, removed_bytes, failures = _discard_versions(filesystem, meter_dir, doomed, trash, dry_run)
+    abandoned = _abandoned_folders(filesystem, meter_dir, versions, orphan_grace_s)
+    incomplete, incomplete_bytes, incomplete_failures = _discard_versions(
+        filesystem, meter_dir, abandoned, trash, dry_run
+    )
+    failures |= incomplete_failures
     unremoved_bytes = 0 if dry_run else _empty_trash(filesystem, trash, failures)
     return MeterPruning(
         meter_id,
         kept=tuple(sorted(kept | (set(doomed) - set(removed)))),  # a version that failed to go is still there
         removed=tuple(removed),
-        bytes_freed=leftover_bytes + removed_bytes - unremoved_bytes,
+        incomplete=tuple(incomplete),
+        bytes_freed=leftover_bytes + removed_bytes + incomplete_bytes - unremoved_bytes,
         unreadable=dict(cards.unreadable),
         failures=failures,
     )
@@ -304,6 +323,25 @@ def _discard_versions(
         removed.append(version)
         removed_bytes += size_bytes
     return removed, removed_bytes, failures
+
+
+def _abandoned_folders(filesystem: pafs.FileSystem, meter_dir: str, versions: list[str], grace_s: float) -> list[str]:
+    """Return the meter's folders that hold no card and in which nothing changed for ``grace_s``.
+
+    No reader lists such a folder, so nothing else would ever remove it: a ``register_model``
+    that died between the weights and the card left it, or a deletion on an object store that
+    stopped after the card (the card goes first). Younger ones may be a version being written.
+    The trash and other names starting with "." are no version folders; files are left alone.
+    """
+    listed = set(versions)
+    now = datetime.now(UTC)
+    return [
+        info.base_name
+        for info in _subfolders(filesystem, meter_dir)
+        if info.base_name not in listed
+        and not info.base_name.startswith(".")
+        and (now - _newest_mtime(filesystem, info.path)).total_seconds() >= grace_s
+    ]
 
 
 def run_of_version(version: str) -> str:
