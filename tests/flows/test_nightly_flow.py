@@ -32,7 +32,15 @@ from flows.forecast import forecast
 from flows.nightly import nightly
 from flows.params import ForecastParams, NightlyParams
 from powercast.core.schemas import MEASURED_COLUMNS, READINGS_SCHEMA, UTC_US
-from powercast.models.registry import list_versions, promote, read_history
+from powercast.models.registry import (
+    CHALLENGER_VERSIONS_KEY,
+    CHAMPION_AFTER_KEY,
+    CHAMPION_BEFORE_KEY,
+    list_versions,
+    promote,
+    read_card,
+    read_history,
+)
 from powercast.serving.publish import list_issue_times, read_forecasts
 from powercast.store.readings import read_readings, upsert_readings
 from powercast.store.replay import replay_days
@@ -70,7 +78,10 @@ def three_nights(
     config_file = base / "powercast.toml"
     config_file.write_text(CONFIG_TOML, encoding="utf-8")
     day_files = replay_days(sample_path, landing, start_day=HISTORY_START, n_days=HISTORY_DAYS)
-    params = NightlyParams(root=str(root), config_file=str(config_file), lock_timeout_s=30, **tiny_training)
+    # Each night prunes the meter to its last run (the rollback target and champion stay).
+    params = NightlyParams(
+        root=str(root), config_file=str(config_file), lock_timeout_s=30, keep_runs=1, **tiny_training
+    )
     states = []
     for night in range(NIGHTS):
         new_day = HISTORY_START + timedelta(days=HISTORY_DAYS + night)
@@ -125,6 +136,22 @@ def test_registry_history_has_a_decision_per_night(three_nights: Nights) -> None
     run_ids = [entry["run_id"] for entry in history]
     assert len(run_ids) == NIGHTS
     assert len(set(run_ids)) == NIGHTS
+
+
+def test_each_night_prunes_the_versions_of_older_runs(three_nights: Nights) -> None:
+    """keep_runs=1: the last night's versions, its champion before and after (and their members) stay."""
+    root = str(three_nights.root)
+    history = read_history(root, METER)
+    last = history[-1]
+    protected = {last[CHAMPION_BEFORE_KEY], last[CHAMPION_AFTER_KEY]} - {None}
+    for version in list(protected):  # a combination's members stay with it
+        protected |= set(read_card(root, METER, version)["hparams"].get("member_versions", []))
+    older = {version for entry in history[:-1] for version in entry[CHALLENGER_VERSIONS_KEY].values()}
+    versions = set(list_versions(root, METER))
+    assert older - protected, "every version of the older nights is a champion's: the nights left nothing to prune"
+    assert not (older - protected) & versions
+    assert set(last[CHALLENGER_VERSIONS_KEY].values()) | protected <= versions
+    assert "| prune | " in _run_report(three_nights.states[-1].state_details.flow_run_id)  # the step's time
 
 
 def test_store_holds_each_replayed_reading_once(three_nights: Nights) -> None:
