@@ -213,7 +213,9 @@ def _print_leaderboards(root: Path, run_id: str) -> None:
         print(f"\nleaderboard of {path.parent.name} (validation MAE, kW, {rows[0]['n_windows']} windows):")
         for row in rows:
             train_s = f"{row['train_time_s']:.0f} s" if row.get("train_time_s") else ""
-            print(f"  {row['model']:<20} {row['kind']:<11} {row['mae_kw']:.3f}  {train_s}")
+            members = f"(mean of {' + '.join(row['members'])})" if row.get("members") else ""
+            notes = " ".join(note for note in (train_s, members) if note)
+            print(f"  {row['model']:<20} {row['kind']:<11} {row['mae_kw']:.3f}  {notes}")
         print(f"decision: {payload['decision']['reason']}")
     if len(paths) > LEADERBOARDS_SHOWN:
         print(f"\n... and {len(paths) - LEADERBOARDS_SHOWN} more meters' leaderboards under {root / 'runs' / run_id}")

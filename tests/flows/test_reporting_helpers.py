@@ -536,3 +536,24 @@ def test_the_report_reads_header_fleet_steps_leaderboard_decisions_data_forecast
     # A run that neither ingests nor forecasts (the train flow) has no Data line about files, no Forecasts.
     trained = report_markdown(dataclasses.replace(record, step_seconds={}, batches=[]), "train")
     assert "## Forecasts" not in trained and "## Data" not in trained and "files ingested" not in trained
+
+
+def test_the_printed_leaderboard_names_the_models_a_combination_averages(tmp_path: Path, capsys) -> None:
+    """The group a combination averages changes from night to night, so the leaderboard `make run` prints names it."""
+    import json
+
+    from flows.nightly import _print_leaderboards
+
+    rows = [
+        {"model": "combo", "kind": "challenger", "window_set": "val", "n_windows": 9, "mae_kw": 0.41,
+         "train_time_s": 0.0, "members": ["lstm", "hgb"]},
+        {"model": "lstm", "kind": "challenger", "window_set": "val", "n_windows": 9, "mae_kw": 0.42, "train_time_s": 80.0},
+        {"model": "same_hour_mean_7d", "kind": "baseline", "window_set": "val", "n_windows": 9, "mae_kw": 0.5},
+    ]
+    folder = tmp_path / "runs" / "night" / METER
+    folder.mkdir(parents=True)
+    (folder / "leaderboard.json").write_text(json.dumps({"rows": rows, "decision": {"reason": "combo wins"}}))
+    _print_leaderboards(tmp_path, "night")
+    printed = capsys.readouterr().out.splitlines()
+    assert next(line for line in printed if "combo" in line and "challenger" in line).endswith("(mean of lstm + hgb)")
+    assert next(line for line in printed if line.strip().startswith("lstm")).endswith("80 s")
