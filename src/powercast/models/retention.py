@@ -248,7 +248,7 @@ def prune_meter(
     Raises
     ------
     ConfigError
-        When ``keep_runs`` is not a whole number >= 1.
+        When ``keep_runs`` is not a whole number within ``registry.keep_runs``'s bounds.
     """
     check_keep_runs(keep_runs)
     try:
