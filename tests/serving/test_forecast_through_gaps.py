@@ -153,15 +153,21 @@ def _assert_upper_offsets_kw(batch, expected_kw: np.ndarray) -> None:
 
 def _expected_upper_offsets_kw(config: PowercastConfig, model, issued: pd.Timestamp, kw_offsets: bool = False):
     """Return ``model``'s midnight upper offsets in kW for the window before ``issued`` (scaled by its load)."""
+    return _expected_offsets_kw(config, model, issued, kw_offsets)
+
+
+def _expected_offsets_kw(config: PowercastConfig, model, issued: pd.Timestamp, kw_offsets: bool = False, bound="hi"):
+    """Return ``model``'s midnight ``bound`` ("hi" or "lo") offsets in kW for the window before ``issued``."""
+    offsets = model.interval_hi[0] if bound == "hi" else model.interval_lo[0]
     prepared = prepare_meter(
         config.model_copy(update={"prepare": model.prepare_config}), METER, end_utc=issued, scaler=model.scaler
     )
     window = input_window(prepared, issued)
     assert window[:, prepared.feature_names.index(MISSING_MASK_FEATURE)].any()  # filled steps in the input
     if kw_offsets:
-        return model.interval_hi[0]
+        return offsets
     load_kw = max(float(model.scaler.inverse_target_kw(window[:, 0]).mean()), model.interval_scale_floor_kw)
-    return model.interval_hi[0] * load_kw  # issued at local midnight: slot 0
+    return offsets * load_kw  # issued at local midnight: slot 0
 
 
 def test_an_old_combination_card_serves_its_member_through_a_gap_with_its_own_kw_offsets(
@@ -179,7 +185,7 @@ def test_an_old_combination_card_serves_its_member_through_a_gap_with_its_own_kw
     card["interval"] = {"coverage": interval["coverage"], "lo_kw": interval["lo_ratio"], "hi_kw": interval["hi_ratio"]}
     card_path.write_text(json.dumps(card))
     champion = load_champion(config.root, METER)
-    assert champion.interval_scale == "none" and not champion.lone_member_keeps_its_interval
+    assert champion.interval_scale == "none" and not champion.members_keep_their_intervals
     issued = _midnights_after_outages(config, champion.prepare_config.min_real_input_steps, True)[0]
     batch = make_forecast_batch(config, METER, issued, run_id="run-gap")
     assert (batch.model, batch.model_version) == ("gru", "masked-gru")
@@ -235,7 +241,7 @@ def test_part_of_a_combination_through_a_gap_serves_the_widest_of_its_members_in
     unclipped = frame["yhat_lo_kw"].to_numpy() > 0  # a lower bound is clipped at 0 kW
     assert unclipped.any()
     lower_offsets_kw = (frame["yhat_kw"] - frame["yhat_lo_kw"]).to_numpy()
-    expected_lower_kw = -_expected_upper_offsets_kw(config, gru, issued) * gru.interval_lo[0] / gru.interval_hi[0]
+    expected_lower_kw = -_expected_offsets_kw(config, gru, issued, bound="lo")
     np.testing.assert_allclose(lower_offsets_kw[unclipped], expected_lower_kw[unclipped], atol=1e-5)
 
 

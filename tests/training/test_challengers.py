@@ -94,8 +94,10 @@ def test_the_combination_is_the_group_whose_mean_scores_best_on_validation(
     assert group_mae_kw[combined] == pytest.approx(min(group_mae_kw.values()), abs=1e-5), group_mae_kw
     assert _validation_mae_kw(outcome)["combo"] == pytest.approx(group_mae_kw[combined], abs=1e-4)
     # The run report names the group, in the card's order.
+    card_order = [version.rsplit("-", 1)[1] for version in load_model(
+        config.root, METER, outcome.versions["combo"]).module.member_versions]
     combo_rows = [row for row in outcome.leaderboard if row["model"] == "combo"]
-    assert combo_rows and all(tuple(sorted(row["members"])) == combined for row in combo_rows)
+    assert combo_rows and all(row["members"] == card_order for row in combo_rows)
     assert all("members" not in row for row in outcome.leaderboard if row["model"] != "combo")
 
 
@@ -131,10 +133,10 @@ def test_the_best_mean_group_scores_only_known_actuals() -> None:
     """x and y err by +-0.25 where the actual is known (their mean is exact) and wildly where it is not; z errs
     by 0.125. Were the unknown step scored, every group would score NaN and the first (z and x) would be taken."""
     actual_kw = np.array([[1.0, np.nan], [2.0, 3.0]])
-    forecasts = {
+    forecasts = {  # z first: were every score NaN, the order given would decide
+        "z": np.array([[1.125, 1.0], [2.125, 3.125]]),
         "x": np.array([[1.25, 100.0], [2.25, 3.25]]),
         "y": np.array([[0.75, -50.0], [1.75, 2.75]]),
-        "z": np.array([[1.125, 1.0], [2.125, 3.125]]),
     }
     assert best_mean_group(forecasts, actual_kw) == ["x", "y"]
 

@@ -423,7 +423,7 @@ class RegistryConfig(_Section):
         le=10_000,
         title="Training runs kept per meter",
         description="Each meter keeps the model versions of its last this many training runs (the nights that "
-        "trained it, newest by the cards' created_at); older versions are pruned after each night and by "
+        "trained it, newest by their decisions in history.jsonl); older versions are pruned after each night and by "
         "'powercast models prune'. Always kept: the champion, every version named in the meter's last this many "
         "decisions (a rollback target), the members of a kept combination, a card that cannot be read, and the "
         "global network folders a kept card uses.",

@@ -68,8 +68,8 @@ from powercast.prepare.scaling import FeatureScaler
 # /2: ensembles (``members.*`` tensors, ``n_members``), held-out weights, per-slot interval offsets.
 # /3: the interval's ``scale`` (offsets may be ratios of the input window's mean load); a reader
 # of /2 would take such a card for a damaged one, so it is refused there by its format instead.
-# A /3 combination whose network member serves alone through a gap serves it with the member's
-# own interval (see ``LoadedModel.lone_member_keeps_its_interval``).
+# A /3 combination whose network members serve alone through a gap (hgb left out) serves it with
+# their own intervals (see ``LoadedModel.members_keep_their_intervals``).
 MODEL_FORMAT = "powercast.model/3"
 FORMATS_BEFORE_INTERVAL_SCALES: frozenset[str] = frozenset({"powercast.model/1", "powercast.model/2"})
 # /4: a global network's meter card, whose weights and meter list are in the shared folder (every
@@ -180,12 +180,14 @@ class LoadedModel:
     members: tuple[LoadedModel, ...] = ()  # a combination's member models (empty for any other model)
 
     @property
-    def lone_member_keeps_its_interval(self) -> bool:
-        """Return whether a network member serving this combination alone (through a gap) keeps its own interval.
+    def members_keep_their_intervals(self) -> bool:
+        """Return whether network members serving part of this combination (through a gap) keep their own intervals.
 
-        The member's interval is calibrated on its own held-out residuals; one network errs more
-        than the combination, so the combination's offsets would be too narrow for it. Cards from
-        before interval scales serve the member with the combination's offsets, as they did.
+        A member's interval is calibrated on its own held-out residuals; one network (or the mean of
+        some) errs more than the whole combination, so the combination's offsets would be too narrow
+        for it: one member serves with its own interval, several with the widest of theirs
+        (``serving.forecast.gap_interval_kw``). Cards from before interval scales serve the member
+        with the combination's offsets, as they did.
         """
         return self.metadata.get("format") not in FORMATS_BEFORE_INTERVAL_SCALES
 

@@ -134,7 +134,7 @@ def gap_interval_kw(
     """
     serving = [member for member in champion.members if member.version in versions]
     whole = len(versions) == len(champion.members)
-    if whole or not champion.lone_member_keeps_its_interval or len(serving) != len(versions):
+    if whole or not champion.members_keep_their_intervals or len(serving) != len(versions):
         lower_kw, upper_kw = champion.interval_kw(yhat_kw, issued, window)
         return lower_kw, upper_kw, f"the interval of {champion.version}"
     bounds = [member.interval_kw(yhat_kw, issued, window) for member in serving]
