@@ -332,6 +332,34 @@ def test_a_folder_a_crashed_registration_left_without_its_card_goes_once_it_is_o
     assert list_versions(registry, A) == KEPT_A and not (meter_dir / TRASH_DIR).exists()
 
 
+def test_the_folder_sweep_never_removes_what_the_policy_keeps_nor_a_folder_not_named_like_a_version(
+    registry: str,
+) -> None:
+    """A champion whose card was lost keeps its weights (a repaired card needs them), and so does a person's folder."""
+    meter_dir = Path(registry) / "models" / A
+    champion = json.loads((meter_dir / CHAMPION_FILE).read_text())["version"]
+    (meter_dir / champion / CARD_FILE).unlink()
+    (meter_dir / "notes").mkdir()
+    (meter_dir / "notes" / "why.txt").write_text("kept by hand")
+    _age(meter_dir, GLOBAL_ORPHAN_GRACE_S + 60)
+    report = prune_registry(registry, KEEP_RUNS)
+    assert (meter_dir / champion).is_dir() and (meter_dir / "notes" / "why.txt").is_file()
+    assert champion not in _pruning_of(report, A).incomplete and "notes" not in _pruning_of(report, A).incomplete
+
+
+def test_a_global_pass_that_cannot_read_the_shared_folders_is_reported_after_the_meters_were_pruned(
+    registry: str,
+) -> None:
+    global_dir = Path(registry) / "models" / "_global"
+    moved = global_dir.with_name("_global-moved")
+    global_dir.rename(moved)
+    global_dir.write_text("not a folder")  # listing it fails
+    report = prune_registry(registry, KEEP_RUNS)
+    assert list_versions(registry, A) == KEPT_A  # the meters were pruned all the same
+    assert report.global_networks.skipped and "cannot be read or changed" in report.global_networks.skipped
+    assert any("_global" in problem or "global" in problem for problem in report.problems())
+
+
 class TrashEmptiedByAnotherPrune(pafs.LocalFileSystem):
     """The local disk, where another prune empties the trash right after each of our first ``times`` create_dir."""
 

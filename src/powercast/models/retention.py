@@ -66,7 +66,7 @@ from typing import Any
 
 import pyarrow.fs as pafs
 
-from powercast.core.config import COMBINED_MODEL
+from powercast.core.config import CELL_NAMES, COMBINED_MODEL
 from powercast.core.errors import ConfigError, LockedError, RegistryError
 from powercast.core.schemas import METER_ID_PATTERN
 from powercast.core.settings import REGISTRY_SETTINGS, Setting, settings
@@ -102,6 +102,9 @@ DEFAULT_PRUNE_HOLDER = "registry prune"
 _METER_ID_RE = re.compile(METER_ID_PATTERN)
 _NETWORK_ID_RE = re.compile(rf"^[0-9a-f]{{{NETWORK_ID_HEX_CHARS}}}$")
 _EPOCH = datetime.fromtimestamp(0, UTC)
+# A version folder's name, registry.version_name's "<run_id>-<model>": a cell or the combination, a
+# global network's with its suffix ("lstm_global"). A folder named otherwise is no version of ours.
+_VERSION_NAME_RE = re.compile(rf"^.+-({'|'.join((*CELL_NAMES, COMBINED_MODEL))})(_[a-z]+)?$")
 
 
 @dataclass(frozen=True)
@@ -225,7 +228,10 @@ def prune_registry(
         prune_meter(root, meter_id, keep_runs, dry_run, lock_timeout_s, holder, orphan_grace_s) for meter_id in chosen
     )
     gone = {meter.meter_id: frozenset(meter.removed) for meter in meters}  # a dry run's too: it judges as a prune
-    networks = prune_global_networks(root, every_meter, gone, dry_run, orphan_grace_s)
+    try:
+        networks = prune_global_networks(root, every_meter, gone, dry_run, orphan_grace_s)
+    except OSError as exc:  # the meters were pruned: say so, and what stopped the shared folders' pass
+        networks = GlobalPruning(skipped=f"the shared global network folders cannot be read or changed ({exc})")
     return PruneReport(keep_runs, dry_run, meters, networks)
 
 
@@ -287,8 +293,10 @@ def _prune_locked_meter(
     trash = f"{meter_dir}/{TRASH_DIR}"
     leftover_bytes = folder_bytes(filesystem, trash)  # what a prune killed half-way left
     doomed = [version for version in versions if version not in kept]
+    # Decided before anything moves, so a folder that cannot be read leaves the meter unpruned whole.
+    protected = kept | versions_named_in_history(history, keep_runs) | ({champion} if champion else set())
+    abandoned = _abandoned_folders(filesystem, meter_dir, versions, protected, orphan_grace_s)
     removed, removed_bytes, failures = _discard_versions(filesystem, meter_dir, doomed, trash, dry_run)
-    abandoned = _abandoned_folders(filesystem, meter_dir, versions, orphan_grace_s)
     incomplete, incomplete_bytes, incomplete_failures = _discard_versions(
         filesystem, meter_dir, abandoned, trash, dry_run
     )
@@ -325,21 +333,28 @@ def _discard_versions(
     return removed, removed_bytes, failures
 
 
-def _abandoned_folders(filesystem: pafs.FileSystem, meter_dir: str, versions: list[str], grace_s: float) -> list[str]:
-    """Return the meter's folders that hold no card and in which nothing changed for ``grace_s``.
+def _abandoned_folders(
+    filesystem: pafs.FileSystem, meter_dir: str, versions: list[str], protected: set[str], grace_s: float
+) -> list[str]:
+    """Return the meter's folders named like a version that hold no card and in which nothing changed for ``grace_s``.
 
     No reader lists such a folder, so nothing else would ever remove it: a ``register_model``
     that died between the weights and the card left it, or a deletion on an object store that
     stopped after the card (the card goes first). Younger ones may be a version being written.
-    The trash and other names starting with "." are no version folders; files are left alone.
+    Never a name the policy keeps (``protected``: the champion, a rollback target, a kept run's
+    version, whose weights a repaired card would need), nor a folder not named
+    ``<run_id>-<model>`` (a person's), nor the trash; files are left alone.
     """
     listed = set(versions)
+    kept_runs = {run_of_version(name) for name in protected}
     now = datetime.now(UTC)
     return [
         info.base_name
         for info in _subfolders(filesystem, meter_dir)
         if info.base_name not in listed
-        and not info.base_name.startswith(".")
+        and info.base_name not in protected
+        and _VERSION_NAME_RE.fullmatch(info.base_name)
+        and run_of_version(info.base_name) not in kept_runs
         and (now - _newest_mtime(filesystem, info.path)).total_seconds() >= grace_s
     ]
 
@@ -723,11 +738,17 @@ def _global_network_folders(filesystem: pafs.FileSystem, global_dir: str) -> lis
 
 
 def _newest_mtime(filesystem: pafs.FileSystem, folder: str) -> datetime:
-    """Return when anything in ``folder`` (or the folder) last changed; the epoch when the filesystem does not say."""
+    """Return when anything in ``folder`` (or the folder) last changed; now when the filesystem does not say.
+
+    Unknown counts as new: a folder is removed only when it is known to be old, never while a run
+    may be writing it (on a URI root no lock keeps a prune away).
+    """
     infos = [filesystem.get_file_info(folder)]
     infos += filesystem.get_file_info(pafs.FileSelector(folder, recursive=True, allow_not_found=True))
-    stamps = [info.mtime for info in infos if info.mtime is not None]
-    return max(stamps, default=_EPOCH)
+    stamps = [info.mtime for info in infos]
+    if not stamps or any(stamp is None for stamp in stamps):
+        return datetime.now(UTC)
+    return max(stamps)
 
 
 def _remove_empty_version_folders(filesystem: pafs.FileSystem, global_dir: str) -> None:
