@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+from lock_holder import lock_held_elsewhere
 
 from powercast.core.errors import ConfigError, LockedError
 from powercast.io.locking import (
@@ -219,20 +220,7 @@ def test_second_thread_waits_for_the_first_to_release(tmp_path: Path) -> None:
 
 
 def test_second_thread_times_out_while_the_first_holds(tmp_path: Path) -> None:
-    first_holds, release = threading.Event(), threading.Event()
-
-    def first() -> None:
-        with meter_lock(tmp_path, "m1", holder="thread-1"):
-            first_holds.set()
-            release.wait(10)
-
-    worker = threading.Thread(target=first)
-    worker.start()
-    try:
-        assert first_holds.wait(10)
+    with lock_held_elsewhere(tmp_path, "m1", holder="thread-1", wait_s=10):
         with pytest.raises(LockedError, match="m1"):
             with meter_lock(tmp_path, "m1", timeout_s=0.3, holder="thread-2"):
                 pass
-    finally:
-        release.set()
-        worker.join(10)

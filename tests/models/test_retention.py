@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +18,7 @@ from pathlib import Path
 import pyarrow.fs as pafs
 import pytest
 import torch
+from lock_holder import lock_held_elsewhere
 from model_records import model_record
 
 from powercast.core.config import COMBINED_MODEL, PowercastConfig
@@ -470,23 +470,8 @@ def test_a_meter_whose_pointer_or_history_is_not_utf8_is_skipped_and_the_others_
 
 
 def test_a_meter_another_run_is_writing_is_skipped(registry: str) -> None:
-    from powercast.io.locking import meter_lock
-
-    held, release = threading.Event(), threading.Event()
-
-    def hold_the_lock() -> None:
-        with meter_lock(registry, A, holder="night07"):
-            held.set()
-            release.wait(30)
-
-    writer = threading.Thread(target=hold_the_lock)
-    writer.start()
-    try:
-        assert held.wait(30)
+    with lock_held_elsewhere(registry, A, holder="night07"):
         report = prune_registry(registry, KEEP_RUNS, lock_timeout_s=0)
-    finally:
-        release.set()
-        writer.join()
     assert len(list_versions(registry, A)) == 4 * len(NIGHTS)
     assert list_versions(registry, B) == KEPT_B
     [problem] = report.problems()

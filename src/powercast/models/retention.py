@@ -318,17 +318,25 @@ def _discard_versions(
 ) -> tuple[list[str], int, dict[str, str]]:
     """Take ``versions`` out of the meter's folder (into ``trash``); return those removed, their bytes, and why
     the others could not be (they are still there, whole)."""
+    folders = [(version, f"{meter_dir}/{version}") for version in versions]
+    return _discard_folders(filesystem, folders, trash, CARD_FILE, dry_run)
+
+
+def _discard_folders(
+    filesystem: pafs.FileSystem, folders: list[tuple[str, str]], trash: str, card_file: str, dry_run: bool
+) -> tuple[list[str], int, dict[str, str]]:
+    """Take each (name, folder) of ``folders`` into ``trash`` (``card_file`` first where no rename exists); return
+    the names removed, their bytes, and why the others could not be (they are still there, whole)."""
     removed, removed_bytes, failures = [], 0, {}
-    for version in versions:
-        folder = f"{meter_dir}/{version}"
+    for name, folder in folders:
         size_bytes = folder_bytes(filesystem, folder)
         try:
             if not dry_run:
-                discard_folder(filesystem, folder, trash, CARD_FILE)
+                discard_folder(filesystem, folder, trash, card_file)
         except OSError as exc:
-            failures[version] = str(exc)
+            failures[name] = str(exc)
             continue
-        removed.append(version)
+        removed.append(name)
         removed_bytes += size_bytes
     return removed, removed_bytes, failures
 
@@ -640,8 +648,9 @@ def prune_global_networks(
     except OSError as exc:
         return GlobalPruning(skipped=f"the meters' cards naming them cannot be looked for ({exc})")
     now = datetime.now(UTC)
-    kept, removed, too_new, failures = [], [], [], {}
+    kept, too_new = [], []
     bytes_freed = folder_bytes(filesystem, trash)
+    orphans = []
     for version, network_id, folder in folders:
         name = f"{version}/{network_id}"
         if (version, network_id) in in_use:
@@ -649,15 +658,9 @@ def prune_global_networks(
         elif (now - _newest_mtime(filesystem, folder)).total_seconds() < orphan_grace_s:
             too_new.append(name)
         else:
-            size_bytes = folder_bytes(filesystem, folder)
-            try:
-                if not dry_run:
-                    discard_folder(filesystem, folder, trash, GLOBAL_NETWORK_FILE)
-            except OSError as exc:
-                failures[name] = str(exc)
-                continue
-            removed.append(name)
-            bytes_freed += size_bytes
+            orphans.append((name, folder))
+    removed, removed_bytes, failures = _discard_folders(filesystem, orphans, trash, GLOBAL_NETWORK_FILE, dry_run)
+    bytes_freed += removed_bytes
     if not dry_run:
         bytes_freed -= _empty_trash(filesystem, trash, failures)
         _remove_empty_version_folders(filesystem, global_dir)
