@@ -178,12 +178,12 @@ def train_candidates(
 ) -> tuple[list[ChallengerFit], dict[str, str]]:
     """Return the challengers (local cells trained here, tonight's global models) and (cell → error) of failures.
 
-    Local cells (when ``train.scope`` includes them) are one ``train_candidate`` task each, all
+    Local cells (when ``train.scope`` and ``train.local_meters`` give the meter its own models) are one ``train_candidate`` task each, all
     submitted before any is awaited, so the flow's task runner decides whether they run one after
     the other or side by side. A failed cell is left out and the others still compete; when no
     challenger is left the meter fails with their errors.
     """
-    cells = config.train.cells if powercast.training.fleet.trains_local(config) else []
+    cells = config.train.cells if config.train.trains_local_models_of(prepared.meter_id) else []
     futures = {cell: train_candidate.submit(config, prepared, cell, run_id) for cell in cells}
     for future in futures.values():
         future.wait()
@@ -209,6 +209,9 @@ def train_global_models(
     """
     powercast.training.fleet.check_global_devices(config)  # before reading the fleet, not after
     logger = get_run_logger()
+    absent = sorted(set(config.train.local_meters or ()) - set(meters))
+    if absent:  # a typo would otherwise pass unnoticed: the meter just trains global models only
+        logger.warning("train.local_meters names %s, not among tonight's %d meter(s)", absent, len(meters))
     no_news = "no global models tonight: none of the %d meter(s) they learn from has readings newer than its last training"
     if only_with_news and not _any_meter_has_news(config, meters, as_of_utc):  # before paying for preparing them
         logger.info(no_news, len(meters))

@@ -38,6 +38,7 @@ pytestmark = pytest.mark.prefect_server
 
 CHANNELS = ["total", "kitchen", "laundry", "heater_ac", "rest"]
 BROKEN_METER = "sceaux_household.laundry"
+HOUSE = "sceaux_household"
 CONFIG_TOML = """
 [prepare.split]
 mode = "trailing"
@@ -147,16 +148,19 @@ def test_dask_and_sequential_training_give_identical_metrics(sequential_night: F
     pd.testing.assert_frame_equal(_validation_scores(dask_night.root), sequential)
 
 
-def test_a_global_night_trains_one_model_per_cell_for_the_fleet(
+def test_a_global_night_trains_one_model_per_cell_for_the_fleet_and_own_models_only_where_asked(
     prefect_harness: None, fleet_store: Path, tmp_path_factory: pytest.TempPathFactory, tiny_training: dict[str, Any]
 ) -> None:
+    # Both scopes, but only the house trains its own models (train.local_meters): the channels are
+    # served by the global networks alone, which still learn from every meter.
     root = tmp_path_factory.mktemp("night-global") / "root"
     shutil.copytree(fleet_store, root)
     params = NightlyParams(
         root=str(root),
         lock_timeout_s=30,
         as_of=date(2010, 11, 5),
-        scope="global",
+        scope="both",
+        local_meters=[HOUSE],
         global_steps_per_epoch=10,
         **{**tiny_training, "cpu_threads": 1},
     )
@@ -171,7 +175,9 @@ def test_a_global_night_trains_one_model_per_cell_for_the_fleet(
     for meter_id in healthy:
         (leaderboard,) = (root / "runs").glob(f"*/{meter_id}/leaderboard.json")
         models = {row["model"] for row in json.loads(leaderboard.read_text())["rows"]}
-        assert {"gru_global", "lstm_global"} <= models and not {"gru", "lstm"} & models
+        own = set(tiny_training["cells"])  # the house's own networks
+        assert {"gru_global", "lstm_global"} <= models
+        assert own <= models if meter_id == HOUSE else not own & models
     assert len(list((root / "runs").glob("*/_fleet"))) == 1
     # The next night has no new readings: no meter retrains, so no global model is trained for nothing.
     again = nightly(params, return_state=True)

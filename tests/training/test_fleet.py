@@ -111,6 +111,35 @@ def test_both_scopes_compete_per_meter_and_the_winner_serves(fleet_root: str) ->
             assert card["training"]["scope"] == ("global" if winner.endswith("_global") else "local")
 
 
+def test_only_the_local_meters_train_their_own_models_and_the_global_ones_learn_from_all(fleet_root: str) -> None:
+    house, kitchen, laundry = "sceaux_household", "sceaux_household.kitchen", "sceaux_household.laundry"
+    config = _config(fleet_root, "both").with_overrides({"train.cells": ["lstm", "hgb"], "train.local_meters": [house]})
+    result = train_fleet(config, [house, kitchen, laundry], run_id="house-only", progress=False)
+    assert result.failures == {} and result.failed_cells == {}
+    assert set(result.global_fits) == {"lstm"}
+    # The global network learned every meter, not only the one that trains its own models.
+    assert result.global_fits["lstm"].fit.module.hparams.meter_ids == [house, kitchen, laundry]
+
+    def challengers(meter_id: str) -> set[str]:
+        board = result.outcomes[meter_id].leaderboard
+        return {row["model"] for row in board if row["window_set"] == "val" and row["kind"] == "challenger"}
+
+    assert challengers(house) == {"lstm", "hgb", "lstm_global", "combo"}
+    for meter_id in (kitchen, laundry):
+        assert challengers(meter_id) == {"lstm_global"}
+        tonight = [version for version in list_versions(fleet_root, meter_id) if version.startswith("house-only-")]
+        assert tonight == ["house-only-lstm_global"]  # nothing of its own was trained or registered
+    assert {"house-only-lstm", "house-only-hgb"} <= set(list_versions(fleet_root, house))
+
+
+@pytest.mark.parametrize("scope", ["local", "global"])
+def test_local_meters_outside_both_scopes_is_refused_naming_the_setting(fleet_root: str, scope: str) -> None:
+    with pytest.raises(ConfigError, match=r"local_meters \['sceaux_household'\] needs scope 'both'"):
+        _config(fleet_root, scope).with_overrides({"train.local_meters": ["sceaux_household"]})
+    with pytest.raises(ConfigError, match="not meter ids"):
+        _config(fleet_root, "both").with_overrides({"train.local_meters": ["../etc"]})
+
+
 def test_a_meter_that_cannot_be_prepared_fails_alone(fleet_root: str) -> None:
     config = _config(fleet_root, "global")
     result = train_fleet(config, ["sceaux_household.kitchen", "no_such_meter"], run_id="night3", progress=False)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tomllib
 from datetime import date, timedelta, timezone, tzinfo
 from pathlib import Path
@@ -367,7 +368,39 @@ class TrainConfig(_Section):
         description="Size of a learned vector per meter that a global network reads with every recurrent step, so "
         "it can tell meters apart; 0: none. The meters it learned are listed on its model card.",
     )
+    local_meters: list[str] | None = Field(
+        None,
+        min_length=1,
+        title="Meters with their own models",
+        description="With train.scope 'both': the only meters that also train their own models (train.cells) "
+        "beside the global ones; every other meter is served by the global models, which still learn from "
+        "every meter. None: every meter. Spends a night's local training where it matters, e.g. on a house "
+        "whose sub-meters are there to teach the global network.",
+    )
     seed: int = Field(42, description="Seed of weights and shuffling; CPU runs with one seed give identical metrics.")
+
+    @model_validator(mode="after")
+    def _local_meters_need_both_scopes(self) -> TrainConfig:
+        # Under 'local' a meter left out would train nothing, and under 'global' nothing is local.
+        if self.local_meters is None:
+            return self
+        from powercast.core.schemas import METER_ID_PATTERN, METER_ID_RULE  # schemas imports this module
+
+        malformed = [meter_id for meter_id in self.local_meters if not re.fullmatch(METER_ID_PATTERN, meter_id)]
+        if malformed:
+            raise ValueError(f"local_meters {malformed} are not meter ids ({METER_ID_RULE})")
+        if self.scope != "both":
+            raise ValueError(
+                f"local_meters {self.local_meters} needs scope 'both' (it is {self.scope!r}): it chooses which meters "
+                "train their own models beside the global ones"
+            )
+        return self
+
+    def trains_local_models_of(self, meter_id: str) -> bool:
+        """Return whether ``meter_id`` trains its own models tonight (``scope`` and ``local_meters``)."""
+        if self.scope == "global":
+            return False
+        return self.local_meters is None or meter_id in self.local_meters
 
 
 class ForecastConfig(_Section):

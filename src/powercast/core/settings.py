@@ -54,6 +54,7 @@ TRAINING_SETTINGS: tuple[str, ...] = (
     "train.global_devices",
     "train.global_hidden_sizes",
     "train.meter_embedding_dim",
+    "train.local_meters",
 )
 
 

@@ -243,9 +243,10 @@ def _bound_to(fit: FitResult, meter_id: str) -> FitResult:
 def local_challengers(
     config: PowercastConfig, prepared: PreparedSeries, run_id: str, progress: bool | None = None
 ) -> tuple[list[ChallengerFit], dict[str, str]]:
-    """Return this meter's own fits of the configured cells (when ``train.scope`` includes local models)
-    and (cell → error) of those that failed; a failed cell is left out and the others still compete."""
-    if not trains_local(config):
+    """Return this meter's own fits of the configured cells (when ``train.scope`` and ``train.local_meters``
+    give it local models) and (cell → error) of those that failed; a failed cell is left out and the others
+    still compete."""
+    if not config.train.trains_local_models_of(prepared.meter_id):
         return [], {}
     fits, failed = [], {}
     for cell in config.train.cells:
@@ -264,11 +265,6 @@ def check_global_devices(config: PowercastConfig) -> None:
 def trains_global(config: PowercastConfig) -> bool:
     """Return whether ``train.scope`` asks for global models tonight."""
     return config.train.scope in ("global", "both")
-
-
-def trains_local(config: PowercastConfig) -> bool:
-    """Return whether ``train.scope`` asks for each meter's own models tonight."""
-    return config.train.scope in ("local", "both")
 
 
 def prepare_fleet(
@@ -346,5 +342,4 @@ __all__ = [
     "refit_global",
     "train_fleet",
     "trains_global",
-    "trains_local",
 ]
