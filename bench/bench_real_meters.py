@@ -21,10 +21,14 @@ import argparse
 import json
 import math
 import shutil
+import sys
 import statistics
 import time
 from pathlib import Path
 from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import add_set_option, set_overrides  # noqa: E402 (bench/ is not a package: the path line above makes common importable)
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_SOURCE = REPO.parent / "shared" / "data" / "household_power_consumption.txt.gz"
@@ -109,7 +113,7 @@ def main() -> int:
     parser.add_argument("--root", default=str(RESULTS / "real_meters_root"), help="scratch data root")
     parser.add_argument("--cpu-threads", type=int, default=0, help="train.cpu_threads")
     parser.add_argument("--tag", default="", help="write bench/results/real_meters-<tag>.json instead of real_meters.json")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=JSON", help="other dotted overrides")
+    add_set_option(parser)
     args = parser.parse_args()
     overrides: dict[str, Any] = {
         "ingest.channel_meters": CHANNELS,
@@ -117,9 +121,7 @@ def main() -> int:
         "train.scope": "both",
         "train.cpu_threads": args.cpu_threads,
     }
-    for item in args.set:
-        key, _, value = item.partition("=")
-        overrides[key] = json.loads(value)
+    overrides.update(set_overrides(parser, args.set))
     config = PowercastConfig(root=args.root).with_overrides(overrides)
     claim_scratch_root(Path(args.root))
     ingest_paths([args.source], config, run_id="bench-real-ingest", progress=False)

@@ -21,6 +21,7 @@ import argparse
 import json
 import platform
 import shutil
+import sys
 import time
 from pathlib import Path
 
@@ -32,6 +33,9 @@ from powercast.core.settings import TRAINING_SETTINGS, settings
 from powercast.prepare.features import feature_names
 from powercast.store.ingest import ingest_paths
 from powercast.training.pipeline import train_meter
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import add_set_option, set_overrides  # noqa: E402 (bench/ is not a package: the path line above makes common importable)
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_SOURCE = REPO.parent / "shared" / "data" / "household_power_consumption.txt.gz"
@@ -60,28 +64,15 @@ def main() -> int:
     parser.add_argument("--source", default=str(DEFAULT_SOURCE), help="the full UCI file")
     parser.add_argument("--root", default=str(RESULTS / "train_root"), help="scratch data root")
     add_setting_options(parser.add_argument_group("training settings"), BENCH_OPTIONS)
-    parser.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=JSON",
-        help="any other dotted override, e.g. --set 'train.hidden_sizes=[128]' (repeatable)",
-    )
+    add_set_option(parser)
     parser.add_argument("--tag", default="", help="write bench/results/train-<tag>.json instead of train.json")
     args = parser.parse_args()
 
     overrides = {
         "prepare.split": SplitConfig.reference().model_dump(),
         **setting_overrides(args, BENCH_OPTIONS),
+        **set_overrides(parser, args.set),
     }
-    for item in args.set:
-        key, _, value = item.partition("=")
-        if not key or not value:
-            parser.error(f"--set {item!r}: expected KEY=JSON, e.g. 'train.hidden_sizes=[128]'")
-        try:
-            overrides[key] = json.loads(value)
-        except json.JSONDecodeError as exc:
-            parser.error(f"--set {item!r}: the value is not JSON ({exc})")
     config = PowercastConfig(root=args.root).with_overrides(overrides)
     started = time.perf_counter()
     ingest_paths([args.source], config, run_id="bench-ingest", progress=False)

@@ -16,9 +16,13 @@ Writes bench/results/walk_forward[-<tag>].json. Training time per night is print
 on time. Ingests the full file into ``--root`` when it holds no store yet.
 
     .venv/bin/python bench/bench_walk_forward.py --root bench/results/train_root_s42 --seed 42 \
-        [--cpu-threads 1] [--refit-every-days 30] [--start 2010-01-01] [--end 2010-11-25] [--run-id ID] [--score-only]
+        [--cpu-threads 1] [--refit-every-days 30] [--start 2010-01-01] [--end 2010-11-25] [--run-id ID] [--score-only] \
+        [--config FILE] [--set KEY=JSON ...]
 
 ``--score-only`` scores a walk-forward already in the root under ``--run-id`` (no training).
+With a configuration whose ``train.scope`` is global or both (``--config
+examples/uci_house_channels.toml``: the house and its channels), each night trains every meter of
+the store, as the nightly run would, and the house's days are replayed.
 """
 
 from __future__ import annotations
@@ -27,15 +31,19 @@ import argparse
 import json
 import os
 import shutil
+import sys
 from datetime import date, timedelta
 from pathlib import Path
 
-from powercast.core.config import PowercastConfig, SplitConfig
+from powercast.core.config import PowercastConfig, SplitConfig, load_config
 from powercast.experiments.walk_forward import REPORT_NAME, run_walk_forward
 from powercast.io import layout
 from powercast.models.registry import list_versions
 from powercast.serving.backtest import BacktestReport, run_backtest
 from powercast.store.ingest import ingest_paths
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import add_set_option, set_overrides  # noqa: E402 (bench/ is not a package: the path line above makes common importable)
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_SOURCE = REPO.parent / "shared" / "data" / "household_power_consumption.txt.gz"
@@ -112,12 +120,18 @@ def main() -> int:
     parser.add_argument("--run-id", default=None, help="default: wf<N>-s<seed>")
     parser.add_argument("--score-only", action="store_true", help="score the walk-forward already under --run-id")
     parser.add_argument("--tag", default="", help="write bench/results/walk_forward-<tag>.json")
+    parser.add_argument(
+        "--config", default=None, help="a configuration file, e.g. examples/uci_house_channels.toml (a fleet night)"
+    )
+    add_set_option(parser)
     args = parser.parse_args()
     run_id = args.run_id or f"wf{args.refit_every_days}-s{args.seed}"
-    config = PowercastConfig(root=args.root).with_overrides({
+    config = load_config(args.config, environ={}).with_overrides({
+        "root": args.root,
         "prepare.split": SplitConfig.reference().model_dump(),
         "train.seed": args.seed,
         "train.cpu_threads": args.cpu_threads,
+        **set_overrides(parser, args.set),
     })
     work_root = layout.walk_forward_dir(args.root, METER, run_id)
     if not args.score_only:

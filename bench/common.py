@@ -379,3 +379,29 @@ def print_sections(sections: Sequence[tuple[str, str]]) -> None:
     """Print the titled tables written to the markdown file, for whoever ran the script."""
     for title, table in sections:
         print(f"\n{title}\n{table}")
+
+
+def add_set_option(parser: Any) -> None:
+    """Add the repeatable ``--set KEY=JSON`` option (any dotted configuration override) to ``parser``."""
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=JSON",
+        help="any other dotted override, e.g. --set 'train.hidden_sizes=[128]' (repeatable)",
+    )
+
+
+def set_overrides(parser: Any, items: Sequence[str]) -> dict[str, Any]:
+    """Return the dotted overrides of ``--set`` items; a malformed one exits through ``parser.error`` naming it."""
+    overrides: dict[str, Any] = {}
+    for item in items:
+        key, _, value = item.partition("=")
+        if not key or not value:
+            parser.error(f"--set {item!r}: expected KEY=JSON, e.g. 'train.hidden_sizes=[128]'")
+        try:
+            overrides[key] = json.loads(value)
+        except json.JSONDecodeError as exc:
+            parser.error(f"--set {item!r}: the value is not JSON ({exc})")
+    return overrides
+

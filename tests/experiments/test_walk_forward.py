@@ -173,3 +173,37 @@ def test_a_night_that_fails_keeps_the_champion_it_had_and_the_walk_goes_on(walk_
     fallback_days = sum(n for name, n in report.backtest.batches_by_model.items() if name in FALLBACK_BASELINES)
     assert fallback_days >= 4
     assert (Path(report.work_root) / "backtests" / METER / NO_CHAMPION).is_dir()
+
+
+def test_a_fleet_walk_forward_trains_every_meter_each_night_and_replays_one(
+    sample_path: Path, champion_overrides: dict, tmp_path: Path
+) -> None:
+    # train.scope both, the house alone training its own GRU: each night the global GRU must learn
+    # from every meter of the store (as the nightly run would), and only the house's days are replayed.
+    from powercast.models.registry import N_METERS_KEY, list_versions
+    from powercast.store.ingest import ingest_paths
+
+    kitchen = f"{METER}.kitchen"
+    config = PowercastConfig(root=str(tmp_path / "root")).with_overrides({
+        **champion_overrides,
+        "ingest.channel_meters": ["total", "kitchen"],
+        "train.scope": "both",
+        "train.local_meters": [METER],
+        "train.global_steps_per_epoch": 10,
+    })
+    ingest_paths([sample_path], config, run_id="ingest", progress=False)
+
+    report = run_walk_forward(config, METER, START, END, EVERY_DAYS, run_id="wf-fleet", progress=False)
+
+    assert [refit.as_of for refit in report.refits] == [START, START + timedelta(days=EVERY_DAYS)]
+    for refit in report.refits:
+        assert not refit.decision.startswith("training failed"), refit.decision
+        global_card = read_card(report.work_root, METER, f"{refit.run_id}-gru_global")
+        assert global_card["hparams"][N_METERS_KEY] == 2  # it learned the kitchen too
+        midnight_utc = local_midnight_utc(refit.as_of, pd.Timestamp("2010-01-01T00:00+01:00").tzinfo)
+        assert pd.Timestamp(global_card["data_range_utc"][1]) <= midnight_utc
+        assert f"{refit.run_id}-gru" in list_versions(report.work_root, METER)  # the house's own GRU
+        kitchen_versions = [v for v in list_versions(report.work_root, kitchen) if v.startswith(refit.run_id)]
+        assert kitchen_versions == [f"{refit.run_id}-gru_global"]  # the kitchen trained that night, globally only
+    assert report.backtest.batches == (END - START).days + 1 and not report.backtest.skipped
+    assert set(_published(report.work_root)["meter_id"]) == {METER}  # only the house is replayed

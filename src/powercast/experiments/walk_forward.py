@@ -9,7 +9,9 @@ retraining serves. At each refit day ``d`` (``start``, ``start + N``, ...):
 2. the night's training runs on it (``train_meter``: held-out fits, selection against the
    baselines and the previous refit's champion, refit, intervals, registration), with a
    ``dates`` split moved so that its validation ends at the night, its lengths kept (a
-   ``trailing`` split is relative to the data's end already);
+   ``trailing`` split is relative to the data's end already). With ``train.scope`` global or
+   both the night trains every meter of the store (``train_fleet``), as the nightly run does:
+   the global networks learn from the whole fleet, and each meter selects on its own windows;
 3. the champion after that night forecasts the days from ``d`` up to the next refit, each day
    published and scored as ``run_backtest`` does.
 
@@ -27,7 +29,7 @@ import logging
 import os
 import time
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
 from powercast.core.config import PowercastConfig, SplitConfig, parse_timezone
@@ -38,6 +40,8 @@ from powercast.models.registry import load_champion
 from powercast.prepare.series import prepare_meter
 from powercast.prepare.splits import local_midnight_utc
 from powercast.serving.backtest import BacktestReport, Replay, issue_days, replay_days
+from powercast.store.readings import list_meters
+from powercast.training.fleet import train_fleet, trains_global
 from powercast.training.pipeline import train_meter
 
 logger = logging.getLogger(__name__)
@@ -190,8 +194,12 @@ def _train_as_of(config: PowercastConfig, meter_id: str, as_of: date, run_id: st
     night_run_id = f"{run_id}-{as_of:%Y%m%d}"
     started = time.perf_counter()
     try:
-        prepared = prepare_meter(night_config, meter_id, end_utc=midnight_utc.to_pydatetime())
-        decision = train_meter(night_config, meter_id, night_run_id, prepared=prepared, progress=progress).decision.reason
+        if trains_global(config):
+            decision = _train_fleet_as_of(night_config, meter_id, night_run_id, midnight_utc.to_pydatetime(), progress)
+        else:
+            prepared = prepare_meter(night_config, meter_id, end_utc=midnight_utc.to_pydatetime())
+            outcome = train_meter(night_config, meter_id, night_run_id, prepared=prepared, progress=progress)
+            decision = outcome.decision.reason
     except (DataPreparationError, TrainingError) as exc:
         # As on a live night: a failed training keeps the champion it had, and the next night comes.
         decision = f"training failed, the champion stays: {exc}"
@@ -209,6 +217,28 @@ def _train_as_of(config: PowercastConfig, meter_id: str, as_of: date, run_id: st
         champion_version=champion.version if champion is not None else None,
         train_s=train_s,
     )
+
+
+def _train_fleet_as_of(
+    config: PowercastConfig, meter_id: str, run_id: str, end_utc: datetime, progress: bool | None
+) -> str:
+    """Train the night of every meter in the store (global models learn from all of them); return ``meter_id``'s decision.
+
+    As the nightly run does with ``train.scope`` global or both: the global networks need the
+    fleet, each meter selects on its own windows, and only ``meter_id``'s days are replayed.
+    Raises TrainingError when the meter itself failed (the others' failures are its business only
+    through the global models they did or did not teach).
+    """
+    meters = list_meters(config.root)
+    if meter_id not in meters:
+        raise DataPreparationError(f"meter {meter_id!r} has no readings in the store of {config.root} ({len(meters)} meters)")
+    outcome = train_fleet(config, meters, run_id, progress=progress, end_utc=end_utc)
+    if meter_id in outcome.failures:
+        raise TrainingError(outcome.failures[meter_id])
+    others = len(outcome.failures)
+    if others:
+        logger.warning("walk-forward %s: %d other meter(s) failed that night: %s", run_id, others, sorted(outcome.failures))
+    return outcome.outcomes[meter_id].decision.reason
 
 
 def _replay_block(

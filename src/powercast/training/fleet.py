@@ -290,17 +290,19 @@ def train_fleet(
     run_id: str,
     progress: bool | None = None,
     lock_timeout_s: float | None = None,
+    end_utc: datetime | None = None,
 ) -> FleetOutcome:
     """Return the outcome of training, selecting and registering tonight's models for every meter.
 
     A meter whose series cannot be prepared or whose selection fails is recorded in
     ``failures`` and the others carry on; a global model that cannot be trained fails the call.
     With ``lock_timeout_s`` (local roots), each meter's registry writes happen under its lock.
+    With ``end_utc``, only the readings before it are read (a night replayed in a walk-forward).
     """
     outcome = FleetOutcome()
     if trains_global(config):
         check_global_devices(config)
-    usable, outcome.failures = prepare_fleet(config, meter_ids)
+    usable, outcome.failures = prepare_fleet(config, meter_ids, end_utc=end_utc)
     if trains_global(config) and usable:
         outcome.global_fits = fit_global_models(config, usable, run_id, progress)
     for prepared in usable:
