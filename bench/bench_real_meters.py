@@ -21,8 +21,8 @@ import argparse
 import json
 import math
 import shutil
-import sys
 import statistics
+import sys
 import time
 from pathlib import Path
 from typing import Any
