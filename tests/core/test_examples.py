@@ -15,6 +15,7 @@ def test_the_house_in_a_fleet_of_its_channels_loads_and_ingests_five_meters(samp
     config = load_config(EXAMPLES / "uci_house_channels.toml", environ={"POWERCAST_ROOT": str(tmp_path / "root")})
     assert config.train.scope == "both" and config.train.cells == ["lstm", "hgb"]
     assert config.train.global_hidden_sizes == [128] and config.train.meter_embedding_dim == 16
+    assert config.train.local_meters == [config.ingest.default_meter_id]  # only the house trains its own models
     ingest_paths([sample_path], config, run_id="example", progress=False)
     house = config.ingest.default_meter_id
     assert list_meters(config.root) == sorted(
