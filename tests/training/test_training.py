@@ -17,6 +17,7 @@ from powercast.reporting.curves import plot_loss_curves
 from powercast.training.fit import (
     fit_forecaster,
     local_log_dir,
+    CHECKPOINT_FOLDER,
     refit_forecaster,
     resolve_accelerator,
 )
@@ -36,6 +37,17 @@ def test_two_seeded_cpu_runs_give_identical_metrics(
     n_features = len(tiny_prepared.feature_names)
     windows = np.random.default_rng(0).normal(size=(4, tiny_prepared.lookback_steps, n_features)).astype(np.float32)
     np.testing.assert_array_equal(first.module.forecast_scaled(windows), second.module.forecast_scaled(windows))
+
+
+def test_a_fit_keeps_its_epoch_log_but_not_its_checkpoint(
+    tiny_prepared: PreparedSeries, tiny_train: TrainConfig, tmp_path: Path
+) -> None:
+    # The best epoch's weights are read back into the returned module; the checkpoint file would
+    # only grow runs/ night after night (megabytes per model), so it is gone once the fit returns.
+    result = fit_forecaster(tiny_prepared, tiny_train, "gru", tmp_path, progress=False)
+    assert not (tmp_path / CHECKPOINT_FOLDER).exists()
+    assert len(list(tmp_path.rglob("metrics.csv"))) == 1 and len(result.curves) >= 1
+    assert result.best_val_mae == pytest.approx(result.curves["val_mae"].min())
 
 
 def test_refit_trains_on_train_and_val_windows_for_exactly_the_given_epochs(
@@ -70,6 +82,7 @@ def test_diverging_learning_rate_raises_training_error_naming_model_and_epoch(
     exploding = tiny_train.model_copy(update={"learning_rate": 1e36, "scheduler": "none"})
     with pytest.raises(TrainingError, match=r"model gru: training loss became (nan|inf) at epoch 0"):
         fit_forecaster(tiny_prepared, exploding, "gru", tmp_path, progress=False)
+    assert not (tmp_path / CHECKPOINT_FOLDER).exists()  # a failed fit leaves no checkpoint behind either
 
 
 def test_nan_in_a_training_window_stops_before_training(

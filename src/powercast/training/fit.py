@@ -41,6 +41,8 @@ from powercast.prepare.series import PreparedSeries
 from powercast.prepare.windows import window_has_invalid
 
 MONITOR = "val_mae"
+# Lightning's best-epoch checkpoint of a fit, inside its log folder: read back once, then removed.
+CHECKPOINT_FOLDER = "checkpoints"
 
 
 @dataclass(frozen=True, eq=False)
@@ -201,7 +203,7 @@ def _fit_callbacks(
 ) -> tuple[ModelCheckpoint, list[Callback]]:
     """Return (the best-validation checkpoint, every callback of the fit: NaN guard, checkpoint, early stopping)."""
     checkpoint = ModelCheckpoint(
-        dirpath=folder / "checkpoints", filename=f"{name}-best", monitor=MONITOR, mode="min", save_top_k=1,
+        dirpath=folder / CHECKPOINT_FOLDER, filename=f"{name}-best", monitor=MONITOR, mode="min", save_top_k=1,
         enable_version_counter=False,
     )
     callbacks: list[Callback] = [NonFiniteLossGuard(name), checkpoint]
@@ -303,22 +305,27 @@ def fit_module(
     checkpoint, callbacks = _fit_callbacks(name, folder, config, early_stopping)
     logger = CSVLogger(save_dir=str(folder), name="csv", version=name)
     threads = config.cpu_threads if accelerator == "cpu" else 0
-    # The Trainer is built inside the quiet block too: Lightning logs its device lines when it is created.
-    with _quiet_lightning(show_progress), _cpu_threads(threads), _spawn_sharing(devices):
-        trainer = _trainer(
-            config, accelerator, precision, callbacks, logger, len(train_loader), show_progress, folder, devices
-        )
-        started = time.perf_counter()
-        if devices > 1:
-            _fit_in_processes(trainer, module, train_loader, val_loader, name)
-        else:
-            trainer.fit(module, train_dataloaders=train_loader, val_dataloaders=val_loader)
-    elapsed_s = time.perf_counter() - started
-    if not checkpoint.best_model_path:
-        raise TrainingError(
-            f"model {name}: no validation epoch finished within train.max_time_s={config.max_time_s}; raise the budget"
-        )
-    kept = _kept_module(module, checkpoint.best_model_path, restore_best)
+    try:
+        # The Trainer is built inside the quiet block too: Lightning logs its device lines when it is created.
+        with _quiet_lightning(show_progress), _cpu_threads(threads), _spawn_sharing(devices):
+            trainer = _trainer(
+                config, accelerator, precision, callbacks, logger, len(train_loader), show_progress, folder, devices
+            )
+            started = time.perf_counter()
+            if devices > 1:
+                _fit_in_processes(trainer, module, train_loader, val_loader, name)
+            else:
+                trainer.fit(module, train_dataloaders=train_loader, val_dataloaders=val_loader)
+        elapsed_s = time.perf_counter() - started
+        if not checkpoint.best_model_path:
+            raise TrainingError(
+                f"model {name}: no validation epoch finished within train.max_time_s={config.max_time_s}; raise the budget"
+            )
+        kept = _kept_module(module, checkpoint.best_model_path, restore_best)
+    finally:
+        # The kept weights are in memory now, and the registry stores what serves: left in runs/, a
+        # checkpoint per model and night grew the data root by megabytes a meter a night, read by nothing.
+        shutil.rmtree(folder / CHECKPOINT_FOLDER, ignore_errors=True)
     curves = _epoch_curves(Path(logger.log_dir) / "metrics.csv")
     kept_row = curves[MONITOR].idxmin() if restore_best else curves[MONITOR].last_valid_index()
     return FitResult(
