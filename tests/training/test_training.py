@@ -15,9 +15,9 @@ from powercast.core.errors import ConfigError, TrainingError
 from powercast.prepare.series import PreparedSeries
 from powercast.reporting.curves import plot_loss_curves
 from powercast.training.fit import (
+    CHECKPOINT_FOLDER,
     fit_forecaster,
     local_log_dir,
-    CHECKPOINT_FOLDER,
     refit_forecaster,
     resolve_accelerator,
 )
