@@ -99,7 +99,7 @@ def nightly(params: NightlyParams = NightlyParams()) -> list[PublishedBatch]:
 @task(name="prune-registry", cache_policy=NO_CACHE)
 def prune_old_models(config: PowercastConfig, run_id: str, meter_ids: list[str]) -> PruneReport:
     """Remove the model versions of ``meter_ids`` older than their last ``registry.keep_runs`` training runs,
-    then the global networks no meter's card uses.
+    then the global networks no meter's card uses and the ``runs/`` folders of runs no version is left of.
 
     Only the meters trained tonight: a meter not trained gained no version, so it has nothing new
     to prune, and reading every meter's registry every night would cost the most on the biggest
@@ -111,12 +111,13 @@ def prune_old_models(config: PowercastConfig, run_id: str, meter_ids: list[str])
     )
     logger = get_run_logger()
     logger.info(
-        "registry pruned to each meter's last %d training runs: %d versions of the %d meters trained tonight and "
-        "%d global networks removed, %d bytes freed",
+        "registry pruned to each meter's last %d training runs: %d versions of the %d meters trained tonight, "
+        "%d global networks and %d run folders removed, %d bytes freed",
         report.keep_runs,
         report.versions_removed,
         len(report.meters),
         len(report.global_networks.removed),
+        len(report.runs.removed),
         report.bytes_freed,
     )
     for problem in report.problems():

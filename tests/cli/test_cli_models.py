@@ -34,6 +34,14 @@ def two_nights(tmp_path: Path, tiny_prepared: PreparedSeries, tiny_config: Power
 
 
 def test_prune_prints_what_it_removes_and_a_dry_run_removes_nothing(two_nights: str, capsys) -> None:
+    for age_days, night in enumerate(("night2", "night1"), start=1):  # each night's log folder, written days ago
+        folder = Path(two_nights) / "runs" / night / METER
+        folder.mkdir(parents=True)
+        (folder / "leaderboard.json").write_text('{"rows": []}', encoding="utf-8")
+        stamp = time.time() - age_days * 86400
+        for path in (folder, folder.parent):
+            os.utime(path, (stamp, stamp))
+        os.utime(folder / "leaderboard.json", (stamp, stamp))
     assert main(["models", "prune", "--root", two_nights, "--keep-runs", "1", "--dry-run"]) == 0
     dry = capsys.readouterr().out
     assert "dry run: nothing removed" in dry and "would remove 1 (night1-gru)" in dry and "would free" in dry
@@ -42,8 +50,10 @@ def test_prune_prints_what_it_removes_and_a_dry_run_removes_nothing(two_nights: 
     assert main(["models", "prune", "--root", two_nights, "--keep-runs", "1"]) == 0
     out = capsys.readouterr().out
     assert f"{METER}: kept 1 versions, removed 1 (night1-gru), freed" in out
-    assert "removed 1 versions of 1 meters and 0 global networks; freed" in out and "bytes)" in out
+    assert "runs/: kept 1 run folders, removed 1 (night1), freed" in out
+    assert "removed 1 versions of 1 meters, 0 global networks and 1 run folders; freed" in out and "bytes)" in out
     assert list_versions(two_nights, METER) == ["night2-gru"]
+    assert sorted(path.name for path in (Path(two_nights) / "runs").iterdir()) == ["night2"]
 
 
 def test_a_keep_count_of_zero_fails_naming_the_setting(two_nights: str, capsys) -> None:

@@ -556,3 +556,45 @@ def test_a_keep_count_out_of_the_declared_bounds_fails_naming_the_setting(regist
     with pytest.raises(ConfigError, match=r"registry\.keep_runs"):
         PowercastConfig().with_overrides({"registry.keep_runs": keep_runs})
     assert len(list_versions(registry, A)) == 4 * len(NIGHTS)
+
+
+def _run_folders(root: str, ages_s: dict[str, float]) -> None:
+    """Write a run folder per run id (a meter's leaderboard and a training log, as a night leaves them), aged."""
+    for run_id, age_s in ages_s.items():
+        folder = Path(root) / "runs" / run_id
+        (folder / A / "gru" / "csv").mkdir(parents=True)
+        (folder / A / "leaderboard.json").write_text('{"rows": []}', encoding="utf-8")
+        (folder / A / "gru" / "csv" / "metrics.csv").write_text("epoch,val_mae\n0,0.5\n", encoding="utf-8")
+        _age(folder, age_s)
+
+
+def test_run_folders_go_with_their_runs_last_version_but_the_newest_and_a_running_one_stay(registry: str) -> None:
+    # Nights 01-06 trained two days ago, in order; a night that failed for every meter (no version)
+    # yesterday; a night training now (its versions come at its end). Keeping 3 runs: night03 has
+    # no version left after pruning, and it is not among the 3 newest folders.
+    ages_s = {night: TWO_DAYS_S + (len(NIGHTS) - index) * 3600 for index, night in enumerate(NIGHTS)}
+    _run_folders(registry, {**ages_s, "failed-night": TWO_DAYS_S / 2, "training-now": 0})
+    old_failure = {"failed-before": 3 * TWO_DAYS_S}  # a failed night older than the newest 3: its logs go
+    _run_folders(registry, old_failure)
+
+    dry = prune_registry(registry, KEEP_RUNS, dry_run=True)
+    assert dry.runs.removed == ("failed-before", "night03") and (Path(registry) / "runs" / "night03").is_dir()
+
+    # A nightly prune of some meters judges the runs on every meter: A still holds night03's versions.
+    first = prune_registry(registry, KEEP_RUNS, meter_ids=[B])
+    assert first.runs.removed == ("failed-before",)
+    report = prune_registry(registry, KEEP_RUNS)
+    assert report.runs.removed == ("night03",)
+    assert first.runs.bytes_freed + report.runs.bytes_freed == dry.runs.bytes_freed > 0
+    left = sorted(path.name for path in (Path(registry) / "runs").iterdir())
+    # night01: B's champion; night02: A's replaced champion (a rollback target); 04-06: kept runs;
+    # failed-night and training-now: the 3 newest folders with night06.
+    assert left == ["failed-night", "night01", "night02", "night04", "night05", "night06", "training-now"]
+    assert report.problems() == []
+
+
+def test_a_run_folder_changed_within_the_grace_period_stays_however_many_runs_are_newer(registry: str) -> None:
+    _run_folders(registry, {"slow-night": 60.0, "newer-1": 30.0, "newer-2": 10.0, "newer-3": 0.0})
+    report = prune_registry(registry, 1)
+    assert "slow-night" in report.runs.kept and report.runs.removed == ()
+    assert prune_registry(registry, 1, orphan_grace_s=0).runs.removed == ("newer-1", "newer-2", "slow-night")

@@ -14,7 +14,7 @@ from powercast.core.settings import REGISTRY_SETTINGS, settings
 # The registry imports torch: the retention module is imported by the handler, so that building
 # the parser (every command) stays quick.
 if TYPE_CHECKING:
-    from powercast.models.retention import GlobalPruning, MeterPruning, PruneReport
+    from powercast.models.retention import GlobalPruning, MeterPruning, PruneReport, RunsPruning
 
 REGISTRY_OPTIONS = settings(REGISTRY_SETTINGS)
 
@@ -81,6 +81,14 @@ def global_line(networks: GlobalPruning, verb: str, freed: str) -> str:
     )
 
 
+def runs_line(runs: RunsPruning, verb: str, freed: str) -> str:
+    """Return one line saying what pruning did (would do) to the training runs' folders under ``runs/``."""
+    if runs.skipped:
+        return f"  runs/: skipped, {runs.skipped}"
+    removed = f" ({', '.join(runs.removed)})" if runs.removed else ""
+    return f"  runs/: kept {len(runs.kept)} run folders, {verb} {len(runs.removed)}{removed}, {freed} {size_text(runs.bytes_freed)}"
+
+
 def report_lines(report: PruneReport, models_dir: str) -> list[str]:
     """Return the printed report: a heading, one line per meter, the global networks, the total."""
     verb = "would remove" if report.dry_run else "removed"
@@ -89,9 +97,11 @@ def report_lines(report: PruneReport, models_dir: str) -> list[str]:
     lines = [f"{heading}pruning {models_dir}, keeping each meter's last {report.keep_runs} training runs"]
     lines += [meter_line(meter, verb, freed) for meter in report.meters]
     lines.append(global_line(report.global_networks, verb, freed))
+    lines.append(runs_line(report.runs, verb, freed))
     lines.append(
-        f"{verb} {report.versions_removed} versions of {len(report.meters)} meters and "
-        f"{len(report.global_networks.removed)} global networks; {freed} {size_text(report.bytes_freed)}"
+        f"{verb} {report.versions_removed} versions of {len(report.meters)} meters, "
+        f"{len(report.global_networks.removed)} global networks and {len(report.runs.removed)} run folders; "
+        f"{freed} {size_text(report.bytes_freed)}"
     )
     return lines
 

@@ -32,6 +32,11 @@ are the cards of that version read, to see which network each names (one that ca
 keeps them all). An unreferenced folder younger than ``GLOBAL_ORPHAN_GRACE_S`` is kept too:
 ``register_model`` writes the shared folder before the card that names it.
 
+A ``runs/<run_id>/`` folder (leaderboards, loss curves, training logs) goes once no meter holds a
+version of its run, unless it is among the newest ``keep_runs`` run folders (a night that failed
+for every meter registered nothing; its logs are what its morning needs) or changed within
+``GLOBAL_ORPHAN_GRACE_S`` (a night still training registers its versions at its end).
+
 A folder under ``models/<meter_id>/`` without ``model.json`` is never listed, so nothing else
 would remove it: one in which nothing changed for ``GLOBAL_ORPHAN_GRACE_S`` (a ``register_model``
 that died before its card, a deletion on an object store that stopped after the card) is removed.
@@ -102,6 +107,9 @@ DEFAULT_PRUNE_HOLDER = "registry prune"
 _METER_ID_RE = re.compile(METER_ID_PATTERN)
 _NETWORK_ID_RE = re.compile(rf"^[0-9a-f]{{{NETWORK_ID_HEX_CHARS}}}$")
 _EPOCH = datetime.fromtimestamp(0, UTC)
+# Where no folder can be renamed (an object store), this file of a run folder would go first; a run folder has none
+# at its top (its leaderboards are per meter), so the folder is simply deleted whole.
+RUN_MARKER_FILE = "leaderboard.json"
 # A version folder's name, registry.version_name's "<run_id>-<model>": a cell or the combination, a
 # global network's with its suffix ("lstm_global"). A folder named otherwise is no version of ours.
 _VERSION_NAME_RE = re.compile(rf"^.+-({'|'.join((*CELL_NAMES, COMBINED_MODEL))})(_[a-z]+)?$")
@@ -134,18 +142,32 @@ class GlobalPruning:
 
 
 @dataclass(frozen=True)
+class RunsPruning:
+    """What pruning did (or would do) to the training runs' folders ``runs/<run_id>/`` (logs, leaderboards, curves)."""
+
+    kept: tuple[str, ...] = ()  # run ids: a version of theirs is in the registry, or among the newest folders
+    removed: tuple[str, ...] = ()
+    bytes_freed: int = 0
+    failures: dict[str, str] = field(default_factory=dict)
+    skipped: str | None = None
+
+
+@dataclass(frozen=True)
 class PruneReport:
-    """The outcome of pruning a registry: each meter, then the shared global networks."""
+    """The outcome of pruning a registry: each meter, then the shared global networks, then the runs' folders."""
 
     keep_runs: int
     dry_run: bool
     meters: tuple[MeterPruning, ...]
     global_networks: GlobalPruning
+    runs: RunsPruning = field(default_factory=RunsPruning)
 
     @property
     def bytes_freed(self) -> int:
         """Return the bytes removed (would be removed, in a dry run) in all."""
-        return sum(meter.bytes_freed for meter in self.meters) + self.global_networks.bytes_freed
+        return (
+            sum(meter.bytes_freed for meter in self.meters) + self.global_networks.bytes_freed + self.runs.bytes_freed
+        )
 
     @property
     def versions_removed(self) -> int:
@@ -161,6 +183,9 @@ class PruneReport:
         if self.global_networks.skipped:
             lines.append(f"global networks not pruned: {self.global_networks.skipped}")
         lines += [f"global network {name} not removed: {why}" for name, why in self.global_networks.failures.items()]
+        if self.runs.skipped:
+            lines.append(f"run folders not pruned: {self.runs.skipped}")
+        lines += [f"run folder {name} not removed: {why}" for name, why in self.runs.failures.items()]
         return lines
 
 
@@ -232,7 +257,11 @@ def prune_registry(
         networks = prune_global_networks(root, every_meter, gone, dry_run, orphan_grace_s)
     except OSError as exc:  # the meters were pruned: say so, and what stopped the shared folders' pass
         networks = GlobalPruning(skipped=f"the shared global network folders cannot be read or changed ({exc})")
-    return PruneReport(keep_runs, dry_run, meters, networks)
+    try:
+        runs = prune_run_folders(root, every_meter, gone, keep_runs, dry_run, orphan_grace_s)
+    except OSError as exc:  # likewise: the registry was pruned, the logs wait for the next prune
+        runs = RunsPruning(skipped=f"the run folders or the meters' versions cannot be read or changed ({exc})")
+    return PruneReport(keep_runs, dry_run, meters, networks, runs)
 
 
 def prune_meter(
@@ -665,6 +694,60 @@ def prune_global_networks(
         bytes_freed -= _empty_trash(filesystem, trash, failures)
         _remove_empty_version_folders(filesystem, global_dir)
     return GlobalPruning(tuple(kept), tuple(removed), tuple(too_new), bytes_freed, failures)
+
+
+def prune_run_folders(
+    root: str,
+    meter_ids: list[str],
+    gone: Mapping[str, Collection[str]] | None = None,
+    keep_runs: int = 1,
+    dry_run: bool = False,
+    grace_s: float = GLOBAL_ORPHAN_GRACE_S,
+) -> RunsPruning:
+    """Remove the ``runs/<run_id>/`` folders of runs no meter of ``meter_ids`` holds a version of any more.
+
+    A run's folder holds what a person reads about a night (each meter's ``leaderboard.json`` and
+    loss curves, the training logs) and ``seed_preset`` reads the champion's leaderboard there, so
+    it goes with the run's last version. Kept whatever the registry holds: the newest ``keep_runs``
+    folders by modification time (a night that failed for every meter registered nothing, and its
+    logs are what its morning needs) and a folder in which something changed within ``grace_s``
+    (a run still training: it registers its versions at the end). ``gone`` as for
+    ``prune_global_networks``. A folder is renamed into ``runs/.trash`` before it is deleted.
+
+    Raises
+    ------
+    OSError
+        When ``runs/`` or a meter's folder cannot be read (which runs are still used is then unknown).
+    """
+    filesystem, base = resolve_filesystem(root)
+    runs_dir = layout.under(base, layout.RUNS)
+    trash = f"{runs_dir}/{TRASH_DIR}"
+    folders = [info for info in _subfolders(filesystem, runs_dir) if not info.base_name.startswith(".")]
+    in_use = {
+        run_of_version(version)
+        for meter_id in meter_ids
+        for version in list_versions(root, meter_id)
+        if version not in (gone or {}).get(meter_id, ())
+    }
+    now = datetime.now(UTC)
+    changed = {info.base_name: _newest_mtime(filesystem, info.path) for info in folders}
+    newest = set(sorted(changed, key=lambda run_id: (changed[run_id], run_id), reverse=True)[:keep_runs])
+    kept, doomed = [], []
+    for info in folders:
+        run_id = info.base_name
+        if run_id in in_use or run_id in newest or (now - changed[run_id]).total_seconds() < grace_s:
+            kept.append(run_id)
+        else:
+            doomed.append((run_id, info.path))
+    leftover_bytes = folder_bytes(filesystem, trash)  # what a prune killed half-way left
+    removed, removed_bytes, failures = _discard_folders(filesystem, doomed, trash, RUN_MARKER_FILE, dry_run)
+    unremoved_bytes = 0 if dry_run else _empty_trash(filesystem, trash, failures)
+    return RunsPruning(
+        kept=tuple(sorted(kept + [run_id for run_id, _ in doomed if run_id not in removed])),
+        removed=tuple(removed),
+        bytes_freed=leftover_bytes + removed_bytes - unremoved_bytes,
+        failures=failures,
+    )
 
 
 def networks_in_use(

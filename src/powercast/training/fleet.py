@@ -60,7 +60,7 @@ from powercast.training.pipeline import (
     select_and_register,
 )
 
-# Where the global models' logs and checkpoints go: runs/<run_id>/<FLEET_RUN_FOLDER>/<cell>_global.
+# Where the global models' training logs go: runs/<run_id>/<FLEET_RUN_FOLDER>/<cell>_global.
 FLEET_RUN_FOLDER = "_fleet"
 
 

@@ -346,9 +346,9 @@ def fit_challenger(
     The cell is first fitted on the training windows with early stopping on validation (the
     held-out fit, which selection scores); with ``train.refit_on_validation`` a fresh model is
     then trained on training + validation windows for the epochs the held-out fit needed, and
-    that one is served (it has seen the most recent readings). Writes only Lightning's logs and
-    checkpoints (under ``runs/<run_id>/<meter_id>/<cell>``, or a temp folder deleted afterwards
-    for non-local roots); the registry is left alone until ``select_and_register``.
+    that one is served (it has seen the most recent readings). Writes only Lightning's logs (under
+    ``runs/<run_id>/<meter_id>/<cell>``, or a temp folder deleted afterwards for non-local roots;
+    its checkpoint is removed once read back); the registry is left alone until ``select_and_register``.
 
     Parameters
     ----------
