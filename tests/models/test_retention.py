@@ -593,6 +593,18 @@ def test_run_folders_go_with_their_runs_last_version_but_the_newest_and_a_runnin
     assert report.problems() == []
 
 
+def test_a_run_folder_holding_more_than_training_logs_stays(registry: str) -> None:
+    # `powercast train --preset seed` writes its report under runs/<run_id>/seed/: no meter, no version.
+    _run_folders(registry, {"seed-run": TWO_DAYS_S, "old-night": TWO_DAYS_S, **{f"new-{i}": 0.0 for i in range(3)}})
+    seed = Path(registry) / "runs" / "seed-run" / "seed"
+    seed.mkdir()
+    (seed / "seed_report.md").write_text("# seed preset\n", encoding="utf-8")
+    _age(Path(registry) / "runs" / "seed-run", TWO_DAYS_S)
+    report = prune_registry(registry, KEEP_RUNS)
+    assert report.runs.removed == ("old-night",) and "seed-run" in report.runs.kept
+    assert (seed / "seed_report.md").is_file()
+
+
 def test_a_run_folder_changed_within_the_grace_period_stays_however_many_runs_are_newer(registry: str) -> None:
     _run_folders(registry, {"slow-night": 60.0, "newer-1": 30.0, "newer-2": 10.0, "newer-3": 0.0})
     report = prune_registry(registry, 1)

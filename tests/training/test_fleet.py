@@ -134,10 +134,12 @@ def test_only_the_local_meters_train_their_own_models_and_the_global_ones_learn_
 
 @pytest.mark.parametrize("scope", ["local", "global"])
 def test_local_meters_outside_both_scopes_is_refused_naming_the_setting(fleet_root: str, scope: str) -> None:
-    with pytest.raises(ConfigError, match=r"local_meters \['sceaux_household'\] needs scope 'both'"):
+    with pytest.raises(ConfigError, match=r"train.local_meters \['sceaux_household'\] needs train.scope 'both'"):
         _config(fleet_root, scope).with_overrides({"train.local_meters": ["sceaux_household"]})
     with pytest.raises(ConfigError, match="not meter ids"):
         _config(fleet_root, "both").with_overrides({"train.local_meters": ["../etc"]})
+    with pytest.raises(ConfigError, match=r"train.local_meters needs a network among train.cells"):
+        _config(fleet_root, "both").with_overrides({"train.cells": ["hgb"], "train.local_meters": ["sceaux_household"]})
 
 
 def test_a_meter_that_cannot_be_prepared_fails_alone(fleet_root: str) -> None:

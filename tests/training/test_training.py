@@ -10,6 +10,7 @@ import pyarrow.fs as pafs
 import pytest
 import torch
 
+import powercast.training.fit as fit_module_of_powercast
 from powercast.core.config import PowercastConfig, TrainConfig
 from powercast.core.errors import ConfigError, TrainingError
 from powercast.prepare.series import PreparedSeries
@@ -50,6 +51,22 @@ def test_a_fit_keeps_its_epoch_log_but_not_its_checkpoint(
     assert result.best_val_mae == pytest.approx(result.curves["val_mae"].min())
 
 
+def test_a_fit_that_fails_after_its_checkpoint_was_written_leaves_no_checkpoint(
+    tiny_prepared: PreparedSeries, tiny_train: TrainConfig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    written = []
+
+    def read_back_fails(module, best_checkpoint_path, restore_best):
+        written.append(Path(best_checkpoint_path).is_file())  # the checkpoint exists when it is read back
+        raise TrainingError("model gru: the checkpoint could not be read back")
+
+    monkeypatch.setattr(fit_module_of_powercast, "_kept_module", read_back_fails)
+    with pytest.raises(TrainingError, match="could not be read back"):
+        fit_forecaster(tiny_prepared, tiny_train, "gru", tmp_path, progress=False)
+    assert written == [True]
+    assert not (tmp_path / CHECKPOINT_FOLDER).exists()
+
+
 def test_refit_trains_on_train_and_val_windows_for_exactly_the_given_epochs(
     tiny_prepared: PreparedSeries, tiny_train: TrainConfig, tmp_path: Path
 ) -> None:
@@ -82,7 +99,6 @@ def test_diverging_learning_rate_raises_training_error_naming_model_and_epoch(
     exploding = tiny_train.model_copy(update={"learning_rate": 1e36, "scheduler": "none"})
     with pytest.raises(TrainingError, match=r"model gru: training loss became (nan|inf) at epoch 0"):
         fit_forecaster(tiny_prepared, exploding, "gru", tmp_path, progress=False)
-    assert not (tmp_path / CHECKPOINT_FOLDER).exists()  # a failed fit leaves no checkpoint behind either
 
 
 def test_nan_in_a_training_window_stops_before_training(

@@ -388,11 +388,16 @@ class TrainConfig(_Section):
 
         malformed = [meter_id for meter_id in self.local_meters if not re.fullmatch(METER_ID_PATTERN, meter_id)]
         if malformed:
-            raise ValueError(f"local_meters {malformed} are not meter ids ({METER_ID_RULE})")
+            raise ValueError(f"train.local_meters {malformed} are not meter ids ({METER_ID_RULE})")
         if self.scope != "both":
             raise ValueError(
-                f"local_meters {self.local_meters} needs scope 'both' (it is {self.scope!r}): it chooses which meters "
-                "train their own models beside the global ones"
+                f"train.local_meters {self.local_meters} needs train.scope 'both' (it is {self.scope!r}): it chooses "
+                "which meters train their own models beside the global ones"
+            )
+        if not set(self.cells) & set(RECURRENT_CELLS):
+            raise ValueError(
+                f"train.local_meters needs a network among train.cells (it is {self.cells}): global models are "
+                "networks, and a meter not listed would have no model to select"
             )
         return self
 

@@ -17,6 +17,8 @@ MANIFEST = "store/manifest.parquet"
 MODELS = "models"
 GLOBAL_MODELS = "_global"  # under models/: never a meter id (METER_ID_PATTERN starts with a letter or digit)
 RUNS = "runs"
+# A run folder's subfolder of the global networks' training logs (beside one per meter).
+FLEET_RUN_FOLDER = "_fleet"
 FORECASTS = "forecasts"
 BACKTESTS = "backtests"
 WALK_FORWARD = "walk-forward"  # under backtests/<meter>/: a champion version never has this name

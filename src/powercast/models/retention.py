@@ -735,7 +735,12 @@ def prune_run_folders(
     kept, doomed = [], []
     for info in folders:
         run_id = info.base_name
-        if run_id in in_use or run_id in newest or (now - changed[run_id]).total_seconds() < grace_s:
+        if (
+            run_id in in_use
+            or run_id in newest
+            or (now - changed[run_id]).total_seconds() < grace_s
+            or not _holds_only_training_logs(filesystem, info.path, meter_ids)
+        ):
             kept.append(run_id)
         else:
             doomed.append((run_id, info.path))
@@ -748,6 +753,17 @@ def prune_run_folders(
         bytes_freed=leftover_bytes + removed_bytes - unremoved_bytes,
         failures=failures,
     )
+
+
+def _holds_only_training_logs(filesystem: pafs.FileSystem, folder: str, meter_ids: Collection[str]) -> bool:
+    """Return whether a run folder holds only what a training night writes: a folder per registry meter, ``_fleet``.
+
+    Anything else (the seed preset's ``seed/`` report, a file a person left) keeps the folder:
+    it is not ours to judge by the registry.
+    """
+    known = set(meter_ids) | {layout.FLEET_RUN_FOLDER}
+    entries = filesystem.get_file_info(pafs.FileSelector(folder, allow_not_found=True))
+    return all(entry.type == pafs.FileType.Directory and entry.base_name in known for entry in entries)
 
 
 def networks_in_use(

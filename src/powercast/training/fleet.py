@@ -61,7 +61,7 @@ from powercast.training.pipeline import (
 )
 
 # Where the global models' training logs go: runs/<run_id>/<FLEET_RUN_FOLDER>/<cell>_global.
-FLEET_RUN_FOLDER = "_fleet"
+FLEET_RUN_FOLDER = layout.FLEET_RUN_FOLDER
 
 
 @dataclass
