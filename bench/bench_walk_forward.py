@@ -107,6 +107,23 @@ def scoring_root(work_root: str) -> str:
     return str(root)
 
 
+def _check_channel_meters(parser: argparse.ArgumentParser, config: PowercastConfig) -> None:
+    """Exit naming the root when it lacks a meter ``ingest.channel_meters`` asks for.
+
+    A root whose store was filled without those channels skips the file on ingest (its checksum is
+    known), so a fleet configuration would silently train a "fleet" of the house alone.
+    """
+    from powercast.store.channels import channel_meter_id
+    from powercast.store.readings import list_meters
+
+    house = config.ingest.default_meter_id
+    wanted = {channel_meter_id(house, channel) for channel in config.ingest.channel_meters}
+    missing = sorted(wanted - set(list_meters(config.root)))
+    if missing:
+        parser.error(f"the store under {config.root} holds no readings of {missing}: it was ingested with other "
+                     "ingest.channel_meters; use a fresh --root")
+
+
 def main() -> int:
     """Walk forward (unless --score-only), score every contestant and the frozen champion, print, write JSON."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -136,6 +153,7 @@ def main() -> int:
     work_root = layout.walk_forward_dir(args.root, METER, run_id)
     if not args.score_only:
         ingest_paths([args.source], config, run_id="bench-ingest", progress=False)
+        _check_channel_meters(parser, config)
         run_walk_forward(config, METER, args.start, args.end, args.refit_every_days, run_id, progress=False)
     report = json.loads(Path(work_root, REPORT_NAME).read_text())
     work = config.model_copy(update={"root": scoring_root(work_root)})
