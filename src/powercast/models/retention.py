@@ -107,9 +107,6 @@ DEFAULT_PRUNE_HOLDER = "registry prune"
 _METER_ID_RE = re.compile(METER_ID_PATTERN)
 _NETWORK_ID_RE = re.compile(rf"^[0-9a-f]{{{NETWORK_ID_HEX_CHARS}}}$")
 _EPOCH = datetime.fromtimestamp(0, UTC)
-# Where no folder can be renamed (an object store), this file of a run folder would go first; a run folder has none
-# at its top (its leaderboards are per meter), so the folder is simply deleted whole.
-RUN_MARKER_FILE = "leaderboard.json"
 # A version folder's name, registry.version_name's "<run_id>-<model>": a cell or the combination, a
 # global network's with its suffix ("lstm_global"). A folder named otherwise is no version of ours.
 _VERSION_NAME_RE = re.compile(rf"^.+-({'|'.join((*CELL_NAMES, COMBINED_MODEL))})(_[a-z]+)?$")
@@ -352,7 +349,7 @@ def _discard_versions(
 
 
 def _discard_folders(
-    filesystem: pafs.FileSystem, folders: list[tuple[str, str]], trash: str, card_file: str, dry_run: bool
+    filesystem: pafs.FileSystem, folders: list[tuple[str, str]], trash: str, card_file: str | None, dry_run: bool
 ) -> tuple[list[str], int, dict[str, str]]:
     """Take each (name, folder) of ``folders`` into ``trash`` (``card_file`` first where no rename exists); return
     the names removed, their bytes, and why the others could not be (they are still there, whole)."""
@@ -595,13 +592,13 @@ def folder_bytes(filesystem: pafs.FileSystem, folder: str) -> int:
     return sum(info.size or 0 for info in filesystem.get_file_info(selector) if info.type == pafs.FileType.File)
 
 
-def discard_folder(filesystem: pafs.FileSystem, folder: str, trash: str, marker_file: str) -> None:
+def discard_folder(filesystem: pafs.FileSystem, folder: str, trash: str, marker_file: str | None) -> None:
     """Take ``folder`` out of the registry so that no reader ever finds it half-deleted.
 
     On a local disk the folder is renamed atomically into ``trash`` (emptied later, by this prune
     or, after a crash, the next one). A filesystem that cannot rename a folder (an object store)
-    deletes ``marker_file`` first (a card, ``network.json``): without it the folder is no longer
-    listed or loadable, then the rest. A folder already gone (another prune took it) is no error.
+    deletes ``marker_file`` first (a card, ``network.json``; None for a folder no reader lists by a
+    file, a run's): without it the folder is no longer listed or loadable, then the rest. A folder already gone (another prune took it) is no error.
 
     Raises
     ------
@@ -611,7 +608,7 @@ def discard_folder(filesystem: pafs.FileSystem, folder: str, trash: str, marker_
     if isinstance(filesystem, pafs.LocalFileSystem):
         _move_into_trash(filesystem, folder, trash)
         return
-    if filesystem.get_file_info(f"{folder}/{marker_file}").type == pafs.FileType.File:
+    if marker_file is not None and filesystem.get_file_info(f"{folder}/{marker_file}").type == pafs.FileType.File:
         filesystem.delete_file(f"{folder}/{marker_file}")
     if filesystem.get_file_info(folder).type == pafs.FileType.Directory:
         filesystem.delete_dir(folder)
@@ -723,29 +720,23 @@ def prune_run_folders(
     runs_dir = layout.under(base, layout.RUNS)
     trash = f"{runs_dir}/{TRASH_DIR}"
     folders = [info for info in _subfolders(filesystem, runs_dir) if not info.base_name.startswith(".")]
-    in_use = {
-        run_of_version(version)
-        for meter_id in meter_ids
-        for version in list_versions(root, meter_id)
-        if version not in (gone or {}).get(meter_id, ())
-    }
     now = datetime.now(UTC)
     changed = {info.base_name: _newest_mtime(filesystem, info.path) for info in folders}
     newest = set(sorted(changed, key=lambda run_id: (changed[run_id], run_id), reverse=True)[:keep_runs])
-    kept, doomed = [], []
-    for info in folders:
-        run_id = info.base_name
-        if (
-            run_id in in_use
-            or run_id in newest
-            or (now - changed[run_id]).total_seconds() < grace_s
-            or not _holds_only_training_logs(filesystem, info.path, meter_ids)
-        ):
-            kept.append(run_id)
-        else:
-            doomed.append((run_id, info.path))
+    candidates = [
+        info
+        for info in folders
+        if info.base_name not in newest
+        and (now - changed[info.base_name]).total_seconds() >= grace_s
+        and _holds_only_training_logs(filesystem, info.path, meter_ids)
+    ]
+    # Every meter's versions are listed only when some folder could go (most nights, none can).
+    in_use = _runs_in_use(root, meter_ids, gone or {}) if candidates else set()
+    doomed = [(info.base_name, info.path) for info in candidates if info.base_name not in in_use]
+    doomed_ids = {run_id for run_id, _ in doomed}
+    kept = [run_id for run_id in changed if run_id not in doomed_ids]
     leftover_bytes = folder_bytes(filesystem, trash)  # what a prune killed half-way left
-    removed, removed_bytes, failures = _discard_folders(filesystem, doomed, trash, RUN_MARKER_FILE, dry_run)
+    removed, removed_bytes, failures = _discard_folders(filesystem, doomed, trash, None, dry_run)
     unremoved_bytes = 0 if dry_run else _empty_trash(filesystem, trash, failures)
     return RunsPruning(
         kept=tuple(sorted(kept + [run_id for run_id, _ in doomed if run_id not in removed])),
@@ -753,6 +744,16 @@ def prune_run_folders(
         bytes_freed=leftover_bytes + removed_bytes - unremoved_bytes,
         failures=failures,
     )
+
+
+def _runs_in_use(root: str, meter_ids: list[str], gone: Mapping[str, Collection[str]]) -> set[str]:
+    """Return the runs some meter of ``meter_ids`` still holds a version of (``gone``'s count as removed)."""
+    return {
+        run_of_version(version)
+        for meter_id in meter_ids
+        for version in list_versions(root, meter_id)
+        if version not in gone.get(meter_id, ())
+    }
 
 
 def _holds_only_training_logs(filesystem: pafs.FileSystem, folder: str, meter_ids: Collection[str]) -> bool:
