@@ -132,6 +132,30 @@ def test_only_the_local_meters_train_their_own_models_and_the_global_ones_learn_
     assert {"house-only-lstm", "house-only-hgb"} <= set(list_versions(fleet_root, house))
 
 
+def test_failed_global_networks_leave_the_meters_own_models_to_compete(
+    fleet_root: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Fault injection: the global fit fails as a diverging one does. The night goes on as the flow's does:
+    # the house selects among its own models, a meter served only by global networks fails alone, saying why.
+    def diverging(*args: object, **kwargs: object) -> None:
+        raise TrainingError("model lstm_global: the training loss became nan")
+
+    monkeypatch.setattr("powercast.training.fleet.fit_global", diverging)
+    house, kitchen = "sceaux_household", "sceaux_household.kitchen"
+    config = _config(fleet_root, "both").with_overrides({"train.cells": ["lstm", "hgb"], "train.local_meters": [house]})
+    result = train_fleet(config, [house, kitchen], run_id="global-fails", progress=False)
+    assert result.global_failure == "model lstm_global: the training loss became nan"
+    assert result.global_fits == {}
+    assert set(result.outcomes) == {house}
+    board = result.outcomes[house].leaderboard
+    assert {row["model"] for row in board if row["window_set"] == "val" and row["kind"] == "challenger"} == {
+        "lstm", "hgb", "combo"
+    }
+    assert set(result.failures) == {kitchen}
+    assert "no challenger to select from" in result.failures[kitchen]
+    assert "the training loss became nan" in result.failures[kitchen]
+
+
 @pytest.mark.parametrize("scope", ["local", "global"])
 def test_local_meters_outside_both_scopes_is_refused_naming_the_setting(fleet_root: str, scope: str) -> None:
     with pytest.raises(ConfigError, match=r"train.local_meters \['sceaux_household'\] needs train.scope 'both'"):

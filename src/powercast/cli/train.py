@@ -189,12 +189,14 @@ def _train_fleet(
         stopped = f"{trained.fit.epochs_run} epochs, stopped by {trained.fit.stopped_by}"
         refit = f"refit {trained.refit.epochs_run} epochs" if trained.refit else f"no refit: {trained.refit_skipped}"
         print(f"  global {cell}: {trained.elapsed_s:.1f} s on {trained.device}, {stopped}; {refit}")
+    if result.global_failure:
+        print(f"  global models: FAILED: {result.global_failure}")
     print(fleet_table(result.outcomes))
     for meter_id, cells in result.failed_cells.items():
         print(f"{meter_id}: cells left out: " + "; ".join(f"{cell}: {error}" for cell, error in cells.items()))
     for meter_id, error in result.failures.items():
         print(f"{meter_id}: FAILED: {error}")
-    return 1 if result.failures else 0
+    return 1 if result.failures or result.global_failure else 0
 
 
 def fleet_table(outcomes: dict[str, TrainingOutcome]) -> str:

@@ -233,6 +233,8 @@ def _train_fleet_as_of(
     if meter_id not in meters:
         raise DataPreparationError(f"meter {meter_id!r} has no readings in the store of {config.root} ({len(meters)} meters)")
     outcome = train_fleet(config, meters, run_id, progress=progress, end_utc=end_utc)
+    if outcome.global_failure:  # as live: the meters' own models still competed
+        logger.warning("walk-forward %s: the global models failed that night: %s", run_id, outcome.global_failure)
     if meter_id in outcome.failures:
         raise TrainingError(outcome.failures[meter_id])
     others = len(outcome.failures)

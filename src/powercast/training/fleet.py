@@ -72,6 +72,7 @@ class FleetOutcome:
     failures: dict[str, str] = field(default_factory=dict)
     global_fits: dict[str, GlobalFit] = field(default_factory=dict)
     failed_cells: dict[str, dict[str, str]] = field(default_factory=dict)  # meter → cell → error, left out
+    global_failure: str | None = None  # why tonight's global networks could not be trained; None when they were
 
 
 def fit_global(
@@ -295,7 +296,9 @@ def train_fleet(
     """Return the outcome of training, selecting and registering tonight's models for every meter.
 
     A meter whose series cannot be prepared or whose selection fails is recorded in
-    ``failures`` and the others carry on; a global model that cannot be trained fails the call.
+    ``failures`` and the others carry on. Global networks that cannot be trained are recorded in
+    ``global_failure`` and the meters' own models still compete, as on a live night; a meter with
+    no challenger left fails alone.
     With ``lock_timeout_s`` (local roots), each meter's registry writes happen under its lock.
     With ``end_utc``, only the readings before it are read (a night replayed in a walk-forward).
     """
@@ -304,7 +307,10 @@ def train_fleet(
         check_global_devices(config)
     usable, outcome.failures = prepare_fleet(config, meter_ids, end_utc=end_utc)
     if trains_global(config) and usable:
-        outcome.global_fits = fit_global_models(config, usable, run_id, progress)
+        try:
+            outcome.global_fits = fit_global_models(config, usable, run_id, progress)
+        except PowercastError as exc:  # the meters' own models are still worth a night (the flow does the same)
+            outcome.global_failure = str(exc)
     for prepared in usable:
         try:
             local, failed_cells = local_challengers(config, prepared, run_id, progress)
@@ -312,7 +318,8 @@ def train_fleet(
                 outcome.failed_cells[prepared.meter_id] = failed_cells
             fits = local + [global_challenger(fit, cell, prepared) for cell, fit in outcome.global_fits.items()]
             if not fits:
-                raise TrainingError(f"meter {prepared.meter_id!r}: no challenger to select from ({failed_cells})")
+                why = {**failed_cells, **({"global": outcome.global_failure} if outcome.global_failure else {})}
+                raise TrainingError(f"meter {prepared.meter_id!r}: no challenger to select from ({why})")
             with _meter_lock(config, prepared.meter_id, run_id, lock_timeout_s):
                 outcome.outcomes[prepared.meter_id] = select_and_register(
                     config, prepared.meter_id, run_id, prepared, fits
