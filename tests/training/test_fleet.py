@@ -108,7 +108,8 @@ def test_both_scopes_compete_per_meter_and_the_winner_serves(fleet_root: str) ->
             version = champion_version(fleet_root, meter_id)
             assert version == f"night1-{winner}"
             card = read_card(fleet_root, meter_id, version)
-            assert card["training"]["scope"] == ("global" if winner.endswith("_global") else "local")
+            scopes = {"global" if name.endswith("_global") else "local" for name in card["hparams"].get("member_versions", [winner])}
+            assert card["training"]["scope"] == (scopes.pop() if len(scopes) == 1 else "mixed")
 
 
 def test_only_the_local_meters_train_their_own_models_and_the_global_ones_learn_from_all(fleet_root: str) -> None:
@@ -409,6 +410,8 @@ def test_a_winning_combination_with_a_global_member_serves_their_mean(
     assert champion.version == "mixed-combo"
     assert set(champion.module.member_versions) == {"mixed-gru", "mixed-gru_global"}
     assert read_card(root, prepared.meter_id, "mixed-gru_global")["training"]["scope"] == "global"
+    assert read_card(root, prepared.meter_id, "mixed-gru")["training"]["scope"] == "local"
+    assert read_card(root, prepared.meter_id, "mixed-combo")["training"]["scope"] == "mixed"  # of its members
     # Served: the mean of the meter's own GRU and the global GRU bound to this meter.
     windows = window_inputs(prepared, prepared.window_starts["val"][:16])
     served = [local.served_module, global_gru.served_module]

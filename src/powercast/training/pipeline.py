@@ -807,13 +807,23 @@ def _register_challenger(
             "refit_epochs": refit.epochs_run if refit is not None else None,
             "refit_skipped": challenger.refit_skipped,
             "ensemble_members": int(getattr(fit.module.hparams, "n_members", 1)),
-            "scope": challenger.scope,
+            "scope": card_scope(challenger),
         },
     )
     register_model(
         config.root, prepared.meter_id, version, challenger.served_module, record,
         holdout_module=fit.module if refit is not None else None,
     )
+
+
+def card_scope(challenger: ChallengerFit) -> str:
+    """Return the scope its model card names: as trained, and for a combination its members' ("mixed" when a
+    global network and a meter's own model are averaged; the combination itself is trained on nothing)."""
+    if challenger.cell != COMBINED_MODEL:
+        return challenger.scope
+    suffix = f"_{GLOBAL_SUFFIX}"
+    scopes = {"global" if version.endswith(suffix) else "local" for version in challenger.fit.module.member_versions}
+    return scopes.pop() if len(scopes) == 1 else "mixed"
 
 
 def _promote_and_record(
