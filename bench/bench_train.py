@@ -29,7 +29,7 @@ import torch
 
 from powercast.cli.options import add_setting_options, setting_overrides
 from powercast.core.config import PowercastConfig, SplitConfig
-from powercast.core.settings import TRAINING_SETTINGS, settings
+from powercast.core.settings import FLEET_TRAINING_SETTINGS, TRAINING_SETTINGS, settings
 from powercast.prepare.features import feature_names
 from powercast.store.ingest import ingest_paths
 from powercast.training.pipeline import train_meter
@@ -50,7 +50,9 @@ ABLATION_SETTINGS = (
     "prepare.holiday_features",
     "prepare.profile_features",
 )
-BENCH_OPTIONS = settings((*TRAINING_SETTINGS, "train.seed", *ABLATION_SETTINGS))
+# One meter's own models: the fleet's settings (train.scope, global networks) are bench_real_meters.py's.
+ONE_METER_SETTINGS = tuple(key for key in TRAINING_SETTINGS if key not in FLEET_TRAINING_SETTINGS)
+BENCH_OPTIONS = settings((*ONE_METER_SETTINGS, "train.seed", *ABLATION_SETTINGS))
 
 
 def prepared_features(config: PowercastConfig) -> tuple[str, ...]:
@@ -74,6 +76,9 @@ def main() -> int:
         **set_overrides(parser, args.set),
     }
     config = PowercastConfig(root=args.root).with_overrides(overrides)
+    if config.train.scope != "local":
+        parser.error(f"train.scope={config.train.scope!r}: this bench trains one meter's own models; "
+                     "global networks are measured by bench/bench_real_meters.py")
     started = time.perf_counter()
     ingest_paths([args.source], config, run_id="bench-ingest", progress=False)
     ingest_s = time.perf_counter() - started

@@ -36,6 +36,15 @@ FLEET_SETTINGS: tuple[str, ...] = ("fleet.task_runner", "fleet.dask_address", "f
 # How much of the model registry a night (and `powercast models prune`) keeps.
 REGISTRY_SETTINGS: tuple[str, ...] = ("registry.keep_runs",)
 
+# The training settings that matter only when global networks train on a fleet (train.scope global or both).
+FLEET_TRAINING_SETTINGS: tuple[str, ...] = (
+    "train.scope",
+    "train.global_steps_per_epoch",
+    "train.global_devices",
+    "train.global_hidden_sizes",
+    "train.meter_embedding_dim",
+    "train.local_meters",
+)
 # What the train and nightly runs let a person change, in form order.
 TRAINING_SETTINGS: tuple[str, ...] = (
     "train.cells",
@@ -49,12 +58,7 @@ TRAINING_SETTINGS: tuple[str, ...] = (
     "train.max_time_s",
     "train.cpu_threads",
     "train.accelerator",
-    "train.scope",
-    "train.global_steps_per_epoch",
-    "train.global_devices",
-    "train.global_hidden_sizes",
-    "train.meter_embedding_dim",
-    "train.local_meters",
+    *FLEET_TRAINING_SETTINGS,
 )
 
 
@@ -141,6 +145,7 @@ __all__ = [
     "INGEST_SETTINGS",
     "PREPARE_SETTINGS",
     "REGISTRY_SETTINGS",
+    "FLEET_TRAINING_SETTINGS",
     "TRAINING_SETTINGS",
     "Setting",
     "setting",
