@@ -209,10 +209,9 @@ def train_global_models(
     """
     powercast.training.fleet.check_global_devices(config)  # before reading the fleet, not after
     logger = get_run_logger()
-    if config.train.local_meters:  # a typo would otherwise pass unnoticed: no meter of that id trains its own models
-        absent = sorted(set(config.train.local_meters) - set(powercast.store.readings.list_meters(config.root)))
-        if absent:
-            logger.warning("train.local_meters names %s, which the store holds no readings of", absent)
+    absent = powercast.training.fleet.local_meters_without_readings(config)
+    if absent:
+        logger.warning("train.local_meters names %s, which the store holds no readings of", absent)
     no_news = "no global models tonight: none of the %d meter(s) they learn from has readings newer than its last training"
     if only_with_news and not _any_meter_has_news(config, meters, as_of_utc):  # before paying for preparing them
         logger.info(no_news, len(meters))

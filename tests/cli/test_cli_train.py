@@ -71,3 +71,20 @@ def test_train_all_meters_with_a_global_scope_prints_one_line_per_meter(
     for meter_id in ("sceaux_household", "sceaux_household.kitchen", "sceaux_household.rest"):
         assert meter_id in out
         assert read_history(root, meter_id)[-1]["run_id"] == "fleet1"
+
+
+def test_train_all_meters_warns_of_a_local_meter_the_store_lacks(
+    tiny_config_file: Path, sample_path: Path, tmp_path: Path, capsys
+) -> None:
+    # A typo in train.local_meters would otherwise pass unnoticed: that meter would train no model of its own.
+    root = str(tmp_path / "fleet-root")
+    assert main(["ingest", str(sample_path), "--root", root, "--quiet", "--channel-meters", "total", "kitchen"]) == 0
+    capsys.readouterr()
+    status = main(
+        ["train", "--config", str(tiny_config_file), "--root", root, "--all-meters", "--scope", "both", "--quiet"]
+        + ["--cells", "gru", "--local-meters", "sceaux_household.kitchn", "--run-id", "typo"]
+    )
+    captured = capsys.readouterr()
+    assert status == 0  # every meter is served by the global network
+    assert "train.local_meters names ['sceaux_household.kitchn'], which the store holds no readings of" in captured.err
+    assert "global gru:" in captured.out

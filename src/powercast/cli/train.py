@@ -7,6 +7,7 @@ writes its report beside the default pipeline's honest figures.
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import TYPE_CHECKING, Any
 
 from powercast.cli.options import add_setting_options, setting_overrides
@@ -181,8 +182,11 @@ def _train_fleet(
     config: PowercastConfig, meter_ids: list[str], run_id: str, lock_timeout_s: float, progress: bool | None
 ) -> int:
     """Train a fleet (train.scope decides local, global or both), print one line per meter; return the status."""
-    from powercast.training.fleet import train_fleet
+    from powercast.training.fleet import local_meters_without_readings, train_fleet
 
+    absent = local_meters_without_readings(config)
+    if absent:
+        print(f"warning: train.local_meters names {absent}, which the store holds no readings of", file=sys.stderr)
     result = train_fleet(config, meter_ids, run_id, progress=progress, lock_timeout_s=lock_timeout_s)
     print(f"run {run_id}: {len(meter_ids)} meter(s), train.scope={config.train.scope}")
     for cell, trained in result.global_fits.items():

@@ -41,6 +41,7 @@ from powercast.io.atomic import is_uri, resolve_filesystem
 from powercast.io.locking import meter_lock
 from powercast.prepare.datamodule import fleet_train_loader, fleet_val_loader
 from powercast.prepare.series import PreparedSeries, prepare_meters
+from powercast.store.readings import list_meters
 from powercast.training.fit import (
     FitResult,
     build_forecaster,
@@ -261,6 +262,16 @@ def local_challengers(
 def check_global_devices(config: PowercastConfig) -> None:
     """Raise ConfigError now when ``train.global_devices`` asks for more GPUs than there are, before a fleet is read."""
     check_devices(resolve_accelerator(config.train.accelerator), config.train.global_devices)
+
+
+def local_meters_without_readings(config: PowercastConfig) -> list[str]:
+    """Return the meters ``train.local_meters`` names that the store holds no readings of.
+
+    A typo there passes unnoticed otherwise: no meter of that id trains its own models.
+    """
+    if not config.train.local_meters:
+        return []
+    return sorted(set(config.train.local_meters) - set(list_meters(config.root)))
 
 
 def trains_global(config: PowercastConfig) -> bool:
