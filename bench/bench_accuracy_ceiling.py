@@ -15,7 +15,7 @@ A ceiling above a target says no reweighting or recalibration of these models re
 day-level rescale says how much of the error is the day's level (weather, occupancy) rather than
 its shape. Writes ``bench/results/accuracy_ceiling.json`` (``-<tag>`` with ``--tag``). Never asserts.
 
-    .venv/bin/python bench/bench_accuracy_ceiling.py --root DIR [--meter sceaux_household] [--run RUN_ID]
+    .venv/bin/python bench/bench_accuracy_ceiling.py [--root DIR] [--meter sceaux_household] [--run RUN_ID]
                                                      [--start 2010-01-01] [--end 2010-11-25] [--tag NAME]
 """
 
@@ -41,6 +41,11 @@ FINE_STEPS, COARSE_STEPS = 50, 20
 
 def run_versions(root: str, meter_id: str, run_id: str | None) -> tuple[str, list[str]]:
     """Return (the run id, its registered versions for ``meter_id``): ``run_id``'s, else the champion's run."""
+    if not list_versions(root, meter_id):
+        raise SystemExit(
+            f"no registered model of meter {meter_id!r} under {root}: run bench/bench_real_meters.py "
+            "(or bench_train.py) with that root first, or pass --root"
+        )
     if run_id is None:
         champion = champion_version(root, meter_id)
         if champion is None:
@@ -109,7 +114,11 @@ def ceilings(forecasts_kw: dict[str, np.ndarray], served: str, actual_kw: np.nda
 def main() -> int:
     """Replay the run's versions, print the table, write the JSON; return the exit status."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--root", required=True, help="a data root holding the run's registered models and the store")
+    parser.add_argument(
+        "--root",
+        default=str(RESULTS / "real_meters_root"),
+        help="a data root holding the run's registered models and the store (default: bench_real_meters.py's)",
+    )
     parser.add_argument("--meter", default="sceaux_household")
     parser.add_argument("--run", default=None, help="the training run's id (default: the champion's)")
     parser.add_argument("--start", type=date.fromisoformat, default=date(2010, 1, 1), help="first issue day")

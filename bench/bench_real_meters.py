@@ -135,6 +135,8 @@ def main() -> int:
     started = time.perf_counter()
     result = train_fleet(config, meters, run_id, progress=False)
     elapsed_s = time.perf_counter() - started
+    if result.global_failure:  # the benchmark compares global with local networks: no figures without them
+        raise SystemExit(f"the global networks failed, nothing to compare: {result.global_failure}")
     rows = [
         meter_row(m, o.leaderboard, o.decision, combination_members(config.root, m, o.versions))
         for m, o in sorted(result.outcomes.items())

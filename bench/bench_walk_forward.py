@@ -128,7 +128,9 @@ def main() -> int:
     """Walk forward (unless --score-only), score every contestant and the frozen champion, print, write JSON."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--source", default=str(DEFAULT_SOURCE), help="the full UCI file")
-    parser.add_argument("--root", required=True, help="data root (the full file is ingested when missing)")
+    parser.add_argument(
+        "--root", default=str(RESULTS / "train_root"), help="data root (the full file is ingested when missing)"
+    )
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--cpu-threads", type=int, default=1)
     parser.add_argument("--refit-every-days", type=int, default=30)
