@@ -1,19 +1,23 @@
 """Benchmark: how far combining or correcting a night's models could go on 2010, in hindsight.
 
-Replays every challenger one training run registered for a meter (e.g. the root of
+Replays every model one training run registered for a meter (e.g. on the root of
 ``bench_real_meters.py`` or ``bench_train.py``) over the issue days ``--start`` .. ``--end``, exactly as
-``powercast backtest --version V`` serves it (fallback through gaps included), and scores every day
+``powercast backtest --version V`` serves it (fallback through gaps included; its batches are
+published under ``<root>/backtests/<meter>/<version>/`` as a backtest's are), and scores every day
 whose 24 hours all have readings. Then prints, in kW over all those hours:
 
-* each contestant's MAE (the served combination among them);
+* each model's MAE, the one the run serves marked (its champion, else its combination);
 * **hindsight ceilings**, each fitted on the very hours it scores, so no model could serve them:
-  the best convex weights of the run's own models (one set, and one set per horizon step), the
-  best constant shift and scale of the served model, the best model chosen day by day, and the
-  served model rescaled so that each day's mean equals the day's actual mean load.
+  the best convex weights of the run's own models (not the combination), and the best free
+  weights with an intercept, each as one set and as one set per horizon step (least absolute
+  deviations, solved exactly as linear programs); the best constant shift and single scale
+  factor of the served model; the best model chosen day by day; and the served model rescaled (and,
+  apart, shifted) so that each day's mean equals the day's actual mean load.
 
-A ceiling above a target says no reweighting or recalibration of these models reaches it; the
-day-level rescale says how much of the error is the day's level (weather, occupancy) rather than
-its shape. Writes ``bench/results/accuracy_ceiling.json`` (``-<tag>`` with ``--tag``). Never asserts.
+A ceiling above a target says that no such reweighting or recalibration of these models reaches
+it; the day-level rescale says how much of the error the day's level (weather, occupancy) accounts
+for, the rest being its shape. Writes ``bench/results/accuracy_ceiling.json`` (``-<tag>`` with
+``--tag``). Never asserts.
 
     .venv/bin/python bench/bench_accuracy_ceiling.py [--root DIR] [--meter sceaux_household] [--run RUN_ID]
                                                      [--start 2010-01-01] [--end 2010-11-25] [--tag NAME]
@@ -22,21 +26,21 @@ its shape. Writes ``bench/results/accuracy_ceiling.json`` (``-<tag>`` with ``--t
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 from datetime import date
 from pathlib import Path
 
 import numpy as np
+from scipy import sparse
+from scipy.optimize import linprog
 
 from powercast.core.config import COMBINED_MODEL, PowercastConfig
+from powercast.core.errors import PowercastError
 from powercast.models.registry import champion_version, list_versions, load_model, read_card
 from powercast.serving.backtest import Replay, issue_days, replay_days
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"
-# Grid of the convex-weight search: 1/50 steps for up to three models, coarser beyond (the grid grows as n^(k-1)).
-FINE_STEPS, COARSE_STEPS = 50, 20
 
 
 def run_versions(root: str, meter_id: str, run_id: str | None) -> tuple[str, list[str]]:
@@ -64,51 +68,87 @@ def replayed(config: PowercastConfig, meter_id: str, version: str, days: list[da
     return np.asarray(replay.truths), np.asarray(replay.forecasts)
 
 
-def simplex_weights(k: int, steps: int) -> np.ndarray:
-    """Return every weight vector of ``k`` non-negative multiples of 1/steps summing to one, ``[M, k]``."""
-    rows = [np.diff([0, *cuts, steps]) for cuts in itertools.combinations_with_replacement(range(steps + 1), k - 1)]
-    return np.asarray(rows, dtype=np.float64) / steps
-
-
-def best_convex_mae_kw(
-    forecasts_kw: np.ndarray, actual_kw: np.ndarray, weights: np.ndarray
-) -> tuple[float, np.ndarray]:
-    """Return the lowest MAE of ``weights @ forecasts`` (``[k, N]`` forecasts, ``[N]`` actuals) and its weights."""
-    best, best_weights = np.inf, weights[0]
-    for chunk in np.array_split(weights, max(1, len(weights) // 512)):
-        errors = np.abs(chunk @ forecasts_kw - actual_kw).mean(axis=1)
-        if errors.min() < best:
-            best, best_weights = float(errors.min()), chunk[int(errors.argmin())]
-    return best, best_weights
+def best_l1_combination(forecasts_kw: np.ndarray, actual_kw: np.ndarray, convex: bool) -> tuple[float, np.ndarray]:
+    """Return the lowest MAE of a linear combination of the rows of ``forecasts_kw`` (``[k, N]``) against ``actual_kw``
+    (``[N]``) and its coefficients: convex weights (non-negative, summing to one) or, with ``convex`` off, any
+    weights plus an intercept (its last coefficient). Solved exactly as a linear program (least absolute deviations).
+    """
+    k, n = forecasts_kw.shape
+    columns = forecasts_kw.T if convex else np.column_stack([forecasts_kw.T, np.ones(n)])
+    m = columns.shape[1]
+    # Variables: the m coefficients, then the positive and negative parts of each residual.
+    cost = np.concatenate([np.zeros(m), np.full(2 * n, 1.0 / n)])
+    a_eq = sparse.hstack([sparse.csr_matrix(columns), sparse.identity(n), -sparse.identity(n)]).tocsr()
+    b_eq = actual_kw
+    if convex:
+        a_eq = sparse.vstack([a_eq, sparse.hstack([sparse.csr_matrix(np.ones((1, m))), sparse.csr_matrix((1, 2 * n))])])
+        b_eq = np.concatenate([actual_kw, [1.0]])
+    bounds = [(0, None) if convex else (None, None)] * m + [(0, None)] * (2 * n)
+    solved = linprog(cost, A_eq=a_eq, b_eq=b_eq, bounds=bounds, method="highs")
+    if not solved.success:
+        raise SystemExit(f"the least-absolute-deviations fit failed: {solved.message}")
+    coefficients = solved.x[:m]
+    return float(np.abs(columns @ coefficients - actual_kw).mean()), coefficients
 
 
 def ceilings(forecasts_kw: dict[str, np.ndarray], served: str, actual_kw: np.ndarray) -> dict[str, object]:
-    """Return the hindsight ceilings (see the module docstring) of the members and the served model."""
-    members = [name for name in forecasts_kw if name != served or len(forecasts_kw) == 1]
+    """Return the hindsight ceilings (see the module docstring) of the run's own models and the served model."""
+    members = [name for name in forecasts_kw if name != COMBINED_MODEL] or list(forecasts_kw)
     stacked = np.stack([forecasts_kw[name] for name in members])  # [k, days, H]
     k, horizon = len(members), actual_kw.shape[1]
-    weights = simplex_weights(k, FINE_STEPS if k <= 3 else COARSE_STEPS)
-    convex, convex_weights = best_convex_mae_kw(stacked.reshape(k, -1), actual_kw.ravel(), weights)
-    per_step = np.mean(
-        [best_convex_mae_kw(stacked[:, :, step], actual_kw[:, step], weights)[0] for step in range(horizon)]
-    )
+    convex, convex_weights = best_l1_combination(stacked.reshape(k, -1), actual_kw.ravel(), convex=True)
+    affine, affine_coefficients = best_l1_combination(stacked.reshape(k, -1), actual_kw.ravel(), convex=False)
+    per_step = [
+        (
+            best_l1_combination(stacked[:, :, step], actual_kw[:, step], convex=True)[0],
+            best_l1_combination(stacked[:, :, step], actual_kw[:, step], convex=False)[0],
+        )
+        for step in range(horizon)
+    ]
     served_kw = forecasts_kw[served]
     residual_kw = actual_kw - served_kw
-    scales = np.arange(0.80, 1.2001, 0.005)
-    scaled = min(float(np.abs(scale * served_kw - actual_kw).mean()) for scale in scales)
-    daily_level = served_kw * (actual_kw.mean(axis=1, keepdims=True) / served_kw.mean(axis=1, keepdims=True))
+    scale_mae_kw, scale = min(
+        (float(np.abs(scale * served_kw - actual_kw).mean()), float(scale)) for scale in np.arange(0.80, 1.2001, 0.005)
+    )
+    # The day's actual mean known, two ways: the served day rescaled to it (load scales with the level), and shifted
+    # to it. A day forecast at (near) zero mean, an idle channel meter, has no level to rescale: it is shifted.
+    actual_mean_kw, served_mean_kw = actual_kw.mean(axis=1, keepdims=True), served_kw.mean(axis=1, keepdims=True)
+    shifted_kw = served_kw + (actual_mean_kw - served_mean_kw)
+    rescalable = np.abs(served_mean_kw) > 1e-6
+    rescaled_kw = np.where(
+        rescalable, served_kw * actual_mean_kw / np.where(rescalable, served_mean_kw, 1.0), shifted_kw
+    )
     per_day = np.stack([np.abs(forecasts_kw[name] - actual_kw).mean(axis=1) for name in forecasts_kw])
     return {
         "members": members,
         "convex_weights_mae_kw": convex,
         "convex_weights": dict(zip(members, np.round(convex_weights, 3).tolist(), strict=True)),
-        "convex_weights_per_step_mae_kw": float(per_step),
+        "convex_weights_per_step_mae_kw": float(np.mean([pair[0] for pair in per_step])),
+        "affine_mae_kw": affine,
+        "affine_coefficients": dict(
+            zip([*members, "intercept_kw"], np.round(affine_coefficients, 3).tolist(), strict=True)
+        ),
+        "affine_per_step_mae_kw": float(np.mean([pair[1] for pair in per_step])),
         "constant_shift_mae_kw": float(np.abs(residual_kw - np.median(residual_kw)).mean()),
         "constant_shift_kw": float(np.median(residual_kw)),
-        "scale_mae_kw": scaled,
+        "scale_mae_kw": scale_mae_kw,
+        "scale": scale,
         "best_model_each_day_mae_kw": float(per_day.min(axis=0).mean()),
-        "daily_mean_known_mae_kw": float(np.abs(daily_level - actual_kw).mean()),
+        "daily_mean_known_rescaled_mae_kw": float(np.abs(rescaled_kw - actual_kw).mean()),
+        "daily_mean_known_shifted_mae_kw": float(np.abs(shifted_kw - actual_kw).mean()),
     }
+
+
+def served_name(root: str, meter_id: str, run_id: str, names: list[str]) -> str:
+    """Return the model the run serves: its champion when the champion is the run's, else its combination."""
+    champion = champion_version(root, meter_id)
+    if champion is not None and champion.startswith(f"{run_id}-"):
+        return champion.removeprefix(f"{run_id}-")
+    if COMBINED_MODEL in names:
+        return COMBINED_MODEL
+    raise SystemExit(
+        f"run {run_id!r} holds neither the champion of {meter_id!r} nor a {COMBINED_MODEL}: nothing it serves"
+    )
 
 
 def main() -> int:
@@ -131,17 +171,18 @@ def main() -> int:
     days = issue_days(args.start, args.end)
     actual_kw, forecasts_kw = None, {}
     for version in versions:
-        truth, forecasts_kw[version.removeprefix(f"{run_id}-")] = replayed(config, args.meter, version, days)
+        try:
+            truth, forecasts_kw[version.removeprefix(f"{run_id}-")] = replayed(config, args.meter, version, days)
+        except PowercastError as exc:
+            raise SystemExit(f"{version} could not be replayed over {args.start} .. {args.end}: {exc}") from exc
         if actual_kw is not None and not np.array_equal(truth, actual_kw):
             raise SystemExit(
                 f"{version} was scored on other hours than {versions[0]}: the ceilings need the same hours"
             )
         actual_kw = truth
-    served = (
-        COMBINED_MODEL
-        if COMBINED_MODEL in forecasts_kw
-        else min(forecasts_kw, key=lambda name: np.abs(forecasts_kw[name] - actual_kw).mean())
-    )
+    if actual_kw is None or actual_kw.size == 0:
+        raise SystemExit(f"no day of --start {args.start} .. --end {args.end} has all its hours read: nothing to score")
+    served = served_name(args.root, args.meter, run_id, list(forecasts_kw))
     scores = {name: float(np.abs(yhat - actual_kw).mean()) for name, yhat in forecasts_kw.items()}
     result = {
         "root": args.root,
@@ -168,11 +209,19 @@ def main() -> int:
         f"{found['convex_weights']}; one set per step: {found['convex_weights_per_step_mae_kw']:.4f}"
     )
     print(
+        f"  best free weights and intercept: {found['affine_mae_kw']:.4f} {found['affine_coefficients']}; "
+        f"one set per step: {found['affine_per_step_mae_kw']:.4f}"
+    )
+    print(
         f"  {served} shifted by the best constant ({found['constant_shift_kw']:+.4f} kW): "
-        f"{found['constant_shift_mae_kw']:.4f}; scaled by the best factor: {found['scale_mae_kw']:.4f}"
+        f"{found['constant_shift_mae_kw']:.4f}; scaled by the best factor (x{found['scale']:.3f}): "
+        f"{found['scale_mae_kw']:.4f}"
     )
     print(f"  the best model chosen each day: {found['best_model_each_day_mae_kw']:.4f}")
-    print(f"  {served} rescaled to each day's actual mean load: {found['daily_mean_known_mae_kw']:.4f}")
+    print(
+        f"  {served} with each day's actual mean load: rescaled to it {found['daily_mean_known_rescaled_mae_kw']:.4f}, "
+        f"shifted to it {found['daily_mean_known_shifted_mae_kw']:.4f}"
+    )
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / (f"accuracy_ceiling-{args.tag}.json" if args.tag else "accuracy_ceiling.json")
     out.write_text(json.dumps(result, indent=2) + "\n")

@@ -11,8 +11,10 @@ device per model. Writes ``bench/results/train.json``. Never asserts on time.
                                           [--missing-mask] [--day-of-year-features] [--holiday-features]
                                           [--profile-features]
 
-Every training setting of ``powercast train`` is an option here too (``--help`` lists them), and
-so are the input switches the accuracy ablation compares (docs/accuracy.md).
+Every training setting of ``powercast train`` for one meter's own models is an option here too
+(``--help`` lists them; the fleet's, ``train.scope`` and the global networks', are
+``bench_real_meters.py``'s), and so are the input switches the accuracy ablation compares
+(docs/accuracy.md).
 """
 
 from __future__ import annotations

@@ -10,6 +10,7 @@ import pytest
 
 from powercast.cli.main import main
 from powercast.core.config import PowercastConfig
+from powercast.core.errors import TrainingError
 from powercast.models.baselines import BASELINES
 from powercast.models.registry import read_history
 
@@ -88,3 +89,25 @@ def test_train_all_meters_warns_of_a_local_meter_the_store_lacks(
     assert status == 0  # every meter is served by the global network
     assert "train.local_meters names ['sceaux_household.kitchn'], which the store holds no readings of" in captured.err
     assert "global gru:" in captured.out
+
+
+def test_train_all_meters_reports_failed_global_networks_and_exits_1(
+    tiny_config_file: Path, sample_path: Path, tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Fault injection: the global fit fails as a diverging one does; the meters' own GRUs still serve.
+    def diverging(*args: object, **kwargs: object) -> None:
+        raise TrainingError("model gru_global: the training loss became nan")
+
+    monkeypatch.setattr("powercast.training.fleet.fit_global", diverging)
+    root = str(tmp_path / "fleet-root")
+    assert main(["ingest", str(sample_path), "--root", root, "--quiet", "--channel-meters", "total", "kitchen"]) == 0
+    capsys.readouterr()
+    status = main(
+        ["train", "--config", str(tiny_config_file), "--root", root, "--all-meters", "--scope", "both", "--quiet"]
+        + ["--cells", "gru", "--run-id", "night"]
+    )
+    out = capsys.readouterr().out
+    assert status == 1
+    assert "global models: FAILED: model gru_global: the training loss became nan" in out
+    for meter_id in ("sceaux_household", "sceaux_household.kitchen"):
+        assert read_history(root, meter_id)[-1]["run_id"] == "night"  # selected among its own models

@@ -45,6 +45,7 @@ FLEET_TRAINING_SETTINGS: tuple[str, ...] = (
     "train.meter_embedding_dim",
     "train.local_meters",
 )
+
 # What the train and nightly runs let a person change, in form order.
 TRAINING_SETTINGS: tuple[str, ...] = (
     "train.cells",

@@ -240,7 +240,8 @@ def _train_fleet_as_of(
     others = len(outcome.failures)
     if others:
         logger.warning("walk-forward %s: %d other meter(s) failed that night: %s", run_id, others, sorted(outcome.failures))
-    return outcome.outcomes[meter_id].decision.reason
+    decision = outcome.outcomes[meter_id].decision.reason
+    return f"{decision} (the global models failed: {outcome.global_failure})" if outcome.global_failure else decision
 
 
 def _replay_block(

@@ -307,9 +307,11 @@ def train_fleet(
     """Return the outcome of training, selecting and registering tonight's models for every meter.
 
     A meter whose series cannot be prepared or whose selection fails is recorded in
-    ``failures`` and the others carry on. Global networks that cannot be trained are recorded in
-    ``global_failure`` and the meters' own models still compete, as on a live night; a meter with
-    no challenger left fails alone.
+    ``failures`` and the others carry on. Global networks that cannot be trained (a PowercastError:
+    a diverging or failed fit) are recorded in ``global_failure`` and the meters' own models still
+    compete, as on a live night; a meter with no challenger left fails alone. As in the flow, one
+    cell's failure leaves out every global cell of the night (they are trained together), and any
+    other exception (a bug, CUDA out of memory) still propagates.
     With ``lock_timeout_s`` (local roots), each meter's registry writes happen under its lock.
     With ``end_utc``, only the readings before it are read (a night replayed in a walk-forward).
     """
@@ -358,6 +360,7 @@ __all__ = [
     "global_challenger",
     "global_train_config",
     "local_challengers",
+    "local_meters_without_readings",
     "prepare_fleet",
     "refit_global",
     "train_fleet",

@@ -823,7 +823,7 @@ def card_scope(challenger: ChallengerFit) -> str:
         return challenger.scope
     suffix = f"_{GLOBAL_SUFFIX}"
     scopes = {"global" if version.endswith(suffix) else "local" for version in challenger.fit.module.member_versions}
-    return scopes.pop() if len(scopes) == 1 else "mixed"
+    return scopes.pop() if len(scopes) == 1 else "mixed" if scopes else challenger.scope
 
 
 def _promote_and_record(
