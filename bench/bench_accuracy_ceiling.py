@@ -14,9 +14,11 @@ whose 24 hours all have readings. Then prints, in kW over all those hours:
   factor of the served model; the best model chosen day by day; and the served model rescaled (and,
   apart, shifted) so that each day's mean equals the day's actual mean load.
 
-A ceiling above a target says that no such reweighting or recalibration of these models reaches
-it; the day-level rescale says how much of the error the day's level (weather, occupancy) accounts
-for, the rest being its shape. Writes ``bench/results/accuracy_ceiling.json`` (``-<tag>`` with
+For contrast it also fits the per-step weights on one half of the days and scores them on the
+other (both ways): weights that could have been served. A ceiling above a target says that no
+such reweighting or recalibration of these models reaches it; the day-level rescale says how
+much of the error the day's level (weather, occupancy) accounts for, the rest being its shape.
+Writes ``bench/results/accuracy_ceiling.json`` (``-<tag>`` with
 ``--tag``). Never asserts.
 
     .venv/bin/python bench/bench_accuracy_ceiling.py [--root DIR] [--meter sceaux_household] [--run RUN_ID]
@@ -91,6 +93,25 @@ def best_l1_combination(forecasts_kw: np.ndarray, actual_kw: np.ndarray, convex:
     return float(np.abs(columns @ coefficients - actual_kw).mean()), coefficients
 
 
+def cross_fitted_per_step_mae_kw(stacked_kw: np.ndarray, actual_kw: np.ndarray, convex: bool) -> float:
+    """Return the MAE of per-step weights fitted on one half of the days and scored on the other, both ways.
+
+    ``stacked_kw`` is ``[k, days, H]``. Unlike the ceilings, these weights could have been served (fitted
+    on days other than those they score): whether the hindsight gain survives out of sample.
+    """
+    days, horizon = actual_kw.shape[0], actual_kw.shape[1]
+    first = np.arange(days) < days // 2
+    errors_kw = np.empty_like(actual_kw)
+    for fit_days, score_days in ((first, ~first), (~first, first)):
+        for step in range(horizon):
+            _, coefficients = best_l1_combination(stacked_kw[:, fit_days, step], actual_kw[fit_days, step], convex)
+            columns = stacked_kw[:, score_days, step].T
+            if not convex:
+                columns = np.column_stack([columns, np.ones(len(columns))])
+            errors_kw[score_days, step] = columns @ coefficients - actual_kw[score_days, step]
+    return float(np.abs(errors_kw).mean())
+
+
 def ceilings(forecasts_kw: dict[str, np.ndarray], served: str, actual_kw: np.ndarray) -> dict[str, object]:
     """Return the hindsight ceilings (see the module docstring) of the run's own models and the served model."""
     members = [name for name in forecasts_kw if name != COMBINED_MODEL] or list(forecasts_kw)
@@ -129,6 +150,8 @@ def ceilings(forecasts_kw: dict[str, np.ndarray], served: str, actual_kw: np.nda
             zip([*members, "intercept_kw"], np.round(affine_coefficients, 3).tolist(), strict=True)
         ),
         "affine_per_step_mae_kw": float(np.mean([pair[1] for pair in per_step])),
+        "convex_per_step_cross_fitted_mae_kw": cross_fitted_per_step_mae_kw(stacked, actual_kw, convex=True),
+        "affine_per_step_cross_fitted_mae_kw": cross_fitted_per_step_mae_kw(stacked, actual_kw, convex=False),
         "constant_shift_mae_kw": float(np.abs(residual_kw - np.median(residual_kw)).mean()),
         "constant_shift_kw": float(np.median(residual_kw)),
         "scale_mae_kw": scale_mae_kw,
@@ -221,6 +244,11 @@ def main() -> int:
     print(
         f"  {served} with each day's actual mean load: rescaled to it {found['daily_mean_known_rescaled_mae_kw']:.4f}, "
         f"shifted to it {found['daily_mean_known_shifted_mae_kw']:.4f}"
+    )
+    print(
+        "not hindsight: per-step weights fitted on one half of the days, scored on the other (both ways): "
+        f"convex {found['convex_per_step_cross_fitted_mae_kw']:.4f}, "
+        f"free with an intercept {found['affine_per_step_cross_fitted_mae_kw']:.4f}"
     )
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / (f"accuracy_ceiling-{args.tag}.json" if args.tag else "accuracy_ceiling.json")
