@@ -70,16 +70,16 @@ serve: $(STAMP)
 	$(PY) deployments/serve.py $(SERVE_ARGS)
 
 # QUICK=1: the bundled sample, fewer repeats, under 2 minutes. Only the scripts that have a --quick
-# mode run then; bench_train, bench_fleet, bench_real_meters and bench_windows read the full file
-# and have none, so QUICK skips them (and says so).
+# mode run then; the others read the full file (or what those wrote) and have none, so QUICK skips
+# them and names them.
 QUICK ?= 0
 QUICK_BENCHES := bench/bench_ingest.py bench/bench_startup.py bench/bench_forecast_latency.py bench/bench_throughput.py bench/bench_nightly.py
 # The full run: every script, the ceiling last (it replays the models bench_real_meters.py registered).
 FULL_BENCHES := $(filter-out bench/bench_accuracy_ceiling.py,$(sort $(wildcard bench/bench_*.py))) bench/bench_accuracy_ceiling.py
 bench: $(STAMP)
 	@if [ "$(QUICK)" = "1" ]; then \
-		echo "QUICK=1: bundled sample; skipping the full-file benchmarks without a quick mode" \
-			"(bench_train, bench_fleet, bench_real_meters, bench_windows)"; \
+		echo "QUICK=1: bundled sample; skipping the full-file benchmarks without a quick mode:" \
+			"$(filter-out $(QUICK_BENCHES),$(FULL_BENCHES))"; \
 		for script in $(QUICK_BENCHES); do echo "== $$script --quick"; $(PY) $$script --quick || exit 1; done; \
 	else \
 		for script in $(FULL_BENCHES); do echo "== $$script"; $(PY) $$script || exit 1; done; \

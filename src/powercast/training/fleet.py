@@ -310,8 +310,9 @@ def train_fleet(
     ``failures`` and the others carry on. Global networks that cannot be trained (a PowercastError:
     a diverging or failed fit) are recorded in ``global_failure`` and the meters' own models still
     compete, as on a live night; a meter with no challenger left fails alone. As in the flow, one
-    cell's failure leaves out every global cell of the night (they are trained together), and any
-    other exception (a bug, CUDA out of memory) still propagates.
+    cell's failure leaves out every global cell of the night (they are trained together). Unlike
+    the flow, which records any failed task, any other exception (a bug, CUDA out of memory)
+    propagates.
     With ``lock_timeout_s`` (local roots), each meter's registry writes happen under its lock.
     With ``end_utc``, only the readings before it are read (a night replayed in a walk-forward).
     """
