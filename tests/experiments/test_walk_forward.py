@@ -207,3 +207,32 @@ def test_a_fleet_walk_forward_trains_every_meter_each_night_and_replays_one(
         assert kitchen_versions == [f"{refit.run_id}-gru_global"]  # the kitchen trained that night, globally only
     assert report.backtest.batches == (END - START).days + 1 and not report.backtest.skipped
     assert set(_published(report.work_root)["meter_id"]) == {METER}  # only the house is replayed
+
+
+def test_a_fleet_walk_forward_night_whose_global_fit_fails_serves_the_meters_own_models_and_says_so(
+    sample_path: Path, champion_overrides: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Fault injection: every night's global fit fails as a diverging one does. As on a live night the
+    # house still selects among its own models, and each night's decision says the global models failed.
+    from powercast.core.errors import TrainingError
+    from powercast.store.ingest import ingest_paths
+
+    def diverging(*args: object, **kwargs: object) -> None:
+        raise TrainingError("model gru_global: the training loss became nan")
+
+    monkeypatch.setattr("powercast.training.fleet.fit_global", diverging)
+    config = PowercastConfig(root=str(tmp_path / "root")).with_overrides({
+        **champion_overrides,
+        "ingest.channel_meters": ["total", "kitchen"],
+        "train.scope": "both",
+        "train.local_meters": [METER],
+    })
+    ingest_paths([sample_path], config, run_id="ingest", progress=False)
+
+    report = run_walk_forward(config, METER, START, END, EVERY_DAYS, run_id="wf-no-global", progress=False)
+
+    for refit in report.refits:
+        assert not refit.decision.startswith("training failed"), refit.decision
+        assert refit.decision.endswith("(the global models failed: model gru_global: the training loss became nan)")
+    assert report.refits[0].champion_version == f"{report.refits[0].run_id}-gru"  # the house's own GRU serves
+    assert report.backtest.batches == (END - START).days + 1
