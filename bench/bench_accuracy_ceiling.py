@@ -48,7 +48,8 @@ RESULTS = REPO / "bench" / "results"
 
 def run_versions(root: str, meter_id: str, run_id: str | None) -> tuple[str, list[str]]:
     """Return (the run id, its registered versions for ``meter_id``): ``run_id``'s, else the champion's run."""
-    if not list_versions(root, meter_id):
+    registered = list_versions(root, meter_id)
+    if not registered:
         raise SystemExit(
             f"no registered model of meter {meter_id!r} under {root}: run bench/bench_real_meters.py "
             "(or bench_train.py) with that root first, or pass --root"
@@ -58,7 +59,7 @@ def run_versions(root: str, meter_id: str, run_id: str | None) -> tuple[str, lis
         if champion is None:
             raise SystemExit(f"--meter {meter_id!r} of --root {root} has no champion: pass --run RUN_ID")
         run_id = read_card(root, meter_id, champion)["run_id"]
-    versions = sorted(version for version in list_versions(root, meter_id) if version.startswith(f"{run_id}-"))
+    versions = sorted(version for version in registered if version.startswith(f"{run_id}-"))
     if not versions:
         raise SystemExit(f"--run {run_id!r} registered no version of --meter {meter_id!r} in --root {root}")
     return run_id, versions
